@@ -1,0 +1,481 @@
+//! The domain: tenants, subjects, entitlements, mappings, windows, and what Portier applied.
+//!
+//! Everything here is plain data; parsing happens once at the edge (`Email::parse`,
+//! `SubjectKey::parse`) so the rest of the engine can trust these values.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A UTC instant; local times are converted at the edge with the tenant's time zone.
+pub type Instant = DateTime<Utc>;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+string_id!(
+    /// One location (a Nexudus business or a Kinnovis location) with its own credentials.
+    TenantId
+);
+string_id!(
+    /// A Tapkey bound lock id.
+    LockId
+);
+string_id!(
+    /// A Tapkey contact id.
+    ContactId
+);
+string_id!(
+    /// A Tapkey grant id.
+    GrantId
+);
+
+/// The system a subject comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Nexudus,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Nexudus => "nexudus",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nexudus" => Some(SourceKind::Nexudus),
+            _ => None,
+        }
+    }
+}
+
+/// One person in one source: `tenant / source / person id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SubjectKey {
+    pub tenant: TenantId,
+    pub source: SourceKind,
+    pub person: String,
+}
+
+impl SubjectKey {
+    pub fn new(tenant: &TenantId, source: SourceKind, person: impl Into<String>) -> Self {
+        Self { tenant: tenant.clone(), source, person: person.into() }
+    }
+
+    /// Parses `tenant#source#person` (the store's key and the FIFO group id).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.splitn(3, '#');
+        let tenant = parts.next().filter(|t| !t.is_empty())?;
+        let source = SourceKind::parse(parts.next()?)?;
+        let person = parts.next().filter(|p| !p.is_empty())?;
+        Some(Self::new(&TenantId(tenant.to_owned()), source, person))
+    }
+}
+
+impl fmt::Display for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}#{}", self.tenant, self.source.as_str(), self.person)
+    }
+}
+
+/// A normalised email address (trimmed, lowercased). Tapkey contacts are keyed by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let e = raw.trim().to_lowercase();
+        let valid = match e.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && !domain.contains('@')
+            }
+            None => false,
+        };
+        if valid { Ok(Self(e)) } else { Err(format!("not an email address: {:?}", redact(raw))) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short stable hash for logs: emails never appear in logs in clear.
+    pub fn hashed(&self) -> String {
+        crate::telemetry::hash_for_logs(&self.0)
+    }
+}
+
+fn redact(raw: &str) -> String {
+    raw.chars().take(3).chain("…".chars()).collect()
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Email::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A half-open validity window `[from, until)`; `None` means open on that side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Window {
+    pub from: Option<Instant>,
+    pub until: Option<Instant>,
+}
+
+impl Window {
+    pub const ALWAYS: Window = Window { from: None, until: None };
+
+    pub fn new(from: Option<Instant>, until: Option<Instant>) -> Self {
+        Self { from, until }
+    }
+
+    /// An empty window (until ≤ from) grants nothing.
+    pub fn is_empty(&self) -> bool {
+        matches!((self.from, self.until), (Some(f), Some(u)) if u <= f)
+    }
+
+    pub fn contains(&self, t: Instant) -> bool {
+        self.from.is_none_or(|f| f <= t) && self.until.is_none_or(|u| t < u)
+    }
+
+    /// True once the window can never hold again.
+    pub fn has_ended(&self, now: Instant) -> bool {
+        self.until.is_some_and(|u| u <= now)
+    }
+
+    /// Overlapping or touching windows merge into one grant.
+    pub fn touches(&self, other: &Window) -> bool {
+        let a_before_b = matches!((self.until, other.from), (Some(u), Some(f)) if u < f);
+        let b_before_a = matches!((other.until, self.from), (Some(u), Some(f)) if u < f);
+        !a_before_b && !b_before_a
+    }
+
+    pub fn union(&self, other: &Window) -> Window {
+        let from = match (self.from, other.from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+        let until = match (self.until, other.until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        Window { from, until }
+    }
+
+    /// Merges a set of windows into the fewest disjoint ones, sorted by start.
+    pub fn merge_all(mut windows: Vec<Window>) -> Vec<Window> {
+        windows.retain(|w| !w.is_empty());
+        windows.sort_by_key(|w| (w.from.is_some(), w.from));
+        let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
+        for w in windows {
+            match merged.last_mut() {
+                Some(last) if last.touches(&w) => *last = last.union(&w),
+                _ => merged.push(w),
+            }
+        }
+        merged
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = |t: Option<Instant>| t.map_or("∞".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+        write!(f, "{} → {}", side(self.from), side(self.until))
+    }
+}
+
+/// What a source item is: the key of a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    /// A Nexudus TimePass product (e.g. "Bike Storage").
+    Pass,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Pass => "pass",
+        }
+    }
+}
+
+/// A source item that can be mapped to lock-system targets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ItemRef {
+    pub kind: ItemKind,
+    pub id: String,
+}
+
+impl fmt::Display for ItemRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// Where access is given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    TapkeyLock(LockId),
+}
+
+impl Target {
+    pub fn provider(&self) -> ProviderKind {
+        match self {
+            Target::TapkeyLock(_) => ProviderKind::Tapkey,
+        }
+    }
+
+    /// Stable key used in store records (`APPLIED#provider#target`).
+    pub fn key(&self) -> String {
+        match self {
+            Target::TapkeyLock(l) => format!("tapkey#{l}"),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::TapkeyLock(l) => write!(f, "Tapkey lock {l}"),
+        }
+    }
+}
+
+/// A lock system Portier writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Tapkey,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Tapkey => "tapkey",
+        }
+    }
+}
+
+/// Source item → lock-system targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub item: ItemRef,
+    pub targets: Vec<Target>,
+}
+
+/// The subject's profile: who they are, and any revocation overlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub email: Option<Email>,
+    pub name: String,
+    /// The source's version of this record (e.g. the coworker's `UpdatedOn`).
+    pub source_version: Option<Instant>,
+    /// The person no longer exists in the source (e.g. `CoworkerDelete`).
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// Where an entitlement came from, and its id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntitlementKind {
+    /// A Nexudus `CoworkerTimePass`.
+    Pass,
+}
+
+impl EntitlementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntitlementKind::Pass => "pass",
+        }
+    }
+}
+
+/// Whether an entitlement still grants anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EntitlementState {
+    Active,
+    Ended { reason: String },
+}
+
+/// One reason for access, with its window and the source version that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub kind: EntitlementKind,
+    /// The source record's id (e.g. the CoworkerTimePass id).
+    pub id: String,
+    pub item: ItemRef,
+    /// Human label for explain ("Bike Storage").
+    pub label: String,
+    pub window: Window,
+    pub state: EntitlementState,
+    /// Source version (`UpdatedOn`); an older one never overwrites a newer one.
+    pub source_version: Instant,
+}
+
+impl Entitlement {
+    /// Store key `kind#id`.
+    pub fn key(&self) -> String {
+        format!("{}#{}", self.kind.as_str(), self.id)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state == EntitlementState::Active
+    }
+}
+
+/// How far a provider write got: an intent is written before the non-idempotent call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AppliedState {
+    /// The create call may or may not have happened: look it up before creating again.
+    Intent,
+    /// The provider confirmed the object with this id.
+    Created { grant_id: GrantId },
+}
+
+/// What Portier created at a provider for one subject and target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub target: Target,
+    pub window: Window,
+    pub email: Email,
+    pub contact_id: Option<ContactId>,
+    pub state: AppliedState,
+    pub since: Instant,
+}
+
+impl Applied {
+    /// Store key: one record per target and window start (several windows may coexist).
+    pub fn key(&self) -> String {
+        applied_key(&self.target, &self.window)
+    }
+}
+
+pub fn applied_key(target: &Target, window: &Window) -> String {
+    let from = window.from.map_or("-".to_owned(), |t| t.timestamp().to_string());
+    format!("{}#{from}", target.key())
+}
+
+/// The last permanent failure for one target: shown by explain, not retried until inputs change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub target: Target,
+    pub reason: String,
+    /// Fingerprint of the operation that failed; a different operation is tried again.
+    pub op: String,
+    pub at: Instant,
+    /// Until then the same operation is held back; afterwards it is tried once more.
+    pub retry_after: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32) -> Instant {
+        Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).single().expect("valid")
+    }
+
+    #[test]
+    fn email_is_normalised_once() {
+        assert_eq!(Email::parse("  Anna@Example.COM ").map(|e| e.0), Ok("anna@example.com".into()));
+        for bad in ["", "anna", "@example.com", "anna@", "anna@example", "a b@example.com", "a@b@c.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn subject_key_round_trips() {
+        let k = SubjectKey::new(&"space-berlin".into(), SourceKind::Nexudus, "456");
+        assert_eq!(k.to_string(), "space-berlin#nexudus#456");
+        assert_eq!(SubjectKey::parse(&k.to_string()), Some(k));
+        assert_eq!(SubjectKey::parse("x#nexudus#"), None);
+        assert_eq!(SubjectKey::parse("x#other#1"), None);
+    }
+
+    #[test]
+    fn window_contains_is_half_open() {
+        let w = Window::new(Some(t(9)), Some(t(10)));
+        assert!(!w.contains(t(8)));
+        assert!(w.contains(t(9)));
+        assert!(!w.contains(t(10)));
+        assert!(Window::ALWAYS.contains(t(3)));
+        assert!(w.has_ended(t(10)));
+        assert!(!Window::new(None, None).has_ended(t(23)));
+    }
+
+    #[test]
+    fn windows_merge_when_they_overlap_or_touch() {
+        let merged = Window::merge_all(vec![
+            Window::new(Some(t(12)), Some(t(13))),
+            Window::new(Some(t(9)), Some(t(10))),
+            Window::new(Some(t(10)), Some(t(11))),
+            Window::new(Some(t(15)), Some(t(15))),
+        ]);
+        assert_eq!(
+            merged,
+            vec![Window::new(Some(t(9)), Some(t(11))), Window::new(Some(t(12)), Some(t(13)))]
+        );
+    }
+
+    #[test]
+    fn open_windows_absorb_everything_they_touch() {
+        let merged = Window::merge_all(vec![
+            Window::new(Some(t(9)), Some(t(10))),
+            Window::new(None, Some(t(9))),
+            Window::new(Some(t(20)), None),
+        ]);
+        assert_eq!(merged, vec![Window::new(None, Some(t(10))), Window::new(Some(t(20)), None)]);
+    }
+}

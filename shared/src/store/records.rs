@@ -1,0 +1,284 @@
+//! Portier's typed records over the record-level [`Store`] (the layout of design §6.4).
+
+use std::sync::Arc;
+
+use chrono::{Duration, DurationRound, TimeDelta};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::{Cond, Item, Store};
+use crate::clock::Clock;
+use crate::error::InfraError;
+use crate::model::{Applied, Email, Entitlement, Failure, Instant, Profile, SubjectKey, Target, TenantId};
+
+/// How long a seen webhook id is remembered (longer than any sender's retry horizon).
+pub const EVENT_TTL_DAYS: i64 = 14;
+/// How long audit entries are kept.
+pub const AUDIT_TTL_DAYS: i64 = 90;
+/// How far back the tick looks for timers it missed.
+pub const TIMER_CATCH_UP_HOURS: i64 = 24;
+
+/// One provider mutation with its cause, kept for audit and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Instant,
+    pub action: String,
+    pub target: String,
+    pub cause: String,
+    pub outcome: String,
+}
+
+/// A verified webhook body that could not be parsed, kept instead of dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub at: Instant,
+    pub event_id: String,
+    pub action: String,
+    pub reason: String,
+    pub body: String,
+}
+
+/// The typed view of the table, shared by every runtime.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+fn subject_pk(s: &SubjectKey) -> String {
+    format!("SUBJ#{s}")
+}
+
+fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, InfraError> {
+    serde_json::from_value(item.data.clone())
+        .map_err(|e| InfraError::Backend(format!("record {}/{} is unreadable: {e}", item.pk, item.sk)))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<serde_json::Value, InfraError> {
+    serde_json::to_value(value).map_err(InfraError::backend)
+}
+
+/// Tries a read-modify-write a few times when another writer got there first.
+const CONFLICT_RETRIES: usize = 5;
+
+impl Records {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    async fn list<T: DeserializeOwned>(&self, pk: &str, prefix: &str) -> Result<Vec<T>, InfraError> {
+        self.store.query(pk, prefix).await?.iter().map(decode).collect()
+    }
+
+    /// Writes `value` unless the stored record is at least as new (`is_newer` says so).
+    async fn put_monotonic<T: Serialize + DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: &T,
+        is_newer: impl Fn(&T, &T) -> bool,
+    ) -> Result<bool, InfraError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self.store.get(pk, sk).await?;
+            let (version, cond) = match &current {
+                Some(item) => {
+                    let stored: T = decode(item)?;
+                    if !is_newer(value, &stored) {
+                        return Ok(false);
+                    }
+                    (item.version + 1, Cond::Version(item.version))
+                }
+                None => (1, Cond::Absent),
+            };
+            let item = Item { version, ..Item::new(pk, sk, encode(value)?) };
+            match self.store.put(&item, cond).await {
+                Ok(()) => return Ok(true),
+                Err(InfraError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(InfraError::Conflict)
+    }
+
+    // ── profile ──────────────────────────────────────────────────────────────────────────
+
+    pub async fn profile(&self, s: &SubjectKey) -> Result<Option<Profile>, InfraError> {
+        self.store.get(&subject_pk(s), "PROFILE").await?.as_ref().map(decode).transpose()
+    }
+
+    /// Saves the profile unless a newer source version is stored; keeps the email index.
+    pub async fn save_profile(&self, s: &SubjectKey, p: &Profile) -> Result<bool, InfraError> {
+        let newer = |new: &Profile, old: &Profile| match (new.source_version, old.source_version) {
+            (Some(n), Some(o)) => n > o || (n == o && new != old && new.deleted),
+            _ => new != old,
+        };
+        let written = self.put_monotonic(&subject_pk(s), "PROFILE", p, newer).await?;
+        if written {
+            if let Some(email) = &p.email {
+                let index = Item::new(format!("EMAIL#{email}"), subject_pk(s), serde_json::json!({ "subject": s }));
+                self.store.put(&index, Cond::Always).await?;
+            }
+            // An old address stays indexed, so `explain old@…` still finds the revoked grant.
+        }
+        Ok(written)
+    }
+
+    /// Subjects that have (or had) this email, across tenants.
+    pub async fn subjects_by_email(&self, email: &Email) -> Result<Vec<SubjectKey>, InfraError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            subject: SubjectKey,
+        }
+        let entries: Vec<Entry> = self.list(&format!("EMAIL#{email}"), "SUBJ#").await?;
+        Ok(entries.into_iter().map(|e| e.subject).collect())
+    }
+
+    // ── entitlements ─────────────────────────────────────────────────────────────────────
+
+    pub async fn entitlements(&self, s: &SubjectKey) -> Result<Vec<Entitlement>, InfraError> {
+        self.list(&subject_pk(s), "ENT#").await
+    }
+
+    /// Saves the entitlement unless the stored one has a newer (or the same) source version.
+    pub async fn save_entitlement(&self, s: &SubjectKey, e: &Entitlement) -> Result<bool, InfraError> {
+        let newer = |new: &Entitlement, old: &Entitlement| {
+            new.source_version > old.source_version || (new.source_version == old.source_version && new != old && !new.is_active())
+        };
+        self.put_monotonic(&subject_pk(s), &format!("ENT#{}", e.key()), e, newer).await
+    }
+
+    // ── applied state ────────────────────────────────────────────────────────────────────
+
+    pub async fn applied(&self, s: &SubjectKey) -> Result<Vec<Applied>, InfraError> {
+        self.list(&subject_pk(s), "APPLIED#").await
+    }
+
+    pub async fn save_applied(&self, s: &SubjectKey, a: &Applied) -> Result<(), InfraError> {
+        let item = Item::new(subject_pk(s), format!("APPLIED#{}", a.key()), encode(a)?);
+        self.store.put(&item, Cond::Always).await
+    }
+
+    pub async fn remove_applied(&self, s: &SubjectKey, a: &Applied) -> Result<(), InfraError> {
+        self.store.delete(&subject_pk(s), &format!("APPLIED#{}", a.key()), Cond::Always).await
+    }
+
+    // ── failures ─────────────────────────────────────────────────────────────────────────
+
+    pub async fn failures(&self, s: &SubjectKey) -> Result<Vec<Failure>, InfraError> {
+        self.list(&subject_pk(s), "FAIL#").await
+    }
+
+    pub async fn save_failure(&self, s: &SubjectKey, f: &Failure) -> Result<(), InfraError> {
+        let item = Item::new(subject_pk(s), format!("FAIL#{}", f.target.key()), encode(f)?);
+        self.store.put(&item, Cond::Always).await
+    }
+
+    pub async fn clear_failure(&self, s: &SubjectKey, target: &Target) -> Result<(), InfraError> {
+        self.store.delete(&subject_pk(s), &format!("FAIL#{}", target.key()), Cond::Always).await
+    }
+
+    // ── audit ────────────────────────────────────────────────────────────────────────────
+
+    pub async fn audit(&self, s: &SubjectKey, entry: &AuditEntry) -> Result<(), InfraError> {
+        let sk = format!("AUDIT#{}#{}", entry.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), uuid::Uuid::new_v4().simple());
+        let item = Item {
+            expires_at: Some((entry.at + Duration::days(AUDIT_TTL_DAYS)).timestamp()),
+            ..Item::new(subject_pk(s), sk, encode(entry)?)
+        };
+        self.store.put(&item, Cond::Always).await
+    }
+
+    pub async fn audit_log(&self, s: &SubjectKey) -> Result<Vec<AuditEntry>, InfraError> {
+        self.list(&subject_pk(s), "AUDIT#").await
+    }
+
+    // ── webhook events ───────────────────────────────────────────────────────────────────
+
+    /// True the first time an event id is marked done (within the event TTL).
+    pub async fn mark_event_done(&self, event_id: &str) -> Result<bool, InfraError> {
+        let item = Item {
+            expires_at: Some((self.now() + Duration::days(EVENT_TTL_DAYS)).timestamp()),
+            ..Item::new(format!("EVENT#{event_id}"), "EVENT", serde_json::json!({ "at": self.now() }))
+        };
+        match self.store.put(&item, Cond::Absent).await {
+            Ok(()) => Ok(true),
+            Err(InfraError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn event_done(&self, event_id: &str) -> Result<bool, InfraError> {
+        Ok(self.store.get(&format!("EVENT#{event_id}"), "EVENT").await?.is_some())
+    }
+
+    // ── quarantine ───────────────────────────────────────────────────────────────────────
+
+    pub async fn quarantine(&self, tenant: &TenantId, q: &Quarantined) -> Result<(), InfraError> {
+        let sk = format!("{}#{}", q.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), q.event_id);
+        self.store.put(&Item::new(format!("QUARANTINE#{tenant}"), sk, encode(q)?), Cond::Always).await
+    }
+
+    pub async fn quarantined(&self, tenant: &TenantId) -> Result<Vec<Quarantined>, InfraError> {
+        self.list(&format!("QUARANTINE#{tenant}"), "").await
+    }
+
+    // ── timers ───────────────────────────────────────────────────────────────────────────
+
+    fn timer_bucket(t: Instant) -> String {
+        let hour = t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t);
+        format!("TIMER#{}", hour.format("%Y-%m-%dT%H"))
+    }
+
+    fn timer_sk(at: Instant, s: &SubjectKey) -> String {
+        format!("{}#{s}", at.format("%Y-%m-%dT%H:%M:%SZ"))
+    }
+
+    /// Asks for the subject to be reconciled again at `at`.
+    pub async fn set_timer(&self, s: &SubjectKey, at: Instant) -> Result<(), InfraError> {
+        let item = Item {
+            expires_at: Some((at + Duration::hours(TIMER_CATCH_UP_HOURS + 1)).timestamp()),
+            ..Item::new(Self::timer_bucket(at), Self::timer_sk(at, s), serde_json::json!({ "subject": s, "at": at }))
+        };
+        self.store.put(&item, Cond::Always).await
+    }
+
+    /// Timers due at `now`, including ones a missed tick left behind (up to a day back).
+    pub async fn due_timers(&self, now: Instant) -> Result<Vec<(SubjectKey, Instant)>, InfraError> {
+        #[derive(Deserialize)]
+        struct Timer {
+            subject: SubjectKey,
+            at: Instant,
+        }
+        let mut due = Vec::new();
+        for h in (0..=TIMER_CATCH_UP_HOURS).rev() {
+            let bucket = Self::timer_bucket(now - Duration::hours(h));
+            let upto = format!("{}~", now.format("%Y-%m-%dT%H:%M:%SZ"));
+            for item in self.store.query_between(&bucket, "", &upto).await? {
+                let timer: Timer = decode(&item)?;
+                due.push((timer.subject, timer.at));
+            }
+        }
+        Ok(due)
+    }
+
+    pub async fn clear_timer(&self, s: &SubjectKey, at: Instant) -> Result<(), InfraError> {
+        self.store.delete(&Self::timer_bucket(at), &Self::timer_sk(at, s), Cond::Always).await
+    }
+
+    // ── tenant configuration (Lambda) ────────────────────────────────────────────────────
+
+    pub async fn tenant_config(&self, tenant: &TenantId) -> Result<Option<serde_json::Value>, InfraError> {
+        Ok(self.store.get(&format!("TENANT#{tenant}"), "CONFIG").await?.map(|i| i.data))
+    }
+
+    pub async fn put_tenant_config(&self, tenant: &TenantId, doc: serde_json::Value) -> Result<(), InfraError> {
+        self.store.put(&Item::new(format!("TENANT#{tenant}"), "CONFIG", doc), Cond::Always).await
+    }
+}
