@@ -4,8 +4,24 @@
 //! the space-management systems, `plan` computes desired access (pure), `reconcile` applies
 //! it through `providers`, recording everything in the `store`; `queue` carries the work.
 
-pub mod clock;
-pub mod error;
+pub mod ingress;
 pub mod model;
 pub mod plan;
+pub mod providers;
+pub mod reconcile;
+pub mod sources;
+pub mod worker;
+
+pub mod queue;
+pub mod store;
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod explain;
+pub mod http;
+pub mod lambda;
+pub mod serve;
 pub mod telemetry;
+pub mod tenants;

@@ -225,7 +225,8 @@ impl Window {
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = |t: Option<Instant>| t.map_or("∞".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+        let side =
+            |t: Option<Instant>| t.map_or("∞".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string());
         write!(f, "{} → {}", side(self.from), side(self.until))
     }
 }
@@ -463,10 +464,7 @@ mod tests {
             Window::new(Some(t(10)), Some(t(11))),
             Window::new(Some(t(15)), Some(t(15))),
         ]);
-        assert_eq!(
-            merged,
-            vec![Window::new(Some(t(9)), Some(t(11))), Window::new(Some(t(12)), Some(t(13)))]
-        );
+        assert_eq!(merged, vec![Window::new(Some(t(9)), Some(t(11))), Window::new(Some(t(12)), Some(t(13)))]);
     }
 
     #[test]

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::{
-    Applied, AppliedState, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, Target,
-    Window,
+    Applied, AppliedState, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, Target, Window,
 };
 
 /// Access one subject should have at one target, for one merged window.
@@ -98,8 +97,7 @@ pub fn desired(
 
     for (target, windows) in per_target {
         for merged in Window::merge_all(windows.iter().map(|(w, _)| *w).collect()) {
-            let causes =
-                windows.iter().filter(|(w, _)| merged.touches(w)).map(|(_, k)| k.clone()).collect();
+            let causes = windows.iter().filter(|(w, _)| merged.touches(w)).map(|(_, k)| k.clone()).collect();
             set.access.push(Desired { target: target.clone(), window: merged, email: email.clone(), causes });
         }
     }
@@ -151,17 +149,18 @@ pub fn diff(
 }
 
 /// The next instant at which the plan could change without any new input.
-fn next_check(desired: &DesiredSet, entitlements: &[Entitlement], failures: &[Failure], now: Instant) -> Option<Instant> {
+fn next_check(
+    desired: &DesiredSet,
+    entitlements: &[Entitlement],
+    failures: &[Failure],
+    now: Instant,
+) -> Option<Instant> {
     let window_edges = entitlements
         .iter()
         .filter(|e| e.is_active())
         .flat_map(|e| [e.window.from, e.window.until])
         .chain(desired.access.iter().map(|d| d.window.until));
-    window_edges
-        .flatten()
-        .chain(failures.iter().map(|f| f.retry_after))
-        .filter(|t| *t > now)
-        .min()
+    window_edges.flatten().chain(failures.iter().map(|f| f.retry_after)).filter(|t| *t > now).min()
 }
 
 #[cfg(test)]
@@ -232,7 +231,14 @@ mod tests {
     #[test]
     fn a_mapped_pass_gives_one_grant_until_it_expires() {
         let p = profile("anna@example.com");
-        let plan = plan_for(Some(&p), &[pass("7", "1001", until(31))], &[mapping("1001", &[lock("L1")])], &[], &[], t(1, 9));
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", until(31))],
+            &[mapping("1001", &[lock("L1")])],
+            &[],
+            &[],
+            t(1, 9),
+        );
         assert_eq!(
             plan.ops,
             vec![Op::Grant {
@@ -250,7 +256,14 @@ mod tests {
     fn nothing_to_do_when_applied_matches() {
         let p = profile("anna@example.com");
         let applied = [created(lock("L1"), until(31), "anna@example.com")];
-        let plan = plan_for(Some(&p), &[pass("7", "1001", until(31))], &[mapping("1001", &[lock("L1")])], &applied, &[], t(1, 9));
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", until(31))],
+            &[mapping("1001", &[lock("L1")])],
+            &applied,
+            &[],
+            t(1, 9),
+        );
         assert!(plan.ops.is_empty());
     }
 
@@ -259,7 +272,14 @@ mod tests {
         let p = profile("anna@example.com");
         let mut a = created(lock("L1"), until(31), "anna@example.com");
         a.state = AppliedState::Intent;
-        let plan = plan_for(Some(&p), &[pass("7", "1001", until(31))], &[mapping("1001", &[lock("L1")])], &[a], &[], t(1, 9));
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", until(31))],
+            &[mapping("1001", &[lock("L1")])],
+            &[a],
+            &[],
+            t(1, 9),
+        );
         assert!(matches!(plan.ops.as_slice(), [Op::Grant { resume: true, .. }]));
     }
 
@@ -282,22 +302,41 @@ mod tests {
         let ents = [pass("7", "1001", until(2))];
         let maps = [mapping("1001", &[lock("L1")])];
         assert!(plan_for(Some(&p), &ents, &maps, &applied, &[], t(1, 23)).ops.is_empty());
-        assert!(matches!(plan_for(Some(&p), &ents, &maps, &applied, &[], t(2, 0)).ops.as_slice(), [Op::Revoke { .. }]));
+        assert!(matches!(
+            plan_for(Some(&p), &ents, &maps, &applied, &[], t(2, 0)).ops.as_slice(),
+            [Op::Revoke { .. }]
+        ));
     }
 
     #[test]
     fn a_changed_window_grants_the_new_one_before_revoking_the_old() {
         let p = profile("anna@example.com");
         let applied = [created(lock("L1"), until(31), "anna@example.com")];
-        let plan = plan_for(Some(&p), &[pass("7", "1001", until(30))], &[mapping("1001", &[lock("L1")])], &applied, &[], t(1, 9));
-        assert!(matches!(plan.ops.as_slice(), [Op::Grant { window, .. }, Op::Revoke { .. }] if *window == until(30)));
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", until(30))],
+            &[mapping("1001", &[lock("L1")])],
+            &applied,
+            &[],
+            t(1, 9),
+        );
+        assert!(
+            matches!(plan.ops.as_slice(), [Op::Grant { window, .. }, Op::Revoke { .. }] if *window == until(30))
+        );
     }
 
     #[test]
     fn an_email_change_moves_the_grant() {
         let p = profile("new@example.com");
         let applied = [created(lock("L1"), until(31), "old@example.com")];
-        let plan = plan_for(Some(&p), &[pass("7", "1001", until(31))], &[mapping("1001", &[lock("L1")])], &applied, &[], t(1, 9));
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", until(31))],
+            &[mapping("1001", &[lock("L1")])],
+            &applied,
+            &[],
+            t(1, 9),
+        );
         assert!(matches!(plan.ops.as_slice(),
             [Op::Grant { email, .. }, Op::Revoke { applied }]
             if email.as_str() == "new@example.com" && applied.email.as_str() == "old@example.com"));
@@ -319,7 +358,10 @@ mod tests {
     #[test]
     fn two_passes_on_one_lock_merge_into_one_grant() {
         let p = profile("anna@example.com");
-        let ents = [pass("7", "1001", Window::new(Some(t(1, 0)), Some(t(10, 0)))), pass("8", "1002", Window::new(Some(t(5, 0)), Some(t(20, 0))))];
+        let ents = [
+            pass("7", "1001", Window::new(Some(t(1, 0)), Some(t(10, 0)))),
+            pass("8", "1002", Window::new(Some(t(5, 0)), Some(t(20, 0)))),
+        ];
         let maps = [mapping("1001", &[lock("L1")]), mapping("1002", &[lock("L1")])];
         let set = desired(Some(&p), &ents, &maps, t(1, 9));
         assert_eq!(set.access.len(), 1);
@@ -330,14 +372,23 @@ mod tests {
     #[test]
     fn one_pass_mapped_to_two_locks_gives_two_grants() {
         let p = profile("anna@example.com");
-        let set = desired(Some(&p), &[pass("7", "1001", until(31))], &[mapping("1001", &[lock("L1"), lock("L2")])], t(1, 9));
-        assert_eq!(set.access.iter().map(|d| d.target.clone()).collect::<Vec<_>>(), vec![lock("L1"), lock("L2")]);
+        let set = desired(
+            Some(&p),
+            &[pass("7", "1001", until(31))],
+            &[mapping("1001", &[lock("L1"), lock("L2")])],
+            t(1, 9),
+        );
+        assert_eq!(
+            set.access.iter().map(|d| d.target.clone()).collect::<Vec<_>>(),
+            vec![lock("L1"), lock("L2")]
+        );
     }
 
     #[test]
     fn unmapped_items_are_reported_not_granted() {
         let p = profile("anna@example.com");
-        let set = desired(Some(&p), &[pass("7", "9999", until(31))], &[mapping("1001", &[lock("L1")])], t(1, 9));
+        let set =
+            desired(Some(&p), &[pass("7", "9999", until(31))], &[mapping("1001", &[lock("L1")])], t(1, 9));
         assert!(set.access.is_empty());
         assert_eq!(set.unmapped, vec![ItemRef { kind: ItemKind::Pass, id: "9999".into() }]);
     }
@@ -360,7 +411,10 @@ mod tests {
         assert_eq!(blocked.blocked.len(), 1);
         assert_eq!(blocked.next_check, Some(t(1, 10)));
         // After the cool-down it is tried again; a changed window is a new operation at once.
-        assert_eq!(plan_for(Some(&p), &ents, &maps, &[], std::slice::from_ref(&failure), t(1, 10)).ops.len(), 1);
+        assert_eq!(
+            plan_for(Some(&p), &ents, &maps, &[], std::slice::from_ref(&failure), t(1, 10)).ops.len(),
+            1
+        );
         let changed = [pass("7", "1001", until(30))];
         assert_eq!(plan_for(Some(&p), &changed, &maps, &[], &[failure], t(1, 9)).ops.len(), 1);
     }
@@ -369,7 +423,8 @@ mod tests {
     fn future_windows_are_granted_ahead_and_checked_at_their_edges() {
         let p = profile("anna@example.com");
         let w = Window::new(Some(t(10, 0)), Some(t(11, 0)));
-        let plan = plan_for(Some(&p), &[pass("7", "1001", w)], &[mapping("1001", &[lock("L1")])], &[], &[], t(1, 9));
+        let plan =
+            plan_for(Some(&p), &[pass("7", "1001", w)], &[mapping("1001", &[lock("L1")])], &[], &[], t(1, 9));
         assert!(matches!(plan.ops.as_slice(), [Op::Grant { window, .. }] if *window == w));
         assert_eq!(plan.next_check, Some(t(10, 0)));
     }

@@ -1,1 +1,4 @@
+pub mod demo;
+pub mod events;
+pub mod harness;
 pub mod sim;

@@ -1,1 +1,16 @@
-fn main() {}
+//! `nexudus-ingress`: API Gateway HTTP API → verify → SQS FIFO.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::lambda::{LambdaEnv, nexudus_http};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init(true);
+    let ingress = LambdaEnv::from_env().await?.ingress();
+    run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        let ingress = ingress.clone();
+        async move { Ok::<_, Error>(nexudus_http(&ingress, &event.payload).await) }
+    }))
+    .await
+}

@@ -50,7 +50,12 @@ pub trait Queue: Send + Sync {
     /// Up to `max` messages (at most 10), each hidden for `visibility`. Waits at most
     /// `wait` for the first one. A message received more than the queue's maximum receive
     /// count goes to the dead-letter queue instead of being delivered again.
-    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<Delivery>, InfraError>;
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, InfraError>;
 
     /// Done: the message is gone.
     async fn delete(&self, handle: &str) -> Result<(), InfraError>;

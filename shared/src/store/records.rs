@@ -120,12 +120,11 @@ impl Records {
             _ => new != old,
         };
         let written = self.put_monotonic(&subject_pk(s), "PROFILE", p, newer).await?;
-        if written {
-            if let Some(email) = &p.email {
-                let index = Item::new(format!("EMAIL#{email}"), subject_pk(s), serde_json::json!({ "subject": s }));
-                self.store.put(&index, Cond::Always).await?;
-            }
-            // An old address stays indexed, so `explain old@…` still finds the revoked grant.
+        // An old address stays indexed, so `explain old@…` still finds the revoked grant.
+        if written && let Some(email) = &p.email {
+            let index =
+                Item::new(format!("EMAIL#{email}"), subject_pk(s), serde_json::json!({ "subject": s }));
+            self.store.put(&index, Cond::Always).await?;
         }
         Ok(written)
     }
@@ -149,7 +148,8 @@ impl Records {
     /// Saves the entitlement unless the stored one has a newer (or the same) source version.
     pub async fn save_entitlement(&self, s: &SubjectKey, e: &Entitlement) -> Result<bool, InfraError> {
         let newer = |new: &Entitlement, old: &Entitlement| {
-            new.source_version > old.source_version || (new.source_version == old.source_version && new != old && !new.is_active())
+            new.source_version > old.source_version
+                || (new.source_version == old.source_version && new != old && !new.is_active())
         };
         self.put_monotonic(&subject_pk(s), &format!("ENT#{}", e.key()), e, newer).await
     }
@@ -187,7 +187,8 @@ impl Records {
     // ── audit ────────────────────────────────────────────────────────────────────────────
 
     pub async fn audit(&self, s: &SubjectKey, entry: &AuditEntry) -> Result<(), InfraError> {
-        let sk = format!("AUDIT#{}#{}", entry.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), uuid::Uuid::new_v4().simple());
+        let sk =
+            format!("AUDIT#{}#{}", entry.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), uuid::Uuid::new_v4().simple());
         let item = Item {
             expires_at: Some((entry.at + Duration::days(AUDIT_TTL_DAYS)).timestamp()),
             ..Item::new(subject_pk(s), sk, encode(entry)?)
@@ -244,7 +245,11 @@ impl Records {
     pub async fn set_timer(&self, s: &SubjectKey, at: Instant) -> Result<(), InfraError> {
         let item = Item {
             expires_at: Some((at + Duration::hours(TIMER_CATCH_UP_HOURS + 1)).timestamp()),
-            ..Item::new(Self::timer_bucket(at), Self::timer_sk(at, s), serde_json::json!({ "subject": s, "at": at }))
+            ..Item::new(
+                Self::timer_bucket(at),
+                Self::timer_sk(at, s),
+                serde_json::json!({ "subject": s, "at": at }),
+            )
         };
         self.store.put(&item, Cond::Always).await
     }
@@ -278,7 +283,23 @@ impl Records {
         Ok(self.store.get(&format!("TENANT#{tenant}"), "CONFIG").await?.map(|i| i.data))
     }
 
-    pub async fn put_tenant_config(&self, tenant: &TenantId, doc: serde_json::Value) -> Result<(), InfraError> {
-        self.store.put(&Item::new(format!("TENANT#{tenant}"), "CONFIG", doc), Cond::Always).await
+    pub async fn put_tenant_config(
+        &self,
+        tenant: &TenantId,
+        doc: serde_json::Value,
+    ) -> Result<(), InfraError> {
+        self.store.put(&Item::new(format!("TENANT#{tenant}"), "CONFIG", doc), Cond::Always).await?;
+        let index = Item::new("TENANTS", format!("TENANT#{tenant}"), serde_json::json!({ "id": tenant }));
+        self.store.put(&index, Cond::Always).await
+    }
+
+    /// Tenants with a stored configuration.
+    pub async fn tenant_ids(&self) -> Result<Vec<TenantId>, InfraError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            id: TenantId,
+        }
+        let entries: Vec<Entry> = self.list("TENANTS", "TENANT#").await?;
+        Ok(entries.into_iter().map(|e| e.id).collect())
     }
 }

@@ -209,8 +209,7 @@ impl Core {
         lock(&self.calls)
             .iter()
             .filter(|c| {
-                c.method.eq_ignore_ascii_case(method)
-                    && c.path.to_ascii_lowercase().contains(&needle)
+                c.method.eq_ignore_ascii_case(method) && c.path.to_ascii_lowercase().contains(&needle)
             })
             .count()
     }
@@ -297,9 +296,8 @@ pub(crate) struct Server {
 impl Server {
     /// Binds `127.0.0.1:0` and serves `router` on the current tokio runtime.
     pub(crate) async fn start(router: Router) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("simulator needs a loopback port");
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("simulator needs a loopback port");
         let addr = listener.local_addr().expect("bound listener has an address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -69,7 +69,9 @@ fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Ok(None),
-        Some(s) => parse_time(&s).map(Some).ok_or_else(|| serde::de::Error::custom(format!("not a date: {s:?}"))),
+        Some(s) => {
+            parse_time(&s).map(Some).ok_or_else(|| serde::de::Error::custom(format!("not a date: {s:?}")))
+        }
     }
 }
 
@@ -93,6 +95,11 @@ mod tests {
         let p: CoworkerTimePass = serde_json::from_str(json).expect("parses");
         assert_eq!(p.time_pass_id, 1001);
         assert_eq!(p.expire_date, parse_time("2026-12-31T00:00:00Z"));
-        assert!(serde_json::from_str::<CoworkerTimePass>(r#"{"Id":7,"CoworkerId":1,"TimePassId":1,"ExpireDate":"soon"}"#).is_err());
+        assert!(
+            serde_json::from_str::<CoworkerTimePass>(
+                r#"{"Id":7,"CoworkerId":1,"TimePassId":1,"ExpireDate":"soon"}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -1,0 +1,331 @@
+//! `portier.toml` (design §6.2): tenants, their source, providers, policies and mappings.
+//!
+//! The file names environment variables, never secrets; [`Secrets`] resolves them (the
+//! environment for `portier serve`, Secrets Manager in Lambda).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ItemRef, Mapping, Target, TenantId};
+
+/// The whole configuration document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(rename = "tenant", default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: TenantId,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub providers: Providers,
+    #[serde(rename = "mapping", default)]
+    pub mappings: Vec<Mapping>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// Where the tenant's people and their entitlements come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    Nexudus {
+        #[serde(default = "nexudus_base")]
+        base_url: String,
+        username_env: String,
+        password_env: String,
+        /// HMAC secret of signed webhooks (`X-Nexudus-Hook-Signature`).
+        #[serde(default)]
+        webhook_secret_env: Option<String>,
+        /// Per-tenant token expected as `?token=` on the webhook URL.
+        #[serde(default)]
+        webhook_token_env: Option<String>,
+    },
+}
+
+fn nexudus_base() -> String {
+    "https://spaces.nexudus.com/api".into()
+}
+
+/// Per-tenant policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default = "fifteen")]
+    pub booking_lead_minutes: u32,
+    #[serde(default = "fifteen")]
+    pub booking_lag_minutes: u32,
+    #[serde(default)]
+    pub no_access: NoAccess,
+    #[serde(default)]
+    pub adoption: Adoption,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            booking_lead_minutes: 15,
+            booking_lag_minutes: 15,
+            no_access: NoAccess::default(),
+            adoption: Adoption::default(),
+        }
+    }
+}
+
+fn fifteen() -> u32 {
+    15
+}
+
+/// What happens to a provider user when nothing grants access any more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoAccess {
+    #[default]
+    Keep,
+    Suspend,
+    Delete,
+}
+
+/// Whether access that existed before Portier was connected is managed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adoption {
+    #[default]
+    Gradual,
+    CleanSlate,
+}
+
+/// Lock systems configured for the tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    #[serde(default)]
+    pub tapkey: Option<TapkeyProviderConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapkeyProviderConfig {
+    pub owner_account_id: String,
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    #[serde(default = "tapkey_base")]
+    pub base_url: String,
+    #[serde(default = "tapkey_token")]
+    pub token_url: String,
+}
+
+fn tapkey_base() -> String {
+    "https://my.tapkey.com/api/v1".into()
+}
+
+fn tapkey_token() -> String {
+    "https://login.tapkey.com/connect/token".into()
+}
+
+/// A configuration the user must fix, with the place it was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Parses and checks a `portier.toml`; errors name the line and field.
+    pub fn parse_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(format!("portier.toml: {e}")))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses the JSON form pushed to DynamoDB for Lambda.
+    pub fn parse_json(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            serde_json::from_str(text).map_err(|e| ConfigError(format!("config document: {e}")))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut seen = BTreeMap::new();
+        for t in &self.tenants {
+            if t.id.as_str().is_empty()
+                || !t.id.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError(format!(
+                    "tenant id {:?}: use letters, digits, '-' and '_' only",
+                    t.id.as_str()
+                )));
+            }
+            if seen.insert(t.id.clone(), ()).is_some() {
+                return Err(ConfigError(format!("tenant {} is defined twice", t.id)));
+            }
+            t.check()?;
+        }
+        Ok(())
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| &t.id == id)
+    }
+}
+
+impl TenantConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, .. } = &self.source;
+        if webhook_secret_env.is_none() && webhook_token_env.is_none() {
+            return Err(ConfigError(format!(
+                "tenant {}: set source.webhook_secret_env or source.webhook_token_env, or webhooks cannot be verified",
+                self.id
+            )));
+        }
+        let mut items = BTreeMap::new();
+        for m in &self.mappings {
+            if items.insert(m.item.clone(), ()).is_some() {
+                return Err(ConfigError(format!("tenant {}: item {} is mapped twice", self.id, m.item)));
+            }
+            for target in &m.targets {
+                match target {
+                    Target::TapkeyLock(_) if self.providers.tapkey.is_none() => {
+                        return Err(ConfigError(format!(
+                            "tenant {}: item {} maps to {target}, but [tenant.providers.tapkey] is not configured",
+                            self.id, m.item
+                        )));
+                    }
+                    Target::TapkeyLock(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn mapping(&self, item: &ItemRef) -> Option<&Mapping> {
+        self.mappings.iter().find(|m| &m.item == item)
+    }
+}
+
+/// A secret value; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Resolves the names in the config file to secret values.
+pub trait Secrets: Send + Sync {
+    fn get(&self, name: &str) -> Result<Secret, ConfigError>;
+}
+
+/// Secrets from environment variables (`portier serve`, local Lambda runs).
+#[derive(Debug, Default, Clone)]
+pub struct EnvSecrets;
+
+impl Secrets for EnvSecrets {
+    fn get(&self, name: &str) -> Result<Secret, ConfigError> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            _ => Err(ConfigError(format!("environment variable {name} is not set"))),
+        }
+    }
+}
+
+/// Secrets from a fixed table (tests, the demo).
+#[derive(Debug, Default, Clone)]
+pub struct StaticSecrets(pub BTreeMap<String, String>);
+
+impl Secrets for StaticSecrets {
+    fn get(&self, name: &str) -> Result<Secret, ConfigError> {
+        self.0
+            .get(name)
+            .map(|v| Secret(v.clone()))
+            .ok_or_else(|| ConfigError(format!("secret {name} is not set")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[[tenant]]
+id = "space-berlin"
+timezone = "Europe/Berlin"
+source = { kind = "nexudus", base_url = "https://spaces.nexudus.com/api", username_env = "NEXUDUS_USER", password_env = "NEXUDUS_PASSWORD", webhook_secret_env = "NEXUDUS_HOOK_SECRET", webhook_token_env = "NEXUDUS_HOOK_TOKEN" }
+policy = { booking_lead_minutes = 15, booking_lag_minutes = 15, no_access = "suspend", adoption = "gradual" }
+
+[tenant.providers.tapkey]
+owner_account_id = "owner-1"
+client_id_env = "TAPKEY_CLIENT_ID"
+client_secret_env = "TAPKEY_CLIENT_SECRET"
+
+[[tenant.mapping]]
+item = { kind = "pass", id = "1001" }
+targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let c = Config::parse_toml(EXAMPLE).expect("parses");
+        let t = &c.tenants[0];
+        assert_eq!(t.id.as_str(), "space-berlin");
+        assert_eq!(t.policy.no_access, NoAccess::Suspend);
+        assert_eq!(
+            t.providers.tapkey.as_ref().map(|p| p.base_url.as_str()),
+            Some("https://my.tapkey.com/api/v1")
+        );
+        assert_eq!(
+            t.mappings[0].targets,
+            vec![Target::TapkeyLock("ea610634-4fc0-4084-85b2-bebf52c3595f".into())]
+        );
+        // The JSON form (pushed to DynamoDB) round-trips.
+        let json = serde_json::to_string(&c).expect("serialises");
+        assert_eq!(Config::parse_json(&json), Ok(c));
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let typo = EXAMPLE.replace("owner_account_id", "owner_acount_id");
+        let err = Config::parse_toml(&typo).expect_err("typo rejected").0;
+        assert!(err.contains("owner_acount_id") && err.contains("line"), "{err}");
+
+        let unverifiable = EXAMPLE.replace(
+            ", webhook_secret_env = \"NEXUDUS_HOOK_SECRET\", webhook_token_env = \"NEXUDUS_HOOK_TOKEN\"",
+            "",
+        );
+        assert!(Config::parse_toml(&unverifiable).expect_err("rejected").0.contains("cannot be verified"));
+
+        let no_provider = EXAMPLE.replace("[tenant.providers.tapkey]\nowner_account_id = \"owner-1\"\nclient_id_env = \"TAPKEY_CLIENT_ID\"\nclient_secret_env = \"TAPKEY_CLIENT_SECRET\"\n", "");
+        assert!(Config::parse_toml(&no_provider).expect_err("rejected").0.contains("not configured"));
+
+        let twice = format!("{EXAMPLE}\n{}", &EXAMPLE[EXAMPLE.find("[[tenant]]").unwrap_or(0)..]);
+        assert!(Config::parse_toml(&twice).expect_err("rejected").0.contains("defined twice"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

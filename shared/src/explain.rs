@@ -1,0 +1,222 @@
+//! `portier explain <email>`: why a person can or cannot open each door.
+
+use serde::Serialize;
+
+use crate::config::TenantConfig;
+use crate::error::InfraError;
+use crate::model::{Applied, Email, Entitlement, Failure, Instant, ItemRef, Profile, SubjectKey, Target};
+use crate::plan::{self, Op};
+use crate::store::Records;
+use crate::store::records::AuditEntry;
+
+/// Everything Portier knows about one subject, and what it would do next.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    pub subject: SubjectKey,
+    pub profile: Option<Profile>,
+    pub entitlements: Vec<EntitlementLine>,
+    pub applied: Vec<Applied>,
+    pub failures: Vec<Failure>,
+    /// Operations a reconcile would make now (empty when in line).
+    pub pending: Vec<Op>,
+    /// Operations held back by a recent permanent failure, with its reason.
+    pub blocked: Vec<(Op, String)>,
+    pub unmapped: Vec<ItemRef>,
+    pub next_check: Option<Instant>,
+    pub recent: Vec<AuditEntry>,
+}
+
+/// One entitlement with the targets its mapping names.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntitlementLine {
+    pub entitlement: Entitlement,
+    pub targets: Vec<Target>,
+}
+
+/// Reports for every subject that has (or had) this email. `tenant` narrows the search.
+pub async fn explain(
+    records: &Records,
+    configs: &[TenantConfig],
+    email: &Email,
+    tenant: Option<&str>,
+) -> Result<Vec<SubjectReport>, InfraError> {
+    let now = records.now();
+    let mut reports = Vec::new();
+    for subject in records.subjects_by_email(email).await? {
+        if tenant.is_some_and(|t| t != subject.tenant.as_str()) {
+            continue;
+        }
+        let mappings =
+            configs.iter().find(|c| c.id == subject.tenant).map(|c| c.mappings.clone()).unwrap_or_default();
+        let profile = records.profile(&subject).await?;
+        let entitlements = records.entitlements(&subject).await?;
+        let applied = records.applied(&subject).await?;
+        let failures = records.failures(&subject).await?;
+        let desired = plan::desired(profile.as_ref(), &entitlements, &mappings, now);
+        let plan = plan::diff(&desired, &entitlements, &applied, &failures, now);
+        let mut recent = records.audit_log(&subject).await?;
+        let keep_from = recent.len().saturating_sub(10);
+        recent.drain(..keep_from);
+        let lines = entitlements
+            .into_iter()
+            .map(|e| EntitlementLine {
+                targets: mappings
+                    .iter()
+                    .find(|m| m.item == e.item)
+                    .map(|m| m.targets.clone())
+                    .unwrap_or_default(),
+                entitlement: e,
+            })
+            .collect();
+        reports.push(SubjectReport {
+            subject,
+            profile,
+            entitlements: lines,
+            applied,
+            failures,
+            pending: plan.ops,
+            blocked: plan.blocked,
+            unmapped: desired.unmapped,
+            next_check: plan.next_check,
+            recent,
+        });
+    }
+    Ok(reports)
+}
+
+fn when(t: Instant) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The report as text for a terminal.
+pub fn render(reports: &[SubjectReport], email: &Email) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if reports.is_empty() {
+        let _ = writeln!(out, "No person with the email {email} is known to Portier.");
+        return out;
+    }
+    for r in reports {
+        let name = r.profile.as_ref().map(|p| p.name.as_str()).unwrap_or("(unknown)");
+        let _ = writeln!(
+            out,
+            "{name} <{email}> — tenant {}, {} person {}",
+            r.subject.tenant,
+            r.subject.source.as_str(),
+            r.subject.person
+        );
+        match &r.profile {
+            Some(p) if p.deleted => {
+                let _ = writeln!(out, "  deleted in the source: no access is granted");
+            }
+            Some(p) if p.email.as_ref() != Some(email) => {
+                let _ = writeln!(
+                    out,
+                    "  email is now {}: access follows the new address",
+                    p.email.as_ref().map_or("(none)", |e| e.as_str())
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  no profile recorded yet");
+            }
+            _ => {}
+        }
+        let _ = writeln!(out, "\n  Entitlements");
+        if r.entitlements.is_empty() {
+            let _ = writeln!(out, "    (none)");
+        }
+        for l in &r.entitlements {
+            let e = &l.entitlement;
+            let state = match &e.state {
+                crate::model::EntitlementState::Active => "active".to_owned(),
+                crate::model::EntitlementState::Ended { reason } => format!("ended: {reason}"),
+            };
+            let targets = if l.targets.is_empty() {
+                "no mapping".to_owned()
+            } else {
+                l.targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "    {} {:<20} {:<34} {:<28} → {}",
+                e.kind.as_str(),
+                e.label,
+                e.window.to_string(),
+                state,
+                targets
+            );
+        }
+        let _ = writeln!(out, "\n  Access Portier created");
+        if r.applied.is_empty() {
+            let _ = writeln!(out, "    (none)");
+        }
+        for a in &r.applied {
+            let state = match &a.state {
+                crate::model::AppliedState::Created { grant_id } => format!("grant {grant_id}"),
+                crate::model::AppliedState::Intent => "creation in progress".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "    {:<50} {:<34} {state}, since {}",
+                a.target.to_string(),
+                a.window.to_string(),
+                when(a.since)
+            );
+        }
+        if !r.failures.is_empty() {
+            let _ = writeln!(out, "\n  Failures");
+            for f in &r.failures {
+                let _ = writeln!(
+                    out,
+                    "    {}: {} (at {}, tried again after {})",
+                    f.target,
+                    f.reason,
+                    when(f.at),
+                    when(f.retry_after)
+                );
+            }
+        }
+        if !r.pending.is_empty() {
+            let _ = writeln!(out, "\n  Not yet in line (the worker will do this)");
+            for op in &r.pending {
+                let _ = writeln!(out, "    {}", describe(op));
+            }
+        }
+        if !r.blocked.is_empty() {
+            let _ = writeln!(out, "\n  Held back");
+            for (op, reason) in &r.blocked {
+                let _ = writeln!(out, "    {} — {reason}", describe(op));
+            }
+        }
+        for item in &r.unmapped {
+            let _ =
+                writeln!(out, "\n  Note: {item} is not mapped to any door in tenant {}", r.subject.tenant);
+        }
+        if let Some(t) = r.next_check {
+            let _ = writeln!(out, "\n  Next check: {}", when(t));
+        }
+        if !r.recent.is_empty() {
+            let _ = writeln!(out, "\n  Recent changes");
+            for a in &r.recent {
+                let _ = writeln!(
+                    out,
+                    "    {} {} {} — {} ({})",
+                    when(a.at),
+                    a.action,
+                    a.target,
+                    a.outcome,
+                    a.cause
+                );
+            }
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::Grant { target, window, .. } => format!("grant {target} for {window}"),
+        Op::Revoke { applied } => format!("revoke {} ({})", applied.target, applied.window),
+    }
+}

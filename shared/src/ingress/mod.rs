@@ -1,0 +1,123 @@
+//! Webhook ingress: size cap → tenant → verify → parse → enqueue → 202.
+//!
+//! Transport-free: `portier serve` (axum) and the Lambda function (API Gateway events) both
+//! call [`Ingress::nexudus`] with the raw body bytes and map the [`Answer`] back.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::model::TenantId;
+use crate::queue::Queue;
+use crate::store::Records;
+use crate::store::records::Quarantined;
+use crate::tenants::Tenants;
+
+pub mod envelope;
+pub mod verify;
+
+use envelope::Proof;
+
+/// Largest webhook body accepted (design §6.1).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// The HTTP answer to a webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    fn new(status: u16, message: &str) -> Self {
+        Self { status, body: json!({ "status": status, "message": message }) }
+    }
+}
+
+/// The webhook request as the transport received it.
+#[derive(Debug, Clone, Copy)]
+pub struct NexudusRequest<'a> {
+    pub tenant: &'a str,
+    pub action: &'a str,
+    /// `?token=` from the URL.
+    pub token: Option<&'a str>,
+    /// `X-Nexudus-Hook-Signature`.
+    pub signature: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// What the ingress needs, built once per process.
+#[derive(Clone)]
+pub struct Ingress {
+    pub tenants: Arc<dyn Tenants>,
+    pub queue: Arc<dyn Queue>,
+    pub records: Records,
+}
+
+impl Ingress {
+    pub fn new(tenants: Arc<dyn Tenants>, queue: Arc<dyn Queue>, records: Records) -> Self {
+        Self { tenants, queue, records }
+    }
+
+    /// Accepts a Nexudus webhook. Nothing is queued unless it is verified and parseable.
+    pub async fn nexudus(&self, req: NexudusRequest<'_>) -> Answer {
+        let tenant_id = TenantId(req.tenant.to_owned());
+        let tenant = match self.tenants.get(&tenant_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Answer::new(404, "unknown tenant"),
+            Err(e) => {
+                tracing::error!(error = %e, "tenant configuration unavailable");
+                return Answer::new(503, "configuration unavailable, retry later");
+            }
+        };
+        if !envelope::NEXUDUS_ACTIONS.contains(&req.action) {
+            return Answer::new(404, "unknown or unhandled action");
+        }
+        if req.body.len() > MAX_BODY {
+            return Answer::new(413, "body over 256 KiB");
+        }
+
+        // Every configured check must pass; a signature vouches for the content as well.
+        let signed = match &tenant.webhook_secret {
+            Some(secret) => match req.signature {
+                Some(sig) if verify::nexudus_signature(secret.expose().as_bytes(), req.body, sig) => true,
+                _ => return Answer::new(401, "signature missing or invalid"),
+            },
+            None => false,
+        };
+        if let Some(token) = &tenant.webhook_token
+            && !verify::token(token.expose(), req.token)
+        {
+            return Answer::new(401, "token missing or invalid");
+        }
+        let proof = if signed { Proof::Signature } else { Proof::Token };
+
+        let now = self.records.now();
+        let msg = match envelope::nexudus(&tenant_id, req.action, req.body, proof, now) {
+            Ok(m) => m,
+            Err(envelope::Unparseable(reason)) => {
+                let q = Quarantined {
+                    at: now,
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    action: req.action.to_owned(),
+                    reason: reason.clone(),
+                    body: String::from_utf8_lossy(req.body).into_owned(),
+                };
+                if let Err(e) = self.records.quarantine(&tenant_id, &q).await {
+                    // Nothing may be lost: ask the sender to try again.
+                    tracing::error!(error = %e, "quarantine write failed");
+                    return Answer::new(503, "store unavailable, retry later");
+                }
+                return Answer::new(400, &format!("unparseable body (kept in quarantine): {reason}"));
+            }
+        };
+
+        match self.queue.send(&msg.to_outgoing()).await {
+            Ok(()) => Answer { status: 202, body: json!({ "status": 202, "message": "queued" }) },
+            Err(e) => {
+                tracing::error!(error = %e, "queue unavailable");
+                Answer::new(503, "queue unavailable, retry later")
+            }
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Thin typed client of the Tapkey Access Management Web API (`reference/lock-providers.md` §1).
+//!
+//! Client-credentials token (cached, refreshed once on a 401), owner-account paths, bare-array
+//! collections paged with `$top`/`$skip`, and `{"ErrorCode","Message"}` errors turned into
+//! typed outcomes or classified [`CallError`]s. Policy (which lock may be granted, exactly-once
+//! creation) lives in [`super::provider`].
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::CallError;
+use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+use crate::model::{ContactId, Email, GrantId, LockId, Window};
+
+const API: Api = Api::new("Tapkey");
+
+/// Scopes the sync needs: read locks, find/create contacts, read/create/revoke grants.
+pub const SCOPES: &str = "read:core:entities write:core:entities read:grants write:grants";
+
+/// Items per page of a collection; a shorter page is the last one.
+pub const PAGE_SIZE: usize = 500;
+
+/// Stops paging after this many items: a server that ignores `$skip` must not loop forever.
+const MAX_ITEMS: usize = 200_000;
+
+/// Where and as whom to call Tapkey. `Debug` redacts the client secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TapkeyConfig {
+    /// `https://my.tapkey.com/api/v1` in production.
+    pub base_url: String,
+    /// `https://login.tapkey.com/connect/token` in production.
+    pub token_url: String,
+    /// The owner account whose locks Portier manages; the client must be its co-administrator.
+    pub owner_account_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl TapkeyConfig {
+    pub const DEFAULT_BASE_URL: &'static str = "https://my.tapkey.com/api/v1";
+    pub const DEFAULT_TOKEN_URL: &'static str = "https://login.tapkey.com/connect/token";
+
+    /// Production URLs for this owner account and client.
+    pub fn new(
+        owner_account_id: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            base_url: Self::DEFAULT_BASE_URL.into(),
+            token_url: Self::DEFAULT_TOKEN_URL.into(),
+            owner_account_id: owner_account_id.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+}
+
+impl fmt::Debug for TapkeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TapkeyConfig")
+            .field("base_url", &self.base_url)
+            .field("token_url", &self.token_url)
+            .field("owner_account_id", &self.owner_account_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish()
+    }
+}
+
+/// A lock bound to the owner account (`GET …/BoundLocks/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundLock {
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// `false` when the lock has no active licence. Absent is taken as active.
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub unbind_date: Option<DateTime<Utc>>,
+}
+
+impl BoundLock {
+    /// The title, or the id when the lock has none.
+    pub fn label(&self) -> &str {
+        self.title.as_deref().map(str::trim).filter(|t| !t.is_empty()).unwrap_or(&self.id)
+    }
+}
+
+/// A contact: a person (by email) the owner account can grant access to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: String,
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// Deprecated alias of `identifier`, still returned.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl Contact {
+    /// True when the contact is this email (Tapkey compares identifiers case-insensitively).
+    pub fn is(&self, email: &Email) -> bool {
+        [&self.identifier, &self.email]
+            .into_iter()
+            .flatten()
+            .any(|i| i.trim().eq_ignore_ascii_case(email.as_str()))
+    }
+}
+
+/// A grant: one contact's access to one bound lock for a validity window.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    pub id: String,
+    #[serde(default)]
+    pub bound_lock_id: Option<String>,
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub valid_from: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub valid_before: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+impl Grant {
+    /// Not revoked (neither `active: false` nor `state: "Revoked"`).
+    pub fn is_active(&self) -> bool {
+        self.active != Some(false)
+            && !self.state.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("revoked"))
+    }
+
+    /// Same window, to the second (Portier sends whole seconds).
+    pub fn has_window(&self, window: &Window) -> bool {
+        same_second(self.valid_from, window.from) && same_second(self.valid_before, window.until)
+    }
+}
+
+fn same_second(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> bool {
+    a.map(|t| t.timestamp()) == b.map(|t| t.timestamp())
+}
+
+/// The body of `PUT …/Grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewGrant {
+    pub bound_lock_id: String,
+    pub contact_id: String,
+    /// ISO-8601 UTC with `Z`, whole seconds; `null` when open.
+    pub valid_from: Option<String>,
+    pub valid_before: Option<String>,
+}
+
+impl NewGrant {
+    pub fn new(lock: &LockId, contact: &ContactId, window: &Window) -> Self {
+        Self {
+            bound_lock_id: lock.as_str().to_owned(),
+            contact_id: contact.as_str().to_owned(),
+            valid_from: window.from.as_ref().map(iso),
+            valid_before: window.until.as_ref().map(iso),
+        }
+    }
+}
+
+/// `2026-12-01T10:00:00Z`
+pub fn iso(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// What `PUT …/Contacts` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateContact {
+    Created(Contact),
+    /// A contact with this identifier exists already (409): look it up.
+    Duplicate,
+}
+
+/// What `PUT …/Grants` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateGrant {
+    Created(Grant),
+    /// An identical active grant exists already (409 `Duplicate`): look it up.
+    Duplicate,
+    /// The lock or the contact does not exist (404); the reason quotes Tapkey.
+    NotFound {
+        reason: String,
+    },
+}
+
+/// What `POST …/Grants/{id}/Revoke` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    Revoked,
+    /// Already revoked (409) or unknown (404): nothing left to do.
+    AlreadyGone,
+}
+
+/// Calls one Tapkey owner account. Cheap to share; holds the token cache.
+pub struct TapkeyClient {
+    cfg: TapkeyConfig,
+    base: String,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    tokens: TokenCache,
+}
+
+impl fmt::Debug for TapkeyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TapkeyClient").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl TapkeyClient {
+    pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
+        let base = http::trim_base(&cfg.base_url);
+        Self { cfg, base, http, policy, tokens: TokenCache::new() }
+    }
+
+    pub fn config(&self) -> &TapkeyConfig {
+        &self.cfg
+    }
+
+    /// One bound lock; `None` when the owner account has no such lock (404).
+    pub async fn bound_lock(&self, id: &LockId) -> Result<Option<BoundLock>, CallError> {
+        let url = self.owner_url(&format!("BoundLocks/{}", http::path_segment(id.as_str())));
+        let reply = self.call(|| self.http.get(&url)).await?;
+        match reply.status {
+            s if s.is_success() => reply.json(&API).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Every lock bound to the owner account.
+    pub async fn bound_locks(&self) -> Result<Vec<BoundLock>, CallError> {
+        self.list("BoundLocks", None).await
+    }
+
+    /// The contact with this email, if there is one.
+    pub async fn find_contact(&self, email: &Email) -> Result<Option<Contact>, CallError> {
+        let url = self.owner_url("Contacts");
+        let filter = format!("identifier eq {}", http::odata_quote(email.as_str()));
+        let reply = self.call(|| self.http.get(&url).query(&[("$filter", filter.as_str())])).await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(&API));
+        }
+        // Matched here too, in case the filter is ignored.
+        let contacts: Vec<Contact> = list_body(&reply)?;
+        Ok(contacts.into_iter().find(|c| c.is(email)))
+    }
+
+    /// Creates a Tapkey-identity contact for this email, titled with the person's name.
+    pub async fn create_contact(
+        &self,
+        email: &Email,
+        title: Option<&str>,
+    ) -> Result<CreateContact, CallError> {
+        let url = self.owner_url("Contacts");
+        let mut body = serde_json::json!({ "ipId": "tapkey", "identifier": email.as_str() });
+        if let (Some(t), Some(obj)) = (title.map(str::trim).filter(|t| !t.is_empty()), body.as_object_mut()) {
+            obj.insert("title".into(), t.into());
+        }
+        let reply = self.call(|| self.http.put(&url).json(&body)).await?;
+        match reply.status {
+            s if s.is_success() => reply.json(&API).map(CreateContact::Created),
+            StatusCode::CONFLICT => Ok(CreateContact::Duplicate),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Active grants of one contact on one lock (all windows).
+    pub async fn active_grants(&self, contact: &ContactId, lock: &LockId) -> Result<Vec<Grant>, CallError> {
+        let filter = format!(
+            "contactId eq {} and boundLockId eq {} and active eq true",
+            http::odata_quote(contact.as_str()),
+            http::odata_quote(lock.as_str())
+        );
+        let grants: Vec<Grant> = self.list("Grants", Some(&filter)).await?;
+        Ok(grants.into_iter().filter(Grant::is_active).collect())
+    }
+
+    /// Every grant of the owner account matching an OData filter (`None`: all of them).
+    pub async fn grants(&self, filter: Option<&str>) -> Result<Vec<Grant>, CallError> {
+        self.list("Grants", filter).await
+    }
+
+    /// Creates a grant. 402 (plan limit) is a permanent failure with a readable reason; other
+    /// 409s than `Duplicate` (a concurrent change) are retryable.
+    pub async fn create_grant(&self, grant: &NewGrant) -> Result<CreateGrant, CallError> {
+        let url = self.owner_url("Grants");
+        let reply = self.call(|| self.http.put(&url).json(grant)).await?;
+        match reply.status {
+            s if s.is_success() => reply.json(&API).map(CreateGrant::Created),
+            StatusCode::CONFLICT
+                if reply.error_code().is_some_and(|c| c.eq_ignore_ascii_case("duplicate")) =>
+            {
+                Ok(CreateGrant::Duplicate)
+            }
+            StatusCode::CONFLICT => Err(CallError::Retryable {
+                reason: format!("Tapkey answered {} while creating a grant", reply.summary()),
+                after: reply.retry_after(),
+            }),
+            StatusCode::PAYMENT_REQUIRED => Err(CallError::permanent(format!(
+                "Tapkey subscription limit reached (402 Payment Required): {}",
+                error_message(&reply)
+            ))),
+            StatusCode::NOT_FOUND => Ok(CreateGrant::NotFound { reason: reply.summary() }),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Revokes a grant (for real: `dryRun=false`). The lock applies it on its next sync.
+    pub async fn revoke_grant(&self, id: &GrantId) -> Result<Revoke, CallError> {
+        let url = self.owner_url(&format!("Grants/{}/Revoke", http::path_segment(id.as_str())));
+        let reply = self.call(|| self.http.post(&url).query(&[("dryRun", "false")])).await?;
+        match reply.status {
+            s if s.is_success() => Ok(Revoke::Revoked),
+            StatusCode::NOT_FOUND | StatusCode::CONFLICT => Ok(Revoke::AlreadyGone),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    fn owner_url(&self, rest: &str) -> String {
+        format!("{}/Owners/{}/{rest}", self.base, http::path_segment(&self.cfg.owner_account_id))
+    }
+
+    /// All pages of a collection under the owner account.
+    async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, CallError> {
+        let url = self.owner_url(path);
+        let mut all = Vec::new();
+        loop {
+            let skip = all.len().to_string();
+            let top = PAGE_SIZE.to_string();
+            let reply = self
+                .call(|| {
+                    let req = self.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]);
+                    match filter {
+                        Some(f) => req.query(&[("$filter", f)]),
+                        None => req,
+                    }
+                })
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(&API));
+            }
+            let page: Vec<T> = list_body(&reply)?;
+            let len = page.len();
+            all.extend(page);
+            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Sends an authenticated API call: a 401 refreshes the token and tries once more; a second
+    /// 401 or a 403 means the credentials or the co-administration are wrong.
+    async fn call<F>(&self, build: F) -> Result<Reply, CallError>
+    where
+        F: Fn() -> RequestBuilder,
+    {
+        let token = self.token().await?;
+        let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+        let reply = if reply.status == StatusCode::UNAUTHORIZED {
+            self.tokens.invalidate(&token).await;
+            let token = self.token().await?;
+            let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+            if reply.status == StatusCode::UNAUTHORIZED {
+                return Err(CallError::config(format!(
+                    "Tapkey rejected a freshly issued access token ({}): check the client's scopes ({SCOPES})",
+                    reply.summary()
+                )));
+            }
+            reply
+        } else {
+            reply
+        };
+        if reply.status == StatusCode::FORBIDDEN {
+            return Err(CallError::config(format!(
+                "Tapkey answered {}: the client is not a co-administrator of owner account {} \
+                 or lacks a scope ({SCOPES})",
+                reply.summary(),
+                self.cfg.owner_account_id
+            )));
+        }
+        Ok(reply)
+    }
+
+    async fn token(&self) -> Result<Secret, CallError> {
+        self.tokens.get(|_| self.fetch_token()).await
+    }
+
+    async fn fetch_token(&self) -> Result<FreshToken, CallError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.cfg.client_id.as_str()),
+            ("client_secret", self.cfg.client_secret.as_str()),
+            ("scope", SCOPES),
+        ];
+        let reply =
+            http::send(&self.policy, &API, || self.http.post(&self.cfg.token_url).form(&form)).await?;
+        match reply.status {
+            s if s.is_success() => {
+                let t: TokenBody = reply.json(&API)?;
+                Ok(FreshToken {
+                    access_token: Secret::new(t.access_token),
+                    expires_in: t.expires_in.map(std::time::Duration::from_secs),
+                    refresh_token: None,
+                })
+            }
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(CallError::config(format!(
+                    "Tapkey refused the client credentials of client {} ({})",
+                    self.cfg.client_id,
+                    reply.summary()
+                )))
+            }
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+}
+
+/// A token endpoint answer. No `Debug`: it holds the token.
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Collections are bare arrays; an OData `{"value": […]}` envelope is accepted too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListBody<T> {
+    Bare(Vec<T>),
+    Envelope { value: Vec<T> },
+}
+
+fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
+    reply.json::<ListBody<T>>(&API).map(|b| match b {
+        ListBody::Bare(v) | ListBody::Envelope { value: v } => v,
+    })
+}
+
+/// Tapkey's `Message` (or the status when there is none).
+fn error_message(reply: &Reply) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(alias = "message", default)]
+        #[serde(rename = "Message")]
+        message: Option<String>,
+    }
+    serde_json::from_slice::<Body>(&reply.body)
+        .ok()
+        .and_then(|b| b.message)
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| reply.summary())
+}
+
+/// RFC 3339, or a zone-less timestamp taken as UTC; `null`/`""` are absent. An unreadable
+/// date is absent too: a lenient reader must not fail a whole list over one odd field.
+fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    Ok(DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).ok().or_else(|| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).single().expect("valid date")
+    }
+
+    #[test]
+    fn new_grant_body_uses_utc_seconds_and_nulls() {
+        let w = Window::new(Some(t(10) + chrono::Duration::milliseconds(250)), None);
+        let body =
+            serde_json::to_value(NewGrant::new(&"lock-1".into(), &"c-1".into(), &w)).expect("serialises");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "boundLockId": "lock-1", "contactId": "c-1",
+                "validFrom": "2026-12-01T10:00:00Z", "validBefore": null
+            })
+        );
+    }
+
+    #[test]
+    fn grants_read_leniently_and_match_windows_to_the_second() {
+        let json = r#"[{"id":"g1","boundLockId":"l","contactId":"c","validFrom":"2026-12-01T10:00:00.000Z",
+            "validBefore":null,"state":"Ok","active":true,"extra":1},
+            {"id":"g2","validFrom":"2026-12-01T10:00:00","state":"Revoked"}]"#;
+        let grants: Vec<Grant> = serde_json::from_str(json).expect("parses");
+        assert_eq!(grants.len(), 2);
+        let w = Window::new(Some(t(10) + chrono::Duration::milliseconds(400)), None);
+        assert!(grants[0].has_window(&w) && grants[0].is_active());
+        assert!(!grants[0].has_window(&Window::new(Some(t(10)), Some(t(11)))));
+        assert!(grants[1].has_window(&w) && !grants[1].is_active());
+    }
+
+    #[test]
+    fn contacts_match_either_identifier_field() {
+        let email = Email::parse("ann@x.com").expect("valid email");
+        let c: Contact = serde_json::from_str(r#"{"id":"1","identifier":"Ann@X.com","email":"Ann@X.com"}"#)
+            .expect("parses");
+        assert!(c.is(&email));
+        let old = Contact { id: "2".into(), identifier: None, email: Some("ann@x.com".into()) };
+        assert!(old.is(&email));
+    }
+
+    #[test]
+    fn config_debug_redacts_the_secret() {
+        let cfg = TapkeyConfig::new("owner", "client", "s3cr3t");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t") && shown.contains("owner"));
+    }
+
+    #[test]
+    fn lock_label_falls_back_to_the_id() {
+        let l: BoundLock =
+            serde_json::from_str(r#"{"id":"l-1","title":" ","unbindDate":null}"#).expect("parses");
+        assert_eq!(l.label(), "l-1");
+        assert_eq!(l.active, None);
+    }
+}

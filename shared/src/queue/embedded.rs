@@ -1,0 +1,309 @@
+//! The [`Queue`] for `portier serve`: durable, in SQLite (it may share the store's file),
+//! with SQS FIFO semantics.
+//!
+//! - Within a message group, strict order; a group with a message in flight (received, not
+//!   deleted, visibility not yet over) delivers nothing else. Across groups, oldest first.
+//! - A send whose deduplication id was sent in the last 5 minutes is dropped silently.
+//! - Visibility follows the injected clock, so tests advance a `ManualClock` instead of
+//!   sleeping. Each receive hands out a fresh receipt: a handle from an earlier receive no
+//!   longer deletes or delays the message (a no-op, as SQS does).
+//! - A message that would be received more than `max_receives` times moves to the dead-letter
+//!   table instead.
+//! - Everything is in the file: after a restart, in-flight messages come back once their
+//!   visibility timeout is over.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::Notify;
+
+use super::{Delivery, Outgoing, Queue, QueueStats};
+use crate::clock::Clock;
+use crate::error::InfraError;
+use crate::store::sqlite::{open_connection, sql_error};
+
+/// How long a deduplication id suppresses another send (SQS: 5 minutes).
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// How often a waiting `receive` looks again (sends in this process wake it at once).
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// At most this many messages per receive, as SQS.
+const MAX_BATCH: usize = 10;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id    TEXT NOT NULL,
+    grp           TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (grp, visible_at);
+CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (visible_at);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_messages_receipt ON queue_messages (receipt) WHERE receipt IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    dedup_id TEXT PRIMARY KEY,
+    sent_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_dedup_sent ON queue_dedup (sent_at);
+CREATE TABLE IF NOT EXISTS queue_dead (
+    seq           INTEGER PRIMARY KEY,
+    message_id    TEXT NOT NULL,
+    grp           TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL,
+    dead_at       INTEGER NOT NULL
+);
+";
+
+/// The embedded, durable FIFO queue.
+pub struct EmbeddedQueue {
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    max_receives: u32,
+    /// Wakes receivers waiting in this process when a message is sent or made visible.
+    sent: Notify,
+}
+
+struct Candidate {
+    seq: i64,
+    message_id: String,
+    group: String,
+    body: String,
+    receive_count: u32,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl EmbeddedQueue {
+    /// Opens (creating if needed) the queue in a database file, which the store may share.
+    /// `max_receives` = 0 keeps redelivering forever (no dead-letter table).
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, InfraError> {
+        Self::with_connection(open_connection(path)?, clock, max_receives)
+    }
+
+    /// A queue that lives as long as this value (tests).
+    pub fn open_in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, InfraError> {
+        let conn = Connection::open_in_memory().map_err(|e| sql_error("open", e))?;
+        Self::with_connection(conn, clock, max_receives)
+    }
+
+    fn with_connection(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        max_receives: u32,
+    ) -> Result<Self, InfraError> {
+        conn.execute_batch(SCHEMA).map_err(|e| sql_error("queue schema", e))?;
+        Ok(Self { conn: Mutex::new(conn), clock, max_receives, sent: Notify::new() })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // Every change is one transaction that rolls back on drop, so a poisoned lock still
+        // guards a consistent connection.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    /// One non-waiting receive: delivers, or dead-letters, up to `max` messages.
+    fn try_receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, InfraError> {
+        let now = self.now_ms();
+        let visible_at = now.saturating_add(millis(visibility));
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_error("receive", e))?;
+        let mut out = Vec::new();
+        loop {
+            let wanted = i64::try_from(max - out.len()).unwrap_or(1);
+            // Visible messages, oldest first, of groups with nothing in flight.
+            let candidates = tx
+                .prepare_cached(
+                    "SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count FROM queue_messages m
+                     WHERE m.visible_at <= ?1
+                       AND NOT EXISTS (SELECT 1 FROM queue_messages p WHERE p.grp = m.grp AND p.visible_at > ?1)
+                     ORDER BY m.seq LIMIT ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now, wanted], |r| {
+                        Ok(Candidate {
+                            seq: r.get(0)?,
+                            message_id: r.get(1)?,
+                            group: r.get(2)?,
+                            body: r.get(3)?,
+                            receive_count: r.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|e| sql_error("receive", e))?;
+            if candidates.is_empty() {
+                break;
+            }
+            for c in candidates {
+                let count = c.receive_count.saturating_add(1);
+                if self.max_receives > 0 && count > self.max_receives {
+                    tx.execute(
+                        "INSERT INTO queue_dead (seq, message_id, grp, body, sent_at, receive_count, dead_at)
+                         SELECT seq, message_id, grp, body, sent_at, receive_count, ?2 FROM queue_messages WHERE seq = ?1",
+                        params![c.seq, now],
+                    )
+                    .and_then(|_| tx.execute("DELETE FROM queue_messages WHERE seq = ?1", params![c.seq]))
+                    .map_err(|e| sql_error("dead-letter", e))?;
+                    tracing::warn!(message_id = %c.message_id, receives = c.receive_count, "message moved to the dead-letter table");
+                    continue;
+                }
+                let receipt = format!("{}.{}", c.seq, uuid::Uuid::new_v4().simple());
+                tx.execute(
+                    "UPDATE queue_messages SET receive_count = ?2, visible_at = ?3, receipt = ?4 WHERE seq = ?1",
+                    params![c.seq, count, visible_at, receipt],
+                )
+                .map_err(|e| sql_error("receive", e))?;
+                out.push(Delivery {
+                    handle: receipt,
+                    message_id: c.message_id,
+                    group: c.group,
+                    body: c.body,
+                    receive_count: count,
+                });
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        tx.commit().map_err(|e| sql_error("receive", e))?;
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn send(&self, msg: &Outgoing) -> Result<(), InfraError> {
+        let now = self.now_ms();
+        let cutoff = now.saturating_sub(millis(DEDUP_WINDOW));
+        {
+            let mut conn = self.conn();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_error("send", e))?;
+            tx.execute("DELETE FROM queue_dedup WHERE sent_at <= ?1", params![cutoff])
+                .map_err(|e| sql_error("send", e))?;
+            let fresh = tx
+                .execute(
+                    "INSERT OR IGNORE INTO queue_dedup (dedup_id, sent_at) VALUES (?1, ?2)",
+                    params![msg.dedup_id, now],
+                )
+                .map_err(|e| sql_error("send", e))?;
+            if fresh == 0 {
+                // Sent within the window: dropped, as SQS does (the sender sees success).
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT INTO queue_messages (message_id, grp, body, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![uuid::Uuid::new_v4().to_string(), msg.group, msg.body, now],
+            )
+            .map_err(|e| sql_error("send", e))?;
+            tx.commit().map_err(|e| sql_error("send", e))?;
+        }
+        self.sent.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, InfraError> {
+        let max = max.min(MAX_BATCH);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        // The wait is real time (the clock may be a test's ManualClock that never moves).
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register before looking, so a send between the look and the sleep still wakes us.
+            let woken = self.sent.notified();
+            let got = self.try_receive(max, visibility)?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            let _ = tokio::time::timeout(POLL_INTERVAL.min(deadline - now), woken).await;
+        }
+    }
+
+    async fn delete(&self, handle: &str) -> Result<(), InfraError> {
+        self.conn()
+            .execute("DELETE FROM queue_messages WHERE receipt = ?1", params![handle])
+            .map_err(|e| sql_error("delete", e))?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, handle: &str, delay: Duration) -> Result<(), InfraError> {
+        let now = self.now_ms();
+        // Only while in flight: a message already visible again, or re-received under a new
+        // receipt, is no longer this handle's to move (SQS answers MessageNotInflight).
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE queue_messages SET visible_at = ?2 WHERE receipt = ?1 AND visible_at > ?3",
+                params![handle, now.saturating_add(millis(delay)), now],
+            )
+            .map_err(|e| sql_error("retry_later", e))?;
+        if changed > 0 && delay.is_zero() {
+            self.sent.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<QueueStats, InfraError> {
+        let now = self.now_ms();
+        let conn = self.conn();
+        let (visible, in_flight, dead): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT
+                    (SELECT COUNT(*) FROM queue_messages WHERE visible_at <= ?1),
+                    (SELECT COUNT(*) FROM queue_messages WHERE visible_at > ?1),
+                    (SELECT COUNT(*) FROM queue_dead)",
+                params![now],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| sql_error("stats", e))?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(QueueStats { visible: count(visible), in_flight: count(in_flight), dead: count(dead) })
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<Delivery>, InfraError> {
+        let conn = self.conn();
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        conn.prepare_cached(
+            "SELECT seq, message_id, grp, body, receive_count FROM queue_dead ORDER BY seq LIMIT ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(params![limit], |r| {
+                let seq: i64 = r.get(0)?;
+                Ok(Delivery {
+                    // Nothing accepts this handle: dead letters are only looked at.
+                    handle: format!("dead.{seq}"),
+                    message_id: r.get(1)?,
+                    group: r.get(2)?,
+                    body: r.get(3)?,
+                    receive_count: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(|e| sql_error("dead_letters", e))
+    }
+}

@@ -1,0 +1,180 @@
+//! `portier serve`: webhook routes, the worker loop and the tick, in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::error::WorkError;
+use crate::ingress::envelope::WorkMessage;
+use crate::ingress::{Ingress, MAX_BODY, NexudusRequest};
+use crate::queue::{Delivery, Queue};
+use crate::store::Records;
+use crate::worker::Worker;
+
+/// How long a received message stays hidden while it is worked on.
+pub const VISIBILITY: Duration = Duration::from_secs(120);
+
+/// The parts of a running Portier.
+#[derive(Clone)]
+pub struct Runtime {
+    pub ingress: Ingress,
+    pub worker: Worker,
+    pub queue: Arc<dyn Queue>,
+    pub records: Records,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The webhook routes (design §6.1) and `/healthz`.
+pub fn router(rt: Runtime) -> Router {
+    Router::new()
+        .route("/hooks/nexudus/{tenant}/{action}", post(nexudus_hook))
+        .route("/healthz", get(healthz))
+        // One byte over the cap is enough to answer 413 without reading a huge body.
+        .layer(DefaultBodyLimit::max(MAX_BODY + 1))
+        .with_state(rt)
+}
+
+async fn nexudus_hook(
+    State(rt): State<Runtime>,
+    Path((tenant, action)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signature = headers.get("x-nexudus-hook-signature").and_then(|v| v.to_str().ok());
+    let answer = rt
+        .ingress
+        .nexudus(NexudusRequest {
+            tenant: &tenant,
+            action: &action,
+            token: q.token.as_deref(),
+            signature,
+            body: &body,
+        })
+        .await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(answer.body)).into_response()
+}
+
+async fn healthz(State(rt): State<Runtime>) -> Response {
+    let store = rt.records.store().ping().await;
+    let queue = rt.queue.stats().await;
+    match (store, queue) {
+        (Ok(()), Ok(stats)) => {
+            (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok", "queue": stats })))
+                .into_response()
+        }
+        (s, q) => {
+            let detail = serde_json::json!({
+                "status": "unavailable",
+                "store": s.err().map(|e| e.to_string()),
+                "queue": q.err().map(|e| e.to_string()),
+            });
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(detail)).into_response()
+        }
+    }
+}
+
+/// What one pass over the queue did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub done: usize,
+    pub retried: usize,
+}
+
+/// Backoff for a message that will be tried again: the provider's `Retry-After`, or
+/// exponential in the receive count with jitter, capped at five minutes.
+pub fn redelivery_delay(error: &WorkError, receive_count: u32) -> Duration {
+    if let Some(after) = error.retry_after() {
+        return after;
+    }
+    let base = 2u64.saturating_pow(receive_count.min(8)).min(300);
+    Duration::from_millis(base * 1000 / 2 + fastrand::u64(0..=base * 500))
+}
+
+/// Receives one batch and works it: done messages are deleted, failed ones come back later.
+pub async fn work_batch(rt: &Runtime, wait: Duration) -> Result<Drained, WorkError> {
+    let batch = rt.queue.receive(10, VISIBILITY, wait).await?;
+    let mut drained = Drained::default();
+    for delivery in batch {
+        if work_one(rt, &delivery).await? {
+            drained.done += 1;
+        } else {
+            drained.retried += 1;
+        }
+    }
+    Ok(drained)
+}
+
+async fn work_one(rt: &Runtime, d: &Delivery) -> Result<bool, WorkError> {
+    match rt.worker.handle(&d.body).await {
+        Ok(_) => {
+            rt.queue.delete(&d.handle).await?;
+            Ok(true)
+        }
+        Err(e) => {
+            let delay = redelivery_delay(&e, d.receive_count);
+            tracing::warn!(error = %e, receive_count = d.receive_count, delay_ms = delay.as_millis() as u64, "message will be retried");
+            rt.queue.retry_later(&d.handle, delay).await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Enqueues a reconcile for every subject whose timer is due; returns how many.
+pub async fn tick(records: &Records, queue: &dyn Queue) -> Result<usize, WorkError> {
+    let now = records.now();
+    let due = records.due_timers(now).await?;
+    for (subject, at) in &due {
+        let msg = WorkMessage::Reconcile { subject: subject.clone(), reason: "timer".into(), at: *at };
+        queue.send(&msg.to_outgoing()).await?;
+        records.clear_timer(subject, *at).await?;
+    }
+    Ok(due.len())
+}
+
+/// Runs the worker and the tick until `shutdown` resolves.
+pub async fn run_background(rt: Runtime, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let worker = {
+        let rt = rt.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            while !*stop.borrow() {
+                tokio::select! {
+                    r = work_batch(&rt, Duration::from_secs(1)) => if let Err(e) = r {
+                        tracing::error!(error = %e, "worker: store or queue unavailable");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    },
+                    _ = stop.changed() => {}
+                }
+            }
+        })
+    };
+    let ticker = {
+        let rt = rt.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            while !*stop.borrow() {
+                tokio::select! {
+                    _ = every.tick() => if let Err(e) = tick(&rt.records, rt.queue.as_ref()).await {
+                        tracing::error!(error = %e, "tick failed; the next one catches up");
+                    },
+                    _ = stop.changed() => {}
+                }
+            }
+        })
+    };
+    let _ = tokio::join!(worker, ticker);
+}

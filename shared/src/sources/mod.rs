@@ -1,0 +1,37 @@
+//! Space-management systems: one folder per source (webhook meaning + REST client).
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::WorkError;
+use crate::model::{Instant, SourceKind, SubjectKey};
+use crate::store::Records;
+
+pub mod nexudus;
+
+/// How a webhook proved where it came from. Only a signature vouches for its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proof {
+    Signature,
+    Token,
+}
+
+/// What a webhook said about a subject; the source decides what to believe and what to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hint {
+    pub action: String,
+    pub proof: Proof,
+    pub payload: Option<Value>,
+    pub received_at: Instant,
+}
+
+/// A source of people and entitlements.
+#[async_trait]
+pub trait Source: Send + Sync {
+    fn kind(&self) -> SourceKind;
+
+    /// Brings the stored profile and entitlements of one subject up to date after a webhook.
+    /// Writes are monotonic, so repeating or reordering hints changes nothing.
+    async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError>;
+}

@@ -1,0 +1,246 @@
+//! Thin typed client of the Nexudus REST API (`reference/source-systems.md` §1.4).
+//!
+//! Password-grant token with a stable `client_id` header, cached for its week-long life and
+//! renewed with the refresh token (falling back to the password when the refresh token is gone);
+//! a 401 refreshes once. Nexudus throttles with **409** + `Retry-After`, which the shared retry
+//! helper treats like a 429 (the client only reads, so a 409 is never a real conflict).
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde::Deserialize;
+
+use super::dto::{Coworker, CoworkerTimePass, Page};
+use crate::error::CallError;
+use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+
+const API: Api = Api::with_throttle("Nexudus", is_throttle);
+
+/// Nexudus answers 409 with `Retry-After` when a rate limit is hit.
+fn is_throttle(reply: &Reply) -> bool {
+    reply.status == StatusCode::CONFLICT
+}
+
+/// Records per page when listing.
+pub const PAGE_SIZE: u32 = 100;
+
+/// A list still claiming more pages after this many is refused rather than followed forever.
+const MAX_PAGES: u32 = 1000;
+
+/// Where and as whom to call Nexudus. `Debug` redacts the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NexudusConfig {
+    /// `https://spaces.nexudus.com/api` (the token endpoint must use this host, not a portal).
+    pub base_url: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl NexudusConfig {
+    pub const DEFAULT_BASE_URL: &'static str = "https://spaces.nexudus.com/api";
+
+    /// The production API for this admin user.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self { base_url: Self::DEFAULT_BASE_URL.into(), username: username.into(), password: password.into() }
+    }
+}
+
+impl fmt::Debug for NexudusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NexudusConfig")
+            .field("base_url", &self.base_url)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// Reads one Nexudus account. Cheap to share; holds the token cache.
+pub struct NexudusClient {
+    cfg: NexudusConfig,
+    base: String,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    tokens: TokenCache,
+    /// Sent as the `client_id` header: Nexudus ties refresh tokens to it.
+    client_id: String,
+}
+
+impl fmt::Debug for NexudusClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NexudusClient").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl NexudusClient {
+    pub fn new(cfg: NexudusConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
+        let base = http::trim_base(&cfg.base_url);
+        Self {
+            cfg,
+            base,
+            http,
+            policy,
+            tokens: TokenCache::new(),
+            client_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn config(&self) -> &NexudusConfig {
+        &self.cfg
+    }
+
+    /// One customer by id; `None` on 404. Nexudus answers 500 for a deleted id, which cannot be
+    /// told from an outage, so that stays a retryable failure.
+    pub async fn coworker(&self, id: i64) -> Result<Option<Coworker>, CallError> {
+        let url = format!("{}/spaces/coworkers/{id}", self.base);
+        let reply = self.call(|| self.http.get(&url)).await?;
+        match reply.status {
+            s if s.is_success() => reply.json(&API).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Every pass given to one customer (used, expired and current), all pages.
+    pub async fn time_passes_for(&self, coworker_id: i64) -> Result<Vec<CoworkerTimePass>, CallError> {
+        let url = format!("{}/billing/coworkertimepasses", self.base);
+        let coworker = coworker_id.to_string();
+        let size = PAGE_SIZE.to_string();
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let page_no = page.to_string();
+            let reply = self
+                .call(|| {
+                    self.http.get(&url).query(&[
+                        ("CoworkerTimePass_Coworker", coworker.as_str()),
+                        ("page", page_no.as_str()),
+                        ("size", size.as_str()),
+                    ])
+                })
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(&API));
+            }
+            let page: Page<CoworkerTimePass> = reply.json(&API)?;
+            let done = !page.has_next_page || page.records.is_empty();
+            all.extend(page.records);
+            if done {
+                return Ok(all);
+            }
+        }
+        Err(CallError::permanent(format!(
+            "Nexudus still reported more time passes of coworker {coworker_id} after {MAX_PAGES} pages"
+        )))
+    }
+
+    /// Sends an authenticated call; a 401 refreshes the token and tries once more.
+    async fn call<F>(&self, build: F) -> Result<Reply, CallError>
+    where
+        F: Fn() -> RequestBuilder,
+    {
+        let token = self.token().await?;
+        let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+        let reply = if reply.status == StatusCode::UNAUTHORIZED {
+            self.tokens.invalidate(&token).await;
+            let token = self.token().await?;
+            let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+            if reply.status == StatusCode::UNAUTHORIZED {
+                return Err(CallError::config(format!(
+                    "Nexudus rejected a freshly issued access token ({})",
+                    reply.summary()
+                )));
+            }
+            reply
+        } else {
+            reply
+        };
+        if reply.status == StatusCode::FORBIDDEN {
+            return Err(CallError::config(format!(
+                "Nexudus answered {}: the configured user lacks the permission for this call",
+                reply.summary()
+            )));
+        }
+        Ok(reply)
+    }
+
+    async fn token(&self) -> Result<Secret, CallError> {
+        self.tokens.get(|refresh| self.fetch_token(refresh)).await
+    }
+
+    /// A refresh grant when there is a refresh token; the password grant when there is none or
+    /// Nexudus refuses it (refresh tokens last 15 days and are single-use per client id).
+    async fn fetch_token(&self, refresh: Option<Secret>) -> Result<FreshToken, CallError> {
+        if let Some(refresh) = refresh {
+            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose())];
+            match self.token_request(&form).await? {
+                Ok(token) => return Ok(token),
+                Err(reply) => {
+                    tracing::debug!(status = %reply.status, "Nexudus refused the refresh token; logging in again");
+                }
+            }
+        }
+        let form = [
+            ("grant_type", "password"),
+            ("username", self.cfg.username.as_str()),
+            ("password", self.cfg.password.as_str()),
+        ];
+        match self.token_request(&form).await? {
+            Ok(token) => Ok(token),
+            Err(reply) => Err(CallError::config(format!(
+                "Nexudus refused the configured username and password ({})",
+                reply.summary()
+            ))),
+        }
+    }
+
+    /// `Ok(Ok(token))`, `Ok(Err(reply))` when the endpoint refused the grant (400/401/403),
+    /// `Err` for anything worth retrying later.
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<Result<FreshToken, Reply>, CallError> {
+        let url = format!("{}/token", self.base);
+        let reply = http::send(&self.policy, &API, || {
+            self.http.post(&url).header("client_id", self.client_id.as_str()).form(form)
+        })
+        .await?;
+        match reply.status {
+            s if s.is_success() => {
+                let t: TokenBody = reply.json(&API)?;
+                Ok(Ok(FreshToken {
+                    access_token: Secret::new(t.access_token),
+                    expires_in: t.expires_in.map(Duration::from_secs),
+                    refresh_token: t.refresh_token.filter(|r| !r.is_empty()).map(Secret::new),
+                }))
+            }
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(reply)),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+}
+
+/// A token endpoint answer. No `Debug`: it holds the tokens.
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_redacts_the_password() {
+        let shown = format!("{:?}", NexudusConfig::new("admin@x.com", "pa55word"));
+        assert!(!shown.contains("pa55word") && shown.contains("spaces.nexudus.com"));
+    }
+
+    #[test]
+    fn only_409_is_the_extra_throttle() {
+        let reply = |status| Reply { status, headers: Default::default(), body: Vec::new() };
+        assert!(is_throttle(&reply(StatusCode::CONFLICT)));
+        assert!(!is_throttle(&reply(StatusCode::BAD_REQUEST)));
+    }
+}

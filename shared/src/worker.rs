@@ -1,0 +1,98 @@
+//! The worker: one queue message → source refresh → reconcile. Shared by both runtimes.
+
+use std::sync::Arc;
+
+use crate::error::WorkError;
+use crate::ingress::envelope::WorkMessage;
+use crate::reconcile::{self, Outcome};
+use crate::sources::Hint;
+use crate::store::Records;
+use crate::store::records::Quarantined;
+use crate::tenants::Tenants;
+
+/// What the worker needs, built once per process.
+#[derive(Clone)]
+pub struct Worker {
+    pub records: Records,
+    pub tenants: Arc<dyn Tenants>,
+}
+
+impl Worker {
+    pub fn new(records: Records, tenants: Arc<dyn Tenants>) -> Self {
+        Self { records, tenants }
+    }
+
+    /// Handles one message body. `Ok` means the message is done and can be deleted.
+    ///
+    /// A message that can never succeed (unreadable, unknown tenant) is quarantined and
+    /// acknowledged, so it neither blocks its FIFO group nor fills the DLQ.
+    pub async fn handle(&self, body: &str) -> Result<Option<Outcome>, WorkError> {
+        let msg: WorkMessage = match serde_json::from_str(body) {
+            Ok(m) => m,
+            Err(e) => {
+                self.quarantine_unknown(body, &format!("unreadable queue message: {e}")).await?;
+                return Ok(None);
+            }
+        };
+        let subject = msg.subject().clone();
+        let Some(tenant) = self.tenants.get(&subject.tenant).await? else {
+            self.quarantine(&msg, body, "the tenant is no longer configured").await?;
+            return Ok(None);
+        };
+
+        if let WorkMessage::NexudusEvent { event_id, action, proof, payload, received_at, .. } = &msg {
+            if self.records.event_done(event_id).await? {
+                return Ok(None);
+            }
+            let hint = Hint {
+                action: action.clone(),
+                proof: *proof,
+                payload: payload.clone(),
+                received_at: *received_at,
+            };
+            match tenant.source.refresh(&subject, &hint, &self.records).await {
+                Err(WorkError::BadMessage(reason)) => {
+                    self.quarantine(&msg, body, &reason).await?;
+                    return Ok(None);
+                }
+                other => other?,
+            }
+        }
+
+        let outcome = reconcile::reconcile(&self.records, &tenant, &subject).await?;
+        if let WorkMessage::NexudusEvent { event_id, .. } = &msg {
+            self.records.mark_event_done(event_id).await?;
+        }
+        Ok(Some(outcome))
+    }
+
+    async fn quarantine(&self, msg: &WorkMessage, body: &str, reason: &str) -> Result<(), WorkError> {
+        let (event_id, action) = match msg {
+            WorkMessage::NexudusEvent { event_id, action, .. } => (event_id.clone(), action.clone()),
+            WorkMessage::Reconcile { reason, .. } => {
+                (uuid::Uuid::new_v4().to_string(), format!("reconcile: {reason}"))
+            }
+        };
+        let q = Quarantined {
+            at: self.records.now(),
+            event_id,
+            action,
+            reason: reason.into(),
+            body: body.into(),
+        };
+        self.records.quarantine(&msg.subject().tenant, &q).await?;
+        Ok(())
+    }
+
+    async fn quarantine_unknown(&self, body: &str, reason: &str) -> Result<(), WorkError> {
+        let q = Quarantined {
+            at: self.records.now(),
+            event_id: uuid::Uuid::new_v4().to_string(),
+            action: "unknown".into(),
+            reason: reason.into(),
+            body: body.into(),
+        };
+        self.records.quarantine(&"_unknown".into(), &q).await?;
+        Ok(())
+    }
+}

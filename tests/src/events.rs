@@ -1,0 +1,76 @@
+//! Lambda events as AWS delivers them: API Gateway HTTP API (payload 2.0) and SQS batches.
+//! Used by the tests and to write the samples in `events/`.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// An HTTP API event for `POST /hooks/nexudus/{tenant}/{action}`.
+pub fn nexudus_hook(tenant: &str, action: &str, query: &str, signature: Option<&str>, body: &[u8]) -> Value {
+    let mut headers = serde_json::Map::new();
+    headers.insert("content-type".into(), json!("application/json"));
+    headers.insert("user-agent".into(), json!("Nexudus-Webhooks"));
+    if let Some(sig) = signature {
+        headers.insert("x-nexudus-hook-signature".into(), json!(sig));
+    }
+    let query_params: serde_json::Map<String, Value> =
+        query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), json!(v))).collect();
+    // API Gateway passes text bodies as-is and anything else base64-encoded.
+    let (body, encoded) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let path = format!("/hooks/nexudus/{tenant}/{action}");
+    json!({
+        "version": "2.0",
+        "routeKey": "POST /hooks/nexudus/{tenant}/{action}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "queryStringParameters": if query_params.is_empty() { Value::Null } else { Value::Object(query_params) },
+        "pathParameters": { "tenant": tenant, "action": action },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "portier",
+            "domainName": "portier.example.com",
+            "domainPrefix": "portier",
+            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "Nexudus-Webhooks" },
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": "POST /hooks/nexudus/{tenant}/{action}",
+            "stage": "$default",
+            "time": "23/Nov/2026:09:00:00 +0000",
+            "timeEpoch": 1795338000000i64
+        },
+        "body": body,
+        "isBase64Encoded": encoded
+    })
+}
+
+/// An SQS FIFO event with these `(message id, group, body)` records, in order.
+pub fn sqs_batch(records: &[(String, String, String)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (id, group, body))| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("handle-{id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795338000000",
+                    "SequenceNumber": format!("1884949646046769{:04}", i),
+                    "MessageGroupId": group,
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "MessageDeduplicationId": id,
+                    "ApproximateFirstReceiveTimestamp": "1795338000001"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:portier.fifo",
+                "awsRegion": "eu-central-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}

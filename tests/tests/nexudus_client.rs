@@ -1,0 +1,129 @@
+//! The Nexudus REST client against the Nexudus simulator: tokens, paging, throttling.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use shared::error::CallError;
+use shared::http::RetryPolicy;
+use shared::sources::nexudus::client::{NexudusClient, NexudusConfig};
+use testkit::sim::{NexudusSim, NexudusSimConfig};
+
+const ANN: i64 = 456;
+const BIKE: i64 = 1001;
+
+fn config(sim: &NexudusSim) -> NexudusConfig {
+    NexudusConfig {
+        base_url: sim.base_url(),
+        username: sim.config().username.clone(),
+        password: sim.config().password.clone(),
+    }
+}
+
+async fn setup() -> (NexudusSim, NexudusClient) {
+    let sim = NexudusSim::start(NexudusSimConfig::default()).await;
+    sim.add_coworker(ANN, "Ann Example", "Ann@Example.com");
+    sim.add_time_pass(BIKE, "Bike Storage");
+    let client = NexudusClient::new(config(&sim), shared::http::client(), RetryPolicy::fast());
+    (sim, client)
+}
+
+#[tokio::test]
+async fn reads_a_coworker_with_one_token() {
+    let (sim, nexudus) = setup().await;
+    for _ in 0..3 {
+        let c = nexudus.coworker(ANN).await.expect("read").expect("exists");
+        assert_eq!((c.id, c.email.as_deref(), c.active), (ANN, Some("Ann@Example.com"), true));
+    }
+    assert_eq!(sim.token_requests(), 1);
+    assert_eq!(sim.count("GET", "/spaces/coworkers/456"), 3);
+}
+
+#[tokio::test]
+async fn missing_and_deleted_coworkers() {
+    let (sim, nexudus) = setup().await;
+    sim.faults().fail_next(404, 1);
+    assert_eq!(nexudus.coworker(ANN).await, Ok(None));
+
+    // Nexudus answers 500 for a deleted id: ambiguous, so retryable, never "gone".
+    sim.delete_coworker(ANN);
+    let err = nexudus.coworker(ANN).await.expect_err("500");
+    assert!(matches!(err, CallError::Retryable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn time_passes_are_paged_past_one_hundred() {
+    let (sim, nexudus) = setup().await;
+    sim.add_coworker(789, "Bob", "bob@example.com");
+    let expire = Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).single();
+    let mut ids: Vec<i64> = (0..250).map(|_| sim.give_pass(ANN, BIKE, expire)).collect();
+    sim.give_pass(789, BIKE, None);
+
+    let passes = nexudus.time_passes_for(ANN).await.expect("listed");
+    let mut got: Vec<i64> = passes.iter().map(|p| p.id).collect();
+    got.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(got, ids);
+    assert!(passes.iter().all(|p| p.coworker_id == ANN && p.time_pass_id == BIKE && p.expire_date == expire));
+    assert_eq!(sim.count("GET", "/billing/coworkertimepasses"), 3);
+
+    assert_eq!(nexudus.time_passes_for(12345).await.map(|p| p.len()), Ok(0));
+}
+
+#[tokio::test]
+async fn throttling_409_is_retried() {
+    let (sim, nexudus) = setup().await;
+    sim.faults().fail_next(409, 2);
+    assert!(nexudus.coworker(ANN).await.expect("read after 409s").is_some());
+
+    // A rate limit answers 409 with Retry-After: 1, which a patient policy honours.
+    let patient = NexudusClient::new(
+        config(&sim),
+        shared::http::client(),
+        RetryPolicy { attempts: 4, base: Duration::from_millis(1), max: Duration::from_secs(2) },
+    );
+    sim.faults().set_rate_limit(Some(2.0));
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert!(patient.coworker(ANN).await.expect("read").is_some());
+    }
+    assert!(sim.faults().throttled_count() > 0);
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited for Retry-After");
+    sim.faults().set_rate_limit(None);
+
+    // Throttled on every attempt: retryable, carrying the server's Retry-After.
+    sim.faults().fail_next(409, 4);
+    let err = nexudus.coworker(ANN).await.expect_err("still throttled");
+    assert!(matches!(err, CallError::Retryable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_then_the_password_is_used_again() {
+    let (sim, nexudus) = setup().await;
+    nexudus.coworker(ANN).await.expect("read");
+    assert_eq!(sim.token_requests(), 1);
+
+    // 401 → refresh grant → retried call.
+    sim.expire_tokens();
+    assert!(nexudus.coworker(ANN).await.expect("read after refresh").is_some());
+    assert_eq!(sim.token_requests(), 2);
+
+    // Refresh token gone too: the refresh is refused and the password grant logs in again.
+    sim.expire_tokens();
+    sim.expire_refresh_tokens();
+    assert!(nexudus.coworker(ANN).await.expect("read after login").is_some());
+    assert_eq!(sim.token_requests(), 4);
+}
+
+#[tokio::test]
+async fn wrong_password_and_repeated_401_are_configuration_errors() {
+    let (sim, nexudus) = setup().await;
+    sim.faults().fail_next(401, 2);
+    let err = nexudus.coworker(ANN).await.expect_err("401 twice");
+    assert!(matches!(err, CallError::Config { .. }), "{err:?}");
+
+    let wrong = NexudusConfig { password: "not-it".into(), ..config(&sim) };
+    let nexudus = NexudusClient::new(wrong, shared::http::client(), RetryPolicy::fast());
+    let err = nexudus.coworker(ANN).await.expect_err("refused");
+    assert!(matches!(err, CallError::Config { .. }), "{err:?}");
+    assert!(!err.to_string().contains("not-it"), "the password never appears: {err}");
+}
