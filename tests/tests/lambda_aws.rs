@@ -1,0 +1,200 @@
+//! The same user stories through the Lambda handlers, with DynamoDB and SQS FIFO on the
+//! loopback wire-protocol server (moto), as `make test` starts it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::sqs::SqsEvent;
+use chrono::{TimeZone, Utc};
+use shared::clock::{Clock, SystemClock};
+use shared::ingress::envelope::{Proof, WorkMessage};
+use shared::lambda::{LambdaEnv, nexudus_http, worker_sqs};
+use shared::model::{SourceKind, SubjectKey, TenantId};
+use shared::queue::Queue;
+use shared::queue::sqs::SqsQueue;
+use shared::store::Records;
+use shared::store::dynamo::DynamoStore;
+use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, TENANT};
+use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+
+fn endpoint() -> String {
+    std::env::var("PORTIER_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("PORTIER_TEST_AWS_ENDPOINT is not set: start the loopback server with `make test` or `scripts/moto.sh start`")
+    })
+}
+
+struct AwsApp {
+    nexudus: NexudusSim,
+    tapkey: TapkeySim,
+    env: LambdaEnv,
+    queue: Arc<SqsQueue>,
+}
+
+async fn spawn_aws_app() -> AwsApp {
+    let nexudus = NexudusSim::start(NexudusSimConfig {
+        webhook_secret: Some(HOOK_SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let tapkey =
+        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    nexudus.set_now(Utc::now());
+    nexudus.add_coworker(ANNA, "Anna Müller", testkit::harness::ANNA_EMAIL);
+    nexudus.add_coworker(457, "Ben Weber", "ben@example.com");
+    nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
+    tapkey.add_lock(LOCK, "Bike Storage Door", true);
+
+    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let store =
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), format!("portier-{unique}"), clock.clone());
+    store.create_table_if_missing().await.expect("create table");
+    let queue = Arc::new(
+        SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &format!("portier-{unique}"), 3)
+            .await
+            .expect("create queues"),
+    );
+    let records = Records::new(Arc::new(store), clock);
+    // `portier config push` stores the tenant document; here the test does.
+    let tenant = testkit::harness::tenant_config(&nexudus, &tapkey, HookAuth::Signature);
+    records
+        .put_tenant_config(&TenantId(TENANT.into()), serde_json::to_value(&tenant).expect("json"))
+        .await
+        .expect("config");
+    let env = LambdaEnv::new(records, queue.clone(), Arc::new(testkit::harness::secrets(&tapkey)));
+    AwsApp { nexudus, tapkey, env, queue }
+}
+
+impl AwsApp {
+    /// API Gateway → `nexudus-ingress`.
+    async fn hook(&self, action: &str, dto: &serde_json::Value) -> i64 {
+        let hook = self.nexudus.webhook(action, dto);
+        let sig = hook
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
+            .map(|(_, v)| v.as_str());
+        let event: ApiGatewayV2httpRequest =
+            serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
+                .expect("event");
+        nexudus_http(&self.env.ingress(), &event).await.status_code
+    }
+
+    /// SQS → `worker`, as the event source mapping does: successes are deleted, reported
+    /// failures become visible again.
+    async fn run_worker(&self) {
+        let worker = self.env.worker();
+        for _ in 0..20 {
+            let batch = self
+                .queue
+                .receive(10, Duration::from_secs(30), Duration::from_secs(1))
+                .await
+                .expect("receive");
+            if batch.is_empty() {
+                return;
+            }
+            let records: Vec<_> =
+                batch.iter().map(|d| (d.message_id.clone(), d.group.clone(), d.body.clone())).collect();
+            let event: SqsEvent =
+                serde_json::from_value(testkit::events::sqs_batch(&records)).expect("event");
+            let response = worker_sqs(&worker, &event).await;
+            for d in &batch {
+                if response.batch_item_failures.iter().any(|f| f.item_identifier == d.message_id) {
+                    self.queue.retry_later(&d.handle, Duration::ZERO).await.expect("retry");
+                } else {
+                    self.queue.delete(&d.handle).await.expect("delete");
+                }
+            }
+        }
+        panic!("the queue did not drain");
+    }
+}
+
+#[tokio::test]
+async fn a_pass_grants_and_using_it_revokes_through_the_lambda_handlers() {
+    let app = spawn_aws_app().await;
+    let expiry = Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).single().expect("date");
+    let pass = app.nexudus.give_pass(ANNA, BIKE_STORAGE, Some(expiry));
+    let dto = app.nexudus.coworker_dto(ANNA);
+    for _ in 0..3 {
+        assert_eq!(app.hook("AccessControlUpdate", &dto).await, 202);
+    }
+    app.run_worker().await;
+    let grants = app.tapkey.active_grants();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].valid_before, Some(expiry));
+    assert_eq!(app.tapkey.count("PUT", "/Grants"), 1);
+
+    // Anna uses the pass a moment later: same Coworker DTO, new delivery.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.nexudus.set_pass_used(pass);
+    assert_eq!(app.hook("AccessControlUpdate", &dto).await, 202);
+    app.run_worker().await;
+    assert!(app.tapkey.active_grants().is_empty());
+
+    // Everything was recorded in DynamoDB.
+    let subject = SubjectKey::new(&TenantId(TENANT.into()), SourceKind::Nexudus, ANNA.to_string());
+    let audit = app.env.records.audit_log(&subject).await.expect("audit");
+    assert_eq!(audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["grant", "revoke"]);
+}
+
+#[tokio::test]
+async fn bad_webhooks_get_clear_answers_and_nothing_reaches_sqs() {
+    let app = spawn_aws_app().await;
+    let body = serde_json::to_vec(&serde_json::json!([app.nexudus.coworker_dto(ANNA)])).expect("json");
+    let event = |tenant: &str, sig: Option<&str>, body: &[u8]| -> ApiGatewayV2httpRequest {
+        serde_json::from_value(testkit::events::nexudus_hook(tenant, "AccessControlUpdate", "", sig, body))
+            .expect("event")
+    };
+    let ingress = app.env.ingress();
+    let good = testkit::sim::nexudus::sign_utf8(HOOK_SECRET, &body);
+    assert_eq!(nexudus_http(&ingress, &event(TENANT, Some(&"A".repeat(64)), &body)).await.status_code, 401);
+    assert_eq!(nexudus_http(&ingress, &event("nobody", Some(&good), &body)).await.status_code, 404);
+    let bad = b"[{\"Id\":".to_vec();
+    let bad_sig = testkit::sim::nexudus::sign_utf8(HOOK_SECRET, &bad);
+    assert_eq!(nexudus_http(&ingress, &event(TENANT, Some(&bad_sig), &bad)).await.status_code, 400);
+    assert_eq!(app.env.records.quarantined(&TENANT.into()).await.expect("store").len(), 1);
+    let stats = app.queue.stats().await.expect("stats");
+    assert_eq!(stats.visible + stats.in_flight, 0);
+}
+
+#[tokio::test]
+async fn in_a_fifo_batch_the_failed_record_and_all_after_it_are_reported() {
+    let app = spawn_aws_app().await;
+    app.nexudus.give_pass(ANNA, BIKE_STORAGE, None);
+    app.nexudus.give_pass(457, BIKE_STORAGE, None);
+    let tenant = TenantId(TENANT.into());
+    let message = |person: i64, proof: Proof, payload: Option<serde_json::Value>| {
+        WorkMessage::NexudusEvent {
+            event_id: format!("ev-{person}-{}", uuid::Uuid::new_v4()),
+            subject: SubjectKey::new(&tenant, SourceKind::Nexudus, person.to_string()),
+            action: "AccessControlUpdate".into(),
+            proof,
+            payload,
+            received_at: Utc::now(),
+        }
+        .to_outgoing()
+    };
+    // Record 2 names a customer Nexudus cannot return (it answers 500): a retryable failure.
+    let outgoing = [
+        message(ANNA, Proof::Signature, Some(app.nexudus.coworker_dto(ANNA))),
+        message(999, Proof::Token, None),
+        message(457, Proof::Signature, Some(app.nexudus.coworker_dto(457))),
+        message(457, Proof::Token, None),
+    ];
+    let records: Vec<_> = outgoing
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (format!("m{}", i + 1), o.group.clone(), o.body.clone()))
+        .collect();
+    let event: SqsEvent = serde_json::from_value(testkit::events::sqs_batch(&records)).expect("event");
+
+    let response = worker_sqs(&app.env.worker(), &event).await;
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m2", "m3", "m4"]);
+    let grants = app.tapkey.active_grants();
+    assert_eq!(grants.len(), 1, "only record 1 was applied");
+    assert_eq!(app.tapkey.count("PUT", "/Grants"), 1);
+}
