@@ -131,3 +131,39 @@ impl LambdaEnv {
         Worker::new(self.records.clone(), self.tenants.clone())
     }
 }
+
+/// The `resync` function's input: the EventBridge schedule (all tenants) or a manual invoke
+/// `{"tenant": "space-berlin", "dry_run": true}`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ResyncRequest {
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Runs the resync for the requested tenants; the answer summarises each run (the plans in
+/// full for a dry run).
+pub async fn resync(env: &LambdaEnv, event: &serde_json::Value) -> Result<serde_json::Value, String> {
+    // A scheduled event has other fields and no `tenant`: that means every tenant.
+    let request: ResyncRequest = serde_json::from_value(event.clone()).unwrap_or_default();
+    let ids = match &request.tenant {
+        Some(t) => vec![crate::model::TenantId(t.clone())],
+        None => env.tenants.ids().await.map_err(|e| e.to_string())?,
+    };
+    let opts = crate::resync::ResyncOptions { dry_run: request.dry_run, provider: None };
+    let mut reports = Vec::new();
+    for id in ids {
+        let tenant = env
+            .tenants
+            .get(&id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("unknown tenant {id}"))?;
+        let report = crate::resync::resync(&env.records, &tenant, env.queue.as_ref(), opts, &mut |_, _| {})
+            .await
+            .map_err(|e| format!("resync of {id} stopped (the next run resumes): {e}"))?;
+        reports.push(serde_json::to_value(&report).map_err(|e| e.to_string())?);
+    }
+    Ok(serde_json::json!({ "tenants": reports }))
+}

@@ -9,6 +9,7 @@ pub mod model;
 pub mod plan;
 pub mod providers;
 pub mod reconcile;
+pub mod resync;
 pub mod sources;
 pub mod worker;
 
@@ -23,5 +24,6 @@ pub mod explain;
 pub mod http;
 pub mod lambda;
 pub mod serve;
+pub mod status;
 pub mod telemetry;
 pub mod tenants;

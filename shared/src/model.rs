@@ -324,6 +324,17 @@ pub struct Profile {
     pub deleted: bool,
 }
 
+impl Profile {
+    /// Source state only moves forward (design §2.2): a newer source version wins; at the same
+    /// version only a deletion may change the record (a delete hint carries the last version).
+    pub fn supersedes(&self, old: &Profile) -> bool {
+        match (self.source_version, old.source_version) {
+            (Some(n), Some(o)) => n > o || (n == o && self != old && self.deleted),
+            _ => self != old,
+        }
+    }
+}
+
 /// Where an entitlement came from, and its id there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -371,6 +382,21 @@ impl Entitlement {
 
     pub fn is_active(&self) -> bool {
         self.state == EntitlementState::Active
+    }
+
+    /// A newer source version wins; at the same version only an ending may change the record.
+    pub fn supersedes(&self, old: &Entitlement) -> bool {
+        self.source_version > old.source_version
+            || (self.source_version == old.source_version && self != old && !self.is_active())
+    }
+
+    /// The same entitlement, ended for `reason` as of `now` (never moving its version back).
+    pub fn ended(self, reason: &str, now: Instant) -> Entitlement {
+        Entitlement {
+            state: EntitlementState::Ended { reason: reason.into() },
+            source_version: now.max(self.source_version),
+            ..self
+        }
     }
 }
 

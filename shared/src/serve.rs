@@ -144,7 +144,21 @@ pub async fn tick(records: &Records, queue: &dyn Queue) -> Result<usize, WorkErr
     Ok(due.len())
 }
 
-/// Runs the worker and the tick until `shutdown` resolves.
+/// How often `portier serve` runs a full resync of every tenant.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Resyncs every tenant once (fan-out to the queue; the worker does the rest).
+pub async fn resync_all(rt: &Runtime, tenants: &dyn crate::tenants::Tenants) -> Result<(), WorkError> {
+    for id in tenants.ids().await? {
+        if let Some(tenant) = tenants.get(&id).await? {
+            let opts = crate::resync::ResyncOptions::default();
+            crate::resync::resync(&rt.records, &tenant, rt.queue.as_ref(), opts, &mut |_, _| {}).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the worker, the tick and the daily resync until `shutdown` resolves.
 pub async fn run_background(rt: Runtime, shutdown: tokio::sync::watch::Receiver<bool>) {
     let worker = {
         let rt = rt.clone();
@@ -176,5 +190,21 @@ pub async fn run_background(rt: Runtime, shutdown: tokio::sync::watch::Receiver<
             }
         })
     };
-    let _ = tokio::join!(worker, ticker);
+    let daily = {
+        let rt = rt.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval_at(tokio::time::Instant::now() + RESYNC_EVERY, RESYNC_EVERY);
+            while !*stop.borrow() {
+                tokio::select! {
+                    _ = every.tick() => if let Err(e) = resync_all(&rt, rt.worker.tenants.as_ref()).await {
+                        tracing::error!(error = %e, "daily resync failed; `portier resync` runs it by hand");
+                    },
+                    _ = stop.changed() => {}
+                }
+            }
+        })
+    };
+    let _ = tokio::join!(worker, ticker, daily);
 }

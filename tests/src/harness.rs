@@ -170,6 +170,11 @@ impl Drop for TestApp {
 /// Starts simulators seeded with Anna, the "Bike Storage" pass product and its lock, and
 /// Portier's routes on a free port.
 pub async fn spawn_app(auth: HookAuth) -> TestApp {
+    spawn_app_with(auth, |_| {}).await
+}
+
+/// `spawn_app` with the tenant's configuration adjusted first (policies, mappings).
+pub async fn spawn_app_with(auth: HookAuth, adjust: impl FnOnce(&mut TenantConfig)) -> TestApp {
     let nexudus = NexudusSim::start(NexudusSimConfig {
         webhook_secret: Some(HOOK_SECRET.into()),
         ..Default::default()
@@ -183,7 +188,8 @@ pub async fn spawn_app(auth: HookAuth) -> TestApp {
     nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
     tapkey.add_lock(LOCK, "Bike Storage Door", true);
 
-    let config = tenant_config(&nexudus, &tapkey, auth);
+    let mut config = tenant_config(&nexudus, &tapkey, auth);
+    adjust(&mut config);
     let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open_in_memory(shared_clock.clone()).unwrap_or_else(|e| panic!("sqlite: {e}")));
@@ -265,5 +271,33 @@ impl TestApp {
             shared::model::SourceKind::Nexudus,
             person.to_string(),
         )
+    }
+}
+
+impl TestApp {
+    /// Runs a full resync of the test tenant (dry or real); a real one is then drained.
+    pub async fn resync(
+        &self,
+        dry_run: bool,
+    ) -> Result<shared::resync::ResyncReport, shared::error::WorkError> {
+        let tenant = self
+            .runtime
+            .worker
+            .tenants
+            .get(&TenantId(TENANT.into()))
+            .await?
+            .unwrap_or_else(|| panic!("the test tenant is configured"));
+        let opts = shared::resync::ResyncOptions { dry_run, provider: None };
+        let report =
+            shared::resync::resync(&self.records, &tenant, self.queue.as_ref(), opts, &mut |_, _| {}).await?;
+        if !dry_run {
+            self.drain().await;
+        }
+        Ok(report)
+    }
+
+    /// Provider writes Tapkey has seen so far (creates, revokes, contact creations).
+    pub fn tapkey_writes(&self) -> usize {
+        self.tapkey.calls().iter().filter(|c| c.method != "GET" && !c.path.contains("/connect/token")).count()
     }
 }

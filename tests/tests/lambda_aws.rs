@@ -198,3 +198,28 @@ async fn in_a_fifo_batch_the_failed_record_and_all_after_it_are_reported() {
     assert_eq!(grants.len(), 1, "only record 1 was applied");
     assert_eq!(app.tapkey.count("PUT", "/Grants"), 1);
 }
+
+#[tokio::test]
+async fn the_resync_function_plans_on_request_and_repairs_on_schedule() {
+    let app = spawn_aws_app().await;
+    app.nexudus.give_pass(ANNA, BIKE_STORAGE, None);
+    app.nexudus.give_pass(457, BIKE_STORAGE, None);
+
+    let dry = shared::lambda::resync(&app.env, &serde_json::json!({ "tenant": TENANT, "dry_run": true }))
+        .await
+        .expect("dry run");
+    let plans = dry["tenants"][0]["plans"].as_array().map(Vec::len);
+    assert_eq!(plans, Some(2));
+    assert!(app.tapkey.grants().is_empty());
+
+    // The EventBridge schedule's event names no tenant: every tenant is resynced.
+    let scheduled = serde_json::json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-23T03:00:00Z",
+        "region": "eu-central-1", "resources": ["arn:aws:events:eu-central-1:123456789012:rule/portier-resync"], "detail": {}
+    });
+    let real = shared::lambda::resync(&app.env, &scheduled).await.expect("resync");
+    assert_eq!(real["tenants"][0]["dry_run"], serde_json::json!(false));
+    app.run_worker().await;
+    assert_eq!(app.tapkey.active_grants().len(), 2);
+}

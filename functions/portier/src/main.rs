@@ -12,9 +12,10 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, EnvSecrets, Secrets, TenantConfig};
 use shared::http::RetryPolicy;
 use shared::ingress::Ingress;
-use shared::model::Email;
+use shared::model::{Email, ProviderKind};
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
+use shared::resync::{ResyncOptions, ResyncReport};
 use shared::serve::{self, Runtime};
 use shared::store::Records;
 use shared::store::sqlite::SqliteStore;
@@ -58,6 +59,38 @@ enum Command {
         #[arg(long)]
         secret_env: Option<String>,
     },
+    /// Full resync: brings every provider into line with the source (or, with --dry-run, prints
+    /// exactly what it would change and changes nothing).
+    Resync {
+        #[command(flatten)]
+        local: Local,
+        /// Only this tenant [default: all].
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this lock system: tapkey.
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Access at the lock systems that no entitlement justifies, and access that is missing.
+    Drift {
+        #[command(flatten)]
+        local: Local,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue depth, dead letters, failures per tenant and provider, last resync.
+    Status {
+        #[arg(long, default_value = ".portier")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every entitlement, mapping, grant and recent failure for one person.
     Explain {
         email: String,
@@ -68,6 +101,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where a local Portier keeps its configuration and data.
+#[derive(clap::Args)]
+struct Local {
+    #[arg(long, default_value = "portier.toml")]
+    config: PathBuf,
+    #[arg(long, default_value = ".portier")]
+    data: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +151,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain { email, tenant, data, json } => {
             explain(&email, tenant.as_deref(), &data, json).await
         }
+        Command::Resync { local, tenant, provider, dry_run, json } => {
+            let provider = match provider.as_deref() {
+                None => None,
+                Some("tapkey") => Some(ProviderKind::Tapkey),
+                Some(other) => {
+                    eprintln!("portier: unknown provider {other:?} (known: tapkey)");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            resync_cmd(&local, tenant.as_deref(), ResyncOptions { dry_run, provider }, json, Mode::Resync)
+                .await
+        }
+        Command::Drift { local, tenant, json } => {
+            resync_cmd(
+                &local,
+                tenant.as_deref(),
+                ResyncOptions { dry_run: true, provider: None },
+                json,
+                Mode::Drift,
+            )
+            .await
+        }
+        Command::Status { data, json } => status_cmd(&data, json).await,
     }
 }
 
@@ -123,10 +188,7 @@ async fn serve_with(config: &Config, secrets: &dyn Secrets, data: &Path, listen:
     let records = open_store(data, clock.clone())?;
     let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?);
     let tenants: Arc<dyn Tenants> = Arc::new(StaticTenants::build(config, secrets, RetryPolicy::default())?);
-    // `explain` and `status` read mappings from the store, as they do in a Lambda deployment.
-    for t in &config.tenants {
-        records.put_tenant_config(&t.id, serde_json::to_value(t)?).await?;
-    }
+    store_configs(&records, config).await?;
     let rt = Runtime {
         ingress: Ingress::new(tenants.clone(), queue.clone(), records.clone()),
         worker: Worker::new(records.clone(), tenants),
@@ -150,6 +212,15 @@ async fn serve_with(config: &Config, secrets: &dyn Secrets, data: &Path, listen:
         .await?;
     let _ = stop_tx.send(true);
     let _ = background.await;
+    Ok(())
+}
+
+/// `explain` and `status` read tenants and mappings from the store, as they do in a Lambda
+/// deployment; every command that reads the config file keeps the store's copy current.
+async fn store_configs(records: &Records, config: &Config) -> Result<()> {
+    for t in &config.tenants {
+        records.put_tenant_config(&t.id, serde_json::to_value(t)?).await?;
+    }
     Ok(())
 }
 
@@ -224,4 +295,210 @@ async fn explain(email: &str, tenant: Option<&str>, data: &Path, json: bool) -> 
     }
     let failing = reports.iter().any(|r| !r.failures.is_empty());
     Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Resync,
+    Drift,
+}
+
+/// The local store, queue and tenants of a `portier serve` installation.
+struct LocalParts {
+    records: Records,
+    queue: Arc<dyn Queue>,
+    tenants: Arc<dyn Tenants>,
+}
+
+async fn local_parts(local: &Local) -> Result<LocalParts> {
+    let text = std::fs::read_to_string(&local.config)
+        .with_context(|| format!("reading {}", local.config.display()))?;
+    let config = Config::parse_toml(&text)?;
+    std::fs::create_dir_all(&local.data).with_context(|| format!("creating {}", local.data.display()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let records = open_store(&local.data, clock.clone())?;
+    let queue: Arc<dyn Queue> =
+        Arc::new(EmbeddedQueue::open(&local.data.join("queue.db"), clock, MAX_RECEIVES)?);
+    let tenants: Arc<dyn Tenants> =
+        Arc::new(StaticTenants::build(&config, &EnvSecrets, RetryPolicy::default())?);
+    store_configs(&records, &config).await?;
+    Ok(LocalParts { records, queue, tenants })
+}
+
+/// A progress line on a terminal: counts and rate; nothing when output is piped.
+fn progress_bar(label: String) -> impl FnMut(usize, usize) + Send {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut last_draw = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    move |done, total| {
+        if !tty || (done < total && last_draw.elapsed() < std::time::Duration::from_millis(100)) {
+            return;
+        }
+        last_draw = std::time::Instant::now();
+        let width = 30;
+        let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\r{label} [{}{}] {done}/{total} {rate:.0}/s",
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        if done >= total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+async fn resync_cmd(
+    local: &Local,
+    tenant: Option<&str>,
+    opts: ResyncOptions,
+    json: bool,
+    mode: Mode,
+) -> Result<ExitCode> {
+    let parts = local_parts(local).await?;
+    let ids = match tenant {
+        Some(t) => vec![shared::model::TenantId(t.to_owned())],
+        None => parts.tenants.ids().await?,
+    };
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for id in ids {
+        let Some(runtime) = parts.tenants.get(&id).await? else {
+            eprintln!("portier: no tenant {id} in {}", local.config.display());
+            return Ok(ExitCode::from(2));
+        };
+        let mut bar = progress_bar(format!("{} {id}", if opts.dry_run { "planning" } else { "resyncing" }));
+        match shared::resync::resync(&parts.records, &runtime, parts.queue.as_ref(), opts, &mut bar).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("portier: resync of {id} stopped: {e} (run it again: it resumes where it stopped)");
+                failed = true;
+            }
+        }
+    }
+    if !opts.dry_run {
+        // Work the fanned-out reconciles here too, so the change is made even if no
+        // `portier serve` is running; a running one shares the work.
+        let rt = Runtime {
+            ingress: Ingress::new(parts.tenants.clone(), parts.queue.clone(), parts.records.clone()),
+            worker: Worker::new(parts.records.clone(), parts.tenants.clone()),
+            queue: parts.queue.clone(),
+            records: parts.records.clone(),
+        };
+        loop {
+            let r = serve::work_batch(&rt, std::time::Duration::ZERO).await?;
+            if r.done + r.retried == 0 {
+                break;
+            }
+        }
+    }
+    if json {
+        let value = match mode {
+            Mode::Resync => serde_json::to_value(&reports)?,
+            Mode::Drift => serde_json::to_value(reports.iter().map(drift_json).collect::<Vec<_>>())?,
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for r in &reports {
+            print!("{}", if mode == Mode::Drift { render_drift(r) } else { render_resync(r) });
+        }
+    }
+    let findings = mode == Mode::Drift
+        && reports.iter().any(|r| !r.drift.unjustified.is_empty() || !r.drift.vanished.is_empty());
+    Ok(if failed || findings { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn describe(op: &shared::plan::Op) -> String {
+    match op {
+        shared::plan::Op::Grant { target, window, email, .. } => {
+            format!("+ grant   {target:<50} {window}  ({email})")
+        }
+        shared::plan::Op::Revoke { applied } => {
+            format!("- revoke  {:<50} {}  ({})", applied.target.to_string(), applied.window, applied.email)
+        }
+    }
+}
+
+fn render_resync(r: &ResyncReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let verb = if r.dry_run { "would make" } else { "made" };
+    let _ = writeln!(
+        out,
+        "Tenant {}: {} people, {} changed in the source, {verb} {} operations{}",
+        r.tenant,
+        r.people,
+        r.changed,
+        r.op_count(),
+        if r.resumed { " (resumed an interrupted run)" } else { "" }
+    );
+    for p in &r.plans {
+        let _ =
+            writeln!(out, "\n  {} ({})", if p.name.is_empty() { "(no name)" } else { &p.name }, p.subject);
+        for op in &p.ops {
+            let _ = writeln!(out, "    {}", describe(op));
+        }
+    }
+    if !r.drift.unjustified.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {} grants at the providers that no entitlement justifies (see `portier drift`)",
+            r.drift.unjustified.len()
+        );
+    }
+    out
+}
+
+fn drift_json(r: &ResyncReport) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": r.tenant,
+        "unjustified": r.drift.unjustified,
+        "vanished": r.drift.vanished,
+        "missing": shared::resync::Drift::missing(&r.plans),
+    })
+}
+
+fn render_drift(r: &ResyncReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "Tenant {}", r.tenant);
+    let _ = writeln!(out, "\n  Access no entitlement justifies ({})", r.drift.unjustified.len());
+    for h in &r.drift.unjustified {
+        let who = h.email.as_ref().map_or("(unknown contact)".to_owned(), ToString::to_string);
+        let _ = writeln!(out, "    {:<50} {who:<30} {}  id {}", h.target.to_string(), h.window, h.id);
+    }
+    let _ =
+        writeln!(out, "\n  Access Portier created that is gone at the provider ({})", r.drift.vanished.len());
+    for (s, a) in &r.drift.vanished {
+        let _ =
+            writeln!(out, "    {:<50} {:<30} {}  ({s})", a.target.to_string(), a.email.to_string(), a.window);
+    }
+    let missing = shared::resync::Drift::missing(&r.plans);
+    let _ = writeln!(out, "\n  Access that should exist but does not ({})", missing.len());
+    for (s, op) in &missing {
+        let _ = writeln!(out, "    {}  ({s})", describe(op));
+    }
+    out
+}
+
+async fn status_cmd(data: &Path, json: bool) -> Result<ExitCode> {
+    if !data.join("portier.db").exists() {
+        bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let records = open_store(data, clock.clone())?;
+    let queue = EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?;
+    let tenants = records.tenant_ids().await?;
+    let status = shared::status::status(&records, &queue, &tenants).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", shared::status::render(&status));
+    }
+    Ok(if status.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

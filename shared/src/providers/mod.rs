@@ -26,6 +26,17 @@ pub struct Granted {
     pub grant_id: GrantId,
 }
 
+/// Access found at a provider (for drift and resync).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Held {
+    pub target: Target,
+    /// Whom it is for, when the provider says (the contact's email).
+    pub email: Option<Email>,
+    /// The provider's id of the grant or membership.
+    pub id: String,
+    pub window: Window,
+}
+
 /// A lock system Portier writes to. Every call is safe to repeat.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -37,4 +48,11 @@ pub trait Provider: Send + Sync {
     /// Removes access Portier created. Access already gone counts as done. For an applied
     /// record that is only an intent, the object is looked up and removed if it exists.
     async fn revoke(&self, applied: &Applied) -> Result<(), CallError>;
+
+    /// All live access at these targets, whoever created it (listing calls only).
+    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError>;
+
+    /// Removes access found by `list_access` that no record of Portier's accounts for
+    /// (only under the `clean_slate` adoption policy).
+    async fn remove_held(&self, held: &Held) -> Result<(), CallError>;
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::WorkError;
-use crate::model::{Instant, SourceKind, SubjectKey};
+use crate::model::{Entitlement, Instant, Profile, SourceKind, SubjectKey};
 use crate::store::Records;
 
 pub mod nexudus;
@@ -26,6 +26,14 @@ pub struct Hint {
     pub received_at: Instant,
 }
 
+/// One person as a full listing of the source shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub person: String,
+    pub profile: Profile,
+    pub entitlements: Vec<Entitlement>,
+}
+
 /// A source of people and entitlements.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -34,4 +42,8 @@ pub trait Source: Send + Sync {
     /// Brings the stored profile and entitlements of one subject up to date after a webhook.
     /// Writes are monotonic, so repeating or reordering hints changes nothing.
     async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError>;
+
+    /// Everyone the source knows, with all their entitlements (a full resync). Listing calls
+    /// only; the source's rate limit slows it down, never fails it.
+    async fn list_all(&self, now: Instant) -> Result<Vec<Listed>, WorkError>;
 }

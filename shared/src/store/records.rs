@@ -115,12 +115,17 @@ impl Records {
 
     /// Saves the profile unless a newer source version is stored; keeps the email index.
     pub async fn save_profile(&self, s: &SubjectKey, p: &Profile) -> Result<bool, InfraError> {
-        let newer = |new: &Profile, old: &Profile| match (new.source_version, old.source_version) {
-            (Some(n), Some(o)) => n > o || (n == o && new != old && new.deleted),
-            _ => new != old,
-        };
-        let written = self.put_monotonic(&subject_pk(s), "PROFILE", p, newer).await?;
+        let written = self.put_monotonic(&subject_pk(s), "PROFILE", p, Profile::supersedes).await?;
         // An old address stays indexed, so `explain old@…` still finds the revoked grant.
+        if written {
+            // The tenant's subject list, for resync, drift and status.
+            let member = Item::new(
+                format!("SUBJECTS#{}", s.tenant),
+                subject_pk(s),
+                serde_json::json!({ "subject": s }),
+            );
+            self.store.put(&member, Cond::Always).await?;
+        }
         if written && let Some(email) = &p.email {
             let index =
                 Item::new(format!("EMAIL#{email}"), subject_pk(s), serde_json::json!({ "subject": s }));
@@ -139,6 +144,16 @@ impl Records {
         Ok(entries.into_iter().map(|e| e.subject).collect())
     }
 
+    /// Every subject of a tenant that has a profile.
+    pub async fn subjects(&self, tenant: &TenantId) -> Result<Vec<SubjectKey>, InfraError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            subject: SubjectKey,
+        }
+        let entries: Vec<Entry> = self.list(&format!("SUBJECTS#{tenant}"), "SUBJ#").await?;
+        Ok(entries.into_iter().map(|e| e.subject).collect())
+    }
+
     // ── entitlements ─────────────────────────────────────────────────────────────────────
 
     pub async fn entitlements(&self, s: &SubjectKey) -> Result<Vec<Entitlement>, InfraError> {
@@ -147,11 +162,7 @@ impl Records {
 
     /// Saves the entitlement unless the stored one has a newer (or the same) source version.
     pub async fn save_entitlement(&self, s: &SubjectKey, e: &Entitlement) -> Result<bool, InfraError> {
-        let newer = |new: &Entitlement, old: &Entitlement| {
-            new.source_version > old.source_version
-                || (new.source_version == old.source_version && new != old && !new.is_active())
-        };
-        self.put_monotonic(&subject_pk(s), &format!("ENT#{}", e.key()), e, newer).await
+        self.put_monotonic(&subject_pk(s), &format!("ENT#{}", e.key()), e, Entitlement::supersedes).await
     }
 
     // ── applied state ────────────────────────────────────────────────────────────────────
@@ -275,6 +286,29 @@ impl Records {
 
     pub async fn clear_timer(&self, s: &SubjectKey, at: Instant) -> Result<(), InfraError> {
         self.store.delete(&Self::timer_bucket(at), &Self::timer_sk(at, s), Cond::Always).await
+    }
+
+    // ── tenant-level records (resync progress) ───────────────────────────────────────────
+
+    pub async fn tenant_record<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+    ) -> Result<Option<T>, InfraError> {
+        self.store.get(&format!("TENANT#{tenant}"), sk).await?.as_ref().map(decode).transpose()
+    }
+
+    pub async fn put_tenant_record<T: Serialize>(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+        value: &T,
+    ) -> Result<(), InfraError> {
+        self.store.put(&Item::new(format!("TENANT#{tenant}"), sk, encode(value)?), Cond::Always).await
+    }
+
+    pub async fn delete_tenant_record(&self, tenant: &TenantId, sk: &str) -> Result<(), InfraError> {
+        self.store.delete(&format!("TENANT#{tenant}"), sk, Cond::Always).await
     }
 
     // ── tenant configuration (Lambda) ────────────────────────────────────────────────────

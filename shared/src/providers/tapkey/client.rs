@@ -290,6 +290,11 @@ impl TapkeyClient {
         Ok(grants.into_iter().filter(Grant::is_active).collect())
     }
 
+    /// Every contact of the owner account.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, CallError> {
+        self.list("Contacts", None).await
+    }
+
     /// Every grant of the owner account matching an OData filter (`None`: all of them).
     pub async fn grants(&self, filter: Option<&str>) -> Result<Vec<Grant>, CallError> {
         self.list("Grants", filter).await

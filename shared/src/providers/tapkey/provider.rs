@@ -16,7 +16,7 @@ use super::client::{CreateContact, CreateGrant, NewGrant, TapkeyClient, TapkeyCo
 use crate::error::CallError;
 use crate::http::RetryPolicy;
 use crate::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, ProviderKind, Target, Window};
-use crate::providers::{GrantRequest, Granted, Provider};
+use crate::providers::{GrantRequest, Granted, Held, Provider};
 
 /// How long a lock's state is trusted before it is read again.
 pub const LOCK_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -220,6 +220,42 @@ impl Provider for TapkeyProvider {
                 Ok(())
             }
         }
+    }
+
+    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
+        let locks: Vec<&LockId> = targets.iter().map(|Target::TapkeyLock(l)| l).collect();
+        if locks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let grants = self.client.grants(Some("active eq true")).await?;
+        let emails: HashMap<String, Email> = self
+            .client
+            .contacts()
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let email =
+                    c.identifier.as_deref().or(c.email.as_deref()).and_then(|e| Email::parse(e).ok())?;
+                Some((c.id, email))
+            })
+            .collect();
+        Ok(grants
+            .into_iter()
+            .filter(|g| g.is_active())
+            .filter_map(|g| {
+                let lock = locks.iter().find(|l| g.bound_lock_id.as_deref() == Some(l.as_str()))?;
+                Some(Held {
+                    target: Target::TapkeyLock((*lock).clone()),
+                    email: g.contact_id.as_ref().and_then(|c| emails.get(c).cloned()),
+                    id: g.id.clone(),
+                    window: Window::new(g.valid_from, g.valid_before),
+                })
+            })
+            .collect())
+    }
+
+    async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
+        self.client.revoke_grant(&GrantId(held.id.clone())).await.map(|_| ())
     }
 }
 

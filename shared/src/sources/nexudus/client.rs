@@ -104,34 +104,50 @@ impl NexudusClient {
 
     /// Every pass given to one customer (used, expired and current), all pages.
     pub async fn time_passes_for(&self, coworker_id: i64) -> Result<Vec<CoworkerTimePass>, CallError> {
-        let url = format!("{}/billing/coworkertimepasses", self.base);
         let coworker = coworker_id.to_string();
+        self.list("billing/coworkertimepasses", &[("CoworkerTimePass_Coworker", coworker.as_str())]).await
+    }
+
+    /// Every pass of every customer, all pages (full resync).
+    pub async fn all_time_passes(&self) -> Result<Vec<CoworkerTimePass>, CallError> {
+        self.list("billing/coworkertimepasses", &[]).await
+    }
+
+    /// Every customer, all pages (full resync). Lists omit collection fields; the sync needs none.
+    pub async fn all_coworkers(&self) -> Result<Vec<Coworker>, CallError> {
+        self.list("spaces/coworkers", &[]).await
+    }
+
+    /// All pages of a list, `PAGE_SIZE` records at a time; throttling (409) slows it down.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<T>, CallError> {
+        let url = format!("{}/{path}", self.base);
         let size = PAGE_SIZE.to_string();
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let page_no = page.to_string();
             let reply = self
                 .call(|| {
-                    self.http.get(&url).query(&[
-                        ("CoworkerTimePass_Coworker", coworker.as_str()),
-                        ("page", page_no.as_str()),
-                        ("size", size.as_str()),
-                    ])
+                    self.http
+                        .get(&url)
+                        .query(filters)
+                        .query(&[("page", page_no.as_str()), ("size", size.as_str())])
                 })
                 .await?;
             if !reply.status.is_success() {
                 return Err(reply.unexpected(&API));
             }
-            let page: Page<CoworkerTimePass> = reply.json(&API)?;
+            let page: Page<T> = reply.json(&API)?;
             let done = !page.has_next_page || page.records.is_empty();
             all.extend(page.records);
             if done {
                 return Ok(all);
             }
         }
-        Err(CallError::permanent(format!(
-            "Nexudus still reported more time passes of coworker {coworker_id} after {MAX_PAGES} pages"
-        )))
+        Err(CallError::permanent(format!("Nexudus still reported more {path} after {MAX_PAGES} pages")))
     }
 
     /// Sends an authenticated call; a 401 refreshes the token and tries once more.

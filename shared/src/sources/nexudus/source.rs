@@ -14,7 +14,7 @@ use crate::model::{
     Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, SourceKind,
     SubjectKey, Window,
 };
-use crate::sources::{Hint, Proof, Source};
+use crate::sources::{Hint, Listed, Proof, Source};
 use crate::store::Records;
 
 /// The Nexudus source of one tenant.
@@ -133,6 +133,31 @@ impl Source for NexudusSource {
         end_missing(records, subject, &present, now, "pass removed in Nexudus").await?;
         Ok(())
     }
+
+    async fn list_all(&self, now: Instant) -> Result<Vec<Listed>, WorkError> {
+        let coworkers = self.client.all_coworkers().await?;
+        let passes = self.client.all_time_passes().await?;
+        let mut people: std::collections::BTreeMap<i64, Listed> = coworkers
+            .iter()
+            .map(|c| {
+                (
+                    c.id,
+                    Listed {
+                        person: c.id.to_string(),
+                        profile: profile_of(c, now),
+                        entitlements: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for pass in &passes {
+            // A pass of a customer the listing does not show belongs to nobody Portier can grant.
+            if let Some(person) = people.get_mut(&pass.coworker_id) {
+                person.entitlements.push(pass_entitlement(pass, now));
+            }
+        }
+        Ok(people.into_values().collect())
+    }
 }
 
 /// Marks active pass entitlements that the source no longer lists as ended.
@@ -145,12 +170,7 @@ async fn end_missing(
 ) -> Result<(), WorkError> {
     for ent in records.entitlements(subject).await? {
         if ent.kind == EntitlementKind::Pass && ent.is_active() && !present.contains(&ent.key()) {
-            let ended = Entitlement {
-                state: EntitlementState::Ended { reason: reason.into() },
-                source_version: now.max(ent.source_version),
-                ..ent
-            };
-            records.save_entitlement(subject, &ended).await?;
+            records.save_entitlement(subject, &ent.ended(reason, now)).await?;
         }
     }
     Ok(())

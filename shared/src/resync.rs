@@ -1,0 +1,471 @@
+//! Full resync, dry-run plans and drift: the operator's side of Portier.
+//!
+//! A resync lists everyone in the source and every grant at the providers, merges the listing
+//! into the stored entitlements with the same monotonic rules webhooks obey, and plans each
+//! subject with the same pure planner the worker uses. A dry run stops there and reports the
+//! plan; a real run records the merge and fans out one reconcile message per subject that needs
+//! work, so workers share it and the providers see exactly the planned operations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant as MonoInstant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Adoption;
+use crate::error::WorkError;
+use crate::ingress::envelope::WorkMessage;
+use crate::model::{Applied, AppliedState, Entitlement, Instant, Profile, ProviderKind, SubjectKey, Target};
+use crate::plan::{self, Op};
+use crate::providers::Held;
+use crate::queue::Queue;
+use crate::sources::Listed;
+use crate::store::Records;
+use crate::tenants::TenantRuntime;
+
+/// How often a running resync records where it is, so a timed-out run resumes there.
+const CHECKPOINT_EVERY: usize = 20;
+const RUN_RECORD: &str = "RESYNC#RUN";
+const LAST_RECORD: &str = "RESYNC#LAST";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResyncOptions {
+    pub dry_run: bool,
+    /// Only this lock system (the source is still read in full).
+    pub provider: Option<ProviderKind>,
+}
+
+/// The operations one subject needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubjectPlan {
+    pub subject: SubjectKey,
+    pub name: String,
+    pub ops: Vec<Op>,
+}
+
+/// What the providers hold that does not match what Portier recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// Access at a provider that no record of Portier's accounts for: a security finding.
+    /// Removed only under the `clean_slate` adoption policy.
+    pub unjustified: Vec<Held>,
+    /// Grants Portier created that the provider no longer has (removed by hand).
+    pub vanished: Vec<(SubjectKey, Applied)>,
+}
+
+impl Drift {
+    /// Access that should exist but does not, from the plans.
+    pub fn missing(plans: &[SubjectPlan]) -> Vec<(SubjectKey, Op)> {
+        plans
+            .iter()
+            .flat_map(|p| {
+                p.ops.iter().filter(|o| matches!(o, Op::Grant { .. })).map(|o| (p.subject.clone(), o.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The outcome of one resync of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResyncReport {
+    pub tenant: String,
+    pub dry_run: bool,
+    pub started: Instant,
+    pub duration_ms: u64,
+    pub people: usize,
+    /// Subjects whose stored source state changed.
+    pub changed: usize,
+    /// Subjects that needed provider operations (one reconcile message each in a real run).
+    pub plans: Vec<SubjectPlan>,
+    pub drift: Drift,
+    /// Unjustified access removed (clean_slate only), or that would be in a dry run.
+    pub removed_unjustified: usize,
+    /// The run continued an earlier one that stopped half-way.
+    pub resumed: bool,
+}
+
+impl ResyncReport {
+    pub fn op_count(&self) -> usize {
+        self.plans.iter().map(|p| p.ops.len()).sum()
+    }
+}
+
+/// Where an interrupted run stopped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    started: Instant,
+    /// Subjects up to and including this key are done.
+    done_through: Option<String>,
+}
+
+/// The last finished run, for `portier status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastResync {
+    pub finished: Instant,
+    pub duration_ms: u64,
+    pub people: usize,
+    pub changed: usize,
+    pub operations: usize,
+}
+
+/// A subject's stored state after taking in the listing, and what changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    pub profile: Option<Profile>,
+    pub profile_changed: bool,
+    pub entitlements: Vec<Entitlement>,
+    pub changed_entitlements: Vec<Entitlement>,
+}
+
+/// Takes a listed person (or their absence from the listing) into the stored state, with the
+/// same monotonic rules the store applies to webhooks. Pure.
+pub fn merge(
+    stored_profile: Option<&Profile>,
+    stored: &[Entitlement],
+    listed: Option<&Listed>,
+    source: &str,
+    now: Instant,
+) -> Merged {
+    let new_profile = match (listed, stored_profile) {
+        (Some(l), _) => Some(l.profile.clone()),
+        (None, Some(p)) if !p.deleted => Some(Profile {
+            deleted: true,
+            source_version: Some(p.source_version.map_or(now, |v| v.max(now))),
+            ..p.clone()
+        }),
+        (None, other) => other.cloned(),
+    };
+    let (profile, profile_changed) = match (new_profile, stored_profile) {
+        (Some(new), Some(old)) if new.supersedes(old) => (Some(new), true),
+        (Some(_), Some(old)) => (Some(old.clone()), false),
+        (Some(new), None) => (Some(new), true),
+        (None, old) => (old.cloned(), false),
+    };
+
+    let listed_ents: &[Entitlement] = listed.map_or(&[], |l| &l.entitlements);
+    let mut by_key: BTreeMap<String, Entitlement> = stored.iter().map(|e| (e.key(), e.clone())).collect();
+    let mut changed = Vec::new();
+    let mut take = |new: Entitlement, by_key: &mut BTreeMap<String, Entitlement>| {
+        let newer = by_key.get(&new.key()).is_none_or(|old| new.supersedes(old));
+        if newer {
+            changed.push(new.clone());
+            by_key.insert(new.key(), new);
+        }
+    };
+    for e in listed_ents {
+        take(e.clone(), &mut by_key);
+    }
+    let listed_keys: BTreeSet<String> = listed_ents.iter().map(Entitlement::key).collect();
+    let gone: Vec<Entitlement> =
+        by_key.values().filter(|e| e.is_active() && !listed_keys.contains(&e.key())).cloned().collect();
+    for e in gone {
+        take(e.ended(&format!("no longer in {source}"), now), &mut by_key);
+    }
+    Merged {
+        profile,
+        profile_changed,
+        entitlements: by_key.into_values().collect(),
+        changed_entitlements: changed,
+    }
+}
+
+/// Applied records whose grant the provider no longer holds. Only targets that were listed
+/// count: a provider that was not asked cannot be said to have lost anything.
+pub fn vanished(
+    applied: &[Applied],
+    held_ids: &BTreeSet<&str>,
+    listed_targets: &BTreeSet<Target>,
+) -> Vec<Applied> {
+    applied
+        .iter()
+        .filter(|a| listed_targets.contains(&a.target))
+        .filter(|a| matches!(&a.state, AppliedState::Created { grant_id } if !held_ids.contains(grant_id.as_str())))
+        .cloned()
+        .collect()
+}
+
+/// Progress of a running resync: (subjects done, subjects in all).
+pub type Progress<'a> = &'a mut (dyn FnMut(usize, usize) + Send);
+
+/// Resyncs one tenant. See the module documentation.
+pub async fn resync(
+    records: &Records,
+    tenant: &TenantRuntime,
+    queue: &dyn Queue,
+    opts: ResyncOptions,
+    progress: Progress<'_>,
+) -> Result<ResyncReport, WorkError> {
+    let clock_start = MonoInstant::now();
+    let now = records.now();
+    let tenant_id = &tenant.config.id;
+    let source_name = tenant.source.kind().as_str();
+
+    // 1. Listing calls: the source, then each provider's access at the mapped targets.
+    let listed = tenant.source.list_all(now).await?;
+    let mut targets_by_provider: BTreeMap<ProviderKind, Vec<Target>> = BTreeMap::new();
+    for m in &tenant.config.mappings {
+        for t in &m.targets {
+            if opts.provider.is_none_or(|p| p == t.provider()) {
+                targets_by_provider.entry(t.provider()).or_default().push(t.clone());
+            }
+        }
+    }
+    let mut held = Vec::new();
+    for (kind, targets) in &targets_by_provider {
+        if let Some(provider) = tenant.provider(*kind) {
+            held.extend(provider.list_access(targets).await?);
+        }
+    }
+    let listed_targets: BTreeSet<Target> = targets_by_provider.values().flatten().cloned().collect();
+    let held_ids: BTreeSet<&str> = held.iter().map(|h| h.id.as_str()).collect();
+
+    // 2. Everyone: the listing and everyone the store knows (they may have left the source).
+    let listed_by_subject: BTreeMap<SubjectKey, &Listed> = listed
+        .iter()
+        .map(|l| (SubjectKey::new(tenant_id, tenant.source.kind(), l.person.clone()), l))
+        .collect();
+    let mut subjects: BTreeSet<SubjectKey> = listed_by_subject.keys().cloned().collect();
+    subjects.extend(records.subjects(tenant_id).await?);
+
+    let run: Option<RunState> =
+        if opts.dry_run { None } else { records.tenant_record(tenant_id, RUN_RECORD).await? };
+    let resumed = run.as_ref().is_some_and(|r| r.done_through.is_some());
+    let mut state = run.unwrap_or(RunState { started: now, done_through: None });
+    if !opts.dry_run {
+        records.put_tenant_record(tenant_id, RUN_RECORD, &state).await?;
+    }
+
+    let mut report = ResyncReport {
+        tenant: tenant_id.to_string(),
+        dry_run: opts.dry_run,
+        started: state.started,
+        duration_ms: 0,
+        people: subjects.len(),
+        changed: 0,
+        plans: Vec::new(),
+        drift: Drift::default(),
+        removed_unjustified: 0,
+        resumed,
+    };
+    let mut accounted: BTreeSet<String> = BTreeSet::new();
+
+    // 3. Plan each subject; a real run records the merge and enqueues the work.
+    let total = subjects.len();
+    for (i, subject) in subjects.iter().enumerate() {
+        let key = subject.to_string();
+        let applied = records.applied(subject).await?;
+        accounted.extend(applied.iter().filter_map(|a| match &a.state {
+            AppliedState::Created { grant_id } => Some(grant_id.to_string()),
+            AppliedState::Intent => None,
+        }));
+        if state.done_through.as_ref().is_some_and(|done| key <= *done) {
+            progress(i + 1, total);
+            continue;
+        }
+
+        let stored_profile = records.profile(subject).await?;
+        let stored = records.entitlements(subject).await?;
+        let merged = merge(
+            stored_profile.as_ref(),
+            &stored,
+            listed_by_subject.get(subject).copied(),
+            source_name,
+            now,
+        );
+        let gone = vanished(&applied, &held_ids, &listed_targets);
+        let present: Vec<Applied> = applied.iter().filter(|a| !gone.contains(a)).cloned().collect();
+        let failures = records.failures(subject).await?;
+        let desired =
+            plan::desired(merged.profile.as_ref(), &merged.entitlements, &tenant.config.mappings, now);
+        let mut plan = plan::diff(&desired, &merged.entitlements, &present, &failures, now);
+        plan.ops.retain(|op| opts.provider.is_none_or(|p| p == op.target().provider()));
+
+        let changed = merged.profile_changed || !merged.changed_entitlements.is_empty();
+        if changed {
+            report.changed += 1;
+        }
+        report.drift.vanished.extend(gone.iter().map(|a| (subject.clone(), a.clone())));
+
+        if !opts.dry_run {
+            if let (true, Some(p)) = (merged.profile_changed, &merged.profile) {
+                records.save_profile(subject, p).await?;
+            }
+            for e in &merged.changed_entitlements {
+                records.save_entitlement(subject, e).await?;
+            }
+            for a in &gone {
+                records.remove_applied(subject, a).await?;
+            }
+            if !plan.ops.is_empty() {
+                let msg = WorkMessage::Reconcile {
+                    subject: subject.clone(),
+                    reason: "resync".into(),
+                    at: state.started,
+                };
+                queue.send(&msg.to_outgoing()).await?;
+            }
+            if (i + 1) % CHECKPOINT_EVERY == 0 {
+                state.done_through = Some(key.clone());
+                records.put_tenant_record(tenant_id, RUN_RECORD, &state).await?;
+            }
+        }
+        if !plan.ops.is_empty() {
+            let name = merged.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+            report.plans.push(SubjectPlan { subject: subject.clone(), name, ops: plan.ops });
+        }
+        progress(i + 1, total);
+    }
+
+    // 4. Access nobody accounts for: reported; removed only under clean_slate.
+    report.drift.unjustified = held.into_iter().filter(|h| !accounted.contains(&h.id)).collect();
+    if tenant.config.policy.adoption == Adoption::CleanSlate {
+        for h in &report.drift.unjustified {
+            if !opts.dry_run
+                && let Some(provider) = tenant.provider(h.target.provider())
+            {
+                provider.remove_held(h).await?;
+            }
+            report.removed_unjustified += 1;
+        }
+    }
+
+    report.duration_ms = u64::try_from(clock_start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if !opts.dry_run {
+        records.delete_tenant_record(tenant_id, RUN_RECORD).await?;
+        let last = LastResync {
+            finished: records.now(),
+            duration_ms: report.duration_ms,
+            people: report.people,
+            changed: report.changed,
+            operations: report.op_count(),
+        };
+        records.put_tenant_record(tenant_id, LAST_RECORD, &last).await?;
+    }
+    tracing::info!(
+        tenant = %tenant_id,
+        dry_run = opts.dry_run,
+        people = report.people,
+        changed = report.changed,
+        operations = report.op_count(),
+        unjustified = report.drift.unjustified.len(),
+        "resync finished"
+    );
+    Ok(report)
+}
+
+/// The last finished resync of a tenant.
+pub async fn last(
+    records: &Records,
+    tenant: &crate::model::TenantId,
+) -> Result<Option<LastResync>, WorkError> {
+    Ok(records.tenant_record(tenant, LAST_RECORD).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::model::{
+        Email, EntitlementKind, EntitlementState, GrantId, ItemKind, ItemRef, LockId, Window,
+    };
+
+    fn t(h: u32) -> Instant {
+        Utc.with_ymd_and_hms(2026, 11, 23, h, 0, 0).single().unwrap_or_default()
+    }
+
+    fn profile(version: u32) -> Profile {
+        Profile {
+            email: Email::parse("anna@example.com").ok(),
+            name: "Anna".into(),
+            source_version: Some(t(version)),
+            deleted: false,
+        }
+    }
+
+    fn pass(id: &str, version: u32) -> Entitlement {
+        Entitlement {
+            kind: EntitlementKind::Pass,
+            id: id.into(),
+            item: ItemRef { kind: ItemKind::Pass, id: "1001".into() },
+            label: "Bike Storage".into(),
+            window: Window::ALWAYS,
+            state: EntitlementState::Active,
+            source_version: t(version),
+        }
+    }
+
+    fn listed(version: u32, ents: Vec<Entitlement>) -> Listed {
+        Listed { person: "456".into(), profile: profile(version), entitlements: ents }
+    }
+
+    #[test]
+    fn an_unchanged_listing_changes_nothing() {
+        let m =
+            merge(Some(&profile(1)), &[pass("7", 1)], Some(&listed(1, vec![pass("7", 1)])), "Nexudus", t(9));
+        assert!(!m.profile_changed);
+        assert!(m.changed_entitlements.is_empty());
+    }
+
+    #[test]
+    fn a_newer_listing_wins_and_an_older_one_does_not() {
+        let m =
+            merge(Some(&profile(1)), &[pass("7", 1)], Some(&listed(2, vec![pass("7", 2)])), "Nexudus", t(9));
+        assert!(m.profile_changed);
+        assert_eq!(m.changed_entitlements.len(), 1);
+        let m =
+            merge(Some(&profile(3)), &[pass("7", 3)], Some(&listed(2, vec![pass("7", 2)])), "Nexudus", t(9));
+        assert!(!m.profile_changed && m.changed_entitlements.is_empty());
+    }
+
+    #[test]
+    fn entitlements_missing_from_the_listing_end() {
+        let m = merge(
+            Some(&profile(1)),
+            &[pass("7", 1), pass("8", 1)],
+            Some(&listed(1, vec![pass("7", 1)])),
+            "Nexudus",
+            t(9),
+        );
+        assert_eq!(m.changed_entitlements.len(), 1);
+        assert_eq!(m.changed_entitlements[0].id, "8");
+        assert!(
+            matches!(&m.changed_entitlements[0].state, EntitlementState::Ended { reason } if reason == "no longer in Nexudus")
+        );
+        // Ending again is not a change.
+        let again = merge(
+            m.profile.as_ref(),
+            &m.entitlements,
+            Some(&listed(1, vec![pass("7", 1)])),
+            "Nexudus",
+            t(10),
+        );
+        assert!(again.changed_entitlements.is_empty());
+    }
+
+    #[test]
+    fn a_person_missing_from_the_listing_is_deleted() {
+        let m = merge(Some(&profile(1)), &[pass("7", 1)], None, "Nexudus", t(9));
+        assert!(m.profile_changed);
+        assert!(m.profile.as_ref().is_some_and(|p| p.deleted));
+        assert!(m.entitlements.iter().all(|e| !e.is_active()));
+    }
+
+    #[test]
+    fn only_listed_targets_can_vanish() {
+        let lock = Target::TapkeyLock(LockId("L1".into()));
+        let other = Target::TapkeyLock(LockId("L2".into()));
+        let applied = |target: Target, id: &str| Applied {
+            target,
+            window: Window::ALWAYS,
+            email: Email::parse("anna@example.com").unwrap_or_else(|e| panic!("{e}")),
+            contact_id: None,
+            state: AppliedState::Created { grant_id: GrantId(id.into()) },
+            since: t(1),
+        };
+        let all = [applied(lock.clone(), "g1"), applied(lock.clone(), "g2"), applied(other, "g3")];
+        let held: BTreeSet<&str> = ["g1"].into();
+        let gone = vanished(&all, &held, &[lock].into());
+        assert_eq!(gone.len(), 1);
+        assert!(matches!(&gone[0].state, AppliedState::Created { grant_id } if grant_id.as_str() == "g2"));
+    }
+}

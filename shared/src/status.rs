@@ -1,0 +1,99 @@
+//! `portier status`: queue depth, dead letters, failures per tenant and provider, last resync.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::WorkError;
+use crate::model::TenantId;
+use crate::queue::{Queue, QueueStats};
+use crate::resync::{self, LastResync};
+use crate::store::Records;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub queue: QueueStats,
+    pub tenants: Vec<TenantStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStatus {
+    pub tenant: TenantId,
+    pub people: usize,
+    /// Subjects with a recorded permanent failure, per provider.
+    pub failures: BTreeMap<String, usize>,
+    /// A few of the reasons, for a first look (`portier explain` has the rest).
+    pub examples: Vec<String>,
+    pub last_resync: Option<LastResync>,
+}
+
+impl Status {
+    pub fn has_failures(&self) -> bool {
+        self.queue.dead > 0 || self.tenants.iter().any(|t| !t.failures.is_empty())
+    }
+}
+
+pub async fn status(records: &Records, queue: &dyn Queue, tenants: &[TenantId]) -> Result<Status, WorkError> {
+    let mut out = Vec::new();
+    for tenant in tenants {
+        let subjects = records.subjects(tenant).await?;
+        let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+        let mut examples = Vec::new();
+        for s in &subjects {
+            for f in records.failures(s).await? {
+                *failures.entry(f.target.provider().as_str().to_owned()).or_default() += 1;
+                if examples.len() < 5 {
+                    examples.push(format!("{}: {}", f.target, f.reason));
+                }
+            }
+        }
+        out.push(TenantStatus {
+            tenant: tenant.clone(),
+            people: subjects.len(),
+            failures,
+            examples,
+            last_resync: resync::last(records, tenant).await?,
+        });
+    }
+    Ok(Status { queue: queue.stats().await?, tenants: out })
+}
+
+/// The status as text for a terminal.
+pub fn render(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Queue: {} waiting, {} in progress, {} dead letters",
+        s.queue.visible, s.queue.in_flight, s.queue.dead
+    );
+    for t in &s.tenants {
+        let _ = writeln!(out, "\nTenant {} — {} people", t.tenant, t.people);
+        match &t.last_resync {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "  last resync {} took {:.1} s: {} people, {} changed, {} operations",
+                    r.finished.format("%Y-%m-%d %H:%M UTC"),
+                    r.duration_ms as f64 / 1000.0,
+                    r.people,
+                    r.changed,
+                    r.operations
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  no resync yet");
+            }
+        }
+        if t.failures.is_empty() {
+            let _ = writeln!(out, "  no failures");
+        }
+        for (provider, n) in &t.failures {
+            let _ = writeln!(out, "  {n} failing at {provider}");
+        }
+        for e in &t.examples {
+            let _ = writeln!(out, "    {e}");
+        }
+    }
+    out
+}
