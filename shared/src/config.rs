@@ -53,6 +53,9 @@ pub enum SourceConfig {
         /// Per-tenant token expected as `?token=` on the webhook URL.
         #[serde(default)]
         webhook_token_env: Option<String>,
+        /// The account's API allowance; Portier stays under it (default 120, Nexudus's limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        calls_per_minute: Option<u32>,
     },
 }
 
@@ -183,7 +186,14 @@ impl Config {
 
 impl TenantConfig {
     fn check(&self) -> Result<(), ConfigError> {
-        let SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, .. } = &self.source;
+        let SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, calls_per_minute, .. } =
+            &self.source;
+        if *calls_per_minute == Some(0) {
+            return Err(ConfigError(format!(
+                "tenant {}: source.calls_per_minute must be at least 1",
+                self.id
+            )));
+        }
         if webhook_secret_env.is_none() && webhook_token_env.is_none() {
             return Err(ConfigError(format!(
                 "tenant {}: set source.webhook_secret_env or source.webhook_token_env, or webhooks cannot be verified",

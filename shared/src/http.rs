@@ -258,13 +258,29 @@ enum Attempt {
 /// server's `Retry-After`. A request that cannot even be built (a malformed base URL) is a
 /// `CallError::Config`. Every other answer, successful or not, is returned for the caller to
 /// classify.
-pub async fn send<F>(policy: &RetryPolicy, api: &Api, mut build: F) -> Result<Reply, CallError>
+pub async fn send<F>(policy: &RetryPolicy, api: &Api, build: F) -> Result<Reply, CallError>
+where
+    F: FnMut() -> RequestBuilder,
+{
+    send_limited(policy, api, None, build).await
+}
+
+/// [`send`], with every attempt (retries included) waiting for the system's rate limit.
+pub async fn send_limited<F>(
+    policy: &RetryPolicy,
+    api: &Api,
+    limit: Option<&RateLimit>,
+    mut build: F,
+) -> Result<Reply, CallError>
 where
     F: FnMut() -> RequestBuilder,
 {
     let attempts = policy.attempts.max(1);
     let mut retry = 0u32;
     loop {
+        if let Some(limit) = limit {
+            limit.acquire().await;
+        }
         let attempt = match build().send().await {
             Ok(resp) => {
                 let status = resp.status();
@@ -633,5 +649,68 @@ mod tests {
             assert!(matches!(t.await, Ok(Ok(_))));
         }
         assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
+
+/// A client-side token bucket: `per_second` calls on average, at most `burst` at once. Shared by
+/// everything in the process that calls one system for one tenant (webhook reads and resync
+/// listings alike), so Portier stays under the system's limit instead of bouncing off it.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        let burst = burst.max(1.0);
+        Self {
+            per_second: per_second.max(0.001),
+            burst,
+            state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())),
+        }
+    }
+
+    pub fn per_minute(calls: u32, burst: f64) -> Self {
+        Self::new(f64::from(calls) / 60.0, burst)
+    }
+
+    /// Waits until a call may be made. The lock is held while waiting, so callers are served
+    /// in turn and the bucket never goes negative.
+    pub async fn acquire(&self) {
+        let mut state = self.state.lock().await;
+        let (tokens, last) = &mut *state;
+        let now = tokio::time::Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - *tokens) / self.per_second);
+            tokio::time::sleep(wait).await;
+            *tokens = 1.0;
+            *last = tokio::time::Instant::now();
+        }
+        *tokens -= 1.0;
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_lets_a_burst_through_then_paces() {
+        let limit = RateLimit::new(2.0, 3.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..3 {
+            limit.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1));
+        for _ in 0..4 {
+            limit.acquire().await;
+        }
+        // Four more calls at two per second.
+        let waited = start.elapsed().as_secs_f64();
+        assert!((1.99..2.01).contains(&waited), "{waited}");
     }
 }

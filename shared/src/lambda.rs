@@ -140,6 +140,8 @@ pub struct ResyncRequest {
     pub tenant: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 /// Runs the resync for the requested tenants; the answer summarises each run (the plans in
@@ -151,7 +153,11 @@ pub async fn resync(env: &LambdaEnv, event: &serde_json::Value) -> Result<serde_
         Some(t) => vec![crate::model::TenantId(t.clone())],
         None => env.tenants.ids().await.map_err(|e| e.to_string())?,
     };
-    let opts = crate::resync::ResyncOptions { dry_run: request.dry_run, provider: None };
+    let opts = crate::resync::ResyncOptions {
+        dry_run: request.dry_run,
+        incremental: request.incremental,
+        provider: None,
+    };
     let mut reports = Vec::new();
     for id in ids {
         let tenant = env

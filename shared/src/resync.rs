@@ -30,6 +30,9 @@ const LAST_RECORD: &str = "RESYNC#LAST";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResyncOptions {
     pub dry_run: bool,
+    /// Only what changed in the source since the last resync (no sweep, no provider listing);
+    /// a full run when there was none.
+    pub incremental: bool,
     /// Only this lock system (the source is still read in full).
     pub provider: Option<ProviderKind>,
 }
@@ -81,6 +84,8 @@ pub struct ResyncReport {
     pub removed_unjustified: usize,
     /// The run continued an earlier one that stopped half-way.
     pub resumed: bool,
+    /// A full run (everyone listed, swept and checked for drift), not an incremental one.
+    pub full: bool,
 }
 
 impl ResyncReport {
@@ -101,6 +106,11 @@ struct RunState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastResync {
     pub finished: Instant,
+    /// When the listing was taken: the next incremental run asks for changes since then.
+    #[serde(default)]
+    pub listed_at: Option<Instant>,
+    #[serde(default)]
+    pub full: bool,
     pub duration_ms: u64,
     pub people: usize,
     pub changed: usize,
@@ -116,17 +126,27 @@ pub struct Merged {
     pub changed_entitlements: Vec<Entitlement>,
 }
 
-/// Takes a listed person (or their absence from the listing) into the stored state, with the
-/// same monotonic rules the store applies to webhooks. Pure.
+/// Takes a listed person (or their absence from a complete listing) into the stored state,
+/// with the same monotonic rules the store applies to webhooks. In an incremental listing
+/// (`complete` false) absence means "unchanged", so nothing is ended. Pure.
 pub fn merge(
     stored_profile: Option<&Profile>,
     stored: &[Entitlement],
     listed: Option<&Listed>,
+    complete: bool,
     source: &str,
     now: Instant,
 ) -> Merged {
+    if listed.is_none() && !complete {
+        return Merged {
+            profile: stored_profile.cloned(),
+            profile_changed: false,
+            entitlements: stored.to_vec(),
+            changed_entitlements: Vec::new(),
+        };
+    }
     let new_profile = match (listed, stored_profile) {
-        (Some(l), _) => Some(l.profile.clone()),
+        (Some(l), old) => l.profile.clone().or_else(|| old.cloned()),
         (None, Some(p)) if !p.deleted => Some(Profile {
             deleted: true,
             source_version: Some(p.source_version.map_or(now, |v| v.max(now))),
@@ -155,8 +175,11 @@ pub fn merge(
         take(e.clone(), &mut by_key);
     }
     let listed_keys: BTreeSet<String> = listed_ents.iter().map(Entitlement::key).collect();
-    let gone: Vec<Entitlement> =
-        by_key.values().filter(|e| e.is_active() && !listed_keys.contains(&e.key())).cloned().collect();
+    let gone: Vec<Entitlement> = by_key
+        .values()
+        .filter(|e| complete && e.is_active() && !listed_keys.contains(&e.key()))
+        .cloned()
+        .collect();
     for e in gone {
         take(e.ended(&format!("no longer in {source}"), now), &mut by_key);
     }
@@ -199,10 +222,17 @@ pub async fn resync(
     let tenant_id = &tenant.config.id;
     let source_name = tenant.source.kind().as_str();
 
-    // 1. Listing calls: the source, then each provider's access at the mapped targets.
-    let listed = tenant.source.list_all(now).await?;
+    // 1. Listing calls: the source, then (in a full run) each provider's access at the
+    //    mapped targets.
+    let since = match opts.incremental {
+        true => last(records, tenant_id).await?.and_then(|l| l.listed_at),
+        false => None,
+    };
+    let listing = tenant.source.list(since, now).await?;
+    let complete = listing.complete;
+    let listed = listing.people;
     let mut targets_by_provider: BTreeMap<ProviderKind, Vec<Target>> = BTreeMap::new();
-    for m in &tenant.config.mappings {
+    for m in tenant.config.mappings.iter().filter(|_| complete) {
         for t in &m.targets {
             if opts.provider.is_none_or(|p| p == t.provider()) {
                 targets_by_provider.entry(t.provider()).or_default().push(t.clone());
@@ -224,7 +254,9 @@ pub async fn resync(
         .map(|l| (SubjectKey::new(tenant_id, tenant.source.kind(), l.person.clone()), l))
         .collect();
     let mut subjects: BTreeSet<SubjectKey> = listed_by_subject.keys().cloned().collect();
-    subjects.extend(records.subjects(tenant_id).await?);
+    if complete {
+        subjects.extend(records.subjects(tenant_id).await?);
+    }
 
     let run: Option<RunState> =
         if opts.dry_run { None } else { records.tenant_record(tenant_id, RUN_RECORD).await? };
@@ -245,6 +277,7 @@ pub async fn resync(
         drift: Drift::default(),
         removed_unjustified: 0,
         resumed,
+        full: complete,
     };
     let mut accounted: BTreeSet<String> = BTreeSet::new();
 
@@ -268,6 +301,7 @@ pub async fn resync(
             stored_profile.as_ref(),
             &stored,
             listed_by_subject.get(subject).copied(),
+            complete,
             source_name,
             now,
         );
@@ -333,6 +367,8 @@ pub async fn resync(
         records.delete_tenant_record(tenant_id, RUN_RECORD).await?;
         let last = LastResync {
             finished: records.now(),
+            listed_at: Some(now),
+            full: complete,
             duration_ms: report.duration_ms,
             people: report.people,
             changed: report.changed,
@@ -395,25 +431,43 @@ mod tests {
     }
 
     fn listed(version: u32, ents: Vec<Entitlement>) -> Listed {
-        Listed { person: "456".into(), profile: profile(version), entitlements: ents }
+        Listed { person: "456".into(), profile: Some(profile(version)), entitlements: ents }
     }
 
     #[test]
     fn an_unchanged_listing_changes_nothing() {
-        let m =
-            merge(Some(&profile(1)), &[pass("7", 1)], Some(&listed(1, vec![pass("7", 1)])), "Nexudus", t(9));
+        let m = merge(
+            Some(&profile(1)),
+            &[pass("7", 1)],
+            Some(&listed(1, vec![pass("7", 1)])),
+            true,
+            "Nexudus",
+            t(9),
+        );
         assert!(!m.profile_changed);
         assert!(m.changed_entitlements.is_empty());
     }
 
     #[test]
     fn a_newer_listing_wins_and_an_older_one_does_not() {
-        let m =
-            merge(Some(&profile(1)), &[pass("7", 1)], Some(&listed(2, vec![pass("7", 2)])), "Nexudus", t(9));
+        let m = merge(
+            Some(&profile(1)),
+            &[pass("7", 1)],
+            Some(&listed(2, vec![pass("7", 2)])),
+            true,
+            "Nexudus",
+            t(9),
+        );
         assert!(m.profile_changed);
         assert_eq!(m.changed_entitlements.len(), 1);
-        let m =
-            merge(Some(&profile(3)), &[pass("7", 3)], Some(&listed(2, vec![pass("7", 2)])), "Nexudus", t(9));
+        let m = merge(
+            Some(&profile(3)),
+            &[pass("7", 3)],
+            Some(&listed(2, vec![pass("7", 2)])),
+            true,
+            "Nexudus",
+            t(9),
+        );
         assert!(!m.profile_changed && m.changed_entitlements.is_empty());
     }
 
@@ -423,6 +477,7 @@ mod tests {
             Some(&profile(1)),
             &[pass("7", 1), pass("8", 1)],
             Some(&listed(1, vec![pass("7", 1)])),
+            true,
             "Nexudus",
             t(9),
         );
@@ -436,6 +491,7 @@ mod tests {
             m.profile.as_ref(),
             &m.entitlements,
             Some(&listed(1, vec![pass("7", 1)])),
+            true,
             "Nexudus",
             t(10),
         );
@@ -443,8 +499,21 @@ mod tests {
     }
 
     #[test]
+    fn an_incremental_listing_ends_nothing_and_keeps_unlisted_profiles() {
+        let stored = [pass("7", 1), pass("8", 1)];
+        let absent = merge(Some(&profile(1)), &stored, None, false, "Nexudus", t(9));
+        assert!(!absent.profile_changed && absent.changed_entitlements.is_empty());
+        let only_a_pass = Listed { person: "456".into(), profile: None, entitlements: vec![pass("8", 2)] };
+        let m = merge(Some(&profile(1)), &stored, Some(&only_a_pass), false, "Nexudus", t(9));
+        assert!(!m.profile_changed);
+        assert_eq!(m.profile, Some(profile(1)));
+        assert_eq!(m.changed_entitlements.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["8"]);
+        assert!(m.entitlements.iter().all(Entitlement::is_active));
+    }
+
+    #[test]
     fn a_person_missing_from_the_listing_is_deleted() {
-        let m = merge(Some(&profile(1)), &[pass("7", 1)], None, "Nexudus", t(9));
+        let m = merge(Some(&profile(1)), &[pass("7", 1)], None, true, "Nexudus", t(9));
         assert!(m.profile_changed);
         assert!(m.profile.as_ref().is_some_and(|p| p.deleted));
         assert!(m.entitlements.iter().all(|e| !e.is_active()));

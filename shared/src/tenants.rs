@@ -41,6 +41,7 @@ impl TenantRuntime {
             password_env,
             webhook_secret_env,
             webhook_token_env,
+            calls_per_minute,
         } = &config.source;
         let optional = |name: &Option<String>| name.as_deref().map(|n| secrets.get(n)).transpose();
         let webhook_secret = optional(webhook_secret_env).map_err(in_tenant)?;
@@ -53,6 +54,9 @@ impl TenantRuntime {
             },
             http.clone(),
             policy.clone(),
+        )
+        .with_calls_per_minute(
+            calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE),
         );
 
         let mut providers: BTreeMap<ProviderKind, Arc<dyn Provider>> = BTreeMap::new();

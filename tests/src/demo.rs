@@ -62,6 +62,7 @@ pub async fn start() -> Demo {
             password_env: "NEXUDUS_PASSWORD".into(),
             webhook_secret_env: Some("NEXUDUS_HOOK_SECRET".into()),
             webhook_token_env: None,
+            calls_per_minute: None,
         },
         policy: Policy::default(),
         providers: Providers {

@@ -70,6 +70,7 @@ pub fn tenant_config(nexudus: &NexudusSim, tapkey: &TapkeySim, auth: HookAuth) -
             password_env: "NEXUDUS_PASSWORD".into(),
             webhook_secret_env: (auth != HookAuth::Token).then(|| "NEXUDUS_HOOK_SECRET".into()),
             webhook_token_env: (auth != HookAuth::Signature).then(|| "NEXUDUS_HOOK_TOKEN".into()),
+            calls_per_minute: None,
         },
         policy: Policy::default(),
         providers: Providers {
@@ -280,6 +281,14 @@ impl TestApp {
         &self,
         dry_run: bool,
     ) -> Result<shared::resync::ResyncReport, shared::error::WorkError> {
+        self.resync_with(shared::resync::ResyncOptions { dry_run, ..Default::default() }).await
+    }
+
+    /// A resync with any options; a real one is then drained.
+    pub async fn resync_with(
+        &self,
+        opts: shared::resync::ResyncOptions,
+    ) -> Result<shared::resync::ResyncReport, shared::error::WorkError> {
         let tenant = self
             .runtime
             .worker
@@ -287,10 +296,9 @@ impl TestApp {
             .get(&TenantId(TENANT.into()))
             .await?
             .unwrap_or_else(|| panic!("the test tenant is configured"));
-        let opts = shared::resync::ResyncOptions { dry_run, provider: None };
         let report =
             shared::resync::resync(&self.records, &tenant, self.queue.as_ref(), opts, &mut |_, _| {}).await?;
-        if !dry_run {
+        if !opts.dry_run {
             self.drain().await;
         }
         Ok(report)

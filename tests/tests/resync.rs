@@ -10,12 +10,14 @@ fn expiry() -> chrono::DateTime<Utc> {
 }
 
 /// Customers 1001.. with a Bike Storage pass each, of whom Portier heard nothing (webhooks lost).
-fn people_with_passes(app: &TestApp, n: i64) {
-    for i in 0..n {
-        let id = 1001 + i;
-        app.nexudus.add_coworker(id, &format!("Customer {id}"), &format!("c{id}@example.com"));
-        app.nexudus.give_pass(id, BIKE_STORAGE, Some(expiry()));
-    }
+fn people_with_passes(app: &TestApp, n: i64) -> Vec<i64> {
+    (0..n)
+        .map(|i| {
+            let id = 1001 + i;
+            app.nexudus.add_coworker(id, &format!("Customer {id}"), &format!("c{id}@example.com"));
+            app.nexudus.give_pass(id, BIKE_STORAGE, Some(expiry()))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -163,4 +165,23 @@ async fn status_shows_failures_and_the_last_resync() {
     assert_eq!(t.last_resync.as_ref().map(|r| r.people), Some(3));
     let text = shared::status::render(&status);
     assert!(text.contains("2 failing at tapkey") && text.contains("last resync"), "{text}");
+}
+
+#[tokio::test]
+async fn an_incremental_resync_reads_only_what_changed() {
+    let app = spawn_app(HookAuth::Signature).await;
+    let passes = people_with_passes(&app, 3);
+    app.resync(false).await.expect("full resync");
+    // Later: one new pass, one used; the source's clock moves on.
+    app.advance(Duration::minutes(30));
+    app.nexudus.give_pass(ANNA, BIKE_STORAGE, Some(expiry()));
+    app.nexudus.set_pass_used(passes[0]);
+    app.nexudus.reset_calls();
+
+    let opts = shared::resync::ResyncOptions { incremental: true, ..Default::default() };
+    let report = app.resync_with(opts).await.expect("incremental");
+    assert!(!report.full);
+    assert_eq!(report.op_count(), 2, "{:?}", report.plans);
+    assert!(app.nexudus.calls().iter().any(|c| c.query.contains("from_CoworkerTimePass_UpdatedOn")));
+    assert_eq!(app.tapkey.active_grants().len(), 3);
 }

@@ -72,6 +72,9 @@ enum Command {
         provider: Option<String>,
         #[arg(long)]
         dry_run: bool,
+        /// Only what changed in the source since the last resync (quick; no drift check).
+        #[arg(long)]
+        incremental: bool,
         #[arg(long)]
         json: bool,
     },
@@ -151,7 +154,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain { email, tenant, data, json } => {
             explain(&email, tenant.as_deref(), &data, json).await
         }
-        Command::Resync { local, tenant, provider, dry_run, json } => {
+        Command::Resync { local, tenant, provider, dry_run, incremental, json } => {
             let provider = match provider.as_deref() {
                 None => None,
                 Some("tapkey") => Some(ProviderKind::Tapkey),
@@ -160,14 +163,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            resync_cmd(&local, tenant.as_deref(), ResyncOptions { dry_run, provider }, json, Mode::Resync)
-                .await
+            resync_cmd(
+                &local,
+                tenant.as_deref(),
+                ResyncOptions { dry_run, incremental, provider },
+                json,
+                Mode::Resync,
+            )
+            .await
         }
         Command::Drift { local, tenant, json } => {
             resync_cmd(
                 &local,
                 tenant.as_deref(),
-                ResyncOptions { dry_run: true, provider: None },
+                ResyncOptions { dry_run: true, incremental: false, provider: None },
                 json,
                 Mode::Drift,
             )

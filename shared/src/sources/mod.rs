@@ -26,12 +26,20 @@ pub struct Hint {
     pub received_at: Instant,
 }
 
-/// One person as a full listing of the source shows them.
+/// One person as a listing of the source shows them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listed {
     pub person: String,
-    pub profile: Profile,
+    /// `None` in an incremental listing when only the person's entitlements changed.
+    pub profile: Option<Profile>,
     pub entitlements: Vec<Entitlement>,
+}
+
+/// A listing: everyone (`complete`), or only what changed since an instant.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Listing {
+    pub complete: bool,
+    pub people: Vec<Listed>,
 }
 
 /// A source of people and entitlements.
@@ -43,7 +51,8 @@ pub trait Source: Send + Sync {
     /// Writes are monotonic, so repeating or reordering hints changes nothing.
     async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError>;
 
-    /// Everyone the source knows, with all their entitlements (a full resync). Listing calls
-    /// only; the source's rate limit slows it down, never fails it.
-    async fn list_all(&self, now: Instant) -> Result<Vec<Listed>, WorkError>;
+    /// Everyone the source knows with all their entitlements (`since` = `None`, a full
+    /// resync), or only records changed since then (incremental). Listing calls only; the
+    /// source's rate limit slows it down, never fails it.
+    async fn list(&self, since: Option<Instant>, now: Instant) -> Result<Listing, WorkError>;
 }

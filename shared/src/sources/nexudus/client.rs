@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::dto::{Coworker, CoworkerTimePass, Page};
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
 
 const API: Api = Api::with_throttle("Nexudus", is_throttle);
 
@@ -24,6 +24,9 @@ fn is_throttle(reply: &Reply) -> bool {
 
 /// Records per page when listing.
 pub const PAGE_SIZE: u32 = 100;
+
+/// Nexudus's documented allowance for all calls of an account.
+pub const DEFAULT_CALLS_PER_MINUTE: u32 = 120;
 
 /// A list still claiming more pages after this many is refused rather than followed forever.
 const MAX_PAGES: u32 = 1000;
@@ -65,6 +68,8 @@ pub struct NexudusClient {
     tokens: TokenCache,
     /// Sent as the `client_id` header: Nexudus ties refresh tokens to it.
     client_id: String,
+    /// Nexudus allows 120 calls a minute and one per 100 ms per account (reference §1.4).
+    limit: RateLimit,
 }
 
 impl fmt::Debug for NexudusClient {
@@ -83,7 +88,14 @@ impl NexudusClient {
             policy,
             tokens: TokenCache::new(),
             client_id: uuid::Uuid::new_v4().to_string(),
+            limit: RateLimit::per_minute(DEFAULT_CALLS_PER_MINUTE, 10.0),
         }
+    }
+
+    /// Sets the client-side limit (calls per minute) to this account's allowance.
+    pub fn with_calls_per_minute(mut self, calls: u32) -> Self {
+        self.limit = RateLimit::per_minute(calls, f64::from(calls.clamp(1, 600)) / 12.0);
+        self
     }
 
     pub fn config(&self) -> &NexudusConfig {
@@ -108,14 +120,23 @@ impl NexudusClient {
         self.list("billing/coworkertimepasses", &[("CoworkerTimePass_Coworker", coworker.as_str())]).await
     }
 
-    /// Every pass of every customer, all pages (full resync).
-    pub async fn all_time_passes(&self) -> Result<Vec<CoworkerTimePass>, CallError> {
-        self.list("billing/coworkertimepasses", &[]).await
+    /// Every pass of every customer, all pages; with `updated_from` (`YYYY-MM-DDTHH:mm`) only
+    /// those changed since (incremental resync).
+    pub async fn all_time_passes(
+        &self,
+        updated_from: Option<&str>,
+    ) -> Result<Vec<CoworkerTimePass>, CallError> {
+        let filter: Vec<(&str, &str)> =
+            updated_from.map(|f| ("from_CoworkerTimePass_UpdatedOn", f)).into_iter().collect();
+        self.list("billing/coworkertimepasses", &filter).await
     }
 
-    /// Every customer, all pages (full resync). Lists omit collection fields; the sync needs none.
-    pub async fn all_coworkers(&self) -> Result<Vec<Coworker>, CallError> {
-        self.list("spaces/coworkers", &[]).await
+    /// Every customer, all pages, or those changed since `updated_from`. Lists omit collection
+    /// fields; the sync needs none.
+    pub async fn all_coworkers(&self, updated_from: Option<&str>) -> Result<Vec<Coworker>, CallError> {
+        let filter: Vec<(&str, &str)> =
+            updated_from.map(|f| ("from_Coworker_UpdatedOn", f)).into_iter().collect();
+        self.list("spaces/coworkers", &filter).await
     }
 
     /// All pages of a list, `PAGE_SIZE` records at a time; throttling (409) slows it down.
@@ -156,11 +177,14 @@ impl NexudusClient {
         F: Fn() -> RequestBuilder,
     {
         let token = self.token().await?;
-        let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+        let limit = Some(&self.limit);
+        let reply =
+            http::send_limited(&self.policy, &API, limit, || build().bearer_auth(token.expose())).await?;
         let reply = if reply.status == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate(&token).await;
             let token = self.token().await?;
-            let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+            let reply =
+                http::send_limited(&self.policy, &API, limit, || build().bearer_auth(token.expose())).await?;
             if reply.status == StatusCode::UNAUTHORIZED {
                 return Err(CallError::config(format!(
                     "Nexudus rejected a freshly issued access token ({})",

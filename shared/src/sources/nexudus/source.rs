@@ -14,7 +14,7 @@ use crate::model::{
     Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, SourceKind,
     SubjectKey, Window,
 };
-use crate::sources::{Hint, Listed, Proof, Source};
+use crate::sources::{Hint, Listed, Listing, Proof, Source};
 use crate::store::Records;
 
 /// The Nexudus source of one tenant.
@@ -134,9 +134,11 @@ impl Source for NexudusSource {
         Ok(())
     }
 
-    async fn list_all(&self, now: Instant) -> Result<Vec<Listed>, WorkError> {
-        let coworkers = self.client.all_coworkers().await?;
-        let passes = self.client.all_time_passes().await?;
+    async fn list(&self, since: Option<Instant>, now: Instant) -> Result<Listing, WorkError> {
+        // Nexudus filters by minute; a minute of overlap costs nothing (merging is monotonic).
+        let from = since.map(|t| (t - chrono::Duration::minutes(1)).format("%Y-%m-%dT%H:%M").to_string());
+        let coworkers = self.client.all_coworkers(from.as_deref()).await?;
+        let passes = self.client.all_time_passes(from.as_deref()).await?;
         let mut people: std::collections::BTreeMap<i64, Listed> = coworkers
             .iter()
             .map(|c| {
@@ -144,19 +146,31 @@ impl Source for NexudusSource {
                     c.id,
                     Listed {
                         person: c.id.to_string(),
-                        profile: profile_of(c, now),
+                        profile: Some(profile_of(c, now)),
                         entitlements: Vec::new(),
                     },
                 )
             })
             .collect();
         for pass in &passes {
-            // A pass of a customer the listing does not show belongs to nobody Portier can grant.
-            if let Some(person) = people.get_mut(&pass.coworker_id) {
-                person.entitlements.push(pass_entitlement(pass, now));
+            match people.get_mut(&pass.coworker_id) {
+                Some(person) => person.entitlements.push(pass_entitlement(pass, now)),
+                // In a full listing, a pass of a customer not listed belongs to nobody Portier can
+                // grant; in an incremental one, the customer simply did not change.
+                None if since.is_some() => {
+                    people.insert(
+                        pass.coworker_id,
+                        Listed {
+                            person: pass.coworker_id.to_string(),
+                            profile: None,
+                            entitlements: vec![pass_entitlement(pass, now)],
+                        },
+                    );
+                }
+                None => {}
             }
         }
-        Ok(people.into_values().collect())
+        Ok(Listing { complete: since.is_none(), people: people.into_values().collect() })
     }
 }
 
