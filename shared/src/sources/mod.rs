@@ -7,6 +7,7 @@ use crate::error::WorkError;
 use crate::model::{Instant, SourceKind, SubjectKey};
 use crate::store::Records;
 
+pub mod kinnovis;
 pub mod nexudus;
 
 /// How a webhook proved where it came from. Only a signature vouches for its content.
