@@ -57,6 +57,26 @@ pub enum SourceConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         calls_per_minute: Option<u32>,
     },
+    /// Kinnovis (self-storage): Portier's contract in `reference/source-systems.md` §6.
+    Kinnovis {
+        /// The export API's base (`{base_url}/locations/{location_id}/bookings`).
+        base_url: String,
+        /// The Kinnovis location this tenant is; webhooks naming another location are refused.
+        location_id: String,
+        /// Bearer API key of the export API.
+        api_key_env: String,
+        /// Standard Webhooks signing secret (`whsec_…`).
+        webhook_secret_env: String,
+    },
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> crate::model::SourceKind {
+        match self {
+            SourceConfig::Nexudus { .. } => crate::model::SourceKind::Nexudus,
+            SourceConfig::Kinnovis { .. } => crate::model::SourceKind::Kinnovis,
+        }
+    }
 }
 
 fn nexudus_base() -> String {
@@ -186,20 +206,30 @@ impl Config {
 
 impl TenantConfig {
     fn check(&self) -> Result<(), ConfigError> {
-        let SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, calls_per_minute, .. } =
-            &self.source;
-        if *calls_per_minute == Some(0) {
-            return Err(ConfigError(format!(
-                "tenant {}: source.calls_per_minute must be at least 1",
-                self.id
-            )));
+        match &self.source {
+            SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, calls_per_minute, .. } => {
+                if *calls_per_minute == Some(0) {
+                    return Err(ConfigError(format!(
+                        "tenant {}: source.calls_per_minute must be at least 1",
+                        self.id
+                    )));
+                }
+                if webhook_secret_env.is_none() && webhook_token_env.is_none() {
+                    return Err(ConfigError(format!(
+                        "tenant {}: set source.webhook_secret_env or source.webhook_token_env, or webhooks cannot be verified",
+                        self.id
+                    )));
+                }
+            }
+            SourceConfig::Kinnovis { location_id, .. } => {
+                if location_id.trim().is_empty() {
+                    return Err(ConfigError(format!("tenant {}: source.location_id is empty", self.id)));
+                }
+            }
         }
-        if webhook_secret_env.is_none() && webhook_token_env.is_none() {
-            return Err(ConfigError(format!(
-                "tenant {}: set source.webhook_secret_env or source.webhook_token_env, or webhooks cannot be verified",
-                self.id
-            )));
-        }
+        // Local dates (Kinnovis move-in/move-out) are converted with this zone.
+        crate::localtime::Zone::parse(&self.timezone)
+            .map_err(|e| ConfigError(format!("tenant {}: timezone: {e}", self.id)))?;
         let mut items = BTreeMap::new();
         for m in &self.mappings {
             if items.insert(m.item.clone(), ()).is_some() {
@@ -332,6 +362,40 @@ targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
 
         let twice = format!("{EXAMPLE}\n{}", &EXAMPLE[EXAMPLE.find("[[tenant]]").unwrap_or(0)..]);
         assert!(Config::parse_toml(&twice).expect_err("rejected").0.contains("defined twice"));
+    }
+
+    const KINNOVIS: &str = r#"
+[[tenant]]
+id = "storage-vienna"
+timezone = "Europe/Vienna"
+source = { kind = "kinnovis", base_url = "https://kinnovis.example/api", location_id = "loc-vienna-1", api_key_env = "KINNOVIS_API_KEY", webhook_secret_env = "KINNOVIS_WEBHOOK_SECRET" }
+policy = { no_access = "keep", adoption = "gradual" }
+
+[tenant.providers.tapkey]
+owner_account_id = "owner-1"
+client_id_env = "TAPKEY_CLIENT_ID"
+client_secret_env = "TAPKEY_CLIENT_SECRET"
+
+[[tenant.mapping]]
+item = { kind = "unit", id = "A-017" }
+targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
+"#;
+
+    #[test]
+    fn the_kinnovis_example_parses_and_checks_its_zone() {
+        let c = Config::parse_toml(KINNOVIS).expect("parses");
+        let t = &c.tenants[0];
+        assert_eq!(t.source.kind(), crate::model::SourceKind::Kinnovis);
+        assert_eq!(t.policy.adoption, Adoption::Gradual);
+        assert_eq!(t.mappings[0].item, ItemRef { kind: crate::model::ItemKind::Unit, id: "A-017".into() });
+        let json = serde_json::to_string(&c).expect("serialises");
+        assert_eq!(Config::parse_json(&json), Ok(c));
+
+        let bad_zone = KINNOVIS.replace("Europe/Vienna", "Europe/Wien");
+        let err = Config::parse_toml(&bad_zone).expect_err("rejected").0;
+        assert!(err.contains("storage-vienna") && err.contains("Europe/Wien"), "{err}");
+        let no_location = KINNOVIS.replace("\"loc-vienna-1\"", "\" \"");
+        assert!(Config::parse_toml(&no_location).expect_err("rejected").0.contains("location_id"));
     }
 
     #[test]

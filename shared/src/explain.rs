@@ -46,8 +46,10 @@ pub async fn explain(
         if tenant.is_some_and(|t| t != subject.tenant.as_str()) {
             continue;
         }
-        let mappings =
-            configs.iter().find(|c| c.id == subject.tenant).map(|c| c.mappings.clone()).unwrap_or_default();
+        let mappings = match configs.iter().find(|c| c.id == subject.tenant) {
+            Some(c) => records.mappings_for(c).await?,
+            None => records.stored_mappings(&subject.tenant).await?,
+        };
         let profile = records.profile(&subject).await?;
         let entitlements = records.entitlements(&subject).await?;
         let applied = records.applied(&subject).await?;
@@ -130,6 +132,7 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
             let state = match &e.state {
                 crate::model::EntitlementState::Active => "active".to_owned(),
                 crate::model::EntitlementState::Ended { reason } => format!("ended: {reason}"),
+                crate::model::EntitlementState::Revoked { reason } => format!("revoked: {reason}"),
             };
             let targets = if l.targets.is_empty() {
                 "no mapping".to_owned()

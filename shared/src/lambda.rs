@@ -9,7 +9,8 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use base64::Engine;
 
-use crate::ingress::{Answer, Ingress, NexudusRequest};
+use crate::ingress::verify::StandardHeaders;
+use crate::ingress::{Answer, Ingress, KinnovisRequest, NexudusRequest};
 use crate::worker::Worker;
 
 /// `POST /hooks/nexudus/{tenant}/{action}` behind an HTTP API (payload format 2.0).
@@ -24,18 +25,9 @@ pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) ->
             body: serde_json::json!({ "status": 404, "message": "no such route" }),
         });
     };
-    let body = match (&event.body, event.is_base64_encoded) {
-        (None, _) => Vec::new(),
-        (Some(b), false) => b.clone().into_bytes(),
-        (Some(b), true) => match base64::engine::general_purpose::STANDARD.decode(b) {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return respond(&Answer {
-                    status: 400,
-                    body: serde_json::json!({ "status": 400, "message": "body is not valid base64" }),
-                });
-            }
-        },
+    let body = match raw_body(event) {
+        Ok(b) => b,
+        Err(answer) => return respond(&answer),
     };
     let signature = event.headers.get("x-nexudus-hook-signature").and_then(|v| v.to_str().ok());
     let token = event.query_string_parameters.first("token");
@@ -43,6 +35,46 @@ pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) ->
         .nexudus(NexudusRequest { tenant: &tenant, action: &action, token, signature, body: &body })
         .await;
     respond(&answer)
+}
+
+/// `POST /hooks/kinnovis/{tenant}` behind an HTTP API (payload format 2.0).
+pub async fn kinnovis_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let raw = event.raw_path.as_deref().unwrap_or_default();
+    let tenant = event
+        .path_parameters
+        .get("tenant")
+        .cloned()
+        .or_else(|| raw.trim_start_matches('/').split('/').nth(2).map(str::to_owned));
+    let Some(tenant) = tenant.filter(|t| !t.is_empty()) else {
+        return respond(&Answer {
+            status: 404,
+            body: serde_json::json!({ "status": 404, "message": "no such route" }),
+        });
+    };
+    let body = match raw_body(event) {
+        Ok(b) => b,
+        Err(answer) => return respond(&answer),
+    };
+    // API Gateway lower-cases header names in payload format 2.0; `HeaderMap` matches any case.
+    let header = |name: &str| event.headers.get(name).and_then(|v| v.to_str().ok());
+    let headers = StandardHeaders {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+    };
+    respond(&ingress.kinnovis(KinnovisRequest { tenant: &tenant, headers, body: &body }).await)
+}
+
+/// The request body as sent: API Gateway passes non-text bodies base64-encoded.
+fn raw_body(event: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Answer> {
+    match (&event.body, event.is_base64_encoded) {
+        (None, _) => Ok(Vec::new()),
+        (Some(b), false) => Ok(b.clone().into_bytes()),
+        (Some(b), true) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|_| Answer {
+            status: 400,
+            body: serde_json::json!({ "status": 400, "message": "body is not valid base64" }),
+        }),
+    }
 }
 
 fn respond(answer: &Answer) -> ApiGatewayV2httpResponse {

@@ -23,6 +23,8 @@ pub mod error;
 pub mod explain;
 pub mod http;
 pub mod lambda;
+pub mod localtime;
+pub mod mapping;
 pub mod serve;
 pub mod status;
 pub mod telemetry;

@@ -60,18 +60,21 @@ string_id!(
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Nexudus,
+    Kinnovis,
 }
 
 impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Nexudus => "nexudus",
+            SourceKind::Kinnovis => "kinnovis",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "nexudus" => Some(SourceKind::Nexudus),
+            "kinnovis" => Some(SourceKind::Kinnovis),
             _ => None,
         }
     }
@@ -237,12 +240,15 @@ impl fmt::Display for Window {
 pub enum ItemKind {
     /// A Nexudus TimePass product (e.g. "Bike Storage").
     Pass,
+    /// A Kinnovis unit, by the name the operator sees (e.g. "A-017"), as in the mapping CSV.
+    Unit,
 }
 
 impl ItemKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ItemKind::Pass => "pass",
+            ItemKind::Unit => "unit",
         }
     }
 }
@@ -341,12 +347,15 @@ impl Profile {
 pub enum EntitlementKind {
     /// A Nexudus `CoworkerTimePass`.
     Pass,
+    /// A Kinnovis booking of a unit; its customer and every shared-access email hold one each.
+    Booking,
 }
 
 impl EntitlementKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EntitlementKind::Pass => "pass",
+            EntitlementKind::Booking => "booking",
         }
     }
 }
@@ -356,7 +365,14 @@ impl EntitlementKind {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum EntitlementState {
     Active,
-    Ended { reason: String },
+    Ended {
+        reason: String,
+    },
+    /// Access withdrawn by the source (Kinnovis overdue lock-out, manual revoke) until it is
+    /// restored; it outranks the window, so nothing is granted while it holds.
+    Revoked {
+        reason: String,
+    },
 }
 
 /// One reason for access, with its window and the source version that set it.

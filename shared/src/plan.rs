@@ -296,6 +296,17 @@ mod tests {
     }
 
     #[test]
+    fn a_revoked_entitlement_revokes_whatever_its_window_says() {
+        let p = profile("anna@example.com");
+        let applied = [created(lock("L1"), until(31), "anna@example.com")];
+        let mut revoked = pass("7", "1001", until(31));
+        revoked.state = EntitlementState::Revoked { reason: "overdue invoice".into() };
+        let plan = plan_for(Some(&p), &[revoked], &[mapping("1001", &[lock("L1")])], &applied, &[], t(1, 9));
+        assert_eq!(plan.ops, vec![Op::Revoke { applied: applied[0].clone() }]);
+        assert_eq!(plan.next_check, None, "a revocation waits for its restore, not for a window edge");
+    }
+
+    #[test]
     fn an_expired_pass_is_cleaned_up_after_its_end() {
         let p = profile("anna@example.com");
         let applied = [created(lock("L1"), until(2), "anna@example.com")];

@@ -41,7 +41,8 @@ pub async fn load_plan(
     let entitlements = records.entitlements(subject).await?;
     let applied = records.applied(subject).await?;
     let failures = records.failures(subject).await?;
-    let desired = plan::desired(profile.as_ref(), &entitlements, &tenant.config.mappings, now);
+    let mappings = records.mappings_for(&tenant.config).await?;
+    let desired = plan::desired(profile.as_ref(), &entitlements, &mappings, now);
     let plan = plan::diff(&desired, &entitlements, &applied, &failures, now);
     Ok(Loaded { plan, desired, profile_name: profile.map(|p| p.name).unwrap_or_default() })
 }

@@ -228,7 +228,7 @@ pub async fn resync(
         true => last(records, tenant_id).await?.and_then(|l| l.listed_at),
         false => None,
     };
-    let listing = tenant.source.list(since, now).await?;
+    let listing = tenant.source.list(since, now, records).await?;
     let complete = listing.complete;
     let listed = listing.people;
     let mut targets_by_provider: BTreeMap<ProviderKind, Vec<Target>> = BTreeMap::new();

@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::error::WorkError;
 use crate::ingress::envelope::WorkMessage;
-use crate::ingress::{Ingress, MAX_BODY, NexudusRequest};
+use crate::ingress::verify::StandardHeaders;
+use crate::ingress::{Ingress, KinnovisRequest, MAX_BODY, NexudusRequest};
 use crate::queue::{Delivery, Queue};
 use crate::store::Records;
 use crate::worker::Worker;
@@ -39,6 +40,7 @@ struct TokenQuery {
 pub fn router(rt: Runtime) -> Router {
     Router::new()
         .route("/hooks/nexudus/{tenant}/{action}", post(nexudus_hook))
+        .route("/hooks/kinnovis/{tenant}", post(kinnovis_hook))
         .route("/healthz", get(healthz))
         // One byte over the cap is enough to answer 413 without reading a huge body.
         .layer(DefaultBodyLimit::max(MAX_BODY + 1))
@@ -63,6 +65,24 @@ async fn nexudus_hook(
             body: &body,
         })
         .await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(answer.body)).into_response()
+}
+
+async fn kinnovis_hook(
+    State(rt): State<Runtime>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let standard = StandardHeaders {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+    };
+    let answer =
+        rt.ingress.kinnovis(KinnovisRequest { tenant: &tenant, headers: standard, body: &body }).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(answer.body)).into_response()
 }

@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use crate::config::{Config, ConfigError, Secret, Secrets, SourceConfig, TenantConfig};
 use crate::error::InfraError;
 use crate::http::RetryPolicy;
+use crate::ingress::verify::WebhookKey;
 use crate::model::{ProviderKind, TenantId};
 use crate::providers::Provider;
 use crate::providers::tapkey::{TapkeyConfig, TapkeyProvider};
 use crate::sources::Source;
+use crate::sources::kinnovis::KinnovisSource;
+use crate::sources::kinnovis::client::{KinnovisClient, KinnovisConfig};
 use crate::sources::nexudus::NexudusSource;
 use crate::sources::nexudus::client::{NexudusClient, NexudusConfig};
 use crate::store::Records;
@@ -24,6 +27,8 @@ pub struct TenantRuntime {
     pub webhook_token: Option<Secret>,
     pub source: Arc<dyn Source>,
     providers: BTreeMap<ProviderKind, Arc<dyn Provider>>,
+    kinnovis: Option<Arc<KinnovisSource>>,
+    tapkey: Option<Arc<TapkeyProvider>>,
 }
 
 impl TenantRuntime {
@@ -35,31 +40,60 @@ impl TenantRuntime {
         policy: RetryPolicy,
     ) -> Result<Self, ConfigError> {
         let in_tenant = |e: ConfigError| ConfigError(format!("tenant {}: {}", config.id, e.0));
-        let SourceConfig::Nexudus {
-            base_url,
-            username_env,
-            password_env,
-            webhook_secret_env,
-            webhook_token_env,
-            calls_per_minute,
-        } = &config.source;
-        let optional = |name: &Option<String>| name.as_deref().map(|n| secrets.get(n)).transpose();
-        let webhook_secret = optional(webhook_secret_env).map_err(in_tenant)?;
-        let webhook_token = optional(webhook_token_env).map_err(in_tenant)?;
-        let nexudus = NexudusClient::new(
-            NexudusConfig {
-                base_url: base_url.clone(),
-                username: secrets.get(username_env).map_err(in_tenant)?.expose().to_owned(),
-                password: secrets.get(password_env).map_err(in_tenant)?.expose().to_owned(),
-            },
-            http.clone(),
-            policy.clone(),
-        )
-        .with_calls_per_minute(
-            calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE),
-        );
+        let (source, webhook_secret, webhook_token, kinnovis): (Arc<dyn Source>, _, _, _) = match &config
+            .source
+        {
+            SourceConfig::Nexudus {
+                base_url,
+                username_env,
+                password_env,
+                webhook_secret_env,
+                webhook_token_env,
+                calls_per_minute,
+            } => {
+                let optional = |name: &Option<String>| name.as_deref().map(|n| secrets.get(n)).transpose();
+                let webhook_secret = optional(webhook_secret_env).map_err(in_tenant)?;
+                let webhook_token = optional(webhook_token_env).map_err(in_tenant)?;
+                let nexudus = NexudusClient::new(
+                    NexudusConfig {
+                        base_url: base_url.clone(),
+                        username: secrets.get(username_env).map_err(in_tenant)?.expose().to_owned(),
+                        password: secrets.get(password_env).map_err(in_tenant)?.expose().to_owned(),
+                    },
+                    http.clone(),
+                    policy.clone(),
+                )
+                .with_calls_per_minute(
+                    calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE),
+                );
+                (Arc::new(NexudusSource::new(nexudus)), webhook_secret, webhook_token, None)
+            }
+            SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
+                let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;
+                // A secret that cannot verify anything is a start-up error, not 401s later.
+                WebhookKey::parse(secret.expose())
+                    .map_err(|e| in_tenant(ConfigError(format!("{webhook_secret_env}: {e}"))))?;
+                let zone = crate::localtime::Zone::parse(&config.timezone)
+                    .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
+                let client = KinnovisClient::new(
+                    KinnovisConfig {
+                        base_url: base_url.clone(),
+                        location_id: location_id.clone(),
+                        api_key: crate::http::Secret::new(
+                            secrets.get(api_key_env).map_err(in_tenant)?.expose(),
+                        ),
+                    },
+                    http.clone(),
+                    policy.clone(),
+                );
+                let source =
+                    Arc::new(KinnovisSource::new(config.id.clone(), zone, config.policy.adoption, client));
+                (source.clone() as Arc<dyn Source>, Some(secret), None, Some(source))
+            }
+        };
 
         let mut providers: BTreeMap<ProviderKind, Arc<dyn Provider>> = BTreeMap::new();
+        let mut tapkey_provider = None;
         if let Some(t) = &config.providers.tapkey {
             let tapkey = TapkeyProvider::new(
                 TapkeyConfig {
@@ -72,16 +106,30 @@ impl TenantRuntime {
                 http.clone(),
                 policy.clone(),
             );
-            providers.insert(ProviderKind::Tapkey, Arc::new(tapkey));
+            let tapkey = Arc::new(tapkey);
+            providers.insert(ProviderKind::Tapkey, tapkey.clone());
+            tapkey_provider = Some(tapkey);
         }
 
         Ok(Self {
             config: config.clone(),
             webhook_secret,
             webhook_token,
-            source: Arc::new(NexudusSource::new(nexudus)),
+            source,
             providers,
+            kinnovis,
+            tapkey: tapkey_provider,
         })
+    }
+
+    /// The tenant's Kinnovis source, when it is a Kinnovis location.
+    pub fn kinnovis(&self) -> Option<&KinnovisSource> {
+        self.kinnovis.as_deref()
+    }
+
+    /// The tenant's Tapkey provider (lock listings for `mapping locks`).
+    pub fn tapkey(&self) -> Option<&TapkeyProvider> {
+        self.tapkey.as_deref()
     }
 
     pub fn provider(&self, kind: ProviderKind) -> Option<&Arc<dyn Provider>> {

@@ -40,17 +40,33 @@ impl Worker {
             return Ok(None);
         };
 
-        if let WorkMessage::NexudusEvent { event_id, action, proof, payload, received_at, .. } = &msg {
+        let event = match &msg {
+            WorkMessage::NexudusEvent { event_id, action, proof, payload, received_at, .. } => Some((
+                event_id,
+                Hint {
+                    action: action.clone(),
+                    proof: *proof,
+                    payload: payload.clone(),
+                    received_at: *received_at,
+                },
+            )),
+            // Signed with Standard Webhooks: the event is its own proof.
+            WorkMessage::KinnovisEvent { event_id, event, received_at, .. } => Some((
+                event_id,
+                Hint {
+                    action: event["type"].as_str().unwrap_or_default().to_owned(),
+                    proof: crate::sources::Proof::Signature,
+                    payload: Some(event.clone()),
+                    received_at: *received_at,
+                },
+            )),
+            WorkMessage::Reconcile { .. } => None,
+        };
+        if let Some((event_id, hint)) = &event {
             if self.records.event_done(event_id).await? {
                 return Ok(None);
             }
-            let hint = Hint {
-                action: action.clone(),
-                proof: *proof,
-                payload: payload.clone(),
-                received_at: *received_at,
-            };
-            match tenant.source.refresh(&subject, &hint, &self.records).await {
+            match tenant.source.refresh(&subject, hint, &self.records).await {
                 Err(WorkError::BadMessage(reason)) => {
                     self.quarantine(&msg, body, &reason).await?;
                     return Ok(None);
@@ -60,7 +76,7 @@ impl Worker {
         }
 
         let outcome = reconcile::reconcile(&self.records, &tenant, &subject).await?;
-        if let WorkMessage::NexudusEvent { event_id, .. } = &msg {
+        if let Some((event_id, _)) = &event {
             self.records.mark_event_done(event_id).await?;
         }
         Ok(Some(outcome))
@@ -69,6 +85,9 @@ impl Worker {
     async fn quarantine(&self, msg: &WorkMessage, body: &str, reason: &str) -> Result<(), WorkError> {
         let (event_id, action) = match msg {
             WorkMessage::NexudusEvent { event_id, action, .. } => (event_id.clone(), action.clone()),
+            WorkMessage::KinnovisEvent { event_id, event, .. } => {
+                (event_id.clone(), event["type"].as_str().unwrap_or("kinnovis").to_owned())
+            }
             WorkMessage::Reconcile { reason, .. } => {
                 (uuid::Uuid::new_v4().to_string(), format!("reconcile: {reason}"))
             }

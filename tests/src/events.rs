@@ -74,3 +74,40 @@ pub fn sqs_batch(records: &[(String, String, String)]) -> Value {
         .collect();
     json!({ "Records": records })
 }
+
+/// An HTTP API event for `POST /hooks/kinnovis/{tenant}` with Standard Webhooks headers.
+pub fn kinnovis_hook(tenant: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+    let mut h = serde_json::Map::new();
+    h.insert("user-agent".into(), json!("Kinnovis-Webhooks"));
+    for (k, v) in headers {
+        // API Gateway (payload 2.0) lower-cases header names.
+        h.insert(k.to_ascii_lowercase(), json!(v));
+    }
+    let (body, encoded) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let path = format!("/hooks/kinnovis/{tenant}");
+    json!({
+        "version": "2.0",
+        "routeKey": "POST /hooks/kinnovis/{tenant}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": h,
+        "pathParameters": { "tenant": tenant },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "portier",
+            "domainName": "portier.example.com",
+            "domainPrefix": "portier",
+            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "Kinnovis-Webhooks" },
+            "requestId": "5b1f0c2e-3d4a-4b5c-8d6e-7f8091a2b3c4",
+            "routeKey": "POST /hooks/kinnovis/{tenant}",
+            "stage": "$default",
+            "time": "23/Nov/2026:09:00:00 +0000",
+            "timeEpoch": 1795338000000i64
+        },
+        "body": body,
+        "isBase64Encoded": encoded
+    })
+}

@@ -242,22 +242,7 @@ impl TestApp {
     /// Works the queue until it is empty, letting retried messages come back by moving the
     /// clock past their delay. Returns how many messages were done.
     pub async fn drain(&self) -> usize {
-        let mut done = 0;
-        for _ in 0..40 {
-            let r = serve::work_batch(&self.runtime, Duration::ZERO)
-                .await
-                .unwrap_or_else(|e| panic!("worker: {e}"));
-            done += r.done;
-            let stats = self.queue.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
-            if stats.visible == 0 && stats.in_flight == 0 {
-                return done;
-            }
-            if r.done + r.retried == 0 {
-                // Everything left is waiting for its retry delay.
-                self.advance(chrono::Duration::minutes(6));
-            }
-        }
-        panic!("the queue did not drain");
+        drain_queue(&self.runtime, |d| self.advance(d)).await
     }
 
     /// Runs the tick (due timers → reconcile messages) and drains.
@@ -308,4 +293,23 @@ impl TestApp {
     pub fn tapkey_writes(&self) -> usize {
         self.tapkey.calls().iter().filter(|c| c.method != "GET" && !c.path.contains("/connect/token")).count()
     }
+}
+
+/// Works the queue until it is empty, letting retried messages come back by moving the clock
+/// (with `advance`) past their delay. Returns how many messages were done.
+pub async fn drain_queue(runtime: &Runtime, advance: impl Fn(chrono::Duration)) -> usize {
+    let mut done = 0;
+    for _ in 0..40 {
+        let r = serve::work_batch(runtime, Duration::ZERO).await.unwrap_or_else(|e| panic!("worker: {e}"));
+        done += r.done;
+        let stats = runtime.queue.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
+        if stats.visible == 0 && stats.in_flight == 0 {
+            return done;
+        }
+        if r.done + r.retried == 0 {
+            // Everything left is waiting for its retry delay.
+            advance(chrono::Duration::minutes(6));
+        }
+    }
+    panic!("the queue did not drain");
 }

@@ -1,4 +1,5 @@
 pub mod demo;
 pub mod events;
 pub mod harness;
+pub mod kinnovis_app;
 pub mod sim;

@@ -94,6 +94,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Unit ↔ lock mappings of a Kinnovis location (stored where `portier serve` reads them).
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
     /// Every entitlement, mapping, grant and recent failure for one person.
     Explain {
         email: String,
@@ -113,6 +118,33 @@ struct Local {
     config: PathBuf,
     #[arg(long, default_value = ".portier")]
     data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum MappingCommand {
+    /// Imports a CSV with the header `Tapkey Lock ID,Kinnovis Unit Name`; all lines or none.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "portier.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = ".portier")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the Tapkey bound locks (title, id, active state) and the units mapped to each.
+    Locks {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "portier.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = ".portier")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -151,6 +183,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Send { file, to, secret_env } => send(&file, &to, secret_env.as_deref()).await,
+        Command::Mapping { command } => mapping(command).await,
         Command::Explain { email, tenant, data, json } => {
             explain(&email, tenant.as_deref(), &data, json).await
         }
@@ -510,4 +543,61 @@ async fn status_cmd(data: &Path, json: bool) -> Result<ExitCode> {
         print!("{}", shared::status::render(&status));
     }
     Ok(if status.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The tenant's clients (from the config file and the environment) and the local store.
+async fn tenant_and_store(
+    config: &Path,
+    tenant: &str,
+    data: &Path,
+) -> Result<(Records, shared::tenants::TenantRuntime)> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let config = Config::parse_toml(&text)?;
+    let tenant_config = config
+        .tenant(&tenant.into())
+        .ok_or_else(|| anyhow!("tenant {tenant} is not in the configuration"))?;
+    let runtime = shared::tenants::TenantRuntime::build(
+        tenant_config,
+        &EnvSecrets,
+        &shared::http::client(),
+        RetryPolicy::default(),
+    )?;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    Ok((open_store(data, Arc::new(SystemClock))?, runtime))
+}
+
+async fn mapping(command: MappingCommand) -> Result<ExitCode> {
+    match command {
+        MappingCommand::Import { file, tenant, config, data, json } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
+            match shared::mapping::import(&records, &runtime, &text).await {
+                Ok(report) if json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Ok(report) => println!(
+                    "imported {} unit mapping(s) for tenant {tenant} ({} replaced)",
+                    report.imported, report.replaced
+                ),
+                Err(shared::mapping::ImportError::Invalid(errors)) => {
+                    eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
+                    for e in errors {
+                        eprintln!("  {e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MappingCommand::Locks { tenant, config, data, json } => {
+            let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
+            let report = shared::mapping::locks(&records, &runtime).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", shared::mapping::render_locks(&report));
+            }
+            Ok(if report.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
 }

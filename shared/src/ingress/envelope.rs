@@ -28,6 +28,15 @@ pub enum WorkMessage {
         payload: Option<Value>,
         received_at: Instant,
     },
+    /// A verified Kinnovis event, for one of the emails its booking names.
+    KinnovisEvent {
+        /// `webhook-id` and the subject together: each subject's message is done once.
+        event_id: String,
+        subject: SubjectKey,
+        /// The parsed event, as re-serialised by Portier.
+        event: Value,
+        received_at: Instant,
+    },
     /// Look at a subject again (a timer fired, or an operator asked).
     Reconcile { subject: SubjectKey, reason: String, at: Instant },
 }
@@ -35,14 +44,18 @@ pub enum WorkMessage {
 impl WorkMessage {
     pub fn subject(&self) -> &SubjectKey {
         match self {
-            WorkMessage::NexudusEvent { subject, .. } | WorkMessage::Reconcile { subject, .. } => subject,
+            WorkMessage::NexudusEvent { subject, .. }
+            | WorkMessage::KinnovisEvent { subject, .. }
+            | WorkMessage::Reconcile { subject, .. } => subject,
         }
     }
 
     /// FIFO group = the subject; dedup id = the event id (or the timer's instant).
     pub fn to_outgoing(&self) -> Outgoing {
         let dedup_id = match self {
-            WorkMessage::NexudusEvent { event_id, .. } => event_id.clone(),
+            WorkMessage::NexudusEvent { event_id, .. } | WorkMessage::KinnovisEvent { event_id, .. } => {
+                event_id.clone()
+            }
             WorkMessage::Reconcile { subject, reason, at } => {
                 hex::encode(&Sha256::digest(format!("{subject}|{reason}|{}", at.timestamp()))[..16])
             }
@@ -111,6 +124,53 @@ pub fn nexudus(
     })
 }
 
+/// Why a verified Kinnovis body is not queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KinnovisReject {
+    /// Not the contract: kept in quarantine.
+    Unparseable(String),
+    /// Signed with this tenant's secret but for another location: refused, not kept.
+    WrongLocation(String),
+}
+
+/// Parses a verified Kinnovis event into one message per email its booking names (the
+/// customer and every shared access), each in that subject's FIFO group, so everyone's access
+/// changes at once and one subject is never worked by two workers at a time.
+pub fn kinnovis(
+    tenant: &TenantId,
+    location_id: &str,
+    webhook_id: &str,
+    body: &[u8],
+    received_at: Instant,
+) -> Result<Vec<WorkMessage>, KinnovisReject> {
+    let event = crate::sources::kinnovis::dto::Event::parse(body).map_err(KinnovisReject::Unparseable)?;
+    if event.location_id != location_id {
+        return Err(KinnovisReject::WrongLocation(format!(
+            "location_id {:?} is not the location of tenant {tenant}",
+            event.location_id
+        )));
+    }
+    let value = serde_json::to_value(&event).map_err(|e| KinnovisReject::Unparseable(e.to_string()))?;
+    if value.to_string().len() > MAX_QUEUED_PAYLOAD {
+        return Err(KinnovisReject::Unparseable("the event is too large to queue".into()));
+    }
+    Ok(event
+        .booking
+        .emails()
+        .iter()
+        .map(|email| {
+            let subject = crate::sources::kinnovis::source::subject_of(tenant, email);
+            let digest = Sha256::digest(format!("{webhook_id}|{subject}"));
+            WorkMessage::KinnovisEvent {
+                event_id: format!("kv-{}", hex::encode(&digest[..20])),
+                subject,
+                event: value.clone(),
+                received_at,
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
@@ -167,5 +227,40 @@ mod tests {
             let err = parse(body).expect_err(body).0;
             assert!(err.contains(why), "{body}: {err}");
         }
+    }
+
+    const KINNOVIS_EVENT: &str = r#"{"type":"booking.created","occurred_at":"2026-11-23T09:00:00Z",
+      "location_id":"loc-1","booking":{"id":"B-1","version":1,"status":"reserved",
+      "unit":{"id":"U-1","name":"A-017"},"customer":{"id":"C-1","email":"Anna@example.com","name":"Anna"},
+      "move_in":"2026-12-01","move_out":null,"access":{"state":"granted"},
+      "shared_access_emails":["ben@example.com"]}}"#;
+
+    #[test]
+    fn a_kinnovis_event_becomes_one_message_per_email() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap_or_default();
+        let msgs = kinnovis(&"t".into(), "loc-1", "msg_1", KINNOVIS_EVENT.as_bytes(), at).expect("parses");
+        assert_eq!(msgs.len(), 2);
+        let out: Vec<_> = msgs.iter().map(WorkMessage::to_outgoing).collect();
+        assert!(out[0].group.starts_with("t#kinnovis#em-") && out[0].group != out[1].group);
+        assert_ne!(out[0].dedup_id, out[1].dedup_id);
+        assert!(!out[0].group.contains("anna"), "no email in clear in queue metadata");
+        // The same webhook-id gives the same ids; another one does not.
+        let again = kinnovis(&"t".into(), "loc-1", "msg_1", KINNOVIS_EVENT.as_bytes(), at).expect("parses");
+        assert_eq!(again[0].to_outgoing().dedup_id, out[0].dedup_id);
+        let other = kinnovis(&"t".into(), "loc-1", "msg_2", KINNOVIS_EVENT.as_bytes(), at).expect("parses");
+        assert_ne!(other[0].to_outgoing().dedup_id, out[0].dedup_id);
+    }
+
+    #[test]
+    fn a_kinnovis_event_for_another_location_or_off_contract_is_refused() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap_or_default();
+        assert!(matches!(
+            kinnovis(&"t".into(), "loc-2", "m", KINNOVIS_EVENT.as_bytes(), at),
+            Err(KinnovisReject::WrongLocation(_))
+        ));
+        assert!(matches!(
+            kinnovis(&"t".into(), "loc-1", "m", b"{}", at),
+            Err(KinnovisReject::Unparseable(_))
+        ));
     }
 }

@@ -46,6 +46,14 @@ pub struct NexudusRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// A Standard Webhooks request from Kinnovis, as the transport received it.
+#[derive(Debug, Clone, Copy)]
+pub struct KinnovisRequest<'a> {
+    pub tenant: &'a str,
+    pub headers: verify::StandardHeaders<'a>,
+    pub body: &'a [u8],
+}
+
 /// What the ingress needs, built once per process.
 #[derive(Clone)]
 pub struct Ingress {
@@ -118,6 +126,95 @@ impl Ingress {
                 tracing::error!(error = %e, "queue unavailable");
                 Answer::new(503, "queue unavailable, retry later")
             }
+        }
+    }
+
+    /// Accepts a Kinnovis webhook (Standard Webhooks). Nothing is queued unless it is signed
+    /// with the tenant's secret, fresh (±300 s), for the tenant's location, parseable, and its
+    /// `webhook-id` was not accepted before.
+    ///
+    /// A `webhook-id` seen before is answered 202 like the first time (design §6.1: the sender
+    /// may not have received our first answer, and anything but 2xx makes it retry for days)
+    /// but nothing is queued again: a replay can never cause work twice.
+    pub async fn kinnovis(&self, req: KinnovisRequest<'_>) -> Answer {
+        let tenant_id = TenantId(req.tenant.to_owned());
+        let tenant = match self.tenants.get(&tenant_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Answer::new(404, "unknown tenant"),
+            Err(e) => {
+                tracing::error!(error = %e, "tenant configuration unavailable");
+                return Answer::new(503, "configuration unavailable, retry later");
+            }
+        };
+        let crate::config::SourceConfig::Kinnovis { location_id, .. } = &tenant.config.source else {
+            return Answer::new(404, "this tenant does not take Kinnovis webhooks");
+        };
+        if req.body.len() > MAX_BODY {
+            return Answer::new(413, "body over 256 KiB");
+        }
+        // Checked at start-up, so a tenant always has a usable key here.
+        let Some(key) =
+            tenant.webhook_secret.as_ref().and_then(|s| verify::WebhookKey::parse(s.expose()).ok())
+        else {
+            return Answer::new(503, "the tenant's webhook secret is not usable");
+        };
+        let now = self.records.now();
+        if let Err(e) = verify::standard_webhook(&key, req.headers, req.body, now) {
+            return Answer::new(401, &e.to_string());
+        }
+        // Verified, so the id is well-formed.
+        let webhook_id = req.headers.id.unwrap_or_default();
+
+        let messages = match envelope::kinnovis(&tenant_id, location_id, webhook_id, req.body, now) {
+            Ok(m) => m,
+            Err(envelope::KinnovisReject::WrongLocation(reason)) => {
+                tracing::warn!(tenant = %tenant_id, "Kinnovis webhook for another location refused");
+                return Answer::new(400, &reason);
+            }
+            Err(envelope::KinnovisReject::Unparseable(reason)) => {
+                let q = Quarantined {
+                    at: now,
+                    event_id: webhook_id.to_owned(),
+                    action: "kinnovis".into(),
+                    reason: reason.clone(),
+                    body: String::from_utf8_lossy(req.body).into_owned(),
+                };
+                if let Err(e) = self.records.quarantine(&tenant_id, &q).await {
+                    tracing::error!(error = %e, "quarantine write failed");
+                    return Answer::new(503, "store unavailable, retry later");
+                }
+                return Answer::new(400, &format!("unparseable body (kept in quarantine): {reason}"));
+            }
+        };
+
+        let seen_key = format!("kinnovis-hook#{tenant_id}#{webhook_id}");
+        match self.records.event_done(&seen_key).await {
+            Ok(true) => {
+                return Answer {
+                    status: 202,
+                    body: json!({ "status": 202, "message": "duplicate webhook-id: already accepted, not queued again" }),
+                };
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "store unavailable");
+                return Answer::new(503, "store unavailable, retry later");
+            }
+        }
+        for msg in &messages {
+            if let Err(e) = self.queue.send(&msg.to_outgoing()).await {
+                tracing::error!(error = %e, "queue unavailable");
+                return Answer::new(503, "queue unavailable, retry later");
+            }
+        }
+        // Remembered only once queued, so a failed send is retried by the sender. If this
+        // write fails, a redelivery is queued again and the worker's per-subject ids drop it.
+        if let Err(e) = self.records.mark_event_done(&seen_key).await {
+            tracing::warn!(error = %e, "could not remember the webhook-id; the worker deduplicates");
+        }
+        Answer {
+            status: 202,
+            body: json!({ "status": 202, "message": "queued", "subjects": messages.len() }),
         }
     }
 }

@@ -1,8 +1,14 @@
 //! Webhook verification: one function per scheme, constant-time throughout.
 
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use crate::model::Instant;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -59,6 +65,103 @@ pub fn nexudus_sign(secret: &[u8], body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// How far `webhook-timestamp` may be from now (the reference libraries' `5 * 60`).
+pub const STANDARD_WEBHOOK_TOLERANCE_SECS: i64 = 300;
+
+/// A Standard Webhooks signing key: the base64-decoded bytes after `whsec_`. Never printed.
+#[derive(Clone)]
+pub struct WebhookKey(Vec<u8>);
+
+impl WebhookKey {
+    /// Parses `whsec_<base64>` (the prefix is optional, as in the reference libraries).
+    pub fn parse(secret: &str) -> Result<Self, String> {
+        let b64 = secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim());
+        match B64.decode(b64) {
+            Ok(bytes) if !bytes.is_empty() => Ok(Self(bytes)),
+            _ => Err("the webhook secret is not `whsec_` followed by base64".into()),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookKey(***)")
+    }
+}
+
+/// Why a Standard Webhooks delivery was refused (answered 401, never logged with values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StandardWebhookError {
+    #[error("webhook-id, webhook-timestamp or webhook-signature is missing")]
+    Missing,
+    #[error("webhook-id must be 1-256 visible ASCII characters without '.'")]
+    BadId,
+    #[error("webhook-timestamp is not a Unix time in seconds")]
+    BadTimestamp,
+    #[error("webhook-timestamp is more than 300 s from now")]
+    OutsideTolerance,
+    #[error("no v1 signature matches")]
+    NoMatch,
+}
+
+/// The headers of a Standard Webhooks delivery, as received.
+#[derive(Debug, Clone, Copy)]
+pub struct StandardHeaders<'a> {
+    pub id: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+}
+
+/// Verifies a Standard Webhooks v1 delivery: `base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))`
+/// in any of the space-separated `v1,` entries (several during key rotation), compared in
+/// constant time, with the timestamp within ±300 s of `now`. Returns the timestamp.
+pub fn standard_webhook(
+    key: &WebhookKey,
+    headers: StandardHeaders<'_>,
+    body: &[u8],
+    now: Instant,
+) -> Result<i64, StandardWebhookError> {
+    let (Some(id), Some(ts), Some(signatures)) = (headers.id, headers.timestamp, headers.signature) else {
+        return Err(StandardWebhookError::Missing);
+    };
+    if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic() && b != b'.') {
+        return Err(StandardWebhookError::BadId);
+    }
+    let seconds: i64 = match ts.trim() {
+        t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+            t.parse().map_err(|_| StandardWebhookError::BadTimestamp)?
+        }
+        _ => return Err(StandardWebhookError::BadTimestamp),
+    };
+    if (now.timestamp() - seconds).abs() > STANDARD_WEBHOOK_TOLERANCE_SECS {
+        return Err(StandardWebhookError::OutsideTolerance);
+    }
+    let expected = standard_mac(key, id, seconds, body);
+    let mut matched = false;
+    for entry in signatures.split_ascii_whitespace() {
+        let Some(("v1", b64)) = entry.split_once(',') else { continue };
+        let Ok(given) = B64.decode(b64) else { continue };
+        // Length first: a short value must never match a prefix (svix PR #1190).
+        if given.len() == expected.len() {
+            matched |= bool::from(given.ct_eq(&expected));
+        }
+    }
+    if matched { Ok(seconds) } else { Err(StandardWebhookError::NoMatch) }
+}
+
+fn standard_mac(key: &WebhookKey, id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    // HMAC takes keys of any length.
+    let Ok(mut mac) = <HmacSha256 as KeyInit>::new_from_slice(&key.0) else { return Vec::new() };
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The `webhook-signature` value for a delivery (`v1,<base64>`), as a sender computes it.
+pub fn standard_sign(key: &WebhookKey, id: &str, timestamp: i64, body: &[u8]) -> String {
+    format!("v1,{}", B64.encode(standard_mac(key, id, timestamp, body)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +195,57 @@ mod tests {
         assert!(!token("s3cret-token", Some("s3cret-toke")));
         assert!(!token("s3cret-token", Some("")));
         assert!(!token("s3cret-token", None));
+    }
+
+    // Test vector from reference/source-systems.md §3.1 (the Standard Webhooks spec).
+    const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const SW_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+    const SW_TS: i64 = 1_649_367_553;
+    const SW_BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
+    const SW_SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    fn at(secs: i64) -> Instant {
+        chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
+    }
+
+    fn check(sig: &str, ts: &str, now: i64) -> Result<i64, StandardWebhookError> {
+        let key = WebhookKey::parse(SW_SECRET).expect("valid key");
+        let h = StandardHeaders { id: Some(SW_ID), timestamp: Some(ts), signature: Some(sig) };
+        standard_webhook(&key, h, SW_BODY, at(now))
+    }
+
+    #[test]
+    fn the_standard_webhooks_test_vector_verifies() {
+        let key = WebhookKey::parse(SW_SECRET).expect("valid key");
+        assert_eq!(standard_sign(&key, SW_ID, SW_TS, SW_BODY), SW_SIG);
+        assert_eq!(check(SW_SIG, "1649367553", SW_TS), Ok(SW_TS));
+        // Rotation: any matching `v1,` entry counts, other schemes are skipped.
+        let rotated = format!("v1,Zm9yZ2VkIHNpZ25hdHVyZSBvZiAzMiBieXRlcyEhISE= v1a,abc {SW_SIG}");
+        assert_eq!(check(&rotated, "1649367553", SW_TS), Ok(SW_TS));
+        // ±300 s, inclusive.
+        assert_eq!(check(SW_SIG, "1649367553", SW_TS + 300), Ok(SW_TS));
+        assert_eq!(check(SW_SIG, "1649367553", SW_TS - 300), Ok(SW_TS));
+    }
+
+    #[test]
+    fn standard_webhooks_refuse_everything_else() {
+        use StandardWebhookError::*;
+        assert_eq!(check(SW_SIG, "1649367553", SW_TS + 301), Err(OutsideTolerance));
+        assert_eq!(check(SW_SIG, "1649367553", SW_TS - 301), Err(OutsideTolerance));
+        assert_eq!(check(SW_SIG, "1649367554", SW_TS), Err(NoMatch), "the timestamp is signed");
+        assert_eq!(check("v1,", "1649367553", SW_TS), Err(NoMatch), "an empty signature never matches");
+        assert_eq!(check(&SW_SIG[..20], "1649367553", SW_TS), Err(NoMatch), "nor does a prefix");
+        assert_eq!(check(&SW_SIG.replace("v1,", "v2,"), "1649367553", SW_TS), Err(NoMatch));
+        assert_eq!(check(SW_SIG, "16493675.53", SW_TS), Err(BadTimestamp));
+        assert_eq!(check(SW_SIG, "-1", SW_TS), Err(BadTimestamp));
+        let other = WebhookKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid key");
+        let h = StandardHeaders { id: Some(SW_ID), timestamp: Some("1649367553"), signature: Some(SW_SIG) };
+        assert_eq!(standard_webhook(&other, h, SW_BODY, at(SW_TS)), Err(NoMatch));
+        let h = StandardHeaders { id: Some("a.b"), ..h };
+        assert_eq!(standard_webhook(&other, h, SW_BODY, at(SW_TS)), Err(BadId));
+        let h = StandardHeaders { signature: None, ..h };
+        assert_eq!(standard_webhook(&other, h, SW_BODY, at(SW_TS)), Err(Missing));
+        assert!(WebhookKey::parse("whsec_!!!").is_err());
+        assert_eq!(format!("{other:?}"), "WebhookKey(***)");
     }
 }

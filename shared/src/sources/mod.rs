@@ -7,6 +7,7 @@ use crate::error::WorkError;
 use crate::model::{Entitlement, Instant, Profile, SourceKind, SubjectKey};
 use crate::store::Records;
 
+pub mod kinnovis;
 pub mod nexudus;
 
 /// How a webhook proved where it came from. Only a signature vouches for its content.
@@ -54,5 +55,11 @@ pub trait Source: Send + Sync {
     /// Everyone the source knows with all their entitlements (`since` = `None`, a full
     /// resync), or only records changed since then (incremental). Listing calls only; the
     /// source's rate limit slows it down, never fails it.
-    async fn list(&self, since: Option<Instant>, now: Instant) -> Result<Listing, WorkError>;
+    /// `records` is only read (a dry run must not change anything).
+    async fn list(
+        &self,
+        since: Option<Instant>,
+        now: Instant,
+        records: &Records,
+    ) -> Result<Listing, WorkError>;
 }

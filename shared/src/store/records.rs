@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{Cond, Item, Store};
 use crate::clock::Clock;
+use crate::config::TenantConfig;
 use crate::error::InfraError;
-use crate::model::{Applied, Email, Entitlement, Failure, Instant, Profile, SubjectKey, Target, TenantId};
+use crate::model::{
+    Applied, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, SubjectKey, Target, TenantId,
+};
 
 /// How long a seen webhook id is remembered (longer than any sender's retry horizon).
 pub const EVENT_TTL_DAYS: i64 = 14;
@@ -317,12 +320,20 @@ impl Records {
         Ok(self.store.get(&format!("TENANT#{tenant}"), "CONFIG").await?.map(|i| i.data))
     }
 
+    /// Stores the tenant's configuration; the first store also records when the tenant was
+    /// connected (the line the `gradual` adoption policy draws).
     pub async fn put_tenant_config(
         &self,
         tenant: &TenantId,
         doc: serde_json::Value,
     ) -> Result<(), InfraError> {
         self.store.put(&Item::new(format!("TENANT#{tenant}"), "CONFIG", doc), Cond::Always).await?;
+        let connected =
+            Item::new(format!("TENANT#{tenant}"), "CONNECTED", serde_json::json!({ "at": self.now() }));
+        match self.store.put(&connected, Cond::Absent).await {
+            Ok(()) | Err(InfraError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
         let index = Item::new("TENANTS", format!("TENANT#{tenant}"), serde_json::json!({ "id": tenant }));
         self.store.put(&index, Cond::Always).await
     }
@@ -335,5 +346,76 @@ impl Records {
         }
         let entries: Vec<Entry> = self.list("TENANTS", "TENANT#").await?;
         Ok(entries.into_iter().map(|e| e.id).collect())
+    }
+
+    /// When the tenant's configuration was first stored; `None` before that (everything counts
+    /// as new then).
+    pub async fn connected_at(&self, tenant: &TenantId) -> Result<Option<Instant>, InfraError> {
+        #[derive(Deserialize)]
+        struct Connected {
+            at: Instant,
+        }
+        let item = self.store.get(&format!("TENANT#{tenant}"), "CONNECTED").await?;
+        Ok(item.as_ref().map(decode::<Connected>).transpose()?.map(|c| c.at))
+    }
+
+    // ── mappings (`portier mapping import`) ──────────────────────────────────────────────
+
+    fn mapping_sk(item: &ItemRef) -> String {
+        format!("MAP#{}#{}", item.kind.as_str(), item.id)
+    }
+
+    /// Mappings stored for the tenant (by `portier mapping import`), by item.
+    pub async fn stored_mappings(&self, tenant: &TenantId) -> Result<Vec<Mapping>, InfraError> {
+        self.list(&format!("TENANT#{tenant}"), "MAP#").await
+    }
+
+    /// Stores mappings, each replacing the stored one of the same item. Validate first: this
+    /// writes item by item (a failed run is repaired by running it again).
+    pub async fn put_mappings(&self, tenant: &TenantId, mappings: &[Mapping]) -> Result<(), InfraError> {
+        for m in mappings {
+            let item = Item::new(format!("TENANT#{tenant}"), Self::mapping_sk(&m.item), encode(m)?);
+            self.store.put(&item, Cond::Always).await?;
+        }
+        Ok(())
+    }
+
+    /// The mappings the planner uses: the configuration's, with stored ones replacing those of
+    /// the same item and adding the rest (the CSV import is the newer, operator-made truth).
+    pub async fn mappings_for(&self, config: &TenantConfig) -> Result<Vec<Mapping>, InfraError> {
+        let stored = self.stored_mappings(&config.id).await?;
+        let mut merged: Vec<Mapping> =
+            config.mappings.iter().filter(|m| !stored.iter().any(|s| s.item == m.item)).cloned().collect();
+        merged.extend(stored);
+        Ok(merged)
+    }
+
+    // ── per-tenant source state (e.g. a Kinnovis booking's newest version) ───────────────
+
+    /// Read-modify-write of one tenant record under its optimistic version: `update` gets the
+    /// stored value and returns the new one, or `None` to leave it. Returns what is stored after.
+    pub async fn update_tenant_record<T: Serialize + DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+        update: impl Fn(Option<&T>) -> Option<T>,
+    ) -> Result<Option<T>, InfraError> {
+        let pk = format!("TENANT#{tenant}");
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self.store.get(&pk, sk).await?;
+            let stored: Option<T> = current.as_ref().map(decode).transpose()?;
+            let Some(new) = update(stored.as_ref()) else { return Ok(stored) };
+            let (version, cond) = match &current {
+                Some(item) => (item.version + 1, Cond::Version(item.version)),
+                None => (1, Cond::Absent),
+            };
+            let item = Item { version, ..Item::new(pk.as_str(), sk, encode(&new)?) };
+            match self.store.put(&item, cond).await {
+                Ok(()) => return Ok(Some(new)),
+                Err(InfraError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(InfraError::Conflict)
     }
 }

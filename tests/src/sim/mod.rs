@@ -5,9 +5,11 @@
 //! answers and can inject faults, so scenario tests assert on the calls made, not on log lines.
 //! Every instance binds its own loopback port; start as many as a test needs.
 
+pub mod kinnovis;
 pub mod nexudus;
 pub mod tapkey;
 
+pub use kinnovis::{KinnovisSim, KinnovisSimConfig};
 pub use nexudus::{NexudusSim, NexudusSimConfig, SimWebhook};
 pub use tapkey::{SimContact, SimGrant, TapkeySim, TapkeySimConfig};
 

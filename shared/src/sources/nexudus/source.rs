@@ -134,7 +134,12 @@ impl Source for NexudusSource {
         Ok(())
     }
 
-    async fn list(&self, since: Option<Instant>, now: Instant) -> Result<Listing, WorkError> {
+    async fn list(
+        &self,
+        since: Option<Instant>,
+        now: Instant,
+        _records: &Records,
+    ) -> Result<Listing, WorkError> {
         // Nexudus filters by minute; a minute of overlap costs nothing (merging is monotonic).
         let from = since.map(|t| (t - chrono::Duration::minutes(1)).format("%Y-%m-%dT%H:%M").to_string());
         let coworkers = self.client.all_coworkers(from.as_deref()).await?;

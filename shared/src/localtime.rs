@@ -1,0 +1,99 @@
+//! Local calendar dates → UTC instants, in a tenant's IANA time zone (DST-correct).
+//!
+//! Sources speak in local dates ("move-in 2027-03-28"); the engine only knows UTC instants.
+//! This is the one place that converts, with the time-zone database bundled into the binary so
+//! a Lambda image without `/usr/share/zoneinfo` converts the same way as a laptop.
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::model::Instant;
+
+/// A named IANA time zone (`Europe/Vienna`), checked once when the configuration is read.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    name: String,
+    tz: jiff::tz::TimeZone,
+}
+
+impl Zone {
+    /// Looks the name up in the time-zone database; the error names it.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        jiff::tz::TimeZone::get(name)
+            .map(|tz| Self { name: name.to_owned(), tz })
+            .map_err(|_| format!("unknown time zone {name:?} (use an IANA name such as \"Europe/Vienna\")"))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The first instant of `date` in this zone: usually 00:00 local, or the end of the gap on
+    /// the rare days whose midnight a DST change skips.
+    pub fn start_of_day(&self, date: NaiveDate) -> Result<Instant, String> {
+        let out_of_range = || format!("date {date} is out of range");
+        let year = i16::try_from(date.year()).map_err(|_| out_of_range())?;
+        // Month and day come from a valid chrono date, so they fit.
+        let civil =
+            jiff::civil::Date::new(year, date.month() as i8, date.day() as i8).map_err(|_| out_of_range())?;
+        let zoned = civil
+            .to_zoned(self.tz.clone())
+            .and_then(|z| z.start_of_day())
+            .map_err(|e| format!("{date} in {}: {e}", self.name))?;
+        let ts = zoned.timestamp();
+        chrono::DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond().max(0) as u32)
+            .ok_or_else(out_of_range)
+    }
+
+    /// The first instant after `date` ends (start of the next day): the exclusive end of an
+    /// access that lasts "to the end of" `date`.
+    pub fn end_of_day(&self, date: NaiveDate) -> Result<Instant, String> {
+        let next = date.succ_opt().ok_or_else(|| format!("date {date} is out of range"))?;
+        self.start_of_day(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+    }
+
+    fn utc(y: i32, m: u32, d: u32, h: u32) -> Instant {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().expect("valid")
+    }
+
+    #[test]
+    fn vienna_midnight_follows_the_dst_changes() {
+        let vienna = Zone::parse("Europe/Vienna").expect("known zone");
+        // Winter time (UTC+1) the day before summer time starts (2027-03-28, 02:00 → 03:00).
+        assert_eq!(vienna.start_of_day(day(2027, 3, 27)), Ok(utc(2027, 3, 26, 23)));
+        // The change day itself still starts in winter time; it lasts only 23 hours.
+        assert_eq!(vienna.start_of_day(day(2027, 3, 28)), Ok(utc(2027, 3, 27, 23)));
+        assert_eq!(vienna.end_of_day(day(2027, 3, 28)), Ok(utc(2027, 3, 28, 22)));
+        // Summer time (UTC+2) until 2027-10-31 03:00 → 02:00; that day lasts 25 hours.
+        assert_eq!(vienna.start_of_day(day(2027, 6, 1)), Ok(utc(2027, 5, 31, 22)));
+        assert_eq!(vienna.start_of_day(day(2027, 10, 31)), Ok(utc(2027, 10, 30, 22)));
+        assert_eq!(vienna.end_of_day(day(2027, 10, 31)), Ok(utc(2027, 10, 31, 23)));
+    }
+
+    #[test]
+    fn a_midnight_skipped_by_dst_starts_the_day_after_the_gap() {
+        // Santiago moved its clocks from 00:00 to 01:00 on 2022-09-11.
+        let santiago = Zone::parse("America/Santiago").expect("known zone");
+        assert_eq!(santiago.start_of_day(day(2022, 9, 11)), Ok(utc(2022, 9, 11, 4)));
+    }
+
+    #[test]
+    fn unknown_zones_are_named() {
+        let err = Zone::parse("Europe/Wien").expect_err("not a zone");
+        assert!(err.contains("Europe/Wien"), "{err}");
+        assert_eq!(
+            Zone::parse("UTC").map(|z| z.start_of_day(day(2026, 12, 1))).ok(),
+            Some(Ok(utc(2026, 12, 1, 0)))
+        );
+    }
+}
