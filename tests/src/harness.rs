@@ -80,6 +80,8 @@ pub fn tenant_config(nexudus: &NexudusSim, tapkey: &TapkeySim, auth: HookAuth) -
                 base_url: tapkey.base_url(),
                 token_url: tapkey.token_url(),
             }),
+            salto_ks: None,
+            brivo: None,
         },
         mappings: vec![Mapping {
             item: ItemRef { kind: ItemKind::Pass, id: BIKE_STORAGE.to_string() },

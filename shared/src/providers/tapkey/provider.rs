@@ -219,12 +219,15 @@ impl Provider for TapkeyProvider {
                 }
                 Ok(())
             }
+            AppliedState::Member { .. } => Err(CallError::config(format!(
+                "{} is a group membership, not a Tapkey grant",
+                applied.target
+            ))),
         }
     }
 }
 
 fn lock_of(target: &Target) -> Result<&LockId, CallError> {
-    #[allow(unreachable_patterns)] // other providers' targets are added to `Target` over time
     match target {
         Target::TapkeyLock(lock) => Ok(lock),
         other => Err(CallError::config(format!("{other} is not a Tapkey target"))),
