@@ -1,4 +1,5 @@
 pub mod demo;
 pub mod events;
+pub mod groups;
 pub mod harness;
 pub mod sim;
