@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ItemRef, Mapping, Target, TenantId};
+use crate::model::{ItemRef, Mapping, ProviderKind, TenantId};
 
 /// The whole configuration document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +137,80 @@ pub enum Adoption {
 pub struct Providers {
     #[serde(default)]
     pub tapkey: Option<TapkeyProviderConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salto_ks: Option<SaltoProviderConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brivo: Option<BrivoProviderConfig>,
+}
+
+impl Providers {
+    /// Whether the provider of `kind` is configured.
+    pub fn has(&self, kind: ProviderKind) -> bool {
+        match kind {
+            ProviderKind::Tapkey => self.tapkey.is_some(),
+            ProviderKind::Salto => self.salto_ks.is_some(),
+            ProviderKind::Brivo => self.brivo.is_some(),
+        }
+    }
+}
+
+/// `[tenant.providers.salto_ks]`: Connect API with a password grant or a stored refresh token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaltoProviderConfig {
+    /// The site UUID (not the readable `site_uid`).
+    pub site_id: String,
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    /// Password grant of a dedicated site admin; or `refresh_token_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_env: Option<String>,
+    #[serde(default = "salto_base")]
+    pub base_url: String,
+    #[serde(default = "salto_token")]
+    pub token_url: String,
+}
+
+fn salto_base() -> String {
+    "https://user.my-clay.com".into()
+}
+
+fn salto_token() -> String {
+    "https://identity.eu.my-clay.com/connect/token".into()
+}
+
+/// `[tenant.providers.brivo]`: Access API with `api-key` and a password grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrivoProviderConfig {
+    pub api_key_env: String,
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    pub username_env: String,
+    pub password_env: String,
+    #[serde(default = "brivo_base")]
+    pub base_url: String,
+    #[serde(default = "brivo_token")]
+    pub token_url: String,
+    /// Send a Mobile Pass invitation when a Brivo user first gains access (default on).
+    #[serde(default = "yes")]
+    pub mobile_pass: bool,
+}
+
+fn brivo_base() -> String {
+    "https://api.brivo.com/v1/api".into()
+}
+
+fn brivo_token() -> String {
+    "https://auth.brivo.com/oauth/token".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,16 +310,25 @@ impl TenantConfig {
                 return Err(ConfigError(format!("tenant {}: item {} is mapped twice", self.id, m.item)));
             }
             for target in &m.targets {
-                match target {
-                    Target::TapkeyLock(_) if self.providers.tapkey.is_none() => {
-                        return Err(ConfigError(format!(
-                            "tenant {}: item {} maps to {target}, but [tenant.providers.tapkey] is not configured",
-                            self.id, m.item
-                        )));
-                    }
-                    Target::TapkeyLock(_) => {}
+                let kind = target.provider();
+                if !self.providers.has(kind) {
+                    return Err(ConfigError(format!(
+                        "tenant {}: item {} maps to {target}, but [tenant.providers.{}] is not configured",
+                        self.id,
+                        m.item,
+                        kind.as_str()
+                    )));
                 }
             }
+        }
+        if let Some(s) = &self.providers.salto_ks
+            && s.refresh_token_env.is_none()
+            && (s.username_env.is_none() || s.password_env.is_none())
+        {
+            return Err(ConfigError(format!(
+                "tenant {}: [tenant.providers.salto_ks] needs username_env and password_env, or refresh_token_env",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -308,6 +391,7 @@ impl Secrets for StaticSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Target;
 
     const EXAMPLE: &str = r#"
 [[tenant]]
@@ -325,6 +409,65 @@ client_secret_env = "TAPKEY_CLIENT_SECRET"
 item = { kind = "pass", id = "1001" }
 targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
 "#;
+
+    const GROUPS: &str = r#"
+[tenant.providers.salto_ks]
+site_id = "6b2a9f0e-0000-4000-8000-000000000001"
+client_id_env = "SALTO_CLIENT_ID"
+client_secret_env = "SALTO_CLIENT_SECRET"
+username_env = "SALTO_USERNAME"
+password_env = "SALTO_PASSWORD"
+
+[tenant.providers.brivo]
+api_key_env = "BRIVO_API_KEY"
+client_id_env = "BRIVO_CLIENT_ID"
+client_secret_env = "BRIVO_CLIENT_SECRET"
+username_env = "BRIVO_ADMIN_ID"
+password_env = "BRIVO_PASSWORD"
+
+[[tenant.mapping]]
+item = { kind = "pass", id = "1002" }
+targets = [ { salto_group = "ag-1" }, { brivo_group = "42" } ]
+"#;
+
+    #[test]
+    fn salto_and_brivo_sections_parse_with_defaults() {
+        let c = Config::parse_toml(&format!("{EXAMPLE}{GROUPS}")).expect("parses");
+        let t = &c.tenants[0];
+        let salto = t.providers.salto_ks.as_ref().expect("salto");
+        assert_eq!(salto.base_url, "https://user.my-clay.com");
+        assert_eq!(salto.token_url, "https://identity.eu.my-clay.com/connect/token");
+        let brivo = t.providers.brivo.as_ref().expect("brivo");
+        assert_eq!(brivo.base_url, "https://api.brivo.com/v1/api");
+        assert_eq!(brivo.token_url, "https://auth.brivo.com/oauth/token");
+        assert!(brivo.mobile_pass, "on by default");
+        assert_eq!(
+            t.mappings[1].targets,
+            vec![Target::SaltoGroup("ag-1".into()), Target::BrivoGroup("42".into())]
+        );
+        let json = serde_json::to_string(&c).expect("serialises");
+        assert_eq!(Config::parse_json(&json), Ok(c));
+
+        let off = format!(
+            "{EXAMPLE}{}",
+            GROUPS.replace("BRIVO_PASSWORD\"", "BRIVO_PASSWORD\"\nmobile_pass = false")
+        );
+        let c = Config::parse_toml(&off).expect("parses");
+        assert_eq!(c.tenants[0].providers.brivo.as_ref().map(|b| b.mobile_pass), Some(false));
+
+        let no_login = GROUPS.replace("username_env = \"SALTO_USERNAME\"\n", "");
+        let err = Config::parse_toml(&format!("{EXAMPLE}{no_login}")).expect_err("rejected").0;
+        assert!(err.contains("refresh_token_env"), "{err}");
+        let by_refresh =
+            no_login.replace("password_env = \"SALTO_PASSWORD\"", "refresh_token_env = \"SALTO_REFRESH\"");
+        assert!(Config::parse_toml(&format!("{EXAMPLE}{by_refresh}")).is_ok());
+
+        let unconfigured = GROUPS.split("[[tenant.mapping]]").nth(1).unwrap_or_default();
+        let err = Config::parse_toml(&format!("{EXAMPLE}[[tenant.mapping]]{unconfigured}"))
+            .expect_err("rejected")
+            .0;
+        assert!(err.contains("[tenant.providers.salto_ks] is not configured"), "{err}");
+    }
 
     #[test]
     fn the_design_example_parses() {

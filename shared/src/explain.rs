@@ -157,6 +157,7 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
             let state = match &a.state {
                 crate::model::AppliedState::Created { grant_id } => format!("grant {grant_id}"),
                 crate::model::AppliedState::Intent => "creation in progress".to_owned(),
+                crate::model::AppliedState::Member { user } => format!("member ({user})"),
             };
             let _ = writeln!(
                 out,

@@ -54,6 +54,14 @@ string_id!(
     /// A Tapkey grant id.
     GrantId
 );
+string_id!(
+    /// A Salto KS access group id (UUID) in the tenant's site.
+    SaltoGroupId
+);
+string_id!(
+    /// A Brivo group id.
+    BrivoGroupId
+);
 
 /// The system a subject comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -271,19 +279,33 @@ impl fmt::Display for ItemRef {
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     TapkeyLock(LockId),
+    /// `{ salto_group = "…" }`: membership of a Salto KS access group.
+    SaltoGroup(SaltoGroupId),
+    /// `{ brivo_group = "…" }`: membership of a Brivo group.
+    BrivoGroup(BrivoGroupId),
 }
 
 impl Target {
     pub fn provider(&self) -> ProviderKind {
         match self {
             Target::TapkeyLock(_) => ProviderKind::Tapkey,
+            Target::SaltoGroup(_) => ProviderKind::Salto,
+            Target::BrivoGroup(_) => ProviderKind::Brivo,
         }
+    }
+
+    /// True for group memberships, which carry no validity at the provider: they are held
+    /// only while a window holds now, and window edges become timers.
+    pub fn is_membership(&self) -> bool {
+        !self.provider().has_native_validity()
     }
 
     /// Stable key used in store records (`APPLIED#provider#target`).
     pub fn key(&self) -> String {
         match self {
             Target::TapkeyLock(l) => format!("tapkey#{l}"),
+            Target::SaltoGroup(g) => format!("salto_ks#{g}"),
+            Target::BrivoGroup(g) => format!("brivo#{g}"),
         }
     }
 }
@@ -292,6 +314,8 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::TapkeyLock(l) => write!(f, "Tapkey lock {l}"),
+            Target::SaltoGroup(g) => write!(f, "Salto KS access group {g}"),
+            Target::BrivoGroup(g) => write!(f, "Brivo group {g}"),
         }
     }
 }
@@ -301,13 +325,33 @@ impl fmt::Display for Target {
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     Tapkey,
+    #[serde(rename = "salto_ks")]
+    Salto,
+    Brivo,
 }
 
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Tapkey => "tapkey",
+            ProviderKind::Salto => "salto_ks",
+            ProviderKind::Brivo => "brivo",
         }
+    }
+
+    /// Display name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Tapkey => "Tapkey",
+            ProviderKind::Salto => "Salto KS",
+            ProviderKind::Brivo => "Brivo",
+        }
+    }
+
+    /// Tapkey grants carry `validFrom`/`validBefore` and are created ahead of time; Salto KS
+    /// and Brivo memberships do not, so Portier adds and removes them at the window's edges.
+    pub fn has_native_validity(self) -> bool {
+        matches!(self, ProviderKind::Tapkey)
     }
 }
 
@@ -424,6 +468,61 @@ pub enum AppliedState {
     Intent,
     /// The provider confirmed the object with this id.
     Created { grant_id: GrantId },
+    /// A group membership of this provider user (idempotent calls, so no intent is needed).
+    Member { user: ProviderUserIds },
+}
+
+impl AppliedState {
+    /// True once the provider confirmed the access.
+    pub fn is_done(&self) -> bool {
+        !matches!(self, AppliedState::Intent)
+    }
+}
+
+/// A provider user's ids: Salto KS site-user id (`id`) and platform user id (`platform_id`,
+/// the one access-group membership takes); Brivo's numeric user id (`id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProviderUserIds {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_id: Option<String>,
+}
+
+impl fmt::Display for ProviderUserIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.platform_id {
+            Some(p) => write!(f, "user {} (platform {p})", self.id),
+            None => write!(f, "user {}", self.id),
+        }
+    }
+}
+
+/// Whether a provider user may open doors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserState {
+    /// The create call may or may not have happened: look the user up before creating.
+    Creating,
+    Active,
+    /// Suspended by the no-access policy; unsuspended when access returns.
+    Suspended,
+}
+
+/// A user Portier created at a membership provider for one subject (`USER#provider`), so a
+/// membership change is one call and the no-access policy touches only Portier's users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderUser {
+    pub provider: ProviderKind,
+    /// `None` while only the intent to create is recorded.
+    pub ids: Option<ProviderUserIds>,
+    /// The email the user was created with (the provider invites it).
+    pub email: Email,
+    pub state: UserState,
+    /// When the provider created the user (Salto KS is eventually consistent for ~1 min).
+    pub created_at: Instant,
+    /// Brivo Mobile Pass invitation sent (or found pending).
+    #[serde(default)]
+    pub invited: bool,
 }
 
 /// What Portier created at a provider for one subject and target.
@@ -444,7 +543,36 @@ impl Applied {
     }
 }
 
+/// The key under which a listing of the provider shows access: a grant's id, or
+/// `group#member id` for a group membership (Salto KS: the platform user id).
+pub fn membership_key(target: &Target, member: &str) -> String {
+    let group = match target {
+        Target::TapkeyLock(l) => l.as_str(),
+        Target::SaltoGroup(g) => g.as_str(),
+        Target::BrivoGroup(g) => g.as_str(),
+    };
+    format!("{group}#{member}")
+}
+
+impl Applied {
+    /// How a provider listing names this access (see [`membership_key`]); `None` for an intent.
+    pub fn listed_key(&self) -> Option<String> {
+        match &self.state {
+            AppliedState::Created { grant_id } => Some(grant_id.to_string()),
+            AppliedState::Member { user } => {
+                Some(membership_key(&self.target, user.platform_id.as_deref().unwrap_or(&user.id)))
+            }
+            AppliedState::Intent => None,
+        }
+    }
+}
+
 pub fn applied_key(target: &Target, window: &Window) -> String {
+    // A membership is one record per group, whatever its window (a changed window is no change
+    // at the provider).
+    if target.is_membership() {
+        return format!("{}#member", target.key());
+    }
     let from = window.from.map_or("-".to_owned(), |t| t.timestamp().to_string());
     format!("{}#{from}", target.key())
 }

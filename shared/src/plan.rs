@@ -8,11 +8,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::NoAccess;
 use crate::model::{
-    Applied, AppliedState, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, Target, Window,
+    Applied, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, ProviderKind, ProviderUser,
+    Target, UserState, Window,
 };
 
-/// Access one subject should have at one target, for one merged window.
+/// Access one subject should have at one target, for one merged window. For a group
+/// membership (no validity at the provider) only the window holding now is desired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Desired {
     pub target: Target,
@@ -51,6 +54,10 @@ impl Op {
     /// Identifies the operation, so a permanent failure blocks only this exact operation.
     pub fn fingerprint(&self) -> String {
         match self {
+            // A membership carries no window at the provider: a new window is the same operation.
+            Op::Grant { target, email, .. } if target.is_membership() => {
+                format!("grant {} member {}", target.key(), email.hashed())
+            }
             Op::Grant { target, window, email, .. } => {
                 format!("grant {} {window} {}", target.key(), email.hashed())
             }
@@ -97,6 +104,10 @@ pub fn desired(
 
     for (target, windows) in per_target {
         for merged in Window::merge_all(windows.iter().map(|(w, _)| *w).collect()) {
+            // Memberships are added when their window starts (a timer) and not ahead of time.
+            if target.is_membership() && !merged.contains(now) {
+                continue;
+            }
             let causes = windows.iter().filter(|(w, _)| merged.touches(w)).map(|(_, k)| k.clone()).collect();
             set.access.push(Desired { target: target.clone(), window: merged, email: email.clone(), causes });
         }
@@ -106,7 +117,10 @@ pub fn desired(
 
 /// The fewest operations that turn `applied` into `desired`.
 ///
-/// Grants come before revokes so a changed window never leaves a gap at the door.
+/// Grants come before revokes so a changed window never leaves a gap at the door. Memberships
+/// are matched by (group, email) whatever their window, so a changed window costs no call;
+/// their revokes come first, so an email change at one provider user removes and re-adds
+/// instead of adding (a no-op) and then removing.
 pub fn diff(
     desired: &DesiredSet,
     entitlements: &[Entitlement],
@@ -114,12 +128,19 @@ pub fn diff(
     failures: &[Failure],
     now: Instant,
 ) -> Plan {
-    let same = |d: &Desired, a: &Applied| d.target == a.target && d.window == a.window && d.email == a.email;
+    let same = |d: &Desired, a: &Applied| {
+        d.target == a.target && d.email == a.email && (d.target.is_membership() || d.window == a.window)
+    };
 
     let mut candidates = Vec::new();
+    for a in applied.iter().filter(|a| a.target.is_membership()) {
+        if !desired.access.iter().any(|d| same(d, a)) {
+            candidates.push(Op::Revoke { applied: a.clone() });
+        }
+    }
     for d in &desired.access {
         match applied.iter().find(|a| same(d, a)) {
-            Some(a) if matches!(a.state, AppliedState::Created { .. }) => {}
+            Some(a) if a.state.is_done() => {}
             found => candidates.push(Op::Grant {
                 target: d.target.clone(),
                 window: d.window,
@@ -129,7 +150,7 @@ pub fn diff(
             }),
         }
     }
-    for a in applied {
+    for a in applied.iter().filter(|a| !a.target.is_membership()) {
         if !desired.access.iter().any(|d| same(d, a)) {
             candidates.push(Op::Revoke { applied: a.clone() });
         }
@@ -145,6 +166,127 @@ pub fn diff(
     }
 
     plan.next_check = next_check(desired, entitlements, failures, now);
+    plan
+}
+
+/// What happens to a subject's user at a membership provider (Salto KS, Brivo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum UserOp {
+    /// Access returns to a suspended user: unsuspend before memberships are added.
+    Reactivate { provider: ProviderKind },
+    /// No membership left and the policy is `suspend`.
+    Suspend { provider: ProviderKind },
+    /// No membership left and the policy is `delete` (pending invitations are cancelled).
+    Delete { provider: ProviderKind },
+    /// A Brivo user first gains access: send the Mobile Pass invitation.
+    Invite { provider: ProviderKind },
+}
+
+impl UserOp {
+    pub fn provider(&self) -> ProviderKind {
+        match self {
+            UserOp::Reactivate { provider }
+            | UserOp::Suspend { provider }
+            | UserOp::Delete { provider }
+            | UserOp::Invite { provider } => *provider,
+        }
+    }
+
+    /// Identifies the operation, so a permanent failure blocks only it.
+    pub fn fingerprint(&self) -> String {
+        let name = match self {
+            UserOp::Reactivate { .. } => "reactivate",
+            UserOp::Suspend { .. } => "suspend",
+            UserOp::Delete { .. } => "delete",
+            UserOp::Invite { .. } => "invite",
+        };
+        format!("user {name} {}", self.provider().as_str())
+    }
+
+    /// True for the ops that run before memberships change (the user must be usable first).
+    pub fn runs_first(&self) -> bool {
+        matches!(self, UserOp::Reactivate { .. })
+    }
+}
+
+/// The tenant's rules for provider users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPolicy {
+    pub no_access: NoAccess,
+    /// Send Brivo Mobile Pass invitations (per tenant, on by default).
+    pub mobile_pass: bool,
+}
+
+impl UserPolicy {
+    /// The tenant's no-access policy and Mobile Pass switch.
+    pub fn of(tenant: &crate::config::TenantConfig) -> Self {
+        Self {
+            no_access: tenant.policy.no_access,
+            mobile_pass: tenant.providers.brivo.as_ref().is_none_or(|b| b.mobile_pass),
+        }
+    }
+}
+
+/// The user operations to run and the ones held back by a recent permanent failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UserPlan {
+    pub ops: Vec<UserOp>,
+    pub blocked: Vec<(UserOp, String)>,
+}
+
+/// What the no-access policy, re-activation and Mobile Pass ask for, per membership provider.
+///
+/// `users` are the provider users Portier created for this subject (`USER#provider`); only
+/// they are ever suspended or deleted. A user whose creation is only an intent is left alone.
+pub fn user_ops(
+    desired: &DesiredSet,
+    users: &[ProviderUser],
+    failures: &[Failure],
+    policy: UserPolicy,
+    now: Instant,
+) -> UserPlan {
+    let wants = |p: ProviderKind| desired.access.iter().any(|d| d.target.provider() == p);
+    let mut providers: Vec<ProviderKind> = desired
+        .access
+        .iter()
+        .map(|d| d.target.provider())
+        .chain(users.iter().map(|u| u.provider))
+        .filter(|p| !p.has_native_validity())
+        .collect();
+    providers.sort();
+    providers.dedup();
+
+    let mut candidates = Vec::new();
+    for provider in providers {
+        let user = users.iter().find(|u| u.provider == provider && u.ids.is_some());
+        if wants(provider) {
+            if user.is_some_and(|u| u.state == UserState::Suspended) {
+                candidates.push(UserOp::Reactivate { provider });
+            }
+            if provider == ProviderKind::Brivo && policy.mobile_pass && !user.is_some_and(|u| u.invited) {
+                candidates.push(UserOp::Invite { provider });
+            }
+        } else if let Some(u) = user {
+            match policy.no_access {
+                NoAccess::Keep => {}
+                NoAccess::Suspend if u.state == UserState::Active => {
+                    candidates.push(UserOp::Suspend { provider });
+                }
+                NoAccess::Suspend => {}
+                NoAccess::Delete => candidates.push(UserOp::Delete { provider }),
+            }
+        }
+    }
+
+    let mut plan = UserPlan::default();
+    for op in candidates {
+        let fingerprint = op.fingerprint();
+        match failures.iter().find(|f| f.op == fingerprint && now < f.retry_after) {
+            Some(f) => plan.blocked.push((op, f.reason.clone())),
+            None => plan.ops.push(op),
+        }
+    }
     plan
 }
 
@@ -168,7 +310,10 @@ mod tests {
     use chrono::{Duration, TimeZone, Utc};
 
     use super::*;
-    use crate::model::{EntitlementKind, EntitlementState, GrantId, ItemKind, LockId};
+    use crate::model::{
+        AppliedState, BrivoGroupId, EntitlementKind, EntitlementState, GrantId, ItemKind, LockId,
+        ProviderUserIds, SaltoGroupId,
+    };
 
     fn t(day: u32, h: u32) -> Instant {
         Utc.with_ymd_and_hms(2026, 12, day, h, 0, 0).single().expect("valid")
@@ -464,5 +609,247 @@ mod tests {
             })
             .collect();
         assert_eq!(plan_for(Some(&p), &ents, &maps, &applied, &[], now + Duration::minutes(1)).ops, vec![]);
+    }
+
+    // ── memberships (Salto KS, Brivo): held only while a window holds now ────────────────
+
+    fn salto(id: &str) -> Target {
+        Target::SaltoGroup(SaltoGroupId(id.into()))
+    }
+
+    fn brivo(id: &str) -> Target {
+        Target::BrivoGroup(BrivoGroupId(id.into()))
+    }
+
+    fn member(target: Target, window: Window, e: &str) -> Applied {
+        Applied {
+            target,
+            window,
+            email: email(e),
+            contact_id: None,
+            state: AppliedState::Member { user: ProviderUserIds { id: "u1".into(), platform_id: None } },
+            since: t(1, 0),
+        }
+    }
+
+    fn between(from: (u32, u32), until: (u32, u32)) -> Window {
+        Window::new(Some(t(from.0, from.1)), Some(t(until.0, until.1)))
+    }
+
+    #[test]
+    fn a_future_membership_is_not_added_ahead_but_gets_a_timer_at_its_start() {
+        let p = profile("anna@example.com");
+        let w = between((10, 9), (10, 11));
+        let ents = [pass("7", "1001", w)];
+        let maps = [mapping("1001", &[salto("AG1")])];
+        let plan = plan_for(Some(&p), &ents, &maps, &[], &[], t(1, 9));
+        assert!(plan.ops.is_empty(), "{:?}", plan.ops);
+        assert_eq!(plan.next_check, Some(t(10, 9)));
+        // At the start it is added, with a timer at its end …
+        let plan = plan_for(Some(&p), &ents, &maps, &[], &[], t(10, 9));
+        assert!(matches!(plan.ops.as_slice(), [Op::Grant { target, .. }] if *target == salto("AG1")));
+        assert_eq!(plan.next_check, Some(t(10, 11)));
+        // … and at the end it is removed.
+        let applied = [member(salto("AG1"), w, "anna@example.com")];
+        assert!(plan_for(Some(&p), &ents, &maps, &applied, &[], t(10, 10)).ops.is_empty());
+        let plan = plan_for(Some(&p), &ents, &maps, &applied, &[], t(10, 11));
+        assert_eq!(plan.ops, vec![Op::Revoke { applied: applied[0].clone() }]);
+        assert_eq!(plan.next_check, None);
+    }
+
+    #[test]
+    fn a_changed_window_is_no_change_for_a_membership() {
+        let p = profile("anna@example.com");
+        let maps = [mapping("1001", &[brivo("G1")])];
+        let applied = [member(brivo("G1"), until(31), "anna@example.com")];
+        for w in [until(30), Window::new(Some(t(1, 0)), None), Window::ALWAYS] {
+            let plan = plan_for(Some(&p), &[pass("7", "1001", w)], &maps, &applied, &[], t(1, 9));
+            assert!(plan.ops.is_empty(), "{w}: {:?}", plan.ops);
+        }
+    }
+
+    #[test]
+    fn two_passes_for_one_group_keep_the_membership_until_both_end() {
+        let p = profile("anna@example.com");
+        let maps = [mapping("1001", &[salto("AG1")]), mapping("1002", &[salto("AG1")])];
+        let ents = [pass("7", "1001", between((1, 0), (5, 0))), pass("8", "1002", between((3, 0), (9, 0)))];
+        let applied = [member(salto("AG1"), between((1, 0), (9, 0)), "anna@example.com")];
+        let at_6 = plan_for(Some(&p), &ents, &maps, &applied, &[], t(6, 0));
+        assert!(at_6.ops.is_empty(), "the first pass ended, the second still holds");
+        assert_eq!(at_6.next_check, Some(t(9, 0)));
+        assert!(matches!(
+            plan_for(Some(&p), &ents, &maps, &applied, &[], t(9, 0)).ops.as_slice(),
+            [Op::Revoke { .. }]
+        ));
+        // The first pass used up early changes nothing either.
+        let mut used = ents.clone();
+        used[0].state = EntitlementState::Ended { reason: "used".into() };
+        assert!(plan_for(Some(&p), &used, &maps, &applied, &[], t(4, 0)).ops.is_empty());
+    }
+
+    #[test]
+    fn a_gap_between_two_windows_removes_and_re_adds_at_the_edges() {
+        let p = profile("anna@example.com");
+        let maps = [mapping("1001", &[salto("AG1")]), mapping("1002", &[salto("AG1")])];
+        let ents = [pass("7", "1001", between((1, 0), (3, 0))), pass("8", "1002", between((5, 0), (7, 0)))];
+        let applied = [member(salto("AG1"), between((1, 0), (3, 0)), "anna@example.com")];
+        let at_4 = plan_for(Some(&p), &ents, &maps, &applied, &[], t(4, 0));
+        assert!(matches!(at_4.ops.as_slice(), [Op::Revoke { .. }]));
+        assert_eq!(at_4.next_check, Some(t(5, 0)));
+        let at_5 = plan_for(Some(&p), &ents, &maps, &[], &[], t(5, 0));
+        assert!(matches!(at_5.ops.as_slice(), [Op::Grant { .. }]));
+    }
+
+    #[test]
+    fn an_email_change_removes_the_old_membership_before_adding_the_new() {
+        let p = profile("new@example.com");
+        let applied = [member(brivo("G1"), until(31), "old@example.com")];
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", until(31))],
+            &[mapping("1001", &[brivo("G1")])],
+            &applied,
+            &[],
+            t(1, 9),
+        );
+        assert!(matches!(plan.ops.as_slice(),
+            [Op::Revoke { applied }, Op::Grant { email, .. }]
+            if applied.email.as_str() == "old@example.com" && email.as_str() == "new@example.com"));
+    }
+
+    #[test]
+    fn tapkey_grants_are_still_created_ahead_beside_a_future_membership() {
+        let p = profile("anna@example.com");
+        let w = between((10, 9), (10, 11));
+        let plan = plan_for(
+            Some(&p),
+            &[pass("7", "1001", w)],
+            &[mapping("1001", &[lock("L1"), salto("AG1"), brivo("G1")])],
+            &[],
+            &[],
+            t(1, 9),
+        );
+        assert!(
+            matches!(plan.ops.as_slice(), [Op::Grant { target, window, .. }] if *target == lock("L1") && *window == w)
+        );
+        assert_eq!(plan.next_check, Some(t(10, 9)));
+    }
+
+    #[test]
+    fn a_blocked_membership_stays_blocked_when_only_its_window_changes() {
+        let p = profile("anna@example.com");
+        let maps = [mapping("1001", &[salto("AG1")])];
+        let first = plan_for(Some(&p), &[pass("7", "1001", until(31))], &maps, &[], &[], t(1, 9));
+        let failure = Failure {
+            target: salto("AG1"),
+            reason: "no free seat".into(),
+            op: first.ops[0].fingerprint(),
+            at: t(1, 9),
+            retry_after: t(1, 10),
+        };
+        let plan = plan_for(Some(&p), &[pass("7", "1001", until(30))], &maps, &[], &[failure], t(1, 9));
+        assert!(plan.ops.is_empty());
+        assert_eq!(plan.blocked.len(), 1);
+    }
+
+    fn user(provider: ProviderKind, state: UserState, invited: bool) -> ProviderUser {
+        ProviderUser {
+            provider,
+            ids: Some(ProviderUserIds { id: "u1".into(), platform_id: None }),
+            email: email("anna@example.com"),
+            state,
+            created_at: t(1, 0),
+            invited,
+        }
+    }
+
+    fn policy(no_access: NoAccess) -> UserPolicy {
+        UserPolicy { no_access, mobile_pass: true }
+    }
+
+    fn wanting(targets: &[Target]) -> DesiredSet {
+        let p = profile("anna@example.com");
+        desired(Some(&p), &[pass("7", "1001", until(31))], &[mapping("1001", targets)], t(1, 9))
+    }
+
+    #[test]
+    fn the_no_access_policy_applies_when_no_membership_is_left() {
+        let none = DesiredSet::default();
+        let users = [user(ProviderKind::Salto, UserState::Active, false)];
+        let ops = |no_access| user_ops(&none, &users, &[], policy(no_access), t(1, 9)).ops;
+        assert_eq!(ops(NoAccess::Keep), vec![]);
+        assert_eq!(ops(NoAccess::Suspend), vec![UserOp::Suspend { provider: ProviderKind::Salto }]);
+        assert_eq!(ops(NoAccess::Delete), vec![UserOp::Delete { provider: ProviderKind::Salto }]);
+        // Already suspended: nothing more; a later `delete` policy still deletes.
+        let suspended = [user(ProviderKind::Salto, UserState::Suspended, false)];
+        assert!(user_ops(&none, &suspended, &[], policy(NoAccess::Suspend), t(1, 9)).ops.is_empty());
+        assert_eq!(
+            user_ops(&none, &suspended, &[], policy(NoAccess::Delete), t(1, 9)).ops,
+            vec![UserOp::Delete { provider: ProviderKind::Salto }]
+        );
+        // A membership at another provider does not keep this one's user.
+        let at_brivo = wanting(&[brivo("G1")]);
+        let brivo_user = user(ProviderKind::Brivo, UserState::Active, true);
+        assert_eq!(
+            user_ops(&at_brivo, &[users[0].clone(), brivo_user], &[], policy(NoAccess::Suspend), t(1, 9)).ops,
+            vec![UserOp::Suspend { provider: ProviderKind::Salto }]
+        );
+    }
+
+    #[test]
+    fn access_returning_reactivates_a_suspended_user() {
+        let users = [user(ProviderKind::Salto, UserState::Suspended, false)];
+        for no_access in [NoAccess::Keep, NoAccess::Suspend, NoAccess::Delete] {
+            let plan = user_ops(&wanting(&[salto("AG1")]), &users, &[], policy(no_access), t(1, 9));
+            assert_eq!(plan.ops, vec![UserOp::Reactivate { provider: ProviderKind::Salto }]);
+            assert!(plan.ops[0].runs_first());
+        }
+        let active = [user(ProviderKind::Salto, UserState::Active, false)];
+        assert!(
+            user_ops(&wanting(&[salto("AG1")]), &active, &[], policy(NoAccess::Suspend), t(1, 9))
+                .ops
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_brivo_user_is_invited_once_when_the_tenant_wants_mobile_pass() {
+        let d = wanting(&[brivo("G1")]);
+        let invite = vec![UserOp::Invite { provider: ProviderKind::Brivo }];
+        // No user yet (it is created with the first membership) or not invited yet: invite.
+        assert_eq!(user_ops(&d, &[], &[], policy(NoAccess::Keep), t(1, 9)).ops, invite);
+        let fresh = [user(ProviderKind::Brivo, UserState::Active, false)];
+        assert_eq!(user_ops(&d, &fresh, &[], policy(NoAccess::Keep), t(1, 9)).ops, invite);
+        let invited = [user(ProviderKind::Brivo, UserState::Active, true)];
+        assert!(user_ops(&d, &invited, &[], policy(NoAccess::Keep), t(1, 9)).ops.is_empty());
+        let off = UserPolicy { no_access: NoAccess::Keep, mobile_pass: false };
+        assert!(user_ops(&d, &fresh, &[], off, t(1, 9)).ops.is_empty());
+        // Salto KS invites by itself (the create sends the mail): no invite op.
+        assert!(
+            user_ops(&wanting(&[salto("AG1")]), &[], &[], policy(NoAccess::Keep), t(1, 9)).ops.is_empty()
+        );
+        // A refused invitation (412) is held back for the cool-down.
+        let failure = Failure {
+            target: brivo("G1"),
+            reason: "no Wallet Passes left".into(),
+            op: invite[0].fingerprint(),
+            at: t(1, 9),
+            retry_after: t(1, 10),
+        };
+        let plan = user_ops(&d, &fresh, std::slice::from_ref(&failure), policy(NoAccess::Keep), t(1, 9));
+        assert!(plan.ops.is_empty());
+        assert_eq!(plan.blocked.len(), 1);
+        assert_eq!(user_ops(&d, &fresh, &[failure], policy(NoAccess::Keep), t(1, 10)).ops, invite);
+    }
+
+    #[test]
+    fn a_user_that_is_only_an_intent_or_at_tapkey_is_left_alone() {
+        let mut intent = user(ProviderKind::Salto, UserState::Creating, false);
+        intent.ids = None;
+        let none = DesiredSet::default();
+        assert!(user_ops(&none, &[intent], &[], policy(NoAccess::Delete), t(1, 9)).ops.is_empty());
+        assert!(
+            user_ops(&wanting(&[lock("L1")]), &[], &[], policy(NoAccess::Delete), t(1, 9)).ops.is_empty()
+        );
     }
 }

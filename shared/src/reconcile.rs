@@ -4,9 +4,11 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::error::{CallError, WorkError};
-use crate::model::{Applied, AppliedState, Failure, Instant, SubjectKey};
-use crate::plan::{self, Op, Plan};
-use crate::providers::GrantRequest;
+use crate::model::{
+    Applied, AppliedState, Email, Failure, Instant, ProviderKind, ProviderUser, SubjectKey, Target, UserState,
+};
+use crate::plan::{self, Op, Plan, UserOp, UserPlan, UserPolicy};
+use crate::providers::{GrantRequest, MembershipChange, Person, Provider, UserAction};
 use crate::store::Records;
 use crate::store::records::AuditEntry;
 use crate::tenants::TenantRuntime;
@@ -26,8 +28,11 @@ pub struct Outcome {
 /// Everything a plan needs, loaded once.
 pub struct Loaded {
     pub plan: Plan,
+    /// No-access policy, re-activation and Mobile Pass at membership providers.
+    pub users: UserPlan,
     pub desired: plan::DesiredSet,
     pub profile_name: String,
+    pub provider_users: Vec<ProviderUser>,
 }
 
 /// Computes the plan for a subject from the store, without touching any provider.
@@ -41,10 +46,18 @@ pub async fn load_plan(
     let entitlements = records.entitlements(subject).await?;
     let applied = records.applied(subject).await?;
     let failures = records.failures(subject).await?;
+    let provider_users = records.provider_users(subject).await?;
     let mappings = records.mappings_for(&tenant.config).await?;
     let desired = plan::desired(profile.as_ref(), &entitlements, &mappings, now);
     let plan = plan::diff(&desired, &entitlements, &applied, &failures, now);
-    Ok(Loaded { plan, desired, profile_name: profile.map(|p| p.name).unwrap_or_default() })
+    let users = plan::user_ops(&desired, &provider_users, &failures, UserPolicy::of(&tenant.config), now);
+    Ok(Loaded {
+        plan,
+        users,
+        desired,
+        profile_name: profile.map(|p| p.name).unwrap_or_default(),
+        provider_users,
+    })
 }
 
 /// Brings one subject's access at every provider into line with its entitlements.
@@ -56,12 +69,16 @@ pub async fn reconcile(
     tenant: &TenantRuntime,
     subject: &SubjectKey,
 ) -> Result<Outcome, WorkError> {
-    let Loaded { plan, profile_name, .. } = load_plan(records, tenant, subject).await?;
-    let mut outcome =
-        Outcome { blocked: plan.blocked.len(), next_check: plan.next_check, ..Outcome::default() };
+    let Loaded { plan, users, desired, profile_name, provider_users } =
+        load_plan(records, tenant, subject).await?;
+    let mut outcome = Outcome {
+        blocked: plan.blocked.len() + users.blocked.len(),
+        next_check: plan.next_check,
+        ..Outcome::default()
+    };
     let mut retry: Option<WorkError> = None;
 
-    for op in &plan.ops {
+    for op in plan.ops.iter().filter(|op| !op.target().is_membership()) {
         match apply(records, tenant, subject, op, &profile_name).await {
             Ok(()) => outcome.applied += 1,
             Err(WorkError::Call(CallError::Permanent { reason } | CallError::Config { reason })) => {
@@ -72,6 +89,34 @@ pub async fn reconcile(
                 tracing::warn!(subject = %crate::telemetry::hash_for_logs(&subject.to_string()), error = %e, "operation will be retried");
                 retry.get_or_insert(e);
             }
+        }
+    }
+
+    // Memberships, per provider: one batch of idempotent calls around the provider user.
+    let mut providers: Vec<ProviderKind> = plan
+        .ops
+        .iter()
+        .map(|op| op.target().provider())
+        .chain(users.ops.iter().map(UserOp::provider))
+        .filter(|p| !p.has_native_validity())
+        .collect();
+    providers.sort();
+    providers.dedup();
+    for kind in providers {
+        let step = MembershipStep {
+            records,
+            tenant,
+            subject,
+            kind,
+            ops: plan.ops.iter().filter(|op| op.target().provider() == kind).collect(),
+            user_ops: users.ops.iter().filter(|op| op.provider() == kind).collect(),
+            user: provider_users.iter().find(|u| u.provider == kind).cloned(),
+            desired_target: desired.access.iter().map(|d| &d.target).find(|t| t.provider() == kind).cloned(),
+            name: &profile_name,
+        };
+        if let Err(e) = step.run(&mut outcome).await {
+            tracing::warn!(subject = %crate::telemetry::hash_for_logs(&subject.to_string()), provider = kind.as_str(), error = %e, "memberships will be retried");
+            retry.get_or_insert(e);
         }
     }
 
@@ -165,22 +210,359 @@ async fn audit(
     cause: &str,
     outcome: &str,
 ) -> Result<(), WorkError> {
+    let target = format!("{} ({})", applied.target, applied.window);
+    audit_line(records, subject, action, &applied.target.key(), &target, &applied.email, cause, outcome).await
+}
+
+#[allow(clippy::too_many_arguments)] // one audit line: every field is its own column
+async fn audit_line(
+    records: &Records,
+    subject: &SubjectKey,
+    action: &str,
+    target_key: &str,
+    target: &str,
+    email: &Email,
+    cause: &str,
+    outcome: &str,
+) -> Result<(), WorkError> {
     let entry = AuditEntry {
         at: records.now(),
         action: action.into(),
-        target: format!("{} ({})", applied.target, applied.window),
+        target: target.into(),
         cause: cause.into(),
         outcome: outcome.into(),
     };
     tracing::info!(
         subject = %crate::telemetry::hash_for_logs(&subject.to_string()),
-        email = %applied.email.hashed(),
+        email = %email.hashed(),
         action,
-        target = %applied.target.key(),
+        target = %target_key,
         "provider access changed"
     );
     records.audit(subject, &entry).await?;
     Ok(())
+}
+
+/// One subject's memberships and provider user at one membership provider.
+struct MembershipStep<'a> {
+    records: &'a Records,
+    tenant: &'a TenantRuntime,
+    subject: &'a SubjectKey,
+    kind: ProviderKind,
+    ops: Vec<&'a Op>,
+    user_ops: Vec<&'a UserOp>,
+    user: Option<ProviderUser>,
+    /// A target the subject should have here (failures of user operations are recorded on it).
+    desired_target: Option<Target>,
+    name: &'a str,
+}
+
+impl MembershipStep<'_> {
+    /// Re-activation, then one batch of membership changes, then the no-access policy and the
+    /// Mobile Pass invitation. Permanent failures are recorded; a retryable one is returned.
+    async fn run(mut self, outcome: &mut Outcome) -> Result<(), WorkError> {
+        let provider = match self.tenant.provider(self.kind) {
+            Some(p) => p.clone(),
+            None => {
+                let reason = format!(
+                    "tenant {} maps to {} groups, but has no {} provider",
+                    self.tenant.config.id,
+                    self.kind.name(),
+                    self.kind.as_str()
+                );
+                for op in &self.ops {
+                    record_failure(self.records, self.subject, op, &reason).await?;
+                }
+                outcome.failed.push(reason);
+                return Ok(());
+            }
+        };
+        let provider = provider.as_ref();
+
+        let user_ops = std::mem::take(&mut self.user_ops);
+        for op in user_ops.iter().filter(|op| op.runs_first()) {
+            self.user_op(provider, op, outcome).await?;
+        }
+        let all_removed = self.memberships(provider, outcome).await?;
+        for op in user_ops.iter().filter(|op| !op.runs_first()) {
+            // The policy waits until every membership here is really gone.
+            if matches!(op, UserOp::Suspend { .. } | UserOp::Delete { .. }) && !all_removed {
+                continue;
+            }
+            self.user_op(provider, op, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies this provider's membership ops in one batch. True when no removal failed.
+    async fn memberships(
+        &mut self,
+        provider: &dyn Provider,
+        outcome: &mut Outcome,
+    ) -> Result<bool, WorkError> {
+        let now = self.records.now();
+        let mut adds: Vec<&Op> =
+            self.ops.iter().copied().filter(|op| matches!(op, Op::Grant { .. })).collect();
+        let removes: Vec<&Applied> = self
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Revoke { applied } => Some(applied),
+                Op::Grant { .. } => None,
+            })
+            .collect();
+        if adds.is_empty() && removes.is_empty() {
+            return Ok(true);
+        }
+
+        if let Some(Op::Grant { email, .. }) = adds.first()
+            && let Err(reason) = self.ensure_user(provider, email, now).await?
+        {
+            for op in &adds {
+                record_failure(self.records, self.subject, op, &reason).await?;
+            }
+            outcome.failed.push(reason);
+            adds.clear();
+        }
+
+        // Only membership records carry the user a removal is for.
+        let remove: Vec<_> = removes
+            .iter()
+            .filter_map(|a| match &a.state {
+                AppliedState::Member { user } => Some((a.target.clone(), user.clone())),
+                _ => None,
+            })
+            .collect();
+        if adds.is_empty() && remove.is_empty() {
+            for a in &removes {
+                self.records.remove_applied(self.subject, a).await?;
+            }
+            return Ok(true);
+        }
+        let change = MembershipChange {
+            user: self.user.clone().filter(|_| !adds.is_empty()),
+            add: adds.iter().map(|op| op.target().clone()).collect(),
+            remove,
+            now,
+        };
+        let result = match provider.change_memberships(&change).await {
+            Ok(result) => result,
+            Err(CallError::Permanent { reason } | CallError::Config { reason }) => {
+                for op in self.ops.iter().filter(|op| matches!(op, Op::Revoke { .. }) || adds.contains(op)) {
+                    record_failure(self.records, self.subject, op, &reason).await?;
+                }
+                outcome.failed.push(reason);
+                return Ok(removes.is_empty());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let refused =
+            |t: &Target| result.refused.iter().find(|(r, _)| r == t).map(|(_, reason)| reason.clone());
+        let mut all_removed = true;
+        for a in &removes {
+            if let Some(reason) = refused(&a.target) {
+                record_failure(self.records, self.subject, &Op::Revoke { applied: (*a).clone() }, &reason)
+                    .await?;
+                outcome.failed.push(reason);
+                all_removed = false;
+                continue;
+            }
+            self.records.remove_applied(self.subject, a).await?;
+            self.records.clear_failure(self.subject, &a.target).await?;
+            audit(
+                self.records,
+                self.subject,
+                "remove member",
+                a,
+                "no entitlement justifies it now",
+                "removed",
+            )
+            .await?;
+            outcome.applied += 1;
+        }
+        let ids = self.user.as_ref().and_then(|u| u.ids.clone());
+        for op in &adds {
+            let (Op::Grant { target, window, email, causes, .. }, Some(ids)) = (op, &ids) else { continue };
+            if let Some(reason) = refused(target) {
+                record_failure(self.records, self.subject, op, &reason).await?;
+                outcome.failed.push(reason);
+                continue;
+            }
+            let record = Applied {
+                target: target.clone(),
+                window: *window,
+                email: email.clone(),
+                contact_id: None,
+                state: AppliedState::Member { user: ids.clone() },
+                since: now,
+            };
+            self.records.save_applied(self.subject, &record).await?;
+            self.records.clear_failure(self.subject, target).await?;
+            audit(
+                self.records,
+                self.subject,
+                "add member",
+                &record,
+                &causes.join(", "),
+                &format!("added {ids}"),
+            )
+            .await?;
+            outcome.applied += 1;
+        }
+        for w in result.warnings {
+            tracing::warn!(provider = self.kind.as_str(), warning = %w, "provider warning");
+            let email = self
+                .user
+                .as_ref()
+                .map(|u| u.email.clone())
+                .or_else(|| removes.first().map(|a| a.email.clone()));
+            if let Some(email) = email {
+                audit_line(
+                    self.records,
+                    self.subject,
+                    "warning",
+                    self.kind.as_str(),
+                    self.kind.name(),
+                    &email,
+                    "membership change",
+                    &w,
+                )
+                .await?;
+            }
+        }
+        Ok(all_removed)
+    }
+
+    /// Makes sure the provider user exists and is stored. `Err(reason)` is a permanent refusal
+    /// (e.g. no free seat), after which nothing of the user is left behind.
+    async fn ensure_user(
+        &mut self,
+        provider: &dyn Provider,
+        email: &Email,
+        now: Instant,
+    ) -> Result<Result<(), String>, WorkError> {
+        let person = Person::new(self.subject.clone(), email.clone(), self.name);
+        let known = self.user.clone();
+        // The intent comes before the create, so a crash in between leads to a look-up.
+        let wrote_intent = known.is_none();
+        if wrote_intent {
+            let intent = ProviderUser {
+                provider: self.kind,
+                ids: None,
+                email: email.clone(),
+                state: UserState::Creating,
+                created_at: now,
+                invited: false,
+            };
+            self.records.save_provider_user(self.subject, &intent).await?;
+        }
+        match provider.ensure_user(&person, known.as_ref(), now).await {
+            Ok(user) => {
+                if known.as_ref() != Some(&user) {
+                    self.records.save_provider_user(self.subject, &user).await?;
+                    if known.as_ref().is_none_or(|k| k.ids != user.ids) {
+                        let target = format!(
+                            "{} {}",
+                            self.kind.name(),
+                            user.ids.as_ref().map_or_else(String::new, ToString::to_string)
+                        );
+                        audit_line(
+                            self.records,
+                            self.subject,
+                            "user",
+                            self.kind.as_str(),
+                            &target,
+                            email,
+                            "first access",
+                            "created or found",
+                        )
+                        .await?;
+                    }
+                }
+                self.user = Some(user);
+                Ok(Ok(()))
+            }
+            Err(CallError::Permanent { reason } | CallError::Config { reason }) => {
+                if known.as_ref().is_none_or(|k| k.ids.is_none()) {
+                    self.records.remove_provider_user(self.subject, self.kind).await?;
+                    self.user = None;
+                }
+                Ok(Err(reason))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn user_op(
+        &mut self,
+        provider: &dyn Provider,
+        op: &UserOp,
+        outcome: &mut Outcome,
+    ) -> Result<(), WorkError> {
+        let Some(mut user) = self.user.clone().filter(|u| u.ids.is_some()) else { return Ok(()) };
+        let action = match op {
+            UserOp::Reactivate { .. } => UserAction::Reactivate,
+            UserOp::Suspend { .. } => UserAction::Suspend,
+            UserOp::Delete { .. } => UserAction::Delete,
+            UserOp::Invite { .. } => UserAction::Invite,
+        };
+        match provider.user_action(&user, action).await {
+            Ok(()) => {}
+            Err(CallError::Permanent { reason } | CallError::Config { reason }) => {
+                tracing::warn!(provider = self.kind.as_str(), op = %op.fingerprint(), reason, "permanent failure recorded");
+                if let Some(target) = &self.desired_target {
+                    let failure = Failure {
+                        target: target.clone(),
+                        reason: reason.clone(),
+                        op: op.fingerprint(),
+                        at: self.records.now(),
+                        retry_after: self.records.now()
+                            + Duration::minutes(PERMANENT_FAILURE_COOL_DOWN_MINUTES),
+                    };
+                    self.records.save_failure(self.subject, &failure).await?;
+                    self.records.set_timer(self.subject, failure.retry_after).await?;
+                }
+                outcome.failed.push(reason);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let (name, done) = match action {
+            UserAction::Reactivate => ("reactivate user", "unsuspended"),
+            UserAction::Suspend => ("suspend user", "suspended (no-access policy)"),
+            UserAction::Delete => ("delete user", "deleted (no-access policy)"),
+            UserAction::Invite => ("mobile pass", "invitation sent"),
+        };
+        match action {
+            UserAction::Delete => {
+                self.records.remove_provider_user(self.subject, self.kind).await?;
+                self.user = None;
+            }
+            _ => {
+                match action {
+                    UserAction::Reactivate => user.state = UserState::Active,
+                    UserAction::Suspend => user.state = UserState::Suspended,
+                    _ => user.invited = true,
+                }
+                self.records.save_provider_user(self.subject, &user).await?;
+                self.user = Some(user.clone());
+            }
+        }
+        let target = format!(
+            "{} {}",
+            self.kind.name(),
+            user.ids.as_ref().map_or_else(String::new, ToString::to_string)
+        );
+        let cause = if matches!(action, UserAction::Suspend | UserAction::Delete) {
+            "no membership left"
+        } else {
+            "access returns"
+        };
+        audit_line(self.records, self.subject, name, self.kind.as_str(), &target, &user.email, cause, done)
+            .await?;
+        outcome.applied += 1;
+        Ok(())
+    }
 }
 
 async fn record_failure(

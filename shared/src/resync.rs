@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Adoption;
 use crate::error::WorkError;
 use crate::ingress::envelope::WorkMessage;
-use crate::model::{Applied, AppliedState, Entitlement, Instant, Profile, ProviderKind, SubjectKey, Target};
+use crate::model::{Applied, Entitlement, Instant, Profile, ProviderKind, SubjectKey, Target};
 use crate::plan::{self, Op};
 use crate::providers::Held;
 use crate::queue::Queue;
@@ -201,7 +201,7 @@ pub fn vanished(
     applied
         .iter()
         .filter(|a| listed_targets.contains(&a.target))
-        .filter(|a| matches!(&a.state, AppliedState::Created { grant_id } if !held_ids.contains(grant_id.as_str())))
+        .filter(|a| a.listed_key().is_some_and(|k| !held_ids.contains(k.as_str())))
         .cloned()
         .collect()
 }
@@ -286,10 +286,7 @@ pub async fn resync(
     for (i, subject) in subjects.iter().enumerate() {
         let key = subject.to_string();
         let applied = records.applied(subject).await?;
-        accounted.extend(applied.iter().filter_map(|a| match &a.state {
-            AppliedState::Created { grant_id } => Some(grant_id.to_string()),
-            AppliedState::Intent => None,
-        }));
+        accounted.extend(applied.iter().filter_map(Applied::listed_key));
         if state.done_through.as_ref().is_some_and(|done| key <= *done) {
             progress(i + 1, total);
             continue;
@@ -402,7 +399,7 @@ mod tests {
 
     use super::*;
     use crate::model::{
-        Email, EntitlementKind, EntitlementState, GrantId, ItemKind, ItemRef, LockId, Window,
+        AppliedState, Email, EntitlementKind, EntitlementState, GrantId, ItemKind, ItemRef, LockId, Window,
     };
 
     fn t(h: u32) -> Instant {

@@ -12,6 +12,8 @@ use crate::http::RetryPolicy;
 use crate::ingress::verify::WebhookKey;
 use crate::model::{ProviderKind, TenantId};
 use crate::providers::Provider;
+use crate::providers::brivo::{BrivoConfig, BrivoProvider};
+use crate::providers::salto::{SaltoConfig, SaltoProvider};
 use crate::providers::tapkey::{TapkeyConfig, TapkeyProvider};
 use crate::sources::Source;
 use crate::sources::kinnovis::KinnovisSource;
@@ -109,6 +111,41 @@ impl TenantRuntime {
             let tapkey = Arc::new(tapkey);
             providers.insert(ProviderKind::Tapkey, tapkey.clone());
             tapkey_provider = Some(tapkey);
+        }
+        let secret = |name: &str| secrets.get(name).map(|s| s.expose().to_owned()).map_err(in_tenant);
+        let optional_secret = |name: &Option<String>| name.as_deref().map(secret).transpose();
+        if let Some(s) = &config.providers.salto_ks {
+            let salto = SaltoProvider::new(
+                SaltoConfig {
+                    base_url: s.base_url.clone(),
+                    token_url: s.token_url.clone(),
+                    site_id: s.site_id.clone(),
+                    client_id: secret(&s.client_id_env)?,
+                    client_secret: secret(&s.client_secret_env)?,
+                    username: optional_secret(&s.username_env)?,
+                    password: optional_secret(&s.password_env)?,
+                    refresh_token: optional_secret(&s.refresh_token_env)?,
+                },
+                http.clone(),
+                policy.clone(),
+            );
+            providers.insert(ProviderKind::Salto, Arc::new(salto));
+        }
+        if let Some(b) = &config.providers.brivo {
+            let brivo = BrivoProvider::new(
+                BrivoConfig {
+                    base_url: b.base_url.clone(),
+                    token_url: b.token_url.clone(),
+                    api_key: secret(&b.api_key_env)?,
+                    client_id: secret(&b.client_id_env)?,
+                    client_secret: secret(&b.client_secret_env)?,
+                    username: secret(&b.username_env)?,
+                    password: secret(&b.password_env)?,
+                },
+                http.clone(),
+                policy.clone(),
+            );
+            providers.insert(ProviderKind::Brivo, Arc::new(brivo));
         }
 
         Ok(Self {

@@ -73,6 +73,8 @@ pub async fn start() -> Demo {
                 base_url: tapkey.base_url(),
                 token_url: tapkey.token_url(),
             }),
+            salto_ks: None,
+            brivo: None,
         },
         mappings: vec![Mapping {
             item: ItemRef { kind: ItemKind::Pass, id: DEMO_PASS.to_string() },

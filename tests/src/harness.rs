@@ -81,6 +81,8 @@ pub fn tenant_config(nexudus: &NexudusSim, tapkey: &TapkeySim, auth: HookAuth) -
                 base_url: tapkey.base_url(),
                 token_url: tapkey.token_url(),
             }),
+            salto_ks: None,
+            brivo: None,
         },
         mappings: vec![Mapping {
             item: ItemRef { kind: ItemKind::Pass, id: BIKE_STORAGE.to_string() },
@@ -171,11 +173,16 @@ impl Drop for TestApp {
 /// Starts simulators seeded with Anna, the "Bike Storage" pass product and its lock, and
 /// Portier's routes on a free port.
 pub async fn spawn_app(auth: HookAuth) -> TestApp {
-    spawn_app_with(auth, |_| {}).await
+    spawn_app_with(auth, |_| {}, BTreeMap::new()).await
 }
 
-/// `spawn_app` with the tenant's configuration adjusted first (policies, mappings).
-pub async fn spawn_app_with(auth: HookAuth, adjust: impl FnOnce(&mut TenantConfig)) -> TestApp {
+/// [`spawn_app`] with the tenant changed by `tenant` (more providers, mappings, policies) and
+/// `extra_secrets` added to the secrets its config names.
+pub async fn spawn_app_with(
+    auth: HookAuth,
+    tenant: impl FnOnce(&mut TenantConfig),
+    extra_secrets: BTreeMap<String, String>,
+) -> TestApp {
     let nexudus = NexudusSim::start(NexudusSimConfig {
         webhook_secret: Some(HOOK_SECRET.into()),
         ..Default::default()
@@ -190,7 +197,9 @@ pub async fn spawn_app_with(auth: HookAuth, adjust: impl FnOnce(&mut TenantConfi
     tapkey.add_lock(LOCK, "Bike Storage Door", true);
 
     let mut config = tenant_config(&nexudus, &tapkey, auth);
-    adjust(&mut config);
+    tenant(&mut config);
+    let mut all_secrets = secrets(&tapkey);
+    all_secrets.0.extend(extra_secrets);
     let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open_in_memory(shared_clock.clone()).unwrap_or_else(|e| panic!("sqlite: {e}")));
@@ -199,7 +208,7 @@ pub async fn spawn_app_with(auth: HookAuth, adjust: impl FnOnce(&mut TenantConfi
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open_in_memory(shared_clock, 5).unwrap_or_else(|e| panic!("queue: {e}")));
     let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { tenants: vec![config.clone()] }, &secrets(&tapkey), fast_retries())
+        StaticTenants::build(&Config { tenants: vec![config.clone()] }, &all_secrets, fast_retries())
             .unwrap_or_else(|e| panic!("tenants: {e}")),
     );
     let runtime = Runtime {

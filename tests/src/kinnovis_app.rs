@@ -63,6 +63,7 @@ pub fn storage_config(kinnovis: &KinnovisSim, tapkey: &TapkeySim) -> TenantConfi
                 base_url: tapkey.base_url(),
                 token_url: tapkey.token_url(),
             }),
+            ..Providers::default()
         },
         mappings: vec![Mapping {
             item: ItemRef { kind: ItemKind::Unit, id: UNIT.into() },

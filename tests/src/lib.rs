@@ -1,5 +1,6 @@
 pub mod demo;
 pub mod events;
+pub mod groups;
 pub mod harness;
 pub mod kinnovis_app;
 pub mod sim;

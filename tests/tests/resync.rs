@@ -108,7 +108,9 @@ async fn drift_finds_a_hand_made_grant_and_only_clean_slate_removes_it() {
     assert!(app.tapkey.active_grants().iter().any(|g| g.id == intruder));
 
     // Clean slate: the tenant told Portier to own all access at its mapped locks.
-    let app = spawn_app_with(HookAuth::Signature, |t| t.policy.adoption = Adoption::CleanSlate).await;
+    let app =
+        spawn_app_with(HookAuth::Signature, |t| t.policy.adoption = Adoption::CleanSlate, Default::default())
+            .await;
     people_with_passes(&app, 2);
     let intruder = app.tapkey.add_grant_by_hand("mallory@example.com", LOCK, None, None);
     let dry = app.resync(true).await.expect("dry run");

@@ -10,7 +10,8 @@ use crate::clock::Clock;
 use crate::config::TenantConfig;
 use crate::error::InfraError;
 use crate::model::{
-    Applied, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, SubjectKey, Target, TenantId,
+    Applied, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, ProviderKind, ProviderUser,
+    SubjectKey, Target, TenantId,
 };
 
 /// How long a seen webhook id is remembered (longer than any sender's retry horizon).
@@ -181,6 +182,26 @@ impl Records {
 
     pub async fn remove_applied(&self, s: &SubjectKey, a: &Applied) -> Result<(), InfraError> {
         self.store.delete(&subject_pk(s), &format!("APPLIED#{}", a.key()), Cond::Always).await
+    }
+
+    // ── provider users (Salto KS, Brivo) ─────────────────────────────────────────────────
+
+    /// The users Portier created for this subject at membership providers (`USER#provider`).
+    pub async fn provider_users(&self, s: &SubjectKey) -> Result<Vec<ProviderUser>, InfraError> {
+        self.list(&subject_pk(s), "USER#").await
+    }
+
+    pub async fn save_provider_user(&self, s: &SubjectKey, u: &ProviderUser) -> Result<(), InfraError> {
+        let item = Item::new(subject_pk(s), format!("USER#{}", u.provider.as_str()), encode(u)?);
+        self.store.put(&item, Cond::Always).await
+    }
+
+    pub async fn remove_provider_user(
+        &self,
+        s: &SubjectKey,
+        provider: ProviderKind,
+    ) -> Result<(), InfraError> {
+        self.store.delete(&subject_pk(s), &format!("USER#{}", provider.as_str()), Cond::Always).await
     }
 
     // ── failures ─────────────────────────────────────────────────────────────────────────

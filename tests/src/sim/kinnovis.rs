@@ -91,6 +91,7 @@ impl KinnovisSim {
                 // No token endpoint: the API key is static.
                 token_path: "/_no_token_endpoint",
                 throttle_status: StatusCode::TOO_MANY_REQUESTS,
+                throttle_html: None,
                 error_body: |status, message| json!({ "error": status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"), "message": message }),
             }),
             data: Mutex::new(Data {

@@ -5,12 +5,16 @@
 //! answers and can inject faults, so scenario tests assert on the calls made, not on log lines.
 //! Every instance binds its own loopback port; start as many as a test needs.
 
+pub mod brivo;
 pub mod kinnovis;
 pub mod nexudus;
+pub mod salto;
 pub mod tapkey;
 
+pub use brivo::{BrivoSim, BrivoSimConfig};
 pub use kinnovis::{KinnovisSim, KinnovisSimConfig};
 pub use nexudus::{NexudusSim, NexudusSimConfig, SimWebhook};
+pub use salto::{SaltoSim, SaltoSimConfig};
 pub use tapkey::{SimContact, SimGrant, TapkeySim, TapkeySimConfig};
 
 use std::collections::VecDeque;
@@ -55,6 +59,7 @@ pub struct Faults {
     fail_rate: f64,
     fail_statuses: Vec<u16>,
     drop_after_write: usize,
+    throttle_next: usize,
     throttled: usize,
 }
 
@@ -120,6 +125,11 @@ impl FaultHandle {
         f.fail_statuses = statuses;
     }
 
+    /// The next `n` API calls get the sim's throttle answer (as if over the rate limit).
+    pub fn throttle_next(&self, n: usize) {
+        lock(&self.0).throttle_next += n;
+    }
+
     /// The next `n` successful mutating API calls (PUT/POST/PATCH/DELETE) keep their write but
     /// answer 500: the response got lost, so a retry meets the already-applied write.
     pub fn drop_after_write_next(&self, n: usize) {
@@ -147,6 +157,11 @@ impl FaultHandle {
         if let Some(bucket) = f.bucket.as_mut()
             && !bucket.try_take(Instant::now())
         {
+            f.throttled += 1;
+            return Verdict::Throttle;
+        }
+        if f.throttle_next > 0 {
+            f.throttle_next -= 1;
             f.throttled += 1;
             return Verdict::Throttle;
         }
@@ -182,6 +197,8 @@ pub(crate) struct Profile {
     pub throttle_status: StatusCode,
     /// The API's JSON error body for a status and message.
     pub error_body: fn(StatusCode, &str) -> Value,
+    /// An HTML throttle body instead of the JSON error (Brivo's gateway: "Over Qps").
+    pub throttle_html: Option<&'static str>,
 }
 
 /// Call log, faults and the request pipeline every simulator shares.
@@ -268,7 +285,10 @@ impl Core {
     {
         match self.faults.admit() {
             Verdict::Throttle => {
-                let mut resp = self.error(self.profile.throttle_status, "Rate limit exceeded");
+                let mut resp = match self.profile.throttle_html {
+                    Some(html) => html_response(self.profile.throttle_status, html),
+                    None => self.error(self.profile.throttle_status, "Rate limit exceeded"),
+                };
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return resp;
             }
@@ -336,6 +356,25 @@ impl Drop for Server {
             let _ = stop.send(());
         }
     }
+}
+
+/// A `text/html` answer (API gateways answer so, not in the API's JSON).
+pub(crate) fn html_response(status: StatusCode, html: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html")], html).into_response()
+}
+
+/// The `(user, password)` of an `Authorization: Basic …` header.
+pub(crate) fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 pub(crate) fn json(status: StatusCode, body: Value) -> Response {

@@ -120,6 +120,7 @@ impl NexudusSim {
                 token_path: "/api/token",
                 throttle_status: StatusCode::CONFLICT,
                 error_body: |_, message| json!({ "Message": message }),
+                throttle_html: None,
             }),
             data: Mutex::new(Data {
                 now: Utc::now(),

@@ -123,6 +123,7 @@ impl TapkeySim {
                         status.canonical_reason().unwrap_or("Error").split_whitespace().collect();
                     json!({ "ErrorCode": code, "Message": message })
                 },
+                throttle_html: None,
             }),
             data: Mutex::default(),
         });

@@ -219,11 +219,21 @@ impl Provider for TapkeyProvider {
                 }
                 Ok(())
             }
+            AppliedState::Member { .. } => Err(CallError::config(format!(
+                "{} is a group membership, not a Tapkey grant",
+                applied.target
+            ))),
         }
     }
 
     async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
-        let locks: Vec<&LockId> = targets.iter().map(|Target::TapkeyLock(l)| l).collect();
+        let locks: Vec<&LockId> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::TapkeyLock(l) => Some(l),
+                _ => None,
+            })
+            .collect();
         if locks.is_empty() {
             return Ok(Vec::new());
         }
@@ -260,7 +270,6 @@ impl Provider for TapkeyProvider {
 }
 
 fn lock_of(target: &Target) -> Result<&LockId, CallError> {
-    #[allow(unreachable_patterns)] // other providers' targets are added to `Target` over time
     match target {
         Target::TapkeyLock(lock) => Ok(lock),
         other => Err(CallError::config(format!("{other} is not a Tapkey target"))),

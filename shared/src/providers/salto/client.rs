@@ -1,0 +1,438 @@
+//! Thin typed client of the Salto KS Connect API (`reference/lock-providers.md` §2).
+//!
+//! Token from the identity host (password grant or a stored refresh token, HTTP Basic client
+//! auth, form body), calls on the API host under `/v1.1` (access-group members, time schedules)
+//! and `/v1.2` (users, subscription), lists as bare arrays or `{items}`, and
+//! `{"ErrorCode","Message"}` errors turned into typed outcomes or classified [`CallError`]s.
+
+use std::fmt;
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::CallError;
+use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+use crate::model::{Email, SaltoGroupId};
+
+const API: Api = Api::new("Salto KS");
+
+/// `user_api.full_access` for the Connect API, `offline_access` for a refresh token.
+pub const SCOPES: &str = "user_api.full_access offline_access";
+
+/// Items per page of a user listing; a shorter page is the last one.
+pub const PAGE_SIZE: usize = 100;
+const MAX_ITEMS: usize = 100_000;
+
+/// Where and as whom to call Salto KS. `Debug` redacts the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaltoConfig {
+    /// `https://user.my-clay.com` in production (paths `/v1.x/sites/…` are added).
+    pub base_url: String,
+    /// `https://identity.eu.my-clay.com/connect/token` in production.
+    pub token_url: String,
+    /// The site UUID.
+    pub site_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Password grant of a dedicated site admin, when set.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A stored refresh token (used first; rotated ones are kept in memory).
+    pub refresh_token: Option<String>,
+}
+
+impl fmt::Debug for SaltoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaltoConfig")
+            .field("base_url", &self.base_url)
+            .field("token_url", &self.token_url)
+            .field("site_id", &self.site_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("username", &self.username.as_ref().map(|_| "***"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A site user: `id` is the site-user id, `user.id` the platform user id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SiteUser {
+    pub id: String,
+    #[serde(default)]
+    pub user: Option<PlatformUser>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `"subscribed"`, or `"suspended"` when the site has no free seat.
+    #[serde(default)]
+    pub subscription_state: Option<String>,
+    /// In a group's member list: excluded from the group's access.
+    #[serde(default)]
+    pub excluded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PlatformUser {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl SiteUser {
+    pub fn platform_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
+    }
+
+    pub fn is(&self, email: &Email) -> bool {
+        [self.email.as_deref(), self.user.as_ref().and_then(|u| u.email.as_deref())]
+            .into_iter()
+            .flatten()
+            .any(|e| e.trim().eq_ignore_ascii_case(email.as_str()))
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.subscription_state.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("subscribed"))
+    }
+}
+
+/// The body of `POST /v1.2/sites/{site}/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewUser<'a> {
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    /// Salto KS sends its invitation to this address.
+    pub email: &'a str,
+    pub role_ids: Vec<String>,
+    pub blocked: bool,
+    pub use_pin: bool,
+    pub toggle_easy_office_mode: bool,
+    pub toggle_manual_office_mode: bool,
+    pub override_privacy_mode: bool,
+}
+
+impl<'a> NewUser<'a> {
+    pub fn new(first_name: &'a str, last_name: &'a str, email: &'a Email) -> Self {
+        Self {
+            first_name,
+            last_name,
+            email: email.as_str(),
+            role_ids: Vec::new(),
+            blocked: false,
+            use_pin: false,
+            toggle_easy_office_mode: false,
+            toggle_manual_office_mode: false,
+            override_privacy_mode: false,
+        }
+    }
+}
+
+/// What `PATCH …/access_groups/{ag}/users` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchMembers {
+    Done,
+    /// 404 `2202`: a user id is unknown (right after creation: not yet visible).
+    UserNotFound(String),
+    /// 403 `2203`: the operation cannot be executed (right after creation: not yet possible).
+    NotExecutable(String),
+    /// 404 with another code: the access group does not exist.
+    GroupNotFound(String),
+}
+
+/// Calls one Salto KS site. Cheap to share; holds the token cache.
+pub struct SaltoClient {
+    cfg: SaltoConfig,
+    base: String,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    tokens: TokenCache,
+}
+
+impl fmt::Debug for SaltoClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaltoClient").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl SaltoClient {
+    pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
+        let base = http::trim_base(&cfg.base_url);
+        Self { cfg, base, http, policy, tokens: TokenCache::new() }
+    }
+
+    pub fn config(&self) -> &SaltoConfig {
+        &self.cfg
+    }
+
+    fn site_url(&self, version: &str, rest: &str) -> String {
+        format!("{}/{version}/sites/{}/{rest}", self.base, http::path_segment(&self.cfg.site_id))
+    }
+
+    /// Creates a site user (Salto KS mails an invitation to `email`).
+    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<SiteUser, CallError> {
+        let url = self.site_url("v1.2", "users");
+        let reply = self.call(|| self.http.post(&url).json(user)).await?;
+        match reply.status {
+            s if s.is_success() => reply.json(&API),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Every site user (Salto KS has no email filter: list and match).
+    pub async fn users(&self) -> Result<Vec<SiteUser>, CallError> {
+        let url = self.site_url("v1.2", "users");
+        let mut all = Vec::new();
+        loop {
+            let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
+            let reply = self
+                .call(|| self.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(&API));
+            }
+            let page: Vec<SiteUser> = list_body(&reply)?;
+            let len = page.len();
+            all.extend(page);
+            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every member of an access group (`GET …/access_groups/{ag}/users`, OData paging), for
+    /// drift and resync. Members excluded from the group do not count.
+    pub async fn group_members(&self, group: &SaltoGroupId) -> Result<Vec<SiteUser>, CallError> {
+        let url =
+            self.site_url("v1.2", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
+        let mut all: Vec<SiteUser> = Vec::new();
+        loop {
+            let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
+            let reply = self
+                .call(|| self.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(&API));
+            }
+            let page: Vec<SiteUser> = list_body(&reply)?;
+            let len = page.len();
+            all.extend(page);
+            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
+                return Ok(all.into_iter().filter(|u| !u.excluded).collect());
+            }
+        }
+    }
+
+    /// Deletes a site user (202; the seat is freed at once). Already gone (404) counts as done.
+    pub async fn delete_user(&self, site_user_id: &str) -> Result<(), CallError> {
+        let url = self.site_url("v1.2", &format!("users/{}", http::path_segment(site_user_id)));
+        let reply = self.call(|| self.http.delete(&url)).await?;
+        match reply.status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Suspends (`"suspended"`) or unsuspends (`"subscribed"`) a site user.
+    pub async fn set_subscription(&self, site_user_id: &str, state: &str) -> Result<(), CallError> {
+        let url = self.site_url("v1.2", &format!("users/{}/subscription", http::path_segment(site_user_id)));
+        let body = serde_json::json!({ "state": state });
+        let reply = self.call(|| self.http.patch(&url).json(&body)).await?;
+        match reply.status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND if reply.error_code().as_deref() == Some("2202") => {
+                Err(CallError::permanent(format!("Salto KS user {site_user_id} no longer exists (404 2202)")))
+            }
+            StatusCode::FORBIDDEN if reply.error_code().as_deref() == Some("2212") => {
+                Err(CallError::permanent(format!(
+                    "Salto KS site has no subscription for this ({})",
+                    reply.summary()
+                )))
+            }
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// Adds and removes members of one access group in one call (platform user ids).
+    pub async fn patch_members(
+        &self,
+        group: &SaltoGroupId,
+        add_ids: &[String],
+        remove_ids: &[String],
+    ) -> Result<PatchMembers, CallError> {
+        let url =
+            self.site_url("v1.1", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
+        let body = serde_json::json!({ "add_ids": add_ids, "remove_ids": remove_ids });
+        let reply = self.call(|| self.http.patch(&url).json(&body)).await?;
+        let code = reply.error_code();
+        match (reply.status, code.as_deref()) {
+            (s, _) if s.is_success() => Ok(PatchMembers::Done),
+            (StatusCode::NOT_FOUND, Some("2202")) => Ok(PatchMembers::UserNotFound(reply.summary())),
+            (StatusCode::FORBIDDEN, Some("2203")) => Ok(PatchMembers::NotExecutable(reply.summary())),
+            (StatusCode::NOT_FOUND, _) => Ok(PatchMembers::GroupNotFound(reply.summary())),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// How many time schedules an access group has; `None` when the group does not exist.
+    pub async fn time_schedule_count(&self, group: &SaltoGroupId) -> Result<Option<usize>, CallError> {
+        let url = self.site_url(
+            "v1.1",
+            &format!("access_groups/{}/time_schedules", http::path_segment(group.as_str())),
+        );
+        let reply = self.call(|| self.http.get(&url)).await?;
+        match reply.status {
+            s if s.is_success() => Ok(Some(list_body::<serde_json::Value>(&reply)?.len())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+
+    /// An authenticated call: a 401 fetches a new token and tries once more; a second 401 or
+    /// a 403 other than Salto's operation codes is a configuration problem.
+    async fn call<F>(&self, build: F) -> Result<Reply, CallError>
+    where
+        F: Fn() -> RequestBuilder,
+    {
+        let token = self.token().await?;
+        let mut reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            self.tokens.invalidate(&token).await;
+            let token = self.token().await?;
+            reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+            if reply.status == StatusCode::UNAUTHORIZED {
+                return Err(CallError::config(format!(
+                    "Salto KS rejected a freshly issued access token ({}): check the scopes ({SCOPES}) \
+                     and that the Connect API is enabled for the tenant",
+                    reply.summary()
+                )));
+            }
+        }
+        if reply.status == StatusCode::FORBIDDEN && reply.error_code().is_none() {
+            return Err(CallError::config(format!(
+                "Salto KS answered {}: the account has no access to site {}",
+                reply.summary(),
+                self.cfg.site_id
+            )));
+        }
+        Ok(reply)
+    }
+
+    async fn token(&self) -> Result<Secret, CallError> {
+        self.tokens.get(|previous| self.fetch_token(previous)).await
+    }
+
+    /// A refresh grant with the newest refresh token when there is one, else the password grant.
+    async fn fetch_token(&self, previous: Option<Secret>) -> Result<FreshToken, CallError> {
+        let refresh = previous.or_else(|| self.cfg.refresh_token.clone().map(Secret::new));
+        if let Some(refresh) = refresh {
+            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose())];
+            match self.token_request(&form).await {
+                Ok(t) => return Ok(t),
+                Err(e) if self.cfg.username.is_none() => return Err(e),
+                // An expired refresh token: log in again with the password.
+                Err(_) => {}
+            }
+        }
+        let (Some(username), Some(password)) = (&self.cfg.username, &self.cfg.password) else {
+            return Err(CallError::config("Salto KS: no refresh token and no username/password configured"));
+        };
+        let form = [
+            ("grant_type", "password"),
+            ("username", username.as_str()),
+            ("password", password.as_str()),
+            ("scope", SCOPES),
+        ];
+        self.token_request(&form).await
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<FreshToken, CallError> {
+        let reply = http::send(&self.policy, &API, || {
+            self.http
+                .post(&self.cfg.token_url)
+                .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))
+                .form(form)
+        })
+        .await?;
+        match reply.status {
+            s if s.is_success() => {
+                let t: TokenBody = reply.json(&API)?;
+                Ok(FreshToken {
+                    access_token: Secret::new(t.access_token),
+                    expires_in: t.expires_in.map(std::time::Duration::from_secs),
+                    refresh_token: t.refresh_token.map(Secret::new),
+                })
+            }
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(CallError::config(format!(
+                    "Salto KS identity server refused the login of client {} ({})",
+                    self.cfg.client_id,
+                    reply.summary()
+                )))
+            }
+            _ => Err(reply.unexpected(&API)),
+        }
+    }
+}
+
+/// A token endpoint answer. No `Debug`: it holds tokens.
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Salto KS lists are bare arrays in some answers and `{items, next_page_link, count}` in
+/// others: both are accepted.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListBody<T> {
+    Bare(Vec<T>),
+    Envelope { items: Vec<T> },
+}
+
+fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
+    reply.json::<ListBody<T>>(&API).map(|b| match b {
+        ListBody::Bare(v) | ListBody::Envelope { items: v } => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_read_both_ids_and_both_envelopes() {
+        let json = r#"{"items":[{"id":"su-1","user":{"id":"pu-1","email":"Ann@X.com"},"subscription_state":"subscribed"}],"count":1}"#;
+        let reply =
+            Reply { status: StatusCode::OK, headers: Default::default(), body: json.as_bytes().to_vec() };
+        let users: Vec<SiteUser> = list_body(&reply).expect("envelope");
+        assert_eq!(users[0].platform_id(), Some("pu-1"));
+        assert!(users[0].is(&Email::parse("ann@x.com").expect("valid")));
+        assert!(users[0].is_subscribed());
+        let bare = Reply { body: br#"[{"id":"su-2","subscription_state":"suspended"}]"#.to_vec(), ..reply };
+        let users: Vec<SiteUser> = list_body(&bare).expect("bare");
+        assert!(!users[0].is_subscribed());
+    }
+
+    #[test]
+    fn config_debug_redacts_secrets() {
+        let cfg = SaltoConfig {
+            base_url: "b".into(),
+            token_url: "t".into(),
+            site_id: "site".into(),
+            client_id: "c".into(),
+            client_secret: "s3cr3t".into(),
+            username: Some("admin@x.com".into()),
+            password: Some("pw-hunter2".into()),
+            refresh_token: Some("rt-xyz".into()),
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("hunter2") && !shown.contains("rt-xyz"));
+        assert!(!shown.contains("admin@x.com") && shown.contains("site"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Salto KS: a thin typed client of the Connect API ([`client`]) and the
+//! [`Provider`](crate::providers::Provider) built on it ([`provider`]): site users (both ids
+//! stored) and access-group memberships, changed with one `PATCH` per group.
+
+pub mod client;
+pub mod provider;
+
+pub use client::{SaltoClient, SaltoConfig};
+pub use provider::SaltoProvider;

@@ -1,0 +1,122 @@
+//! The harness for Salto KS and Brivo group scenarios: [`spawn_app_with`] plus both simulators,
+//! and a tenant mapping Nexudus passes to an access group and a Brivo group.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+
+use shared::config::{BrivoProviderConfig, NoAccess, SaltoProviderConfig, TenantConfig};
+use shared::model::{ItemKind, ItemRef, Mapping, Target};
+
+use crate::harness::{HookAuth, TestApp, spawn_app_with};
+use crate::sim::{BrivoSim, BrivoSimConfig, SaltoSim, SaltoSimConfig};
+
+/// The Salto KS access group and the Brivo group of the coworking floor.
+pub const SALTO_GROUP: &str = "3f1c2a7e-0000-4000-8000-00000000c0f1";
+pub const BRIVO_GROUP: u64 = 501;
+/// Two pass products (TimePasses) that both open the coworking floor.
+pub const COWORKING: i64 = 1002;
+pub const EVENING: i64 = 1003;
+/// A pass product for two further Brivo groups (the 16-group cap).
+pub const STUDIOS: i64 = 1004;
+pub const STUDIO_GROUPS: [u64; 2] = [502, 503];
+
+/// Adds Salto KS and Brivo to the tenant, pointed at the simulators, with the pass mappings.
+pub fn add_group_providers(
+    config: &mut TenantConfig,
+    salto: &SaltoSim,
+    brivo: &BrivoSim,
+    no_access: NoAccess,
+) {
+    config.policy.no_access = no_access;
+    config.providers.salto_ks = Some(SaltoProviderConfig {
+        site_id: salto.config().site_id.clone(),
+        client_id_env: "SALTO_CLIENT_ID".into(),
+        client_secret_env: "SALTO_CLIENT_SECRET".into(),
+        username_env: Some("SALTO_USERNAME".into()),
+        password_env: Some("SALTO_PASSWORD".into()),
+        refresh_token_env: None,
+        base_url: salto.base_url(),
+        token_url: salto.token_url(),
+    });
+    config.providers.brivo = Some(BrivoProviderConfig {
+        api_key_env: "BRIVO_API_KEY".into(),
+        client_id_env: "BRIVO_CLIENT_ID".into(),
+        client_secret_env: "BRIVO_CLIENT_SECRET".into(),
+        username_env: "BRIVO_ADMIN_ID".into(),
+        password_env: "BRIVO_PASSWORD".into(),
+        base_url: brivo.base_url(),
+        token_url: brivo.token_url(),
+        mobile_pass: true,
+    });
+    let floor = vec![
+        Target::SaltoGroup(SALTO_GROUP.into()),
+        Target::BrivoGroup(BRIVO_GROUP.to_string().as_str().into()),
+    ];
+    for product in [COWORKING, EVENING] {
+        config.mappings.push(Mapping {
+            item: ItemRef { kind: ItemKind::Pass, id: product.to_string() },
+            targets: floor.clone(),
+        });
+    }
+    config.mappings.push(Mapping {
+        item: ItemRef { kind: ItemKind::Pass, id: STUDIOS.to_string() },
+        targets: STUDIO_GROUPS.iter().map(|g| Target::BrivoGroup(g.to_string().as_str().into())).collect(),
+    });
+}
+
+/// The secrets [`add_group_providers`] names.
+pub fn group_secrets(salto: &SaltoSim, brivo: &BrivoSim) -> BTreeMap<String, String> {
+    let (s, b) = (salto.config(), brivo.config());
+    BTreeMap::from([
+        ("SALTO_CLIENT_ID".into(), s.client_id.clone()),
+        ("SALTO_CLIENT_SECRET".into(), s.client_secret.clone()),
+        ("SALTO_USERNAME".into(), s.username.clone()),
+        ("SALTO_PASSWORD".into(), s.password.clone()),
+        ("BRIVO_API_KEY".into(), b.api_key.clone()),
+        ("BRIVO_CLIENT_ID".into(), b.client_id.clone()),
+        ("BRIVO_CLIENT_SECRET".into(), b.client_secret.clone()),
+        ("BRIVO_ADMIN_ID".into(), b.username.clone()),
+        ("BRIVO_PASSWORD".into(), b.password.clone()),
+    ])
+}
+
+/// Starts both group simulators with the coworking groups (the access group has a time
+/// schedule), seeds the pass products, and returns them beside the usual [`TestApp`].
+pub async fn start_group_sims() -> (SaltoSim, BrivoSim) {
+    let salto = SaltoSim::start(SaltoSimConfig::default()).await;
+    salto.add_access_group(SALTO_GROUP, true);
+    let brivo = BrivoSim::start(BrivoSimConfig::default()).await;
+    brivo.add_group(BRIVO_GROUP, "Coworking floor");
+    for g in STUDIO_GROUPS {
+        brivo.add_group(g, "Studio");
+    }
+    (salto, brivo)
+}
+
+/// A running Portier with Nexudus, Tapkey, Salto KS and Brivo simulators.
+pub struct GroupsApp {
+    pub app: TestApp,
+    pub salto: SaltoSim,
+    pub brivo: BrivoSim,
+}
+
+impl Deref for GroupsApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+pub async fn spawn_groups_app(no_access: NoAccess) -> GroupsApp {
+    let (salto, brivo) = start_group_sims().await;
+    let app = spawn_app_with(
+        HookAuth::Signature,
+        |c| add_group_providers(c, &salto, &brivo, no_access),
+        group_secrets(&salto, &brivo),
+    )
+    .await;
+    app.nexudus.add_time_pass(COWORKING, "Coworking");
+    app.nexudus.add_time_pass(EVENING, "Evening access");
+    app.nexudus.add_time_pass(STUDIOS, "Studios");
+    GroupsApp { app, salto, brivo }
+}

@@ -1,0 +1,479 @@
+//! Salto KS Connect API simulator (reference: lock-providers.md §2).
+//!
+//! Speaks `POST /connect/token` (password and refresh-token grants, HTTP Basic client auth,
+//! form body), `/v1.2/sites/{site}/users` (create, list as a bare array, delete → 202,
+//! `PATCH …/subscription {"state"}`) and `/v1.1/sites/{site}/access_groups/{ag}/…` (members by
+//! `PATCH {add_ids, remove_ids}` with *platform* user ids, time schedules as `{items}`), with
+//! `{"ErrorCode","Message"}` errors. It copies the measured pitfalls: a new user is invisible to
+//! group calls for a while (404 `2202`), a site-user id in `add_ids` is 404 `2202`, and a site
+//! without a free seat creates users silently `suspended`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Call, Core, FaultHandle, Profile, Server, basic_auth, bearer, body_bytes, json, lock, param, parse_form,
+    segments,
+};
+
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// The simulated site and the credentials it accepts.
+#[derive(Debug, Clone)]
+pub struct SaltoSimConfig {
+    pub site_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+    /// Users the subscription allows (`None`: unlimited).
+    pub seats: Option<usize>,
+}
+
+impl Default for SaltoSimConfig {
+    fn default() -> Self {
+        Self {
+            site_id: "6b2a9f0e-5a1c-4c1e-9d7a-000000000001".into(),
+            client_id: "portier-salto".into(),
+            client_secret: "salto-sim-secret".into(),
+            username: "admin@space.example".into(),
+            password: "salto-sim-password".into(),
+            seats: None,
+        }
+    }
+}
+
+/// A site user as the simulator holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimSaltoUser {
+    /// Site-user id.
+    pub id: String,
+    /// Platform user id (the one group membership takes).
+    pub platform_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    /// `"subscribed"` or `"suspended"`.
+    pub subscription_state: String,
+}
+
+/// A running Salto KS simulator; stops when dropped.
+pub struct SaltoSim {
+    server: Server,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: SaltoSimConfig,
+    core: Core,
+    data: Mutex<Data>,
+}
+
+#[derive(Default)]
+struct Data {
+    users: Vec<SimSaltoUser>,
+    /// Access group id → (platform ids of members, time schedules).
+    groups: BTreeMap<String, (BTreeSet<String>, usize)>,
+    tokens: HashMap<String, Instant>,
+    refresh_tokens: BTreeSet<String>,
+    token_requests: usize,
+    seats: Option<usize>,
+    /// Group calls naming a new user that answer 404 2202 before it becomes visible.
+    consistency_lag: usize,
+    /// Platform id → group calls left before the user is visible.
+    invisible: HashMap<String, usize>,
+}
+
+impl SaltoSim {
+    pub async fn start(cfg: SaltoSimConfig) -> Self {
+        let inner = Arc::new(Inner {
+            core: Core::new(Profile {
+                token_path: "/connect/token",
+                throttle_status: StatusCode::TOO_MANY_REQUESTS,
+                error_body: |status, message| {
+                    let code = match status.as_u16() {
+                        401 => "1500",
+                        403 => "2203",
+                        404 => "1101",
+                        500..=599 => "2201",
+                        _ => "1100",
+                    };
+                    json!({ "ErrorCode": code, "Message": message })
+                },
+                throttle_html: None,
+            }),
+            data: Mutex::new(Data { seats: cfg.seats, ..Data::default() }),
+            cfg,
+        });
+        let router = Router::new().fallback(handle).with_state(inner.clone());
+        Self { server: Server::start(router).await, inner }
+    }
+
+    /// `http://127.0.0.1:PORT` (the API host; paths `/v1.x/sites/…`).
+    pub fn base_url(&self) -> String {
+        self.server.origin()
+    }
+
+    /// `http://127.0.0.1:PORT/connect/token` (the identity host, here the same server).
+    pub fn token_url(&self) -> String {
+        format!("{}/connect/token", self.server.origin())
+    }
+
+    pub fn config(&self) -> &SaltoSimConfig {
+        &self.inner.cfg
+    }
+
+    /// An access group; `with_schedule: false` models one that never reaches the lock.
+    pub fn add_access_group(&self, id: &str, with_schedule: bool) {
+        lock(&self.inner.data).groups.insert(id.to_owned(), (BTreeSet::new(), usize::from(with_schedule)));
+    }
+
+    /// Members of a group by email (platform ids resolved through the users).
+    pub fn members(&self, group: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        let Some((members, _)) = d.groups.get(group) else { return Vec::new() };
+        members
+            .iter()
+            .map(|p| {
+                d.users
+                    .iter()
+                    .find(|u| &u.platform_id == p)
+                    .and_then(|u| u.email.clone())
+                    .unwrap_or_else(|| p.clone())
+            })
+            .collect()
+    }
+
+    pub fn users(&self) -> Vec<SimSaltoUser> {
+        lock(&self.inner.data).users.clone()
+    }
+
+    /// Seats of the subscription; users created beyond them come back `suspended`.
+    pub fn set_seats(&self, seats: Option<usize>) {
+        lock(&self.inner.data).seats = seats;
+    }
+
+    /// Every user created from now on is invisible to the next `calls` group calls naming it
+    /// (404 `2202`), as Salto KS is for about a minute after creation.
+    pub fn set_consistency_lag(&self, calls: usize) {
+        lock(&self.inner.data).consistency_lag = calls;
+    }
+
+    /// A refresh token the simulator accepts once (as if stored from an earlier login).
+    pub fn issue_refresh_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).refresh_tokens.insert(token.clone());
+        token
+    }
+
+    pub fn expire_tokens(&self) {
+        lock(&self.inner.data).tokens.clear();
+    }
+
+    pub fn token_requests(&self) -> usize {
+        lock(&self.inner.data).token_requests
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.core.calls()
+    }
+
+    /// Calls with this method whose path contains `path_contains` (case-insensitive).
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.inner.core.count(method, path_contains)
+    }
+
+    /// Membership calls (`PATCH …/access_groups/{group}/users`) answered, for one group.
+    pub fn membership_calls(&self, group: &str) -> usize {
+        self.count("PATCH", &format!("/access_groups/{group}/users"))
+    }
+
+    pub fn reset_calls(&self) {
+        self.inner.core.reset_calls();
+    }
+
+    pub fn faults(&self) -> FaultHandle {
+        self.inner.core.faults()
+    }
+}
+
+fn err(status: StatusCode, code: &str, message: &str) -> Response {
+    json(status, json!({ "ErrorCode": code, "Message": message }))
+}
+
+async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+    inner.core.run(req, |req| inner.route(req)).await
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Members {
+    #[serde(default)]
+    add_ids: Vec<String>,
+    #[serde(default)]
+    remove_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Subscription {
+    state: Option<String>,
+}
+
+async fn body_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Response> {
+    let bytes =
+        body_bytes(body).await.ok_or_else(|| err(StatusCode::BAD_REQUEST, "1100", "Unreadable body"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "1100", &format!("Invalid request: {e}")))
+}
+
+impl Inner {
+    async fn route(&self, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let segs = segments(parts.uri.path());
+        let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let method = parts.method.as_str();
+        if (method, s.as_slice()) == ("POST", ["connect", "token"].as_slice()) {
+            return self.token(&parts.headers, body).await;
+        }
+        if !self.authorized(&parts.headers) {
+            return err(StatusCode::UNAUTHORIZED, "1500", "Unauthorized");
+        }
+        let (version, site, rest) = match s.as_slice() {
+            [v, "sites", site, rest @ ..] => (*v, *site, rest),
+            _ => return err(StatusCode::NOT_FOUND, "1101", "Resource not found"),
+        };
+        if site != self.cfg.site_id {
+            return err(StatusCode::BAD_REQUEST, "1100", "Invalid site id (use the site UUID)");
+        }
+        match (method, version, rest) {
+            ("POST", "v1.1" | "v1.2", ["users"]) => match body_json::<NewUser>(body).await {
+                Ok(u) => self.create_user(u),
+                Err(e) => e,
+            },
+            ("GET", "v1.1" | "v1.2", ["users"]) => {
+                let query = parse_form(parts.uri.query().unwrap_or_default());
+                self.list_users(&query)
+            }
+            ("DELETE", "v1.1" | "v1.2", ["users", id]) => self.delete_user(id),
+            ("PATCH", "v1.2", ["users", id, "subscription"]) => match body_json::<Subscription>(body).await {
+                Ok(b) => self.subscription(id, b),
+                Err(e) => e,
+            },
+            ("PATCH", "v1.1", ["access_groups", ag, "users"]) => match body_json::<Members>(body).await {
+                Ok(b) => self.patch_members(ag, b),
+                Err(e) => e,
+            },
+            ("GET", "v1.1" | "v1.2", ["access_groups", ag, "users"]) => {
+                let query = parse_form(parts.uri.query().unwrap_or_default());
+                self.list_group_members(ag, &query)
+            }
+            ("GET", "v1.1", ["access_groups", ag, "time_schedules"]) => {
+                let d = lock(&self.data);
+                match d.groups.get(*ag) {
+                    Some((_, n)) => {
+                        let items: Vec<Value> = (0..*n)
+                            .map(|i| json!({ "id": format!("ts-{i}"), "monday": true, "sunday": true, "start_time": "00:00:00", "end_time": "23:59:59" }))
+                            .collect();
+                        json(StatusCode::OK, json!({ "items": items, "next_page_link": null, "count": n }))
+                    }
+                    None => err(StatusCode::NOT_FOUND, "1101", "Access group not found"),
+                }
+            }
+            // Membership PATCH exists only on v1.1.
+            ("PATCH", _, ["access_groups", _, "users"]) => {
+                err(StatusCode::METHOD_NOT_ALLOWED, "1100", "Method not allowed")
+            }
+            _ => err(StatusCode::NOT_FOUND, "1101", "Resource not found"),
+        }
+    }
+
+    async fn token(&self, headers: &HeaderMap, body: Body) -> Response {
+        lock(&self.data).token_requests += 1;
+        let oauth = |code: &str| json(StatusCode::BAD_REQUEST, json!({ "error": code }));
+        if basic_auth(headers) != Some((self.cfg.client_id.clone(), self.cfg.client_secret.clone())) {
+            return oauth("invalid_client");
+        }
+        let Some(bytes) = body_bytes(body).await else { return oauth("invalid_request") };
+        let form = parse_form(&String::from_utf8_lossy(&bytes));
+        let mut d = lock(&self.data);
+        match param(&form, "grant_type") {
+            Some("password") => {
+                if param(&form, "username") != Some(self.cfg.username.as_str())
+                    || param(&form, "password") != Some(self.cfg.password.as_str())
+                {
+                    return oauth("invalid_grant");
+                }
+                if !param(&form, "scope").is_some_and(|s| s.split(' ').any(|x| x == "user_api.full_access")) {
+                    return oauth("invalid_scope");
+                }
+            }
+            Some("refresh_token") => {
+                let Some(rt) = param(&form, "refresh_token") else { return oauth("invalid_request") };
+                // Refresh tokens rotate: each is good once.
+                if !d.refresh_tokens.remove(rt) {
+                    return oauth("invalid_grant");
+                }
+            }
+            _ => return oauth("unsupported_grant_type"),
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let refresh = uuid::Uuid::new_v4().simple().to_string();
+        d.tokens.insert(token.clone(), Instant::now() + TOKEN_TTL);
+        d.refresh_tokens.insert(refresh.clone());
+        json(
+            StatusCode::OK,
+            json!({ "access_token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL.as_secs(), "refresh_token": refresh }),
+        )
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = bearer(headers) else { return false };
+        lock(&self.data).tokens.get(token).is_some_and(|exp| *exp > Instant::now())
+    }
+
+    fn create_user(&self, u: NewUser) -> Response {
+        let (Some(first), Some(last)) =
+            (u.first_name.filter(|s| !s.trim().is_empty()), u.last_name.filter(|s| !s.trim().is_empty()))
+        else {
+            return err(StatusCode::BAD_REQUEST, "1101", "first_name and last_name are required");
+        };
+        let mut d = lock(&self.data);
+        let subscribed = d.users.iter().filter(|u| u.subscription_state == "subscribed").count();
+        let state = if d.seats.is_some_and(|s| subscribed >= s) { "suspended" } else { "subscribed" };
+        let user = SimSaltoUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            platform_id: uuid::Uuid::new_v4().to_string(),
+            first_name: first,
+            last_name: last,
+            email: u.email,
+            subscription_state: state.into(),
+        };
+        if d.consistency_lag > 0 {
+            let lag = d.consistency_lag;
+            d.invisible.insert(user.platform_id.clone(), lag);
+        }
+        let body = user_json(&user);
+        d.users.push(user);
+        json(StatusCode::CREATED, body)
+    }
+
+    /// Members of an access group as `{items}` of site users (OData `$top`/`$skip`).
+    fn list_group_members(&self, ag: &str, query: &[(String, String)]) -> Response {
+        let number = |k: &str| param(query, k).and_then(|v| v.parse::<usize>().ok());
+        let d = lock(&self.data);
+        let Some((members, _)) = d.groups.get(ag) else {
+            return err(StatusCode::NOT_FOUND, "1101", "Access group not found");
+        };
+        let items: Vec<Value> = d
+            .users
+            .iter()
+            .filter(|u| members.contains(&u.platform_id))
+            .skip(number("$skip").unwrap_or(0))
+            .take(number("$top").unwrap_or(usize::MAX))
+            .map(|u| {
+                let mut item = user_json(u);
+                item["excluded"] = json!(false);
+                item
+            })
+            .collect();
+        let count = items.len();
+        json(StatusCode::OK, json!({ "items": items, "next_page_link": null, "count": count }))
+    }
+
+    fn list_users(&self, query: &[(String, String)]) -> Response {
+        let number = |k: &str| param(query, k).and_then(|v| v.parse::<usize>().ok());
+        let d = lock(&self.data);
+        let page: Vec<Value> = d
+            .users
+            .iter()
+            .skip(number("$skip").unwrap_or(0))
+            .take(number("$top").unwrap_or(usize::MAX))
+            .map(user_json)
+            .collect();
+        // Users come back as a bare array (measured), unlike access groups.
+        json(StatusCode::OK, Value::Array(page))
+    }
+
+    fn delete_user(&self, id: &str) -> Response {
+        let mut d = lock(&self.data);
+        let Some(pos) = d.users.iter().position(|u| u.id == id) else {
+            return err(StatusCode::NOT_FOUND, "2202", "User not found");
+        };
+        let user = d.users.remove(pos);
+        for (members, _) in d.groups.values_mut() {
+            members.remove(&user.platform_id);
+        }
+        json(StatusCode::ACCEPTED, Value::Null)
+    }
+
+    fn subscription(&self, id: &str, b: Subscription) -> Response {
+        let state = match b.state.as_deref() {
+            Some(s @ ("suspended" | "subscribed")) => s.to_owned(),
+            _ => return err(StatusCode::BAD_REQUEST, "1101", "state must be suspended or subscribed"),
+        };
+        let mut d = lock(&self.data);
+        match d.users.iter_mut().find(|u| u.id == id) {
+            Some(u) => {
+                u.subscription_state = state;
+                json(StatusCode::OK, user_json(u))
+            }
+            None => err(StatusCode::NOT_FOUND, "2202", "User not found"),
+        }
+    }
+
+    fn patch_members(&self, ag: &str, b: Members) -> Response {
+        let mut d = lock(&self.data);
+        if !d.groups.contains_key(ag) {
+            return err(StatusCode::NOT_FOUND, "1101", "Access group not found");
+        }
+        for id in b.add_ids.iter().chain(&b.remove_ids) {
+            // Only platform ids are accepted; a site-user id is "not found" too.
+            if !d.users.iter().any(|u| &u.platform_id == id) {
+                return err(StatusCode::NOT_FOUND, "2202", "User not found");
+            }
+            if let Some(left) = d.invisible.get_mut(id)
+                && *left > 0
+            {
+                *left -= 1;
+                return err(StatusCode::NOT_FOUND, "2202", "User not found");
+            }
+        }
+        let Some((members, _)) = d.groups.get_mut(ag) else {
+            return err(StatusCode::NOT_FOUND, "1101", "Access group not found");
+        };
+        for id in b.add_ids {
+            members.insert(id);
+        }
+        for id in b.remove_ids {
+            members.remove(&id);
+        }
+        json(StatusCode::OK, Value::Null)
+    }
+}
+
+fn user_json(u: &SimSaltoUser) -> Value {
+    json!({
+        "id": u.id,
+        "user": { "id": u.platform_id, "email": u.email, "first_name": u.first_name, "last_name": u.last_name },
+        "first_name": u.first_name,
+        "last_name": u.last_name,
+        "email": u.email,
+        "roles": [],
+        "subscription_state": u.subscription_state,
+    })
+}
