@@ -231,18 +231,20 @@ pub async fn resync(
     let listing = tenant.source.list(since, now, records).await?;
     let complete = listing.complete;
     let listed = listing.people;
-    let mut targets_by_provider: BTreeMap<ProviderKind, Vec<Target>> = BTreeMap::new();
-    for m in tenant.config.mappings.iter().filter(|_| complete) {
+    // The config's mappings with the stored ones (CSV imports) on top, as the worker plans.
+    let mappings = records.mappings_for(&tenant.config).await?;
+    let mut targets_by_provider: BTreeMap<ProviderKind, BTreeSet<Target>> = BTreeMap::new();
+    for m in mappings.iter().filter(|_| complete) {
         for t in &m.targets {
             if opts.provider.is_none_or(|p| p == t.provider()) {
-                targets_by_provider.entry(t.provider()).or_default().push(t.clone());
+                targets_by_provider.entry(t.provider()).or_default().insert(t.clone());
             }
         }
     }
     let mut held = Vec::new();
     for (kind, targets) in &targets_by_provider {
         if let Some(provider) = tenant.provider(*kind) {
-            held.extend(provider.list_access(targets).await?);
+            held.extend(provider.list_access(&targets.iter().cloned().collect::<Vec<_>>()).await?);
         }
     }
     let listed_targets: BTreeSet<Target> = targets_by_provider.values().flatten().cloned().collect();
@@ -305,8 +307,7 @@ pub async fn resync(
         let gone = vanished(&applied, &held_ids, &listed_targets);
         let present: Vec<Applied> = applied.iter().filter(|a| !gone.contains(a)).cloned().collect();
         let failures = records.failures(subject).await?;
-        let desired =
-            plan::desired(merged.profile.as_ref(), &merged.entitlements, &tenant.config.mappings, now);
+        let desired = plan::desired(merged.profile.as_ref(), &merged.entitlements, &mappings, now);
         let mut plan = plan::diff(&desired, &merged.entitlements, &present, &failures, now);
         plan.ops.retain(|op| opts.provider.is_none_or(|p| p == op.target().provider()));
 

@@ -151,6 +151,34 @@ impl BrivoSim {
         d.users.iter().filter(|u| u.groups.contains(&group)).filter_map(|u| u.email.clone()).collect()
     }
 
+    /// Creates a user in the Brivo console by hand (not through Portier), in these groups;
+    /// returns its id. For drift tests.
+    pub fn add_user_by_hand(&self, name: &str, email: &str, groups: &[u64]) -> u64 {
+        let mut d = lock(&self.inner.data);
+        d.next_id += 1;
+        let (first, last) = name.split_once(' ').unwrap_or((name, name));
+        let user = SimBrivoUser {
+            id: d.next_id,
+            external_id: None,
+            first_name: first.into(),
+            last_name: last.into(),
+            email: Some(email.into()),
+            suspended: false,
+            groups: groups.iter().copied().collect(),
+        };
+        let id = user.id;
+        d.users.push(user);
+        id
+    }
+
+    /// Takes a user out of a group behind Portier's back.
+    pub fn remove_from_group_by_hand(&self, user_id: u64, group: u64) {
+        let mut d = lock(&self.inner.data);
+        if let Some(u) = d.users.iter_mut().find(|u| u.id == user_id) {
+            u.groups.remove(&group);
+        }
+    }
+
     /// Puts a user in groups behind Portier's back (e.g. up to the 16-group cap).
     pub fn add_to_groups_by_hand(&self, user_id: u64, groups: &[u64]) {
         let mut d = lock(&self.inner.data);
