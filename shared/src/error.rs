@@ -11,6 +11,11 @@ pub enum CallError {
     /// This item cannot succeed until its inputs change (plan limit, inactive lock).
     #[error("{reason}")]
     Permanent { reason: String },
+    /// The target cannot take access right now (a Tapkey lock without a licence, or unbound).
+    /// Recorded and shown like `Permanent`, but finding out again costs no write, so it never
+    /// holds the operation back: the next reconcile looks again.
+    #[error("{reason}")]
+    Unavailable { reason: String },
     /// The tenant's configuration or credentials are wrong; stop calling this system.
     #[error("configuration problem: {reason}")]
     Config { reason: String },
@@ -22,6 +27,9 @@ impl CallError {
     }
     pub fn permanent(reason: impl Into<String>) -> Self {
         CallError::Permanent { reason: reason.into() }
+    }
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        CallError::Unavailable { reason: reason.into() }
     }
     pub fn config(reason: impl Into<String>) -> Self {
         CallError::Config { reason: reason.into() }

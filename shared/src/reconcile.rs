@@ -85,6 +85,10 @@ pub async fn reconcile(
                 record_failure(records, subject, op, &reason).await?;
                 outcome.failed.push(reason);
             }
+            Err(WorkError::Call(CallError::Unavailable { reason })) => {
+                note_failure(records, subject, op, &reason, false).await?;
+                outcome.failed.push(reason);
+            }
             Err(e) => {
                 tracing::warn!(subject = %crate::telemetry::hash_for_logs(&subject.to_string()), error = %e, "operation will be retried");
                 retry.get_or_insert(e);
@@ -170,7 +174,11 @@ async fn apply(
             };
             let granted = match provider.grant(&req).await {
                 Ok(g) => g,
-                Err(e @ (CallError::Permanent { .. } | CallError::Config { .. })) => {
+                Err(
+                    e @ (CallError::Permanent { .. }
+                    | CallError::Unavailable { .. }
+                    | CallError::Config { .. }),
+                ) => {
                     // A definite refusal: nothing was created.
                     records.remove_applied(subject, &record).await?;
                     return Err(e.into());
@@ -565,11 +573,26 @@ impl MembershipStep<'_> {
     }
 }
 
+/// How soon a subject whose target was unavailable (an inactive lock) is looked at again.
+pub const UNAVAILABLE_RECHECK_MINUTES: i64 = 15;
+
+/// Records a permanent failure; the same operation is held back for the cool-down.
 async fn record_failure(
     records: &Records,
     subject: &SubjectKey,
     op: &Op,
     reason: &str,
+) -> Result<(), WorkError> {
+    note_failure(records, subject, op, reason, true).await
+}
+
+/// Records a failure; `hold` keeps the same operation back for the cool-down.
+async fn note_failure(
+    records: &Records,
+    subject: &SubjectKey,
+    op: &Op,
+    reason: &str,
+    hold: bool,
 ) -> Result<(), WorkError> {
     let now = records.now();
     tracing::warn!(
@@ -583,10 +606,12 @@ async fn record_failure(
         reason: reason.into(),
         op: op.fingerprint(),
         at: now,
-        retry_after: now + Duration::minutes(PERMANENT_FAILURE_COOL_DOWN_MINUTES),
+        retry_after: if hold { now + Duration::minutes(PERMANENT_FAILURE_COOL_DOWN_MINUTES) } else { now },
     };
     records.save_failure(subject, &failure).await?;
-    // Look again after the cool-down (e.g. the lock may have been activated meanwhile).
-    records.set_timer(subject, failure.retry_after).await?;
+    // Look again after a while even without news (the lock may be activated meanwhile).
+    let recheck =
+        if hold { failure.retry_after } else { now + Duration::minutes(UNAVAILABLE_RECHECK_MINUTES) };
+    records.set_timer(subject, recheck).await?;
     Ok(())
 }

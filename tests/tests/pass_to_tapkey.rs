@@ -200,9 +200,20 @@ async fn an_inactive_lock_is_a_readable_failure_and_grants_once_active() {
     let failures = app.records.failures(&app.subject(ANNA)).await.expect("store");
     assert!(matches!(failures.as_slice(), [f] if f.reason.contains("not active")), "{failures:?}");
 
-    app.tapkey.set_lock_active(LOCK, true);
-    app.advance(Duration::minutes(61));
+    // No grant call was made for the inactive lock.
+    assert_eq!(app.tapkey.count("PUT", "/Grants"), 0);
+
+    // Without news, the re-check timer looks again after a quarter of an hour.
+    app.advance(Duration::minutes(15));
     app.tick_and_drain().await;
+    assert_eq!(app.tapkey.count("PUT", "/Grants"), 0, "still inactive: still no grant call");
+
+    // The operator activates the lock; the next reconcile (here: the next webhook) grants,
+    // without waiting for a cool-down.
+    app.tapkey.set_lock_active(LOCK, true);
+    app.advance(Duration::minutes(1));
+    assert_eq!(app.hook("CoworkerUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+    app.drain().await;
     assert_eq!(app.tapkey.active_grants().len(), 1);
     assert!(app.records.failures(&app.subject(ANNA)).await.expect("store").is_empty());
 }

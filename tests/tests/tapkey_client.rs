@@ -80,6 +80,7 @@ fn reason(e: &CallError) -> &str {
     match e {
         CallError::Retryable { reason, .. }
         | CallError::Permanent { reason }
+        | CallError::Unavailable { reason }
         | CallError::Config { reason } => reason,
     }
 }
@@ -289,13 +290,14 @@ async fn payment_required_is_permanent_with_a_readable_reason() {
 }
 
 #[tokio::test]
-async fn inactive_unbound_and_unknown_locks_are_permanent() {
+async fn inactive_unbound_and_unknown_locks_refuse_with_a_readable_reason() {
     let (sim, tapkey) = setup().await;
     let tapkey = tapkey.with_lock_cache_ttl(Duration::ZERO);
 
     sim.set_lock_active(FRONT, false);
     let err = tapkey.grant(&request(FRONT, "ann@example.com", window(), false)).await.expect_err("inactive");
-    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    // Unavailable, not permanent: asking again costs no write, so nothing is held back.
+    assert!(matches!(err, CallError::Unavailable { .. }), "{err:?}");
     assert!(
         reason(&err).starts_with("Tapkey lock Front door (lock-front) is not active: it has no licence"),
         "{err:?}"
@@ -304,12 +306,12 @@ async fn inactive_unbound_and_unknown_locks_are_permanent() {
     sim.set_lock_active(FRONT, true);
     sim.unbind_lock(FRONT);
     let err = tapkey.grant(&request(FRONT, "ann@example.com", window(), false)).await.expect_err("unbound");
-    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    assert!(matches!(err, CallError::Unavailable { .. }), "{err:?}");
     assert!(reason(&err).contains("Front door (lock-front) is unbound"), "{err:?}");
 
     let err =
         tapkey.grant(&request("lock-gone", "ann@example.com", window(), false)).await.expect_err("unknown");
-    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    assert!(matches!(err, CallError::Unavailable { .. }), "{err:?}");
     assert!(reason(&err).contains("lock-gone"), "{err:?}");
 
     assert_eq!(sim.count("PUT", "/grants"), 0, "nothing is granted on a lock that would refuse");

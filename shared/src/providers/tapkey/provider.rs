@@ -79,7 +79,7 @@ impl TapkeyProvider {
         };
         match state {
             LockState::Usable => Ok(()),
-            LockState::Refused(reason) => Err(CallError::permanent(reason)),
+            LockState::Refused(reason) => Err(CallError::unavailable(reason)),
         }
     }
 
