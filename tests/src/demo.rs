@@ -1,5 +1,5 @@
-//! `portier serve --demo`: simulators of Nexudus and Tapkey on loopback, seeded with a
-//! customer, a pass and a lock, and a config that points at them.
+//! `portier serve --demo`: simulators of Nexudus, Kinnovis and Tapkey on loopback, seeded with
+//! a customer, a pass, a storage booking and their locks, and a config that points at them.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use shared::config::{
 };
 use shared::model::{ItemKind, ItemRef, Mapping, Target, TenantId};
 
-use crate::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+use crate::sim::{KinnovisSim, KinnovisSimConfig, NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
 
 pub const DEMO_TENANT: &str = "demo";
 /// The HMAC secret the demo tenant and the sample events in `events/` are signed with.
@@ -18,10 +18,19 @@ pub const DEMO_LOCK: &str = "7d1c0a52-3f0e-4a8e-9b1e-5c2f3d4e6a01";
 pub const DEMO_PASS: i64 = 1001;
 pub const DEMO_PERSON: i64 = 456;
 pub const DEMO_EMAIL: &str = "anna@example.com";
+/// The self-storage location of the demo (Kinnovis, Europe/Vienna).
+pub const DEMO_STORAGE_TENANT: &str = "demo-storage";
+pub const DEMO_LOCATION: &str = "loc-vienna-1";
+/// The Standard Webhooks secret of the demo location (`portier send` signs with it).
+pub const DEMO_KINNOVIS_SECRET: &str = "whsec_ZGVtby1raW5ub3Zpcy1zaWduaW5nLWtleS0zMmJ5dGVz";
+pub const DEMO_UNIT: &str = "A-017";
+pub const DEMO_UNIT_LOCK: &str = "3f9a2b6c-1d4e-4f70-8a2b-6c1d4e7f9a20";
+pub const DEMO_BOOKING: &str = "B-1042";
 
 /// The running simulators of a demo; they stop when this is dropped.
 pub struct Demo {
     pub nexudus: NexudusSim,
+    pub kinnovis: KinnovisSim,
     pub tapkey: TapkeySim,
     pub config: Config,
     pub secrets: StaticSecrets,
@@ -43,6 +52,18 @@ pub async fn start() -> Demo {
     nexudus.add_time_pass(DEMO_PASS, "Bike Storage");
     nexudus.give_pass(DEMO_PERSON, DEMO_PASS, Some(Utc::now() + Duration::days(30)));
     tapkey.add_lock(DEMO_LOCK, "Bike Storage Door", true);
+    tapkey.add_lock(DEMO_UNIT_LOCK, "Unit A-017", true);
+    let kinnovis = KinnovisSim::start(KinnovisSimConfig {
+        location_id: DEMO_LOCATION.into(),
+        api_key: "demo-kinnovis-api-key".into(),
+        webhook_secret: DEMO_KINNOVIS_SECRET.into(),
+    })
+    .await;
+    kinnovis.set_now(Utc::now());
+    kinnovis.add_unit("U-17", DEMO_UNIT);
+    let booking =
+        kinnovis.create_booking(DEMO_UNIT, DEMO_EMAIL, "Anna Müller", Utc::now().date_naive(), None);
+    kinnovis.set_shared_access(&booking, &["ben@example.com"]);
 
     let nx = nexudus.config().clone();
     let tk = tapkey.config().clone();
@@ -52,7 +73,34 @@ pub async fn start() -> Demo {
         ("NEXUDUS_HOOK_SECRET".into(), DEMO_HOOK_SECRET.into()),
         ("TAPKEY_CLIENT_ID".into(), tk.client_id.clone()),
         ("TAPKEY_CLIENT_SECRET".into(), tk.client_secret.clone()),
+        ("KINNOVIS_API_KEY".into(), kinnovis.config().api_key.clone()),
+        ("KINNOVIS_WEBHOOK_SECRET".into(), DEMO_KINNOVIS_SECRET.into()),
     ]));
+    let tapkey_provider = TapkeyProviderConfig {
+        owner_account_id: "demo-owner".into(),
+        client_id_env: "TAPKEY_CLIENT_ID".into(),
+        client_secret_env: "TAPKEY_CLIENT_SECRET".into(),
+        base_url: tapkey.base_url(),
+        token_url: tapkey.token_url(),
+    };
+    let storage = TenantConfig {
+        id: TenantId(DEMO_STORAGE_TENANT.into()),
+        timezone: "Europe/Vienna".into(),
+        source: SourceConfig::Kinnovis {
+            base_url: kinnovis.base_url(),
+            location_id: DEMO_LOCATION.into(),
+            api_key_env: "KINNOVIS_API_KEY".into(),
+            webhook_secret_env: "KINNOVIS_WEBHOOK_SECRET".into(),
+        },
+        // The sample events in `events/` are dated; `gradual` would (rightly) leave a booking
+        // last changed before the demo started alone.
+        policy: Policy { adoption: shared::config::Adoption::CleanSlate, ..Policy::default() },
+        providers: Providers { tapkey: Some(tapkey_provider.clone()), ..Providers::default() },
+        mappings: vec![Mapping {
+            item: ItemRef { kind: ItemKind::Unit, id: DEMO_UNIT.into() },
+            targets: vec![Target::TapkeyLock(DEMO_UNIT_LOCK.into())],
+        }],
+    };
     let tenant = TenantConfig {
         id: TenantId(DEMO_TENANT.into()),
         timezone: "Europe/Berlin".into(),
@@ -65,21 +113,11 @@ pub async fn start() -> Demo {
             calls_per_minute: None,
         },
         policy: Policy::default(),
-        providers: Providers {
-            tapkey: Some(TapkeyProviderConfig {
-                owner_account_id: "demo-owner".into(),
-                client_id_env: "TAPKEY_CLIENT_ID".into(),
-                client_secret_env: "TAPKEY_CLIENT_SECRET".into(),
-                base_url: tapkey.base_url(),
-                token_url: tapkey.token_url(),
-            }),
-            salto_ks: None,
-            brivo: None,
-        },
+        providers: Providers { tapkey: Some(tapkey_provider), ..Providers::default() },
         mappings: vec![Mapping {
             item: ItemRef { kind: ItemKind::Pass, id: DEMO_PASS.to_string() },
             targets: vec![Target::TapkeyLock(DEMO_LOCK.into())],
         }],
     };
-    Demo { nexudus, tapkey, config: Config { tenants: vec![tenant] }, secrets }
+    Demo { nexudus, kinnovis, tapkey, config: Config { tenants: vec![tenant, storage] }, secrets }
 }

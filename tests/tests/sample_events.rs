@@ -7,7 +7,42 @@ use serde_json::{Value, json};
 use shared::ingress::envelope::{Proof, WorkMessage};
 use shared::ingress::verify;
 use shared::model::{SourceKind, SubjectKey, TenantId};
-use testkit::demo::{DEMO_EMAIL, DEMO_HOOK_SECRET, DEMO_PERSON, DEMO_TENANT};
+use testkit::demo::{
+    DEMO_BOOKING, DEMO_EMAIL, DEMO_HOOK_SECRET, DEMO_KINNOVIS_SECRET, DEMO_LOCATION, DEMO_PERSON,
+    DEMO_STORAGE_TENANT, DEMO_TENANT, DEMO_UNIT,
+};
+
+/// 2026-11-23T09:00:00Z, the samples' `webhook-timestamp` (`portier send` re-signs with now).
+const SAMPLE_TS: i64 = 1_795_338_000;
+
+fn kinnovis(event_type: &str, version: u64, access: Value) -> Value {
+    let body = json!({
+        "type": event_type,
+        "occurred_at": "2026-11-23T09:00:00Z",
+        "location_id": DEMO_LOCATION,
+        "booking": {
+            "id": DEMO_BOOKING,
+            "version": version,
+            "status": "active",
+            "unit": { "id": "U-17", "name": DEMO_UNIT },
+            "customer": { "id": "C-1043", "email": DEMO_EMAIL, "name": "Anna Müller" },
+            "move_in": "2026-11-23",
+            "move_out": null,
+            "access": access,
+            "shared_access_emails": ["ben@example.com"]
+        }
+    });
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let id = format!("msg_sample_{}", event_type.replace('.', "_"));
+    let key = verify::WebhookKey::parse(DEMO_KINNOVIS_SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let headers = [
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("webhook-id".to_owned(), id.clone()),
+        ("webhook-timestamp".to_owned(), SAMPLE_TS.to_string()),
+        ("webhook-signature".to_owned(), verify::standard_sign(&key, &id, SAMPLE_TS, &body)),
+    ];
+    testkit::events::kinnovis_hook(DEMO_STORAGE_TENANT, &headers, &body)
+}
 
 fn coworker() -> Value {
     json!({
@@ -59,6 +94,18 @@ fn samples() -> Vec<(&'static str, Value)> {
         ("nexudus-coworker-update.json", hook("CoworkerUpdate")),
         ("nexudus-coworker-delete.json", hook("CoworkerDelete")),
         ("worker-sqs-batch.json", worker_batch()),
+        (
+            "kinnovis-booking-created.json",
+            kinnovis("booking.created", 2, json!({ "state": "granted", "reason": null })),
+        ),
+        (
+            "kinnovis-access-revoked.json",
+            kinnovis("access.revoked", 3, json!({ "state": "revoked", "reason": "overdue" })),
+        ),
+        (
+            "kinnovis-access-restored.json",
+            kinnovis("access.restored", 4, json!({ "state": "granted", "reason": null })),
+        ),
     ]
 }
 
@@ -84,6 +131,31 @@ fn sample_events_are_current_and_valid() {
         let sig =
             event.headers.get("x-nexudus-hook-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(verify::nexudus_signature(DEMO_HOOK_SECRET.as_bytes(), body.as_bytes(), sig), "{name}");
+    }
+    let key = verify::WebhookKey::parse(DEMO_KINNOVIS_SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let at = chrono::DateTime::from_timestamp(SAMPLE_TS, 0).unwrap_or_default();
+    for name in
+        ["kinnovis-booking-created.json", "kinnovis-access-revoked.json", "kinnovis-access-restored.json"]
+    {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let event: ApiGatewayV2httpRequest =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let body = event.body.unwrap_or_default();
+        let h = |k: &str| event.headers.get(k).and_then(|v| v.to_str().ok());
+        let headers = verify::StandardHeaders {
+            id: h("webhook-id"),
+            timestamp: h("webhook-timestamp"),
+            signature: h("webhook-signature"),
+        };
+        assert_eq!(verify::standard_webhook(&key, headers, body.as_bytes(), at), Ok(SAMPLE_TS), "{name}");
+        let parsed = shared::ingress::envelope::kinnovis(
+            &DEMO_STORAGE_TENANT.into(),
+            DEMO_LOCATION,
+            "id",
+            body.as_bytes(),
+            at,
+        );
+        assert_eq!(parsed.map(|m| m.len()).ok(), Some(2), "{name}: Anna and her shared access");
     }
     let text = std::fs::read_to_string(dir.join("worker-sqs-batch.json")).unwrap_or_default();
     let batch: SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("worker batch: {e}"));

@@ -276,11 +276,17 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
          \n  portier send events/nexudus-access-control-update.json --to http://{listen}\
          \n  curl -s {}/_sim/state        # the Tapkey grant for anna@example.com\
          \n  portier explain anna@example.com --data {}\
-         \n  portier send events/nexudus-coworker-delete.json --to http://{listen}   # revokes it\n",
+         \n  portier send events/nexudus-coworker-delete.json --to http://{listen}   # revokes it\
+         \n\nSelf-storage (tenant demo-storage, Kinnovis simulator {}; booking B-1042 of unit A-017\
+         \nfor anna@example.com, shared with ben@example.com):\
+         \n  portier send events/kinnovis-booking-created.json --to http://{listen}   # grants both\
+         \n  portier send events/kinnovis-access-revoked.json --to http://{listen}    # overdue: locked out\
+         \n  portier send events/kinnovis-access-restored.json --to http://{listen}   # paid: restored\n",
         demo.nexudus.base_url(),
         demo.tapkey.base_url(),
         demo.tapkey.base_url().trim_end_matches("/api/v1"),
         data.display(),
+        demo.kinnovis.base_url(),
     );
 }
 
@@ -297,20 +303,33 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
     } else {
         raw_body.as_bytes().to_vec()
     };
-    let secret = match secret_env {
-        Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
-        None => testkit::demo::DEMO_HOOK_SECRET.to_owned(),
-    };
-    let signature = shared::ingress::verify::nexudus_sign(secret.as_bytes(), &body);
     let url = if query.is_empty() { format!("{to}{path}") } else { format!("{to}{path}?{query}") };
-    let response = shared::http::client()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("x-nexudus-hook-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("sending to {to}"))?;
+    let request = shared::http::client().post(&url).header("content-type", "application/json");
+    let request = if path.starts_with("/hooks/kinnovis/") {
+        // Standard Webhooks: a fresh id and timestamp, or the replay would be refused as
+        // stale (±300 s) or as a reused id.
+        let secret = match secret_env {
+            Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
+            None => testkit::demo::DEMO_KINNOVIS_SECRET.to_owned(),
+        };
+        let key = shared::ingress::verify::WebhookKey::parse(&secret).map_err(|e| anyhow!(e))?;
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let now = SystemClock.now().timestamp();
+        request
+            .header("webhook-id", id.as_str())
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", shared::ingress::verify::standard_sign(&key, &id, now, &body))
+    } else {
+        let secret = match secret_env {
+            Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
+            None => testkit::demo::DEMO_HOOK_SECRET.to_owned(),
+        };
+        request.header(
+            "x-nexudus-hook-signature",
+            shared::ingress::verify::nexudus_sign(secret.as_bytes(), &body),
+        )
+    };
+    let response = request.body(body).send().await.with_context(|| format!("sending to {to}"))?;
     let status = response.status();
     println!("{} {}", status.as_u16(), response.text().await.unwrap_or_default());
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
