@@ -1,5 +1,6 @@
-//! `portier serve --demo`: simulators of Nexudus, Kinnovis and Tapkey on loopback, seeded with
-//! a customer, a pass, a storage booking and their locks, and a config that points at them.
+//! `portier serve --demo`: simulators of Nexudus, Kinnovis, Tapkey, Salto KS and Brivo on
+//! loopback, seeded with a customer, her passes, a storage booking, locks and access groups,
+//! and a config that points at them.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,11 @@ use shared::config::{
 };
 use shared::model::{ItemKind, ItemRef, Mapping, Target, TenantId};
 
-use crate::sim::{KinnovisSim, KinnovisSimConfig, NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+use crate::groups::{COWORKING, add_group_providers, group_secrets, start_group_sims};
+use crate::sim::{
+    BrivoSim, KinnovisSim, KinnovisSimConfig, NexudusSim, NexudusSimConfig, SaltoSim, TapkeySim,
+    TapkeySimConfig,
+};
 
 pub const DEMO_TENANT: &str = "demo";
 /// The HMAC secret the demo tenant and the sample events in `events/` are signed with.
@@ -32,6 +37,8 @@ pub struct Demo {
     pub nexudus: NexudusSim,
     pub kinnovis: KinnovisSim,
     pub tapkey: TapkeySim,
+    pub salto: SaltoSim,
+    pub brivo: BrivoSim,
     pub config: Config,
     pub secrets: StaticSecrets,
 }
@@ -51,6 +58,10 @@ pub async fn start() -> Demo {
     nexudus.add_coworker(DEMO_PERSON, "Anna Müller", DEMO_EMAIL);
     nexudus.add_time_pass(DEMO_PASS, "Bike Storage");
     nexudus.give_pass(DEMO_PERSON, DEMO_PASS, Some(Utc::now() + Duration::days(30)));
+    // The coworking floor: a Salto KS access group and a Brivo group, while the pass holds.
+    nexudus.add_time_pass(COWORKING, "Coworking");
+    nexudus.give_pass(DEMO_PERSON, COWORKING, Some(Utc::now() + Duration::days(7)));
+    let (salto, brivo) = start_group_sims().await;
     tapkey.add_lock(DEMO_LOCK, "Bike Storage Door", true);
     tapkey.add_lock(DEMO_UNIT_LOCK, "Unit A-017", true);
     let kinnovis = KinnovisSim::start(KinnovisSimConfig {
@@ -67,7 +78,7 @@ pub async fn start() -> Demo {
 
     let nx = nexudus.config().clone();
     let tk = tapkey.config().clone();
-    let secrets = StaticSecrets(BTreeMap::from([
+    let mut secrets = StaticSecrets(BTreeMap::from([
         ("NEXUDUS_USER".into(), nx.username.clone()),
         ("NEXUDUS_PASSWORD".into(), nx.password.clone()),
         ("NEXUDUS_HOOK_SECRET".into(), DEMO_HOOK_SECRET.into()),
@@ -101,7 +112,8 @@ pub async fn start() -> Demo {
             targets: vec![Target::TapkeyLock(DEMO_UNIT_LOCK.into())],
         }],
     };
-    let tenant = TenantConfig {
+    secrets.0.extend(group_secrets(&salto, &brivo));
+    let mut tenant = TenantConfig {
         id: TenantId(DEMO_TENANT.into()),
         timezone: "Europe/Berlin".into(),
         source: SourceConfig::Nexudus {
@@ -119,5 +131,14 @@ pub async fn start() -> Demo {
             targets: vec![Target::TapkeyLock(DEMO_LOCK.into())],
         }],
     };
-    Demo { nexudus, kinnovis, tapkey, config: Config { tenants: vec![tenant, storage] }, secrets }
+    add_group_providers(&mut tenant, &salto, &brivo, shared::config::NoAccess::Suspend);
+    Demo {
+        nexudus,
+        kinnovis,
+        tapkey,
+        salto,
+        brivo,
+        config: Config { tenants: vec![tenant, storage] },
+        secrets,
+    }
 }

@@ -270,8 +270,10 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
     println!(
         "Portier demo\n\
          \n  webhooks   http://{listen}/hooks/nexudus/demo/{{action}}\
-         \n  Nexudus    {} (simulator; customer 456 Anna Müller holds the pass \"Bike Storage\")\
+         \n  Nexudus    {} (simulator; customer 456 Anna Müller holds \"Bike Storage\" and \"Coworking\")\
          \n  Tapkey     {} (simulator; lock \"Bike Storage Door\")\
+         \n  Salto KS   {} (simulator; the coworking floor's access group, for the pass \"Coworking\")\
+         \n  Brivo      {} (simulator; group \"Coworking floor\", same pass)\
          \n\nTry, in another terminal:\
          \n  portier send events/nexudus-access-control-update.json --to http://{listen}\
          \n  curl -s {}/_sim/state        # the Tapkey grant for anna@example.com\
@@ -284,6 +286,8 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
          \n  portier send events/kinnovis-access-restored.json --to http://{listen}   # paid: restored\n",
         demo.nexudus.base_url(),
         demo.tapkey.base_url(),
+        demo.salto.base_url(),
+        demo.brivo.base_url(),
         demo.tapkey.base_url().trim_end_matches("/api/v1"),
         data.display(),
         demo.kinnovis.base_url(),
