@@ -2,29 +2,18 @@
 //! with DynamoDB and SQS FIFO on the loopback wire-protocol server (moto), as `make test` starts it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::sqs::SqsEvent;
 use chrono::{NaiveDate, Utc};
 use serde_json::json;
-use shared::clock::{Clock, SystemClock};
-use shared::lambda::{LambdaEnv, kinnovis_http, worker_sqs};
+use shared::lambda::{LambdaEnv, kinnovis_http};
 use shared::model::EntitlementState;
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
-use shared::store::Records;
-use shared::store::dynamo::DynamoStore;
 use testkit::kinnovis_app::{
     ANNA, BEN, STORAGE_TENANT, UNIT, UNIT_2, UNIT_2_LOCK, storage_config, storage_secrets, storage_sims,
 };
 use testkit::sim::{KinnovisSim, SimWebhook, TapkeySim};
-
-fn endpoint() -> String {
-    std::env::var("PORTIER_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("PORTIER_TEST_AWS_ENDPOINT is not set: start the loopback server with `make test` or `scripts/moto.sh start`")
-    })
-}
 
 struct AwsApp {
     kinnovis: KinnovisSim,
@@ -36,18 +25,7 @@ struct AwsApp {
 async fn spawn_aws_app() -> AwsApp {
     let (kinnovis, tapkey) = storage_sims().await;
     kinnovis.set_now(Utc::now());
-    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let store =
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), format!("portier-{unique}"), clock.clone());
-    store.create_table_if_missing().await.expect("create table");
-    let queue = Arc::new(
-        SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &format!("portier-{unique}"), 3)
-            .await
-            .expect("create queues"),
-    );
-    let records = Records::new(Arc::new(store), clock);
+    let (records, queue) = testkit::aws::table_and_queue().await;
     let tenant = storage_config(&kinnovis, &tapkey);
     records
         .put_tenant_config(&tenant.id, serde_json::to_value(&tenant).expect("json"))
@@ -73,30 +51,7 @@ impl AwsApp {
 
     /// SQS → `worker`, as the event source mapping does.
     async fn run_worker(&self) {
-        let worker = self.env.worker();
-        for _ in 0..20 {
-            let batch = self
-                .queue
-                .receive(10, Duration::from_secs(30), Duration::from_secs(1))
-                .await
-                .expect("receive");
-            if batch.is_empty() {
-                return;
-            }
-            let records: Vec<_> =
-                batch.iter().map(|d| (d.message_id.clone(), d.group.clone(), d.body.clone())).collect();
-            let event: SqsEvent =
-                serde_json::from_value(testkit::events::sqs_batch(&records)).expect("event");
-            let response = worker_sqs(&worker, &event).await;
-            for d in &batch {
-                if response.batch_item_failures.iter().any(|f| f.item_identifier == d.message_id) {
-                    self.queue.retry_later(&d.handle, Duration::ZERO).await.expect("retry");
-                } else {
-                    self.queue.delete(&d.handle).await.expect("delete");
-                }
-            }
-        }
-        panic!("the queue did not drain");
+        testkit::aws::run_sqs_worker(&self.queue, &self.env.worker()).await;
     }
 
     async fn queued(&self) -> u64 {

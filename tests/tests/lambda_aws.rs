@@ -7,22 +7,13 @@ use std::time::Duration;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use chrono::{TimeZone, Utc};
-use shared::clock::{Clock, SystemClock};
 use shared::ingress::envelope::{Proof, WorkMessage};
 use shared::lambda::{LambdaEnv, nexudus_http, worker_sqs};
 use shared::model::{SourceKind, SubjectKey, TenantId};
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
-use shared::store::Records;
-use shared::store::dynamo::DynamoStore;
 use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, TENANT};
 use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
-
-fn endpoint() -> String {
-    std::env::var("PORTIER_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("PORTIER_TEST_AWS_ENDPOINT is not set: start the loopback server with `make test` or `scripts/moto.sh start`")
-    })
-}
 
 struct AwsApp {
     nexudus: NexudusSim,
@@ -45,18 +36,7 @@ async fn spawn_aws_app() -> AwsApp {
     nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
     tapkey.add_lock(LOCK, "Bike Storage Door", true);
 
-    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let store =
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), format!("portier-{unique}"), clock.clone());
-    store.create_table_if_missing().await.expect("create table");
-    let queue = Arc::new(
-        SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &format!("portier-{unique}"), 3)
-            .await
-            .expect("create queues"),
-    );
-    let records = Records::new(Arc::new(store), clock);
+    let (records, queue) = testkit::aws::table_and_queue().await;
     // `portier config push` stores the tenant document; here the test does.
     let tenant = testkit::harness::tenant_config(&nexudus, &tapkey, HookAuth::Signature);
     records
@@ -85,30 +65,7 @@ impl AwsApp {
     /// SQS → `worker`, as the event source mapping does: successes are deleted, reported
     /// failures become visible again.
     async fn run_worker(&self) {
-        let worker = self.env.worker();
-        for _ in 0..20 {
-            let batch = self
-                .queue
-                .receive(10, Duration::from_secs(30), Duration::from_secs(1))
-                .await
-                .expect("receive");
-            if batch.is_empty() {
-                return;
-            }
-            let records: Vec<_> =
-                batch.iter().map(|d| (d.message_id.clone(), d.group.clone(), d.body.clone())).collect();
-            let event: SqsEvent =
-                serde_json::from_value(testkit::events::sqs_batch(&records)).expect("event");
-            let response = worker_sqs(&worker, &event).await;
-            for d in &batch {
-                if response.batch_item_failures.iter().any(|f| f.item_identifier == d.message_id) {
-                    self.queue.retry_later(&d.handle, Duration::ZERO).await.expect("retry");
-                } else {
-                    self.queue.delete(&d.handle).await.expect("delete");
-                }
-            }
-        }
-        panic!("the queue did not drain");
+        testkit::aws::run_sqs_worker(&self.queue, &self.env.worker()).await;
     }
 }
 
