@@ -22,6 +22,7 @@ pub mod error;
 pub mod explain;
 pub mod http;
 pub mod lambda;
+pub mod secrets;
 pub mod serve;
 pub mod telemetry;
 pub mod tenants;
