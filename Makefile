@@ -41,7 +41,7 @@ deploy: validate ## build with SAM and deploy STACK to REGION (your AWS credenti
 		--build-dir .aws-sam/build
 	$(VENV)/sam deploy --template-file .aws-sam/build/template.yaml --stack-name $(STACK) \
 		--region $(REGION) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --resolve-s3 \
-		$(if $(wildcard samconfig.toml),,--guided) $(if $(TENANTS),--parameter-overrides TenantIds=$(TENANTS))
+		$(if $(wildcard samconfig.toml),,--guided)
 
 lambda-local: ## each function under cargo lambda watch, invoked with events/ (loopback only)
 	scripts/lambda-local.sh

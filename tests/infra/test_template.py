@@ -51,10 +51,9 @@ def load_raw():
 
 
 def translate(raw):
-    """The template as SAM deploys it (Fn::ForEach set aside: the translator does not expand it)."""
+    """The template as SAM deploys it."""
     doc = copy.deepcopy(raw)
     doc["Transform"] = "AWS::Serverless-2016-10-31"
-    doc["Resources"] = {k: v for k, v in doc["Resources"].items() if not k.startswith("Fn::ForEach")}
     for resource in doc["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://bucket/function.zip"  # as `sam package` leaves it
@@ -89,7 +88,7 @@ class Template(unittest.TestCase):
         cls.cfn = translate(cls.raw)
         cls.resources = cls.cfn["Resources"]
         cls.functions = {
-            k: v for k, v in cls.raw["Resources"].items() if isinstance(v, dict) and v.get("Type") == "AWS::Serverless::Function"
+            k: v for k, v in cls.raw["Resources"].items() if v.get("Type") == "AWS::Serverless::Function"
         }
 
     def of_type(self, kind):
@@ -264,19 +263,14 @@ class Template(unittest.TestCase):
         self.assertEqual((dlq[0]["Threshold"], dlq[0]["ComparisonOperator"]), (0, "GreaterThanThreshold"))
         self.assertEqual(dlq[0]["AlarmActions"], [{"Ref": "AlarmTopic"}])
 
-    def test_one_secret_per_tenant_under_the_prefix_the_functions_read(self):
-        loop = self.raw["Resources"]["Fn::ForEach::TenantSecrets"]
-        var, collection, body = loop
-        self.assertEqual(collection, {"Ref": "TenantIds"})
-        ((logical, secret),) = body.items()
-        self.assertEqual(secret["Type"], "AWS::SecretsManager::Secret")
-        self.assertEqual(secret["Properties"]["Name"], {"Fn::Sub": "${SecretsPrefix}${%s}" % var})
-        # Never a credential in the template: the operator puts the values (docs/deploy.md).
-        self.assertEqual(secret["Properties"]["SecretString"], "{}")
+    def test_functions_read_secrets_only_under_the_stacks_prefix(self):
         for name, fn in self.functions.items():
             prefix = fn["Properties"].get("Environment", {}).get("Variables", {}).get("SECRETS_PREFIX")
             if prefix is not None:
                 self.assertEqual(prefix, {"Ref": "SecretsPrefix"}, name)
+        self.assertRegex(self.raw["Parameters"]["SecretsPrefix"]["AllowedPattern"], r"/\$$")
+        # Never a credential in the template: the operator creates the secrets (docs/deploy.md).
+        self.assertEqual(self.of_type("AWS::SecretsManager::Secret"), {})
 
     def test_no_plaintext_secret_anywhere(self):
         text = TEMPLATE.read_text()
