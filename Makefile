@@ -1,11 +1,17 @@
 # Portier: the entry points a newcomer uses. `make help` lists them.
 .DEFAULT_GOAL := help
 CARGO ?= cargo
+# The AWS deployment (docs/deploy.md). Tools come from PyPI into .venv (scripts/tools.sh).
+TEMPLATE := infra/template.yaml
+STACK ?= portier
+REGION ?= $(or $(AWS_REGION),eu-central-1)
+VENV := .venv/bin
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint build events
+.PHONY: help run test lint build release validate deploy lambda-local events
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 run: ## the demo: portier serve --demo (simulated Nexudus and Tapkey on loopback)
 	$(CARGO) run -p portier -- serve --demo
@@ -17,8 +23,28 @@ lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-build: ## release binaries of portier and the Lambda functions
-	$(CARGO) build --release --workspace --bins
+build: ## arm64 Lambda zips of every function (cargo-lambda), with their sizes
+	scripts/lambda-build.sh
+
+release: ## release binary of the portier command for this machine
+	$(CARGO) build --release -p portier
+
+validate: ## the template: cfn-lint, sam validate --lint (offline), and its security test
+	scripts/tools.sh validate
+	$(VENV)/cfn-lint $(TEMPLATE)
+	$(VENV)/sam validate --lint --region us-east-1 --template-file $(TEMPLATE)
+	$(VENV)/python -m unittest discover -s tests/infra
+
+deploy: validate ## build with SAM and deploy STACK to REGION (your AWS credentials; docs/deploy.md)
+	scripts/tools.sh lambda
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(VENV)/sam build --beta-features --template-file $(TEMPLATE) \
+		--build-dir .aws-sam/build
+	$(VENV)/sam deploy --template-file .aws-sam/build/template.yaml --stack-name $(STACK) \
+		--region $(REGION) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --resolve-s3 \
+		$(if $(wildcard samconfig.toml),,--guided)
+
+lambda-local: ## each function under cargo lambda watch, invoked with events/ (loopback only)
+	scripts/lambda-local.sh
 
 events: ## rewrite the sample events in events/ (signed with the demo secret)
 	PORTIER_WRITE_EVENTS=1 $(CARGO) test -p portier-testkit --test sample_events

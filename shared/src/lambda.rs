@@ -1,4 +1,5 @@
-//! Lambda event mapping: API Gateway HTTP API → ingress, SQS FIFO batch → worker.
+//! Lambda event mapping: API Gateway HTTP API → ingress, SQS FIFO batch → worker,
+//! EventBridge schedule → tick.
 //!
 //! The binaries in `functions/` only build the clients and call these; tests call them
 //! directly with events like those in `events/`.
@@ -111,17 +112,46 @@ pub async fn worker_sqs(worker: &Worker, event: &SqsEvent) -> SqsBatchResponse {
     response
 }
 
+/// EventBridge schedule → `tick`: every subject whose timer is due gets a reconcile message.
+/// The scheduled event carries nothing Portier needs; "now" is the store's clock. A failure is
+/// returned to Lambda and the next minute's tick catches up (timers stay until enqueued).
+pub async fn tick_scheduled(env: &LambdaEnv) -> Result<serde_json::Value, crate::error::WorkError> {
+    let enqueued = crate::serve::tick(&env.records, env.queue.as_ref()).await?;
+    tracing::info!(enqueued, "tick");
+    Ok(serde_json::json!({ "enqueued": enqueued }))
+}
+
+/// The connections a function warms during init (see [`LambdaEnv::warm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warm {
+    /// DynamoDB (one read).
+    Store,
+    /// SQS (`GetQueueAttributes` of the work queue).
+    Queue,
+    /// Every tenant's config and secrets, and the tenants' clients built (DynamoDB and
+    /// Secrets Manager).
+    Tenants,
+}
+
 /// The clients a Lambda container builds once at cold start, from its environment:
-/// `TABLE_NAME`, `QUEUE_URL`, optional `DLQ_URL`, and `AWS_ENDPOINT_URL` for a loopback server.
+/// `TABLE_NAME`, `QUEUE_URL`, optional `DLQ_URL`, `SECRETS_PREFIX` (each tenant's secrets are
+/// the Secrets Manager secret `<prefix><tenant>`; unset: environment variables, for local
+/// runs), and `AWS_ENDPOINT_URL` for a loopback server.
 #[derive(Clone)]
 pub struct LambdaEnv {
     pub records: crate::store::Records,
     pub queue: std::sync::Arc<dyn crate::queue::Queue>,
     pub tenants: std::sync::Arc<dyn crate::tenants::Tenants>,
+    /// When the container began building this, for the `init_ms` figure [`LambdaEnv::warm`] logs.
+    started: std::time::Instant,
 }
+
+/// How long a tenant's config is used before the table is read again.
+pub const CONFIG_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl LambdaEnv {
     pub async fn from_env() -> Result<Self, String> {
+        let started = std::time::Instant::now();
         let need =
             |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
         let table = need("TABLE_NAME")?;
@@ -137,22 +167,104 @@ impl LambdaEnv {
             queue_url,
             std::env::var("DLQ_URL").ok(),
         );
-        Ok(Self::new(records, std::sync::Arc::new(queue), std::sync::Arc::new(crate::config::EnvSecrets)))
+        let secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets> =
+            match std::env::var("SECRETS_PREFIX").ok().filter(|p| !p.is_empty()) {
+                Some(prefix) => std::sync::Arc::new(crate::secrets::SecretsManager::new(
+                    aws_sdk_secretsmanager::Client::new(&sdk),
+                    prefix,
+                    crate::secrets::SECRETS_TTL,
+                )),
+                None => std::sync::Arc::new(crate::secrets::SharedSecrets(std::sync::Arc::new(
+                    crate::config::EnvSecrets,
+                ))),
+            };
+        let mut env = Self::with_tenant_secrets(records, std::sync::Arc::new(queue), secrets);
+        env.started = started;
+        Ok(env)
     }
 
-    /// Assembles the environment from parts (tests use a loopback server and static secrets).
+    /// Assembles the environment from parts, with one set of secrets for every tenant (tests
+    /// use a loopback server and static secrets).
     pub fn new(
         records: crate::store::Records,
         queue: std::sync::Arc<dyn crate::queue::Queue>,
         secrets: std::sync::Arc<dyn crate::config::Secrets>,
     ) -> Self {
+        Self::with_tenant_secrets(records, queue, std::sync::Arc::new(crate::secrets::SharedSecrets(secrets)))
+    }
+
+    /// Assembles the environment from parts, with secrets per tenant.
+    pub fn with_tenant_secrets(
+        records: crate::store::Records,
+        queue: std::sync::Arc<dyn crate::queue::Queue>,
+        secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets>,
+    ) -> Self {
         let tenants = crate::tenants::TableTenants::new(
             records.clone(),
             secrets,
             crate::http::RetryPolicy::default(),
-            std::time::Duration::from_secs(60),
+            CONFIG_TTL,
         );
-        Self { records, queue, tenants: std::sync::Arc::new(tenants) }
+        Self { records, queue, tenants: std::sync::Arc::new(tenants), started: std::time::Instant::now() }
+    }
+
+    /// Opens the connections a function uses during init, so the first request does not pay
+    /// for them (a first TLS handshake can cost most of a second). Failures are logged, not
+    /// fatal: each request reports its own. `budget` bounds the whole warm-up. Returns how many
+    /// parts answered.
+    pub async fn warm(&self, parts: &[Warm], budget: std::time::Duration) -> usize {
+        let started = std::time::Instant::now();
+        let work = async {
+            let mut ok = 0;
+            for part in parts {
+                let result = match part {
+                    Warm::Store => self.records.store().ping().await.map(|()| 1),
+                    Warm::Queue => self.queue.stats().await.map(|_| 1),
+                    Warm::Tenants => self.warm_tenants().await,
+                };
+                match result {
+                    Ok(_) => ok += 1,
+                    Err(e) => tracing::warn!(part = ?part, error = %e, "warm-up failed; requests will retry"),
+                }
+            }
+            ok
+        };
+        let ok = match tokio::time::timeout(budget, work).await {
+            Ok(ok) => ok,
+            Err(_) => {
+                tracing::warn!(budget_ms = budget.as_millis() as u64, "warm-up ran out of time");
+                0
+            }
+        };
+        tracing::info!(
+            ok,
+            of = parts.len(),
+            warm_ms = started.elapsed().as_millis() as u64,
+            // From reading the environment to ready: the init a cold start adds.
+            init_ms = self.started.elapsed().as_millis() as u64,
+            "warmed"
+        );
+        ok
+    }
+
+    /// Loads every tenant at once; a tenant that cannot be built is logged and tried again
+    /// when a request needs it.
+    async fn warm_tenants(&self) -> Result<usize, crate::error::InfraError> {
+        let mut set = tokio::task::JoinSet::new();
+        for id in self.tenants.ids().await? {
+            let tenants = self.tenants.clone();
+            set.spawn(async move { (tenants.get(&id).await, id) });
+        }
+        let mut built = 0;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((Ok(Some(_)), _)) => built += 1,
+                Ok((Ok(None), _)) => {}
+                Ok((Err(e), id)) => tracing::warn!(tenant = %id, error = %e, "tenant not ready"),
+                Err(e) => tracing::warn!(error = %e, "tenant warm-up task failed"),
+            }
+        }
+        Ok(built)
     }
 
     pub fn ingress(&self) -> Ingress {

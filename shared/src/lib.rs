@@ -25,6 +25,7 @@ pub mod http;
 pub mod lambda;
 pub mod localtime;
 pub mod mapping;
+pub mod secrets;
 pub mod serve;
 pub mod status;
 pub mod telemetry;

@@ -15,6 +15,7 @@ use crate::providers::Provider;
 use crate::providers::brivo::{BrivoConfig, BrivoProvider};
 use crate::providers::salto::{SaltoConfig, SaltoProvider};
 use crate::providers::tapkey::{TapkeyConfig, TapkeyProvider};
+use crate::secrets::TenantSecrets;
 use crate::sources::Source;
 use crate::sources::kinnovis::KinnovisSource;
 use crate::sources::kinnovis::client::{KinnovisClient, KinnovisConfig};
@@ -208,12 +209,25 @@ impl Tenants for StaticTenants {
     }
 }
 
-type CacheEntry = (MonoInstant, Option<Arc<TenantRuntime>>);
+/// A cached tenant: what it was built from, so an unchanged tenant keeps its clients.
+struct CacheEntry {
+    checked: MonoInstant,
+    built: Option<Built>,
+}
 
-/// Tenants from the table's `TENANT#t / CONFIG` documents, cached briefly (Lambda).
+#[derive(Clone)]
+struct Built {
+    doc: serde_json::Value,
+    secrets: Arc<dyn Secrets>,
+    runtime: Arc<TenantRuntime>,
+}
+
+/// Tenants from the table's `TENANT#t / CONFIG` documents, re-read after a short TTL
+/// (Lambda). A tenant is rebuilt only when its document or its secrets changed, so its
+/// clients, connections and provider tokens live as long as the container.
 pub struct TableTenants {
     records: Records,
-    secrets: Arc<dyn Secrets>,
+    secrets: Arc<dyn TenantSecrets>,
     http: reqwest::Client,
     policy: RetryPolicy,
     ttl: Duration,
@@ -221,37 +235,52 @@ pub struct TableTenants {
 }
 
 impl TableTenants {
-    pub fn new(records: Records, secrets: Arc<dyn Secrets>, policy: RetryPolicy, ttl: Duration) -> Self {
+    pub fn new(
+        records: Records,
+        secrets: Arc<dyn TenantSecrets>,
+        policy: RetryPolicy,
+        ttl: Duration,
+    ) -> Self {
         Self { records, secrets, http: crate::http::client(), policy, ttl, cache: Mutex::new(HashMap::new()) }
     }
 
-    fn cached(&self, id: &TenantId) -> Option<Option<Arc<TenantRuntime>>> {
+    /// The cache entry, and whether it is still fresh.
+    fn cached(&self, id: &TenantId) -> Option<(bool, Option<Built>)> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(id).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, t)| t.clone())
+        cache.get(id).map(|e| (e.checked.elapsed() < self.ttl, e.built.clone()))
     }
 }
 
 #[async_trait]
 impl Tenants for TableTenants {
     async fn get(&self, id: &TenantId) -> Result<Option<Arc<TenantRuntime>>, InfraError> {
-        if let Some(hit) = self.cached(id) {
-            return Ok(hit);
-        }
+        let previous = match self.cached(id) {
+            Some((true, built)) => return Ok(built.map(|b| b.runtime)),
+            Some((false, built)) => built,
+            None => None,
+        };
         let built = match self.records.tenant_config(id).await? {
             None => None,
             Some(doc) => {
-                let config: TenantConfig = serde_json::from_value(doc).map_err(|e| {
-                    InfraError::Backend(format!("tenant {id}: stored config is invalid: {e}"))
-                })?;
-                let runtime =
-                    TenantRuntime::build(&config, self.secrets.as_ref(), &self.http, self.policy.clone())
-                        .map_err(|e| InfraError::Backend(e.0))?;
-                Some(Arc::new(runtime))
+                let secrets = self.secrets.for_tenant(id).await?;
+                match previous {
+                    Some(p) if p.doc == doc && Arc::ptr_eq(&p.secrets, &secrets) => Some(p),
+                    _ => {
+                        let config: TenantConfig = serde_json::from_value(doc.clone()).map_err(|e| {
+                            InfraError::Backend(format!("tenant {id}: stored config is invalid: {e}"))
+                        })?;
+                        let runtime =
+                            TenantRuntime::build(&config, secrets.as_ref(), &self.http, self.policy.clone())
+                                .map_err(|e| InfraError::Backend(e.0))?;
+                        Some(Built { doc, secrets, runtime: Arc::new(runtime) })
+                    }
+                }
             }
         };
+        let runtime = built.as_ref().map(|b| b.runtime.clone());
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(id.clone(), (MonoInstant::now(), built.clone()));
-        Ok(built)
+        cache.insert(id.clone(), CacheEntry { checked: MonoInstant::now(), built });
+        Ok(runtime)
     }
 
     async fn ids(&self) -> Result<Vec<TenantId>, InfraError> {

@@ -1,4 +1,5 @@
-//! Lambda events as AWS delivers them: API Gateway HTTP API (payload 2.0) and SQS batches.
+//! Lambda events as AWS delivers them: API Gateway HTTP API (payload 2.0), SQS batches and
+//! EventBridge schedules.
 //! Used by the tests and to write the samples in `events/`.
 
 use base64::Engine;
@@ -109,5 +110,20 @@ pub fn kinnovis_hook(tenant: &str, headers: &[(String, String)], body: &[u8]) ->
         },
         "body": body,
         "isBase64Encoded": encoded
+    })
+}
+
+/// An EventBridge scheduled event (`rate(1 minute)` → `tick`), fired at `time` (RFC 3339).
+pub fn schedule(rule: &str, time: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time,
+        "region": "eu-central-1",
+        "resources": [format!("arn:aws:events:eu-central-1:123456789012:rule/{rule}")],
+        "detail": {}
     })
 }

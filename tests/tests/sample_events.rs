@@ -106,6 +106,10 @@ fn samples() -> Vec<(&'static str, Value)> {
             "kinnovis-access-restored.json",
             kinnovis("access.restored", 4, json!({ "state": "granted", "reason": null })),
         ),
+        (
+            "tick-schedule.json",
+            testkit::events::schedule("portier-TickFunctionEveryMinute", "2026-11-23T09:00:00Z"),
+        ),
     ]
 }
 
@@ -160,4 +164,7 @@ fn sample_events_are_current_and_valid() {
     let text = std::fs::read_to_string(dir.join("worker-sqs-batch.json")).unwrap_or_default();
     let batch: SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("worker batch: {e}"));
     assert_eq!(batch.records.len(), 2);
+    let text = std::fs::read_to_string(dir.join("tick-schedule.json")).unwrap_or_default();
+    let tick: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("tick schedule: {e}"));
+    assert_eq!(tick["detail-type"], "Scheduled Event");
 }

@@ -18,6 +18,7 @@ use shared::queue::embedded::EmbeddedQueue;
 use shared::resync::{ResyncOptions, ResyncReport};
 use shared::serve::{self, Runtime};
 use shared::store::Records;
+use shared::store::dynamo::DynamoStore;
 use shared::store::sqlite::SqliteStore;
 use shared::tenants::{StaticTenants, Tenants};
 use shared::worker::Worker;
@@ -109,6 +110,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The configuration of a Lambda deployment.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Checks portier.toml, then writes each tenant's document to the deployment's table
+    /// (AWS credentials and region from the usual places: environment, profile, SSO).
+    Push {
+        /// The table (the stack's `TableName` output).
+        #[arg(long)]
+        table: String,
+        #[arg(long, default_value = "portier.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where a local Portier keeps its configuration and data.
@@ -172,6 +193,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let data = data.unwrap_or_else(|| PathBuf::from(if demo { ".portier-demo" } else { ".portier" }));
             if demo {
                 let demo = testkit::demo::start().await;
+                write_demo_config(&demo, &data)?;
                 print_demo_help(&demo, listen, &data);
                 serve_with(&demo.config, &demo.secrets, &data, listen).await?;
             } else {
@@ -216,6 +238,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Status { data, json } => status_cmd(&data, json).await,
+        Command::Config { command: ConfigCommand::Push { table, config, json } } => {
+            config_push(&config, &table, json).await
+        }
     }
 }
 
@@ -263,6 +288,17 @@ async fn store_configs(records: &Records, config: &Config) -> Result<()> {
     for t in &config.tenants {
         records.put_tenant_config(&t.id, serde_json::to_value(t)?).await?;
     }
+    Ok(())
+}
+
+/// The demo's config and secrets as files, for trying the Lambda functions against the same
+/// simulators (`scripts/lambda-local.sh`: `portier config push`, and the secret's JSON).
+fn write_demo_config(demo: &testkit::demo::Demo, data: &Path) -> Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let toml = toml::to_string(&demo.config).context("demo config as TOML")?;
+    std::fs::write(data.join("demo.toml"), toml).context("writing demo.toml")?;
+    let secrets = serde_json::to_string_pretty(&demo.secrets.0)?;
+    std::fs::write(data.join("demo-secrets.json"), secrets).context("writing demo-secrets.json")?;
     Ok(())
 }
 
@@ -622,5 +658,70 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             }
             Ok(if report.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+    }
+}
+
+/// `portier config push`: the whole file is checked before anything is written; tenants are
+/// written one by one (each write is a plain overwrite, so a repeated push is harmless).
+async fn config_push(path: &Path, table: &str, json: bool) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::parse_toml(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    if config.tenants.is_empty() {
+        bail!("{} has no [[tenant]]: nothing to push", path.display());
+    }
+    let sdk = shared::aws::sdk_config(None).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
+    let records = Records::new(Arc::new(store), clock);
+    let before = records.tenant_ids().await.with_context(|| format!("reading table {table}"))?;
+
+    let mut pushed = Vec::new();
+    for t in &config.tenants {
+        let doc = serde_json::to_value(t)?;
+        let mut names = std::collections::BTreeSet::new();
+        secret_names(&doc, &mut names);
+        records
+            .put_tenant_config(&t.id, doc)
+            .await
+            .with_context(|| format!("writing tenant {} to table {table}", t.id))?;
+        pushed.push(serde_json::json!({ "tenant": t.id, "secret_keys": names }));
+    }
+    let stale: Vec<_> = before.iter().filter(|id| config.tenant(id).is_none()).collect();
+    if json {
+        let out = serde_json::json!({ "table": table, "pushed": pushed, "not_in_file": stale });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for p in &pushed {
+            let keys: Vec<&str> =
+                p["secret_keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
+            println!(
+                "pushed tenant {}; its secret needs the keys: {}",
+                p["tenant"].as_str().unwrap_or_default(),
+                keys.join(", ")
+            );
+        }
+        for id in &stale {
+            println!("tenant {id} is in the table but not in {}: left as it is", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The secret names a tenant document refers to: every `…_env` value, whatever the source or
+/// provider, so the list stays complete as systems are added.
+fn secret_names(doc: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match doc {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::String(name) if k.ends_with("_env") => {
+                        out.insert(name.clone());
+                    }
+                    _ => secret_names(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| secret_names(v, out)),
+        _ => {}
     }
 }

@@ -1,0 +1,157 @@
+//! `portier config push` against the loopback DynamoDB (moto), as `make test` starts it: the
+//! real binary, the AWS credentials chain from the environment, the table the template makes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use shared::clock::{Clock, SystemClock};
+use shared::config::Config;
+use shared::model::TenantId;
+use shared::store::Records;
+use shared::store::dynamo::DynamoStore;
+
+const CONFIG: &str = r#"
+[[tenant]]
+id = "space-berlin"
+timezone = "Europe/Berlin"
+source = { kind = "nexudus", username_env = "NEXUDUS_USER", password_env = "NEXUDUS_PASSWORD", webhook_secret_env = "NEXUDUS_HOOK_SECRET" }
+
+[tenant.providers.tapkey]
+owner_account_id = "owner-1"
+client_id_env = "TAPKEY_CLIENT_ID"
+client_secret_env = "TAPKEY_CLIENT_SECRET"
+
+[[tenant.mapping]]
+item = { kind = "pass", id = "1001" }
+targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
+
+[[tenant]]
+id = "space-munich"
+source = { kind = "nexudus", username_env = "NX_USER", password_env = "NX_PASSWORD", webhook_token_env = "NX_TOKEN" }
+"#;
+
+fn endpoint() -> String {
+    std::env::var("PORTIER_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("PORTIER_TEST_AWS_ENDPOINT is not set: start the loopback server with `make test` or `scripts/moto.sh start`")
+    })
+}
+
+struct Fixture {
+    dir: PathBuf,
+    table: String,
+    records: Records,
+}
+
+async fn fixture() -> Fixture {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("portier-config-push-{unique}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let table = format!("portier-push-{unique}");
+    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone(), clock.clone());
+    store.create_table_if_missing().await.expect("create table");
+    Fixture { dir, table, records: Records::new(Arc::new(store), clock) }
+}
+
+impl Fixture {
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Runs `portier config push` as an operator would, with credentials in the environment.
+    fn push(&self, config: &PathBuf, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_portier"))
+            .args(["config", "push", "--table", &self.table, "--config"])
+            .arg(config)
+            .args(extra)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run portier")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn push_writes_every_tenant_document_and_names_the_secret_keys() {
+    let f = fixture().await;
+    let path = f.write("portier.toml", CONFIG);
+    let out = f.push(&path, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("pushed tenant space-berlin; its secret needs the keys: NEXUDUS_HOOK_SECRET, NEXUDUS_PASSWORD, NEXUDUS_USER, TAPKEY_CLIENT_ID, TAPKEY_CLIENT_SECRET"),
+        "{stdout}"
+    );
+
+    // What the Lambda functions read (TableTenants) is the file's content, tenant by tenant.
+    let expected = Config::parse_toml(CONFIG).expect("valid");
+    let mut ids = f.records.tenant_ids().await.expect("ids");
+    ids.sort();
+    assert_eq!(ids, [TenantId("space-berlin".into()), TenantId("space-munich".into())]);
+    for tenant in &expected.tenants {
+        let doc = f.records.tenant_config(&tenant.id).await.expect("read").expect("stored");
+        assert_eq!(doc, serde_json::to_value(tenant).expect("json"), "{}", tenant.id);
+    }
+
+    // A second push with one tenant fewer overwrites the kept one and leaves the other alone,
+    // saying so.
+    let berlin_only = &CONFIG[..CONFIG.find("[[tenant]]\nid = \"space-munich\"").expect("second tenant")];
+    let changed = berlin_only.replace("Europe/Berlin", "UTC");
+    let out = f.push(&f.write("berlin.toml", &changed), &["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
+    assert_eq!(report["not_in_file"], serde_json::json!(["space-munich"]));
+    let doc = f.records.tenant_config(&"space-berlin".into()).await.expect("read").expect("stored");
+    assert_eq!(doc["timezone"], "UTC");
+    assert!(f.records.tenant_config(&"space-munich".into()).await.expect("read").is_some());
+}
+
+#[tokio::test]
+async fn an_invalid_file_writes_nothing_and_names_the_place() {
+    let f = fixture().await;
+    // The second tenant is broken: the first must not be written either.
+    let broken = CONFIG.replace("webhook_token_env = \"NX_TOKEN\"", "webhook_tokn_env = \"NX_TOKEN\"");
+    let out = f.push(&f.write("broken.toml", &broken), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("webhook_tokn_env") && stderr.contains("line"),
+        "{stderr}"
+    );
+    assert!(f.records.tenant_ids().await.expect("ids").is_empty());
+
+    let out = f.push(&f.dir.join("missing.toml"), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[tokio::test]
+async fn a_missing_table_is_a_clear_error() {
+    let f = fixture().await;
+    let path = f.write("portier.toml", CONFIG);
+    let out = Command::new(env!("CARGO_BIN_EXE_portier"))
+        .args(["config", "push", "--table", "no-such-table", "--config"])
+        .arg(&path)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run portier");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no-such-table") && stderr.contains("ResourceNotFound"), "{stderr}");
+}
