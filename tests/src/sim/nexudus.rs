@@ -1270,6 +1270,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bookings_contracts_desks_teams_and_visitors() {
+        let sim = NexudusSim::start(NexudusSimConfig::default()).await;
+        sim.set_now(at(8));
+        sim.add_coworker(7, "Anna", "anna@x.com");
+        sim.add_coworker(8, "Ben", "ben@x.com");
+        let old = sim.book(7, 12, "Room 1", at(1), at(2));
+        let booking = sim.book(7, 12, "Room 1", at(10), at(11));
+        sim.book(8, 12, "Room 1", at(12), at(13));
+        sim.add_desk(31, "Desk 1", DESK_DEDICATED);
+        sim.add_desk(32, "Office 2", DESK_OFFICE);
+        let contract = sim.add_contract(7, "Office", at(0), &[31, 32]);
+        sim.add_team(900, "Acme", Some(7), &[7, 8]);
+        let visitor = sim.register_visitor(7, "Vera", "vera@x.com", at(14));
+        let http = Client::new();
+        let tok = login(&sim, &http).await["access_token"].as_str().expect("tok").to_owned();
+        let base = sim.base_url();
+
+        let url = format!("{base}/spaces/bookings?Booking_Coworker=7&from_Booking_ToTime=2026-12-01T05:00");
+        let (_, mine) = get(&http, &url, &tok).await;
+        assert_eq!(mine["TotalItems"], 1, "the old booking ended before; Ben's is not Anna's");
+        assert_eq!(mine["Records"][0]["Id"], booking);
+        assert_eq!(mine["Records"][0]["FromTime"], "2026-12-01T10:00:00Z");
+        let (_, all) = get(&http, &format!("{base}/spaces/bookings"), &tok).await;
+        assert_eq!(all["TotalItems"], 3);
+        assert_eq!(
+            get(&http, &format!("{base}/spaces/bookings?from_Booking_ToTime=soon"), &tok).await.0,
+            400
+        );
+        sim.delete_booking(old);
+        assert_eq!(get(&http, &format!("{base}/spaces/bookings/{old}"), &tok).await.0, 500);
+
+        let (_, listed) =
+            get(&http, &format!("{base}/billing/coworkercontracts?CoworkerContract_Coworker=7"), &tok).await;
+        assert!(listed["Records"][0].get("Desks").is_none(), "lists omit collections");
+        let (_, one) = get(&http, &format!("{base}/billing/coworkercontracts/{contract}"), &tok).await;
+        assert_eq!(one["Desks"], json!([31, 32]));
+        assert_eq!(one, sim.contract_dto(contract));
+        let (_, office) = get(&http, &format!("{base}/sys/floorplandesks/32"), &tok).await;
+        assert_eq!(office["ItemType"], DESK_OFFICE);
+
+        let (_, teams) = get(&http, &format!("{base}/spaces/teams"), &tok).await;
+        assert!(teams["Records"][0].get("TeamMembers").is_none());
+        assert_eq!(teams["Records"][0]["PayingMemberId"], 7);
+        let (_, team) = get(&http, &format!("{base}/spaces/teams/900"), &tok).await;
+        assert_eq!(team["TeamMembers"], json!([7, 8]));
+        assert_eq!(sim.coworker_dto(8)["Teams"], json!([900]));
+        sim.set_now(at(9));
+        sim.set_team_members(900, &[7]);
+        let url = format!("{base}/spaces/teams?from_Team_UpdatedOn=2026-12-01T08:30");
+        assert_eq!(get(&http, &url, &tok).await.1["TotalItems"], 1);
+        assert_eq!(sim.coworker_dto(8)["Teams"], json!([]));
+
+        let url = format!("{base}/spaces/visitors?from_Visitor_ExpectedArrival=2026-12-01T13:00");
+        let (_, visitors) = get(&http, &url, &tok).await;
+        assert_eq!(
+            (visitors["Records"][0]["Id"].as_i64(), visitors["Records"][0]["CoworkerId"].as_i64()),
+            (Some(visitor), Some(7))
+        );
+        sim.delete_visitor(visitor);
+        assert_eq!(get(&http, &format!("{base}/spaces/visitors/{visitor}"), &tok).await.0, 500);
+    }
+
+    #[tokio::test]
     async fn throttles_with_409_and_retry_after() {
         let sim = NexudusSim::start(NexudusSimConfig::default()).await;
         let http = Client::new();

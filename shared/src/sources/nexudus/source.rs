@@ -646,3 +646,146 @@ async fn end_where(
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn t(d: u32, h: u32, m: u32) -> Instant {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).single().expect("valid")
+    }
+
+    fn rules(lead: i64, lag: i64) -> NexudusRules {
+        NexudusRules {
+            booking_lead: Duration::minutes(lead),
+            booking_lag: Duration::minutes(lag),
+            zone: Zone::parse("Europe/Berlin").expect("zone"),
+        }
+    }
+
+    fn booking(tentative: bool) -> Booking {
+        Booking {
+            id: 3,
+            coworker_id: 456,
+            resource_id: 12,
+            resource_name: Some("Room 1".into()),
+            from_time: t(23, 10, 0),
+            to_time: t(23, 11, 0),
+            tentative,
+            updated_on: Some(t(22, 8, 0)),
+        }
+    }
+
+    #[test]
+    fn a_booking_holds_its_resource_from_lead_before_to_lag_after() {
+        let ent = booking_entitlement(&booking(false), &rules(15, 15), t(23, 9, 0));
+        assert_eq!(ent.window, Window::new(Some(t(23, 9, 45)), Some(t(23, 11, 15))));
+        assert_eq!(ent.item, ItemRef { kind: ItemKind::Resource, id: "12".into() });
+        assert_eq!((ent.key(), ent.source_version), ("booking#3".to_owned(), t(22, 8, 0)));
+        assert!(ent.is_active());
+        let other = booking_entitlement(&booking(false), &rules(0, 30), t(23, 9, 0));
+        assert_eq!(other.window, Window::new(Some(t(23, 10, 0)), Some(t(23, 11, 30))));
+        assert!(!booking_entitlement(&booking(true), &rules(15, 15), t(23, 9, 0)).is_active());
+    }
+
+    fn contract(cancelled: Option<Instant>) -> CoworkerContract {
+        CoworkerContract {
+            id: 70,
+            coworker_id: 456,
+            tariff_name: Some("Acme office".into()),
+            start_date: Some(t(30, 0, 0)),
+            cancellation_date: cancelled,
+            active: true,
+            cancelled: cancelled.is_some(),
+            desks: Some(vec![31, 32]),
+            updated_on: Some(t(20, 0, 0)),
+        }
+    }
+
+    fn desk(id: i64, item_type: i64) -> FloorPlanDesk {
+        FloorPlanDesk { id, name: Some(format!("desk {id}")), item_type: Some(item_type) }
+    }
+
+    #[test]
+    fn a_contract_gives_each_desk_or_office_from_start_to_cancellation() {
+        let now = t(23, 9, 0);
+        let d = contract_entitlement(&contract(None), &desk(31, 2), None, now);
+        assert_eq!(d.item, ItemRef { kind: ItemKind::Desk, id: "31".into() });
+        assert_eq!(d.window, Window::new(Some(t(30, 0, 0)), None));
+        assert_eq!(d.key(), "contract#c70-d31");
+        let o = contract_entitlement(&contract(Some(t(30, 12, 0))), &desk(32, 1), None, now);
+        assert_eq!(o.item.kind, ItemKind::Office);
+        assert_eq!(o.window.until, Some(t(30, 12, 0)));
+        assert!(o.is_active(), "cancelled as of a date: active until then");
+        let mut gone = contract(None);
+        gone.cancelled = true;
+        assert!(!contract_entitlement(&gone, &desk(31, 2), None, now).is_active());
+        let mut inactive = contract(None);
+        inactive.active = false;
+        inactive.start_date = Some(t(1, 0, 0));
+        assert!(!contract_entitlement(&inactive, &desk(31, 2), None, now).is_active());
+        inactive.start_date = Some(t(30, 0, 0));
+        assert!(contract_entitlement(&inactive, &desk(31, 2), None, now).is_active(), "not started yet");
+    }
+
+    #[test]
+    fn a_team_copy_is_keyed_by_team_and_versioned_by_the_newer_of_team_and_contract() {
+        let team = Team {
+            id: 900,
+            name: Some("Acme".into()),
+            team_members: Some(vec![456, 457]),
+            paying_member_id: Some(456),
+            updated_on: Some(t(23, 9, 30)),
+        };
+        let e = contract_entitlement(&contract(None), &desk(31, 2), Some(&team), t(23, 9, 0));
+        assert_eq!(e.key(), "contract#t900-c70-d31");
+        assert_eq!(e.source_version, t(23, 9, 30));
+        // Leaving ends it as of then; re-joining later (a newer team version) outranks that.
+        let left = e.clone().ended("left", t(23, 10, 0));
+        let rejoined = Team { updated_on: Some(t(23, 11, 0)), ..team };
+        assert!(
+            contract_entitlement(&contract(None), &desk(31, 2), Some(&rejoined), t(23, 11, 0))
+                .supersedes(&left)
+        );
+    }
+
+    #[test]
+    fn a_visit_lasts_from_lead_before_arrival_to_the_end_of_the_local_day_or_departure() {
+        let mut v = Visitor {
+            id: 77,
+            full_name: Some("Vera".into()),
+            email: Some("vera@example.com".into()),
+            coworker_id: Some(456),
+            expected_arrival: Some(t(23, 14, 0)),
+            departure_date: None,
+            updated_on: Some(t(23, 8, 0)),
+        };
+        let ent = visit_entitlement(&v, &rules(15, 15), t(23, 9, 0)).expect("entitlement");
+        // Midnight in Berlin (CET) is 23:00 UTC.
+        assert_eq!(ent.window, Window::new(Some(t(23, 13, 45)), Some(t(23, 23, 0))));
+        assert_eq!(ent.item, ItemRef { kind: ItemKind::Visitors, id: "*".into() });
+        v.departure_date = Some(t(23, 16, 0));
+        let left = visit_entitlement(&v, &rules(15, 15), t(23, 9, 0)).expect("entitlement");
+        assert_eq!(left.window.until, Some(t(23, 16, 0)));
+        v.expected_arrival = None;
+        assert!(!visit_entitlement(&v, &rules(15, 15), t(23, 9, 0)).expect("entitlement").is_active());
+    }
+
+    #[test]
+    fn an_inactive_customer_is_suspended_and_visitors_have_their_own_ids() {
+        let c = Coworker {
+            id: 456,
+            full_name: Some("Anna".into()),
+            email: Some("anna@example.com".into()),
+            active: false,
+            updated_on: None,
+            teams: None,
+        };
+        assert!(profile_of(&c, t(23, 9, 0)).suspended.is_some());
+        assert!(profile_of(&Coworker { active: true, ..c }, t(23, 9, 0)).suspended.is_none());
+        let visitor = SubjectKey::new(&"t".into(), SourceKind::Nexudus, visitor_person(77));
+        assert_eq!((visitor_id(&visitor), coworker_id(&visitor).is_err()), (Some(77), true));
+    }
+}
