@@ -71,7 +71,12 @@ impl TenantRuntime {
                 let zone = crate::localtime::Zone::parse(&config.timezone)
                     .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
                 let rules = crate::sources::nexudus::source::NexudusRules::of(&config.policy, zone);
-                (Arc::new(NexudusSource::new(nexudus, rules)), webhook_secret, webhook_token, None)
+                (
+                    Arc::new(NexudusSource::new(config.id.clone(), nexudus, rules)),
+                    webhook_secret,
+                    webhook_token,
+                    None,
+                )
             }
             SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
                 let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;

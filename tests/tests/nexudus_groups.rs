@@ -270,3 +270,34 @@ async fn a_full_resync_finds_bookings_team_contracts_and_visitors_without_webhoo
     let all = emails(&[ANNA_EMAIL, BEN_EMAIL, CLEO_EMAIL]);
     assert_eq!(desk_and_office(&app), (all.clone(), all));
 }
+
+#[tokio::test]
+async fn an_incremental_resync_reads_changed_bookings_contracts_and_teams() {
+    let app = spawn_groups_app(NoAccess::Keep).await;
+    let contract = team_with_contract(&app).await;
+    // Portier saw the team as it was (a webhook), then missed every later webhook.
+    hook(&app, "CoworkerContractCreate", &app.nexudus.contract_dto(contract)).await;
+    app.resync(false).await.expect("full resync");
+
+    app.advance(Duration::minutes(30));
+    app.nexudus.book(BEN, ROOM, "Room 1", at(10, 0), at(11, 0));
+    app.nexudus.cancel_contract(contract, day(15));
+    app.nexudus.set_team_members(TEAM, &[ANNA, CLEO]);
+    app.nexudus.reset_calls();
+    let opts = shared::resync::ResyncOptions { incremental: true, ..Default::default() };
+    let report = app.resync_with(opts).await.expect("incremental");
+    assert!(!report.full);
+    for filter in ["from_Booking_UpdatedOn", "from_CoworkerContract_UpdatedOn", "from_Team_UpdatedOn"] {
+        assert!(app.nexudus.calls().iter().any(|c| c.query.contains(filter)), "{filter}");
+    }
+
+    tick_at(&app, at(10, 0)).await;
+    assert_eq!(app.salto.members(ROOM_SALTO), emails(&[BEN_EMAIL]), "Ben's new booking");
+    // Ben left the team before the contract started: he never gets the desk.
+    tick_at(&app, day(1) + Duration::seconds(30)).await;
+    let stay = emails(&[ANNA_EMAIL, CLEO_EMAIL]);
+    assert_eq!(desk_and_office(&app), (stay.clone(), stay));
+    // The cancellation date was read too.
+    tick_at(&app, day(15) + Duration::seconds(30)).await;
+    assert_eq!(desk_and_office(&app), (vec![], vec![]));
+}

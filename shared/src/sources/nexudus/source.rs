@@ -34,7 +34,7 @@ use crate::error::WorkError;
 use crate::localtime::Zone;
 use crate::model::{
     Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, SourceKind,
-    SubjectKey, Window,
+    SubjectKey, TenantId, Window,
 };
 use crate::sources::{Hint, Listed, Listing, Proof, Source};
 use crate::store::Records;
@@ -62,13 +62,14 @@ impl NexudusRules {
 
 /// The Nexudus source of one tenant.
 pub struct NexudusSource {
+    tenant: TenantId,
     client: NexudusClient,
     rules: NexudusRules,
 }
 
 impl NexudusSource {
-    pub fn new(client: NexudusClient, rules: NexudusRules) -> Self {
-        Self { client, rules }
+    pub fn new(tenant: TenantId, client: NexudusClient, rules: NexudusRules) -> Self {
+        Self { tenant, client, rules }
     }
 
     pub fn client(&self) -> &NexudusClient {
@@ -535,7 +536,7 @@ impl Source for NexudusSource {
         &self,
         since: Option<Instant>,
         now: Instant,
-        _records: &Records,
+        records: &Records,
     ) -> Result<Listing, WorkError> {
         // Nexudus filters by minute; a minute of overlap costs nothing (merging is monotonic).
         let from = since.map(|t| (t - Duration::minutes(1)).format("%Y-%m-%dT%H:%M").to_string());
@@ -593,7 +594,20 @@ impl Source for NexudusSource {
                 continue;
             }
             let Some(team) = self.client.team(listed.id).await? else { continue };
-            for (member, member_ents) in self.team_entitlements(&team, now, &mut cache).await? {
+            let per_member = self.team_entitlements(&team, now, &mut cache).await?;
+            // Members who left since Portier last saw the team lose what it gave them (an
+            // incremental listing sweeps nothing by itself).
+            let stored: Option<TeamRecord> = records.tenant_record(&self.tenant, &team_key(team.id)).await?;
+            let prefix = format!("t{}-", team.id);
+            for left in stored.iter().flat_map(|s| s.members.iter()).filter(|m| !per_member.contains_key(m)) {
+                let subject = SubjectKey::new(&self.tenant, SourceKind::Nexudus, left.to_string());
+                for e in records.entitlements(&subject).await? {
+                    if e.kind == EntitlementKind::Contract && e.id.starts_with(&prefix) && e.is_active() {
+                        ents.push((left.to_string(), e.ended("no longer in the team in Nexudus", now)));
+                    }
+                }
+            }
+            for (member, member_ents) in per_member {
                 ents.extend(member_ents.into_iter().map(|e| (member.to_string(), e)));
             }
         }
