@@ -148,7 +148,12 @@ fn desk_and_office(app: &GroupsApp) -> (Vec<String>, Vec<String>) {
 async fn a_team_contract_gives_every_member_the_desk_and_office_from_its_start_to_its_cancellation() {
     let app = spawn_groups_app(NoAccess::Keep).await;
     let contract = team_with_contract(&app).await;
+    app.nexudus.reset_calls();
     hook(&app, "CoworkerContractCreate", &app.nexudus.contract_dto(contract)).await;
+    // The REST reads of one refresh: coworker, passes, bookings, contracts, the contract by id,
+    // two desks, the team, and the two members Portier had never seen.
+    let reads = app.nexudus.calls().iter().filter(|c| c.method == "GET").count();
+    assert_eq!(reads, 10, "{:?}", app.nexudus.calls().iter().map(|c| &c.path).collect::<Vec<_>>());
     // The other members' subjects are brought in by the tick (each in its own FIFO group).
     app.tick_and_drain().await;
     assert_eq!(desk_and_office(&app), (vec![], vec![]), "not before StartDate");
