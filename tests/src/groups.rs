@@ -139,9 +139,14 @@ impl Deref for GroupsApp {
 }
 
 pub async fn spawn_groups_app(no_access: NoAccess) -> GroupsApp {
+    spawn_groups_app_with(HookAuth::Signature, no_access).await
+}
+
+/// [`spawn_groups_app`] for a tenant that authenticates its webhooks with `auth`.
+pub async fn spawn_groups_app_with(auth: HookAuth, no_access: NoAccess) -> GroupsApp {
     let (salto, brivo) = start_group_sims().await;
     let app = spawn_app_with(
-        HookAuth::Signature,
+        auth,
         |c| add_group_providers(c, &salto, &brivo, no_access),
         group_secrets(&salto, &brivo),
     )

@@ -10,9 +10,9 @@ use shared::config::NoAccess;
 use shared::model::{EntitlementKind, EntitlementState};
 use testkit::groups::{
     BRIVO_GROUP, COWORKING, DESK, DESK_SALTO, FLOOR_ROOM, GroupsApp, OFFICE, OFFICE_BRIVO, ROOM, ROOM_BRIVO,
-    ROOM_SALTO, SALTO_GROUP, VISITORS_BRIVO, VISITORS_SALTO, spawn_groups_app,
+    ROOM_SALTO, SALTO_GROUP, VISITORS_BRIVO, VISITORS_SALTO, spawn_groups_app, spawn_groups_app_with,
 };
-use testkit::harness::{ANNA, ANNA_EMAIL};
+use testkit::harness::{ANNA, ANNA_EMAIL, HookAuth};
 use testkit::sim::nexudus::{DESK_DEDICATED, DESK_OFFICE};
 
 const BEN: i64 = 457;
@@ -305,4 +305,20 @@ async fn an_incremental_resync_reads_changed_bookings_contracts_and_teams() {
     // The cancellation date was read too.
     tick_at(&app, day(15) + Duration::seconds(30)).await;
     assert_eq!(desk_and_office(&app), (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_token_only_tenant_takes_the_visit_from_the_api_not_from_the_body() {
+    let app = spawn_groups_app_with(HookAuth::Token, NoAccess::Keep).await;
+    let vera =
+        app.nexudus.register_visitor(ANNA, "Vera Gast", "vera@example.com", day(1) + Duration::hours(9));
+    // The body claims she arrives now; Nexudus says December 1st.
+    let mut claimed = app.nexudus.visitor_dto(vera);
+    claimed["ExpectedArrival"] = Value::String("2026-11-23T09:00:00Z".into());
+    hook(&app, "VisitorRegistered", &claimed).await;
+    assert_eq!(app.nexudus.count("GET", &format!("/spaces/visitors/{vera}")), 1, "read over REST");
+    tick_at(&app, at(9, 30)).await;
+    assert!(app.salto.members(VISITORS_SALTO).is_empty());
+    tick_at(&app, day(1) + Duration::hours(9)).await;
+    assert_eq!(app.salto.members(VISITORS_SALTO), emails(&["vera@example.com"]));
 }
