@@ -309,6 +309,12 @@ impl TenantConfig {
             if items.insert(m.item.clone(), ()).is_some() {
                 return Err(ConfigError(format!("tenant {}: item {} is mapped twice", self.id, m.item)));
             }
+            if m.item.kind == crate::model::ItemKind::Visitors && m.item.id != "*" {
+                return Err(ConfigError(format!(
+                    "tenant {}: item {} must have id \"*\" (the tenant's visitor access)",
+                    self.id, m.item
+                )));
+            }
             for target in &m.targets {
                 let kind = target.provider();
                 if !self.providers.has(kind) {
@@ -531,6 +537,7 @@ targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
         assert_eq!(t.source.kind(), crate::model::SourceKind::Kinnovis);
         assert_eq!(t.policy.adoption, Adoption::Gradual);
         assert_eq!(t.mappings[0].item, ItemRef { kind: crate::model::ItemKind::Unit, id: "A-017".into() });
+
         let json = serde_json::to_string(&c).expect("serialises");
         assert_eq!(Config::parse_json(&json), Ok(c));
 
@@ -539,6 +546,20 @@ targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
         assert!(err.contains("storage-vienna") && err.contains("Europe/Wien"), "{err}");
         let no_location = KINNOVIS.replace("\"loc-vienna-1\"", "\" \"");
         assert!(Config::parse_toml(&no_location).expect_err("rejected").0.contains("location_id"));
+    }
+
+    #[test]
+    fn nexudus_item_kinds_parse_and_visitors_take_only_the_star() {
+        let with = |item: &str| {
+            format!("{EXAMPLE}[[tenant.mapping]]\nitem = {item}\ntargets = [ {{ tapkey_lock = \"L9\" }} ]\n")
+        };
+        for kind in ["resource", "desk", "office"] {
+            let c = Config::parse_toml(&with(&format!("{{ kind = \"{kind}\", id = \"12\" }}"))).expect(kind);
+            assert_eq!(c.tenants[0].mappings.last().map(|m| m.item.kind.as_str()), Some(kind));
+        }
+        assert!(Config::parse_toml(&with(r#"{ kind = "visitors", id = "*" }"#)).is_ok());
+        let err = Config::parse_toml(&with(r#"{ kind = "visitors", id = "lobby" }"#)).expect_err("not *");
+        assert!(err.0.contains("visitors#lobby") && err.0.contains("\"*\""), "{}", err.0);
     }
 
     #[test]

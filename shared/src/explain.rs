@@ -111,6 +111,9 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
             Some(p) if p.deleted => {
                 let _ = writeln!(out, "  deleted in the source: no access is granted");
             }
+            Some(Profile { suspended: Some(reason), .. }) => {
+                let _ = writeln!(out, "  {reason}: no access is granted until it is lifted");
+            }
             Some(p) if p.email.as_ref() != Some(email) => {
                 let _ = writeln!(
                     out,

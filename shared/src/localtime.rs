@@ -44,6 +44,14 @@ impl Zone {
             .ok_or_else(out_of_range)
     }
 
+    /// The local calendar date at instant `t` in this zone.
+    pub fn date_of(&self, t: Instant) -> Result<NaiveDate, String> {
+        let ts = jiff::Timestamp::from_second(t.timestamp()).map_err(|e| format!("instant {t}: {e}"))?;
+        let d = ts.to_zoned(self.tz.clone()).date();
+        NaiveDate::from_ymd_opt(i32::from(d.year()), d.month() as u32, d.day() as u32)
+            .ok_or_else(|| format!("instant {t} is out of range"))
+    }
+
     /// The first instant after `date` ends (start of the next day): the exclusive end of an
     /// access that lasts "to the end of" `date`.
     pub fn end_of_day(&self, date: NaiveDate) -> Result<Instant, String> {

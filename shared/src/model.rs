@@ -250,6 +250,14 @@ pub enum ItemKind {
     Pass,
     /// A Kinnovis unit, by the name the operator sees (e.g. "A-017"), as in the mapping CSV.
     Unit,
+    /// A Nexudus resource (`ResourceId`, e.g. a meeting room), opened by its bookings.
+    Resource,
+    /// A Nexudus floor-plan desk (`FloorPlanDesk` id) of any `ItemType` but Office, on a contract.
+    Desk,
+    /// A Nexudus floor-plan desk of `ItemType` 1 (Office), on a contract.
+    Office,
+    /// The tenant's visitor access; the only id is `"*"`.
+    Visitors,
 }
 
 impl ItemKind {
@@ -257,6 +265,10 @@ impl ItemKind {
         match self {
             ItemKind::Pass => "pass",
             ItemKind::Unit => "unit",
+            ItemKind::Resource => "resource",
+            ItemKind::Desk => "desk",
+            ItemKind::Office => "office",
+            ItemKind::Visitors => "visitors",
         }
     }
 }
@@ -372,6 +384,10 @@ pub struct Profile {
     /// The person no longer exists in the source (e.g. `CoworkerDelete`).
     #[serde(default)]
     pub deleted: bool,
+    /// A revocation overlay on the person (a Nexudus customer with `Active = false`): nothing
+    /// is granted while it holds, whatever the entitlements say; lifted by a newer version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
 }
 
 impl Profile {
@@ -391,8 +407,15 @@ impl Profile {
 pub enum EntitlementKind {
     /// A Nexudus `CoworkerTimePass`.
     Pass,
-    /// A Kinnovis booking of a unit; its customer and every shared-access email hold one each.
+    /// A booking: of a Kinnovis unit (its customer and every shared-access email hold one
+    /// each), or of a Nexudus resource (`FromTime − lead` to `ToTime + lag`). A subject is of one
+    /// source, so the keys never meet.
     Booking,
+    /// One desk or office of a Nexudus `CoworkerContract` (`StartDate` to `CancellationDate`),
+    /// held by the contract's customer and, for a team's paying member, by every team member.
+    Contract,
+    /// A registered Nexudus visitor's visit.
+    Visit,
 }
 
 impl EntitlementKind {
@@ -400,6 +423,8 @@ impl EntitlementKind {
         match self {
             EntitlementKind::Pass => "pass",
             EntitlementKind::Booking => "booking",
+            EntitlementKind::Contract => "contract",
+            EntitlementKind::Visit => "visit",
         }
     }
 }

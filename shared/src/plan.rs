@@ -83,7 +83,8 @@ pub fn desired(
     now: Instant,
 ) -> DesiredSet {
     let mut set = DesiredSet::default();
-    let Some(profile) = profile.filter(|p| !p.deleted) else { return set };
+    // A deleted or suspended person is granted nothing: the overlay outranks every window.
+    let Some(profile) = profile.filter(|p| !p.deleted && p.suspended.is_none()) else { return set };
     let Some(email) = profile.email.clone() else { return set };
 
     let mut per_target: BTreeMap<Target, Vec<(Window, String)>> = BTreeMap::new();
@@ -324,7 +325,13 @@ mod tests {
     }
 
     fn profile(e: &str) -> Profile {
-        Profile { email: Some(email(e)), name: "Anna".into(), source_version: None, deleted: false }
+        Profile {
+            email: Some(email(e)),
+            name: "Anna".into(),
+            source_version: None,
+            deleted: false,
+            suspended: None,
+        }
     }
 
     fn pass(id: &str, product: &str, window: Window) -> Entitlement {

@@ -327,6 +327,11 @@ pub async fn resync(
             for a in &gone {
                 records.remove_applied(subject, a).await?;
             }
+            // A window that starts or ends later (a booking, a contract) needs its timer even
+            // when nothing is due now.
+            if let Some(at) = plan.next_check.filter(|_| changed) {
+                records.set_timer(subject, at).await?;
+            }
             if !plan.ops.is_empty() {
                 let msg = WorkMessage::Reconcile {
                     subject: subject.clone(),
@@ -413,6 +418,7 @@ mod tests {
             name: "Anna".into(),
             source_version: Some(t(version)),
             deleted: false,
+            suspended: None,
         }
     }
 

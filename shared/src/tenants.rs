@@ -69,7 +69,15 @@ impl TenantRuntime {
                 .with_calls_per_minute(
                     calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE),
                 );
-                (Arc::new(NexudusSource::new(nexudus)), webhook_secret, webhook_token, None)
+                let zone = crate::localtime::Zone::parse(&config.timezone)
+                    .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
+                let rules = crate::sources::nexudus::source::NexudusRules::of(&config.policy, zone);
+                (
+                    Arc::new(NexudusSource::new(config.id.clone(), nexudus, rules)),
+                    webhook_secret,
+                    webhook_token,
+                    None,
+                )
             }
             SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
                 let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;

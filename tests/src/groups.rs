@@ -20,6 +20,20 @@ pub const EVENING: i64 = 1003;
 pub const STUDIOS: i64 = 1004;
 pub const STUDIO_GROUPS: [u64; 2] = [502, 503];
 
+/// Nexudus items with groups of their own: a meeting room (resource), a dedicated desk and an
+/// office (floor-plan desks), and the tenant's visitor access.
+pub const ROOM: i64 = 12;
+pub const ROOM_SALTO: &str = "3f1c2a7e-0000-4000-8000-00000000c0f2";
+pub const ROOM_BRIVO: u64 = 504;
+pub const DESK: i64 = 31;
+pub const DESK_SALTO: &str = "3f1c2a7e-0000-4000-8000-00000000c0f3";
+pub const OFFICE: i64 = 32;
+pub const OFFICE_BRIVO: u64 = 505;
+pub const VISITORS_SALTO: &str = "3f1c2a7e-0000-4000-8000-00000000c0f4";
+pub const VISITORS_BRIVO: u64 = 506;
+/// A resource whose bookings open the coworking floor (the groups the passes open).
+pub const FLOOR_ROOM: i64 = 13;
+
 /// Adds Salto KS and Brivo to the tenant, pointed at the simulators, with the pass mappings.
 pub fn add_group_providers(
     config: &mut TenantConfig,
@@ -62,6 +76,17 @@ pub fn add_group_providers(
         item: ItemRef { kind: ItemKind::Pass, id: STUDIOS.to_string() },
         targets: STUDIO_GROUPS.iter().map(|g| Target::BrivoGroup(g.to_string().as_str().into())).collect(),
     });
+    let salto = |g: &str| Target::SaltoGroup(g.into());
+    let brivo = |g: u64| Target::BrivoGroup(g.to_string().as_str().into());
+    for (kind, id, targets) in [
+        (ItemKind::Resource, ROOM.to_string(), vec![salto(ROOM_SALTO), brivo(ROOM_BRIVO)]),
+        (ItemKind::Resource, FLOOR_ROOM.to_string(), floor.clone()),
+        (ItemKind::Desk, DESK.to_string(), vec![salto(DESK_SALTO)]),
+        (ItemKind::Office, OFFICE.to_string(), vec![brivo(OFFICE_BRIVO)]),
+        (ItemKind::Visitors, "*".to_owned(), vec![salto(VISITORS_SALTO), brivo(VISITORS_BRIVO)]),
+    ] {
+        config.mappings.push(Mapping { item: ItemRef { kind, id }, targets });
+    }
 }
 
 /// The secrets [`add_group_providers`] names.
@@ -90,6 +115,12 @@ pub async fn start_group_sims() -> (SaltoSim, BrivoSim) {
     for g in STUDIO_GROUPS {
         brivo.add_group(g, "Studio");
     }
+    for g in [ROOM_SALTO, DESK_SALTO, VISITORS_SALTO] {
+        salto.add_access_group(g, true);
+    }
+    brivo.add_group(ROOM_BRIVO, "Meeting room");
+    brivo.add_group(OFFICE_BRIVO, "Office 2");
+    brivo.add_group(VISITORS_BRIVO, "Visitors");
     (salto, brivo)
 }
 
@@ -108,9 +139,14 @@ impl Deref for GroupsApp {
 }
 
 pub async fn spawn_groups_app(no_access: NoAccess) -> GroupsApp {
+    spawn_groups_app_with(HookAuth::Signature, no_access).await
+}
+
+/// [`spawn_groups_app`] for a tenant that authenticates its webhooks with `auth`.
+pub async fn spawn_groups_app_with(auth: HookAuth, no_access: NoAccess) -> GroupsApp {
     let (salto, brivo) = start_group_sims().await;
     let app = spawn_app_with(
-        HookAuth::Signature,
+        auth,
         |c| add_group_providers(c, &salto, &brivo, no_access),
         group_secrets(&salto, &brivo),
     )

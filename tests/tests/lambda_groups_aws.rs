@@ -12,7 +12,8 @@ use shared::lambda::{LambdaEnv, nexudus_http};
 use shared::model::{ProviderKind, SourceKind, SubjectKey, TenantId, UserState};
 use shared::queue::sqs::SqsQueue;
 use testkit::groups::{
-    BRIVO_GROUP, COWORKING, SALTO_GROUP, add_group_providers, group_secrets, start_group_sims,
+    BRIVO_GROUP, COWORKING, DESK, DESK_SALTO, OFFICE, OFFICE_BRIVO, SALTO_GROUP, add_group_providers,
+    group_secrets, start_group_sims,
 };
 use testkit::harness::{ANNA, ANNA_EMAIL, HOOK_SECRET, HookAuth, OWNER, TENANT};
 use testkit::sim::{BrivoSim, NexudusSim, NexudusSimConfig, SaltoSim, TapkeySim, TapkeySimConfig};
@@ -55,20 +56,20 @@ async fn spawn_aws_groups_app() -> AwsApp {
 impl AwsApp {
     /// API Gateway → `nexudus-ingress`.
     async fn hook(&self) -> i64 {
-        let hook = self.nexudus.webhook("AccessControlUpdate", &self.nexudus.coworker_dto(ANNA));
+        self.hook_dto("AccessControlUpdate", &self.nexudus.coworker_dto(ANNA)).await
+    }
+
+    /// API Gateway → `nexudus-ingress`, for `action` with this DTO.
+    async fn hook_dto(&self, action: &str, dto: &serde_json::Value) -> i64 {
+        let hook = self.nexudus.webhook(action, dto);
         let sig = hook
             .headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
             .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest = serde_json::from_value(testkit::events::nexudus_hook(
-            TENANT,
-            "AccessControlUpdate",
-            "",
-            sig,
-            &hook.body,
-        ))
-        .expect("event");
+        let event: ApiGatewayV2httpRequest =
+            serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
+                .expect("event");
         nexudus_http(&self.env.ingress(), &event).await.status_code
     }
 
@@ -118,4 +119,49 @@ async fn a_pass_adds_and_using_it_removes_and_suspends_through_the_lambda_handle
     assert_eq!(actions.iter().filter(|a| **a == "add member").count(), 2, "{actions:?}");
     assert_eq!(actions.iter().filter(|a| **a == "remove member").count(), 2, "{actions:?}");
     assert_eq!(actions.iter().filter(|a| **a == "suspend user").count(), 2, "{actions:?}");
+}
+
+#[tokio::test]
+async fn a_team_contract_fans_out_to_every_member_and_a_leaver_is_removed_by_the_tick() {
+    const BEN: i64 = 457;
+    const BEN_EMAIL: &str = "ben@example.com";
+    const TEAM: i64 = 900;
+    let app = spawn_aws_groups_app().await;
+    let n = &app.nexudus;
+    n.add_coworker(BEN, "Ben Berger", BEN_EMAIL);
+    n.add_desk(DESK, "Desk 1", testkit::sim::nexudus::DESK_DEDICATED);
+    n.add_desk(OFFICE, "Office 2", testkit::sim::nexudus::DESK_OFFICE);
+    n.add_team(TEAM, "Acme", Some(ANNA), &[ANNA, BEN]);
+    n.add_contract(ANNA, "Acme office", Utc::now() - chrono::Duration::days(1), &[DESK, OFFICE]);
+
+    // One team webhook: one SQS message per member, each in its own FIFO group.
+    assert_eq!(app.hook_dto("TeamCreated", &n.team_dto(TEAM)).await, 202);
+    app.run_worker().await;
+    let both = [ANNA_EMAIL.to_owned(), BEN_EMAIL.to_owned()];
+    let mut desk = app.salto.members(DESK_SALTO);
+    desk.sort();
+    assert_eq!(desk, both);
+    let mut office = app.brivo.members(OFFICE_BRIVO);
+    office.sort();
+    assert_eq!(office, both);
+    assert_eq!(app.salto.membership_calls(DESK_SALTO), 2);
+    assert_eq!(app.brivo.membership_calls(), 2);
+
+    // Ben leaves: the webhook names only Anna; the worker finds Ben from the stored team
+    // (DynamoDB) and sets his timer; the tick brings him to a worker.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    n.set_now(Utc::now());
+    n.set_team_members(TEAM, &[ANNA]);
+    assert_eq!(app.hook_dto("TeamUpdated", &n.team_dto(TEAM)).await, 202);
+    app.run_worker().await;
+    let due = shared::serve::tick(&app.env.records, app.queue.as_ref()).await.expect("tick");
+    assert!(due >= 1, "Ben's timer is due");
+    app.run_worker().await;
+    assert_eq!(app.salto.members(DESK_SALTO), [ANNA_EMAIL]);
+    assert_eq!(app.brivo.members(OFFICE_BRIVO), [ANNA_EMAIL]);
+    assert_eq!(app.salto.membership_calls(DESK_SALTO), 3);
+    assert_eq!(app.brivo.membership_calls(), 3);
+    let ben = SubjectKey::new(&TenantId(TENANT.into()), SourceKind::Nexudus, BEN.to_string());
+    let users = app.env.records.provider_users(&ben).await.expect("users");
+    assert!(users.iter().all(|u| u.state == UserState::Suspended), "policy suspend: {users:?}");
 }

@@ -9,7 +9,72 @@ use crate::queue::Outgoing;
 pub use crate::sources::Proof;
 
 /// The Nexudus webhook actions this version acts on (each has its own URL).
-pub const NEXUDUS_ACTIONS: &[&str] = &["AccessControlUpdate", "CoworkerUpdate", "CoworkerDelete"];
+pub const NEXUDUS_ACTIONS: &[&str] = &[
+    "AccessControlUpdate",
+    "CoworkerCreate",
+    "CoworkerUpdate",
+    "CoworkerDelete",
+    "BookingCreate",
+    "BookingUpdate",
+    "BookingDelete",
+    "CoworkerContractCreate",
+    "CoworkerContractActivate",
+    "CoworkerContractUpdate",
+    "CoworkerContractCancel",
+    "CoworkerContractRenew",
+    "CoworkerContractUpgradeDowngrade",
+    "CoworkerContractDelete",
+    "TeamCreated",
+    "TeamUpdated",
+    "TeamDeleted",
+    "VisitorRegistered",
+    "VisitorDeleted",
+];
+
+/// Whom a Nexudus action's DTO concerns: a team concerns each of its members, a visitor is a
+/// subject of their own, every other DTO names its customer in `CoworkerId` or is the customer.
+fn nexudus_people(action: &str, fields: &serde_json::Map<String, Value>) -> Result<Vec<String>, Unparseable> {
+    let id = |v: &Value, field: &str| match v {
+        Value::Number(n) if n.as_i64().is_some_and(|n| n > 0) => Ok(n.to_string()),
+        Value::String(s) if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(s.clone())
+        }
+        _ => Err(Unparseable(format!("`{field}` is not a positive integer"))),
+    };
+    if action.starts_with("Team") {
+        // One message per member, each in the member's FIFO group; members who left are found
+        // by the worker from what it stored about the team.
+        let mut people = Vec::new();
+        if let Some(p) = fields.get("PayingMemberId").filter(|p| !p.is_null()) {
+            people.push(id(p, "PayingMemberId")?);
+        }
+        if let Some(members) = fields.get("TeamMembers").filter(|m| !m.is_null()) {
+            let Value::Array(members) = members else {
+                return Err(Unparseable("`TeamMembers` is not an array".into()));
+            };
+            for m in members {
+                people.push(id(m, "TeamMembers")?);
+            }
+        }
+        people.sort();
+        people.dedup();
+        if people.is_empty() {
+            return Err(Unparseable("a team without `PayingMemberId` or `TeamMembers`".into()));
+        }
+        return Ok(people);
+    }
+    if action.starts_with("Visitor") {
+        let v = fields.get("Id").ok_or_else(|| Unparseable("no `Id` field".into()))?;
+        return Ok(vec![format!("v{}", id(v, "Id")?)]);
+    }
+    // Pass, booking and contract DTOs name their customer in `CoworkerId`; coworker DTOs are the customer.
+    let person = match (fields.get("CoworkerId"), fields.get("Id")) {
+        (Some(id), _) if !id.is_null() => id,
+        (_, Some(id)) => id,
+        _ => return Err(Unparseable("no `Id` or `CoworkerId` field".into())),
+    };
+    id(person, "Id`/`CoworkerId").map(|p| vec![p])
+}
 
 /// Payloads larger than this travel without their body; the worker reads the source instead.
 const MAX_QUEUED_PAYLOAD: usize = 200 * 1024;
@@ -73,14 +138,15 @@ impl WorkMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unparseable(pub String);
 
-/// Parses a verified Nexudus delivery: a JSON array holding one entity DTO.
+/// Parses a verified Nexudus delivery (a JSON array holding one entity DTO) into one message
+/// per subject it concerns (a team: each member).
 pub fn nexudus(
     tenant: &TenantId,
     action: &str,
     body: &[u8],
     proof: Proof,
     received_at: Instant,
-) -> Result<WorkMessage, Unparseable> {
+) -> Result<Vec<WorkMessage>, Unparseable> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| Unparseable(format!("malformed JSON: {e}")))?;
     // Nexudus sends `[dto]`; a bare object is accepted as well.
@@ -92,17 +158,7 @@ pub fn nexudus(
     let Value::Object(fields) = &dto else {
         return Err(Unparseable("the webhook's element is not a JSON object".into()));
     };
-    // Pass and booking DTOs name their customer in `CoworkerId`; coworker DTOs are the customer.
-    let person = match (fields.get("CoworkerId"), fields.get("Id")) {
-        (Some(id), _) if !id.is_null() => id,
-        (_, Some(id)) => id,
-        _ => return Err(Unparseable("no `Id` or `CoworkerId` field".into())),
-    };
-    let person = match person {
-        Value::Number(n) if n.as_i64().is_some_and(|n| n > 0) => n.to_string(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.clone(),
-        _ => return Err(Unparseable("`Id`/`CoworkerId` is not a positive integer".into())),
-    };
+    let people = nexudus_people(action, fields)?;
     // Nexudus sends the same Coworker DTO for different access changes (a pass used, a pass
     // removed), so the body alone cannot name an event: the second of receipt is part of the id.
     // Repeats within that second are dropped by the queue; later ones are harmless, because the
@@ -112,16 +168,29 @@ pub fn nexudus(
     hasher.update([0]);
     hasher.update(received_at.timestamp().to_be_bytes());
     hasher.update(body);
-    let event_id = format!("nx-{}", hex::encode(&hasher.finalize()[..20]));
+    let digest = hasher.finalize();
     let payload = (body.len() <= MAX_QUEUED_PAYLOAD).then_some(dto);
-    Ok(WorkMessage::NexudusEvent {
-        event_id,
-        subject: SubjectKey::new(tenant, SourceKind::Nexudus, person),
-        action: action.to_owned(),
-        proof,
-        payload,
-        received_at,
-    })
+    let fan_out = people.len() > 1;
+    Ok(people
+        .into_iter()
+        .map(|person| {
+            // Each member's message is its own event (and done once).
+            let event_id = if fan_out {
+                let per = Sha256::digest([&digest[..], person.as_bytes()].concat());
+                format!("nx-{}", hex::encode(&per[..20]))
+            } else {
+                format!("nx-{}", hex::encode(&digest[..20]))
+            };
+            WorkMessage::NexudusEvent {
+                event_id,
+                subject: SubjectKey::new(tenant, SourceKind::Nexudus, person),
+                action: action.to_owned(),
+                proof,
+                payload: payload.clone(),
+                received_at,
+            }
+        })
+        .collect())
 }
 
 /// Why a verified Kinnovis body is not queued.
@@ -178,8 +247,33 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<WorkMessage, Unparseable> {
+        parse_as("AccessControlUpdate", body).map(|mut m| m.swap_remove(0))
+    }
+
+    fn parse_as(action: &str, body: &str) -> Result<Vec<WorkMessage>, Unparseable> {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap_or_default();
-        nexudus(&"t".into(), "AccessControlUpdate", body.as_bytes(), Proof::Signature, at)
+        nexudus(&"t".into(), action, body.as_bytes(), Proof::Signature, at)
+    }
+
+    #[test]
+    fn a_team_concerns_each_member_and_a_visitor_is_a_subject_of_its_own() {
+        let team = r#"[{"Id":9,"Name":"Acme","PayingMemberId":456,"TeamMembers":[456,457,"458"]}]"#;
+        let msgs = parse_as("TeamUpdated", team).expect("parses");
+        let people: Vec<&str> = msgs.iter().map(|m| m.subject().person.as_str()).collect();
+        assert_eq!(people, ["456", "457", "458"]);
+        let ids: std::collections::BTreeSet<String> = msgs.iter().map(|m| m.to_outgoing().dedup_id).collect();
+        assert_eq!(ids.len(), 3, "one event per member");
+        assert!(parse_as("TeamDeleted", r#"[{"Id":9}]"#).is_err_and(|e| e.0.contains("PayingMemberId")));
+        assert!(parse_as("TeamCreated", r#"[{"Id":9,"TeamMembers":[0]}]"#).is_err());
+
+        let visitor =
+            r#"[{"Id":77,"CoworkerId":456,"FullName":"Vera","ExpectedArrival":"2026-12-01T10:00:00Z"}]"#;
+        let msgs = parse_as("VisitorRegistered", visitor).expect("parses");
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].subject().person, "v77", "the visitor, not the host");
+        // A booking or contract concerns its customer.
+        let booking = r#"[{"Id":3,"CoworkerId":456,"ResourceId":12}]"#;
+        assert_eq!(parse_as("BookingCreate", booking).expect("parses")[0].subject().person, "456");
     }
 
     #[test]
@@ -195,8 +289,11 @@ mod tests {
     #[test]
     fn the_same_body_later_is_another_event() {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap_or_default();
-        let make =
-            |t| nexudus(&"t".into(), "AccessControlUpdate", br#"[{"Id":1}]"#, Proof::Token, t).expect("ok");
+        let make = |t| {
+            nexudus(&"t".into(), "AccessControlUpdate", br#"[{"Id":1}]"#, Proof::Token, t)
+                .expect("ok")
+                .swap_remove(0)
+        };
         assert_eq!(make(at).to_outgoing().dedup_id, make(at).to_outgoing().dedup_id);
         assert_ne!(
             make(at).to_outgoing().dedup_id,
@@ -223,6 +320,7 @@ mod tests {
             (r#"[{"Name":"x"}]"#, "no `Id`"),
             (r#"[{"Id":-1}]"#, "positive integer"),
             (r#"[{"Id":"1; drop"}]"#, "positive integer"),
+            (r#"[{"Id":"99999999999999999999999"}]"#, "positive integer"),
         ] {
             let err = parse(body).expect_err(body).0;
             assert!(err.contains(why), "{body}: {err}");

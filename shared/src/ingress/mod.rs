@@ -101,7 +101,7 @@ impl Ingress {
         let proof = if signed { Proof::Signature } else { Proof::Token };
 
         let now = self.records.now();
-        let msg = match envelope::nexudus(&tenant_id, req.action, req.body, proof, now) {
+        let messages = match envelope::nexudus(&tenant_id, req.action, req.body, proof, now) {
             Ok(m) => m,
             Err(envelope::Unparseable(reason)) => {
                 let q = Quarantined {
@@ -120,13 +120,15 @@ impl Ingress {
             }
         };
 
-        match self.queue.send(&msg.to_outgoing()).await {
-            Ok(()) => Answer { status: 202, body: json!({ "status": 202, "message": "queued" }) },
-            Err(e) => {
+        // A team fans out to one message per member; a failed send is retried by Nexudus and
+        // the queue's dedup ids drop the ones already sent.
+        for msg in &messages {
+            if let Err(e) = self.queue.send(&msg.to_outgoing()).await {
                 tracing::error!(error = %e, "queue unavailable");
-                Answer::new(503, "queue unavailable, retry later")
+                return Answer::new(503, "queue unavailable, retry later");
             }
         }
+        Answer { status: 202, body: json!({ "status": 202, "message": "queued" }) }
     }
 
     /// Accepts a Kinnovis webhook (Standard Webhooks). Nothing is queued unless it is signed

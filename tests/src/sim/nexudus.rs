@@ -4,6 +4,10 @@
 //! `page`/`size` and `{Entity}_{Field}` filters, PascalCase DTOs, **409** with `Retry-After` when
 //! throttled, and **500** (not 404) for a deleted id, as the real API does. It also builds and
 //! delivers webhooks signed the way Nexudus signs them.
+//!
+//! Entities: coworkers (with `Teams` by id), time passes, bookings, contracts (`Desks` only by
+//! id), floor-plan desks (`ItemType`), teams (`TeamMembers` only by id) and visitors. Every
+//! change stamps `UpdatedOn` with the sim clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -76,6 +80,11 @@ struct Data {
     coworkers: BTreeMap<i64, Coworker>,
     time_passes: BTreeMap<i64, TimePass>,
     passes: BTreeMap<i64, CoworkerPass>,
+    bookings: BTreeMap<i64, SimBooking>,
+    desks: BTreeMap<i64, SimDesk>,
+    contracts: BTreeMap<i64, SimContract>,
+    teams: BTreeMap<i64, SimTeam>,
+    visitors: BTreeMap<i64, SimVisitor>,
     next_pass_id: i64,
     access_tokens: HashMap<String, Instant>,
     refresh_tokens: HashMap<String, Instant>,
@@ -111,6 +120,60 @@ struct CoworkerPass {
     updated_on: DateTime<Utc>,
 }
 
+struct SimBooking {
+    id: i64,
+    unique_id: String,
+    coworker_id: i64,
+    resource_id: i64,
+    resource_name: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    created_on: DateTime<Utc>,
+    updated_on: DateTime<Utc>,
+}
+
+struct SimDesk {
+    id: i64,
+    name: String,
+    item_type: i64,
+}
+
+struct SimContract {
+    id: i64,
+    unique_id: String,
+    coworker_id: i64,
+    tariff_name: String,
+    start: DateTime<Utc>,
+    cancellation_date: Option<DateTime<Utc>>,
+    desks: Vec<i64>,
+    created_on: DateTime<Utc>,
+    updated_on: DateTime<Utc>,
+}
+
+struct SimTeam {
+    id: i64,
+    name: String,
+    paying_member: Option<i64>,
+    members: Vec<i64>,
+    created_on: DateTime<Utc>,
+    updated_on: DateTime<Utc>,
+}
+
+struct SimVisitor {
+    id: i64,
+    host: i64,
+    full_name: String,
+    email: String,
+    expected_arrival: DateTime<Utc>,
+    departure: Option<DateTime<Utc>>,
+    created_on: DateTime<Utc>,
+    updated_on: DateTime<Utc>,
+}
+
+/// `FloorPlanDesk.ItemType` values (reference §1.4).
+pub const DESK_OFFICE: i64 = 1;
+pub const DESK_DEDICATED: i64 = 2;
+
 impl NexudusSim {
     /// Starts a fresh simulator on its own loopback port; its clock reads the current time.
     pub async fn start(cfg: NexudusSimConfig) -> Self {
@@ -127,6 +190,11 @@ impl NexudusSim {
                 coworkers: BTreeMap::new(),
                 time_passes: BTreeMap::new(),
                 passes: BTreeMap::new(),
+                bookings: BTreeMap::new(),
+                desks: BTreeMap::new(),
+                contracts: BTreeMap::new(),
+                teams: BTreeMap::new(),
+                visitors: BTreeMap::new(),
                 next_pass_id: 5001,
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
@@ -271,7 +339,165 @@ impl NexudusSim {
 
     /// The full Coworker DTO (as `GET …/coworkers/{id}` and webhooks carry it); `Null` if unknown.
     pub fn coworker_dto(&self, id: i64) -> Value {
-        lock(&self.inner.data).coworkers.get(&id).map_or(Value::Null, |c| c.to_json(true))
+        let d = lock(&self.inner.data);
+        d.coworkers.get(&id).map_or(Value::Null, |c| c.to_json(&d, true))
+    }
+
+    fn next_id(d: &mut Data) -> i64 {
+        let id = d.next_pass_id;
+        d.next_pass_id += 1;
+        id
+    }
+
+    /// Books a resource for a coworker; returns the booking id. Panics on an unknown coworker.
+    pub fn book(
+        &self,
+        coworker_id: i64,
+        resource_id: i64,
+        resource: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> i64 {
+        let mut d = lock(&self.inner.data);
+        assert!(d.coworkers.contains_key(&coworker_id), "NexudusSim has no coworker {coworker_id}");
+        let id = Self::next_id(&mut d);
+        let now = d.now;
+        d.bookings.insert(
+            id,
+            SimBooking {
+                id,
+                unique_id: uuid::Uuid::new_v4().to_string(),
+                coworker_id,
+                resource_id,
+                resource_name: resource.to_owned(),
+                from,
+                to,
+                created_on: now,
+                updated_on: now,
+            },
+        );
+        id
+    }
+
+    /// Moves a booking to another time. Panics on an unknown booking (a test bug).
+    pub fn move_booking(&self, id: i64, from: DateTime<Utc>, to: DateTime<Utc>) {
+        let mut d = lock(&self.inner.data);
+        let now = d.now;
+        let b = d.bookings.get_mut(&id).unwrap_or_else(|| panic!("NexudusSim has no booking {id}"));
+        (b.from, b.to, b.updated_on) = (from, to, now);
+    }
+
+    /// Deletes a booking (a cancelled booking leaves the bookings list). Returns its last DTO,
+    /// which `BookingDelete` carries.
+    pub fn delete_booking(&self, id: i64) -> Value {
+        let mut d = lock(&self.inner.data);
+        let b = d.bookings.remove(&id).unwrap_or_else(|| panic!("NexudusSim has no booking {id}"));
+        b.to_json()
+    }
+
+    pub fn booking_dto(&self, id: i64) -> Value {
+        lock(&self.inner.data).bookings.get(&id).map_or(Value::Null, SimBooking::to_json)
+    }
+
+    /// Adds a floor-plan desk (`ItemType`: [`DESK_OFFICE`], [`DESK_DEDICATED`], …).
+    pub fn add_desk(&self, id: i64, name: &str, item_type: i64) {
+        lock(&self.inner.data).desks.insert(id, SimDesk { id, name: name.to_owned(), item_type });
+    }
+
+    /// A contract of `coworker_id` from `start` for these desks; returns its id.
+    pub fn add_contract(&self, coworker_id: i64, tariff: &str, start: DateTime<Utc>, desks: &[i64]) -> i64 {
+        let mut d = lock(&self.inner.data);
+        assert!(d.coworkers.contains_key(&coworker_id), "NexudusSim has no coworker {coworker_id}");
+        assert!(desks.iter().all(|k| d.desks.contains_key(k)), "NexudusSim lacks one of the desks {desks:?}");
+        let id = Self::next_id(&mut d);
+        let now = d.now;
+        d.contracts.insert(
+            id,
+            SimContract {
+                id,
+                unique_id: uuid::Uuid::new_v4().to_string(),
+                coworker_id,
+                tariff_name: tariff.to_owned(),
+                start,
+                cancellation_date: None,
+                desks: desks.to_vec(),
+                created_on: now,
+                updated_on: now,
+            },
+        );
+        id
+    }
+
+    /// Cancels a contract as of `date`.
+    pub fn cancel_contract(&self, id: i64, date: DateTime<Utc>) {
+        let mut d = lock(&self.inner.data);
+        let now = d.now;
+        let c = d.contracts.get_mut(&id).unwrap_or_else(|| panic!("NexudusSim has no contract {id}"));
+        (c.cancellation_date, c.updated_on) = (Some(date), now);
+    }
+
+    /// The contract DTO as GET-by-id and webhooks carry it (with `Desks`).
+    pub fn contract_dto(&self, id: i64) -> Value {
+        let d = lock(&self.inner.data);
+        d.contracts.get(&id).map_or(Value::Null, |c| c.to_json(&d, true))
+    }
+
+    /// A team with its paying member and members.
+    pub fn add_team(&self, id: i64, name: &str, paying_member: Option<i64>, members: &[i64]) {
+        let mut d = lock(&self.inner.data);
+        let now = d.now;
+        let team = SimTeam {
+            id,
+            name: name.to_owned(),
+            paying_member,
+            members: members.to_vec(),
+            created_on: now,
+            updated_on: now,
+        };
+        d.teams.insert(id, team);
+    }
+
+    /// Replaces a team's members (adding or removing someone updates the team).
+    pub fn set_team_members(&self, id: i64, members: &[i64]) {
+        let mut d = lock(&self.inner.data);
+        let now = d.now;
+        let t = d.teams.get_mut(&id).unwrap_or_else(|| panic!("NexudusSim has no team {id}"));
+        (t.members, t.updated_on) = (members.to_vec(), now);
+    }
+
+    /// The team DTO as GET-by-id and webhooks carry it (with `TeamMembers`).
+    pub fn team_dto(&self, id: i64) -> Value {
+        lock(&self.inner.data).teams.get(&id).map_or(Value::Null, |t| t.to_json(true))
+    }
+
+    /// Registers a visitor of `host` expected at `arrival`; returns the visitor id.
+    pub fn register_visitor(&self, host: i64, full_name: &str, email: &str, arrival: DateTime<Utc>) -> i64 {
+        let mut d = lock(&self.inner.data);
+        let id = Self::next_id(&mut d);
+        let now = d.now;
+        let visitor = SimVisitor {
+            id,
+            host,
+            full_name: full_name.to_owned(),
+            email: email.to_owned(),
+            expected_arrival: arrival,
+            departure: None,
+            created_on: now,
+            updated_on: now,
+        };
+        d.visitors.insert(id, visitor);
+        id
+    }
+
+    /// Removes a visitor; returns the last DTO, which `VisitorDeleted` carries.
+    pub fn delete_visitor(&self, id: i64) -> Value {
+        let mut d = lock(&self.inner.data);
+        let v = d.visitors.remove(&id).unwrap_or_else(|| panic!("NexudusSim has no visitor {id}"));
+        v.to_json()
+    }
+
+    pub fn visitor_dto(&self, id: i64) -> Value {
+        lock(&self.inner.data).visitors.get(&id).map_or(Value::Null, SimVisitor::to_json)
     }
 
     /// The CoworkerTimePass DTO; `Null` if unknown.
@@ -353,7 +579,7 @@ fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
 
 impl Coworker {
     /// `with_collections`: GET-by-id and webhooks carry `Teams`; list answers omit it.
-    fn to_json(&self, with_collections: bool) -> Value {
+    fn to_json(&self, d: &Data, with_collections: bool) -> Value {
         let mut v = json!({
             "Id": self.id,
             "UniqueId": self.unique_id,
@@ -368,9 +594,122 @@ impl Coworker {
             "SystemId": null,
         });
         if let (true, Some(obj)) = (with_collections, v.as_object_mut()) {
-            obj.insert("Teams".into(), json!([]));
+            let teams: Vec<i64> = d
+                .teams
+                .values()
+                .filter(|t| t.members.contains(&self.id) || t.paying_member == Some(self.id))
+                .map(|t| t.id)
+                .collect();
+            obj.insert("Teams".into(), json!(teams));
         }
         v
+    }
+}
+
+impl SimBooking {
+    fn to_json(&self) -> Value {
+        json!({
+            "Id": self.id,
+            "UniqueId": self.unique_id,
+            "BusinessId": BUSINESS_ID,
+            "ResourceId": self.resource_id,
+            "ResourceName": self.resource_name,
+            "FloorPlanDeskId": null,
+            "CoworkerId": self.coworker_id,
+            "FromTime": iso(&self.from),
+            "ToTime": iso(&self.to),
+            "Tentative": false,
+            "Online": true,
+            "Invoiced": false,
+            "BookingNumber": self.id,
+            "CreatedOn": iso(&self.created_on),
+            "UpdatedOn": iso(&self.updated_on),
+            "UpdatedBy": UPDATED_BY,
+            "IsNew": false,
+            "SystemId": null,
+        })
+    }
+}
+
+impl SimDesk {
+    fn to_json(&self) -> Value {
+        json!({
+            "Id": self.id,
+            "Name": self.name,
+            "ItemType": self.item_type,
+            "FloorPlanBusinessId": BUSINESS_ID,
+            "Available": true,
+        })
+    }
+}
+
+impl SimContract {
+    /// `with_collections`: GET-by-id and webhooks carry `Desks`; list answers omit it.
+    fn to_json(&self, d: &Data, with_collections: bool) -> Value {
+        let email = d.coworkers.get(&self.coworker_id).map(|c| c.email.clone());
+        let mut v = json!({
+            "Id": self.id,
+            "UniqueId": self.unique_id,
+            "CoworkerId": self.coworker_id,
+            "CoworkerEmail": email,
+            "TariffName": self.tariff_name,
+            "StartDate": iso(&self.start),
+            "Active": self.cancellation_date.is_none_or(|c| c > d.now),
+            "Cancelled": self.cancellation_date.is_some(),
+            "CancellationDate": iso_opt(&self.cancellation_date),
+            "FloorPlanDeskIds": self.desks.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+            "CreatedOn": iso(&self.created_on),
+            "UpdatedOn": iso(&self.updated_on),
+            "UpdatedBy": UPDATED_BY,
+            "IsNew": false,
+            "SystemId": null,
+        });
+        if let (true, Some(obj)) = (with_collections, v.as_object_mut()) {
+            obj.insert("Desks".into(), json!(self.desks));
+        }
+        v
+    }
+}
+
+impl SimTeam {
+    /// `with_collections`: GET-by-id and webhooks carry `TeamMembers`; list answers omit it.
+    fn to_json(&self, with_collections: bool) -> Value {
+        let mut v = json!({
+            "Id": self.id,
+            "BusinessId": BUSINESS_ID,
+            "Name": self.name,
+            "PayingMemberId": self.paying_member,
+            "CreatedOn": iso(&self.created_on),
+            "UpdatedOn": iso(&self.updated_on),
+            "UpdatedBy": UPDATED_BY,
+            "IsNew": false,
+            "SystemId": null,
+        });
+        if let (true, Some(obj)) = (with_collections, v.as_object_mut()) {
+            obj.insert("TeamMembers".into(), json!(self.members));
+        }
+        v
+    }
+}
+
+impl SimVisitor {
+    fn to_json(&self) -> Value {
+        json!({
+            "Id": self.id,
+            "BusinessId": BUSINESS_ID,
+            "FullName": self.full_name,
+            "Email": self.email,
+            "CoworkerId": self.host,
+            "ExpectedArrival": iso(&self.expected_arrival),
+            "Arrived": false,
+            "DepartureDate": iso_opt(&self.departure),
+            "HostApprovalStatus": 1,
+            "CreatedOn": iso(&self.created_on),
+            "UpdatedOn": iso(&self.updated_on),
+            "UpdatedBy": UPDATED_BY,
+            "IsNew": false,
+            "SystemId": null,
+        })
     }
 }
 
@@ -462,7 +801,30 @@ impl Inner {
         match (method, &lower[1..]) {
             ("GET", ["spaces", "coworkers"]) => self.list_coworkers(&query),
             ("GET", ["spaces", "coworkers", _]) => {
-                self.by_id(&segs[3], |d, id| d.coworkers.get(&id).map(|c| c.to_json(true)))
+                self.by_id(&segs[3], |d, id| d.coworkers.get(&id).map(|c| c.to_json(d, true)))
+            }
+            ("GET", ["spaces", "bookings"]) => self.list_bookings(&query),
+            ("GET", ["spaces", "bookings", _]) => {
+                self.by_id(&segs[3], |d, id| d.bookings.get(&id).map(SimBooking::to_json))
+            }
+            ("GET", ["billing", "coworkercontracts"]) => self.list_contracts(&query),
+            ("GET", ["billing", "coworkercontracts", _]) => {
+                self.by_id(&segs[3], |d, id| d.contracts.get(&id).map(|c| c.to_json(d, true)))
+            }
+            ("GET", ["sys", "floorplandesks"]) => {
+                let d = lock(&self.data);
+                paged(&query, d.desks.values().map(SimDesk::to_json).collect())
+            }
+            ("GET", ["sys", "floorplandesks", _]) => {
+                self.by_id(&segs[3], |d, id| d.desks.get(&id).map(SimDesk::to_json))
+            }
+            ("GET", ["spaces", "teams"]) => self.list_teams(&query),
+            ("GET", ["spaces", "teams", _]) => {
+                self.by_id(&segs[3], |d, id| d.teams.get(&id).map(|t| t.to_json(true)))
+            }
+            ("GET", ["spaces", "visitors"]) => self.list_visitors(&query),
+            ("GET", ["spaces", "visitors", _]) => {
+                self.by_id(&segs[3], |d, id| d.visitors.get(&id).map(SimVisitor::to_json))
             }
             ("GET", ["billing", "coworkertimepasses"]) => self.list_passes(&query),
             ("GET", ["billing", "coworkertimepasses", _]) => {
@@ -564,7 +926,7 @@ impl Inner {
             .values()
             .filter(|c| email.as_ref().is_none_or(|e| c.email.to_lowercase() == *e))
             .filter(|c| from.is_none_or(|f| c.updated_on >= f) && to.is_none_or(|t| c.updated_on <= t))
-            .map(|c| c.to_json(false))
+            .map(|c| c.to_json(&d, false))
             .collect();
         paged(query, records)
     }
@@ -596,11 +958,86 @@ impl Inner {
         paged(query, records)
     }
 
+    fn list_bookings(&self, query: &Query) -> Response {
+        let coworker = match param(query, "Booking_Coworker").map(str::parse::<i64>).transpose() {
+            Ok(c) => c,
+            Err(_) => return bad_request("Booking_Coworker must be an integer."),
+        };
+        let (ends_from, updated) =
+            match (time_param(query, "from_Booking_ToTime"), updated_range(query, "Booking")) {
+                (Ok(e), Ok(u)) => (e, u),
+                (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+            };
+        let d = lock(&self.data);
+        let records = d
+            .bookings
+            .values()
+            .filter(|b| coworker.is_none_or(|c| b.coworker_id == c))
+            .filter(|b| ends_from.is_none_or(|f| b.to >= f))
+            .filter(|b| in_range(updated, b.updated_on))
+            .map(SimBooking::to_json)
+            .collect();
+        paged(query, records)
+    }
+
+    fn list_contracts(&self, query: &Query) -> Response {
+        let coworker = match param(query, "CoworkerContract_Coworker").map(str::parse::<i64>).transpose() {
+            Ok(c) => c,
+            Err(_) => return bad_request("CoworkerContract_Coworker must be an integer."),
+        };
+        let updated = match updated_range(query, "CoworkerContract") {
+            Ok(r) => r,
+            Err(e) => return bad_request(&e),
+        };
+        let d = lock(&self.data);
+        let records = d
+            .contracts
+            .values()
+            .filter(|c| coworker.is_none_or(|w| c.coworker_id == w))
+            .filter(|c| in_range(updated, c.updated_on))
+            .map(|c| c.to_json(&d, false))
+            .collect();
+        paged(query, records)
+    }
+
+    fn list_teams(&self, query: &Query) -> Response {
+        let updated = match updated_range(query, "Team") {
+            Ok(r) => r,
+            Err(e) => return bad_request(&e),
+        };
+        let d = lock(&self.data);
+        let records =
+            d.teams.values().filter(|t| in_range(updated, t.updated_on)).map(|t| t.to_json(false)).collect();
+        paged(query, records)
+    }
+
+    fn list_visitors(&self, query: &Query) -> Response {
+        let (arriving_from, updated) =
+            match (time_param(query, "from_Visitor_ExpectedArrival"), updated_range(query, "Visitor")) {
+                (Ok(a), Ok(u)) => (a, u),
+                (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+            };
+        let d = lock(&self.data);
+        let records = d
+            .visitors
+            .values()
+            .filter(|v| arriving_from.is_none_or(|f| v.expected_arrival >= f))
+            .filter(|v| in_range(updated, v.updated_on))
+            .map(SimVisitor::to_json)
+            .collect();
+        paged(query, records)
+    }
+
     fn dump(&self) -> Value {
         let d = lock(&self.data);
         json!({
             "now": iso(&d.now),
-            "coworkers": d.coworkers.values().map(|c| c.to_json(true)).collect::<Vec<_>>(),
+            "coworkers": d.coworkers.values().map(|c| c.to_json(&d, true)).collect::<Vec<_>>(),
+            "bookings": d.bookings.values().map(SimBooking::to_json).collect::<Vec<_>>(),
+            "coworkerContracts": d.contracts.values().map(|c| c.to_json(&d, true)).collect::<Vec<_>>(),
+            "floorPlanDesks": d.desks.values().map(SimDesk::to_json).collect::<Vec<_>>(),
+            "teams": d.teams.values().map(|t| t.to_json(true)).collect::<Vec<_>>(),
+            "visitors": d.visitors.values().map(SimVisitor::to_json).collect::<Vec<_>>(),
             "timePasses": d.time_passes.values().map(TimePass::to_json).collect::<Vec<_>>(),
             "coworkerTimePasses": d.passes.values().map(|p| p.to_json(&d)).collect::<Vec<_>>(),
             "tokenRequests": d.token_requests,
@@ -619,6 +1056,15 @@ fn updated_range(query: &Query, entity: &str) -> Result<Range, String> {
         param(query, &key).map(|v| parse_time(v).ok_or_else(|| format!("{key} is not a date."))).transpose()
     };
     Ok((bound("from")?, bound("to")?))
+}
+
+/// A `YYYY-MM-DDTHH:mm` range filter (e.g. `from_Booking_ToTime`).
+fn time_param(query: &Query, key: &str) -> Result<Option<DateTime<Utc>>, String> {
+    param(query, key).map(|v| parse_time(v).ok_or_else(|| format!("{key} is not a date."))).transpose()
+}
+
+fn in_range((from, to): Range, t: DateTime<Utc>) -> bool {
+    from.is_none_or(|f| t >= f) && to.is_none_or(|u| t <= u)
 }
 
 /// The Nexudus list envelope around one page of `records` (`page` from 1, `size` default 25).
@@ -821,6 +1267,69 @@ mod tests {
         assert!(e["Message"].is_string());
         assert_eq!(get(&http, &format!("{base}/spaces/coworkers/abc"), &tok).await.0, 400);
         assert_eq!(sim.count("GET", "/spaces/coworkers/7"), 1);
+    }
+
+    #[tokio::test]
+    async fn bookings_contracts_desks_teams_and_visitors() {
+        let sim = NexudusSim::start(NexudusSimConfig::default()).await;
+        sim.set_now(at(8));
+        sim.add_coworker(7, "Anna", "anna@x.com");
+        sim.add_coworker(8, "Ben", "ben@x.com");
+        let old = sim.book(7, 12, "Room 1", at(1), at(2));
+        let booking = sim.book(7, 12, "Room 1", at(10), at(11));
+        sim.book(8, 12, "Room 1", at(12), at(13));
+        sim.add_desk(31, "Desk 1", DESK_DEDICATED);
+        sim.add_desk(32, "Office 2", DESK_OFFICE);
+        let contract = sim.add_contract(7, "Office", at(0), &[31, 32]);
+        sim.add_team(900, "Acme", Some(7), &[7, 8]);
+        let visitor = sim.register_visitor(7, "Vera", "vera@x.com", at(14));
+        let http = Client::new();
+        let tok = login(&sim, &http).await["access_token"].as_str().expect("tok").to_owned();
+        let base = sim.base_url();
+
+        let url = format!("{base}/spaces/bookings?Booking_Coworker=7&from_Booking_ToTime=2026-12-01T05:00");
+        let (_, mine) = get(&http, &url, &tok).await;
+        assert_eq!(mine["TotalItems"], 1, "the old booking ended before; Ben's is not Anna's");
+        assert_eq!(mine["Records"][0]["Id"], booking);
+        assert_eq!(mine["Records"][0]["FromTime"], "2026-12-01T10:00:00Z");
+        let (_, all) = get(&http, &format!("{base}/spaces/bookings"), &tok).await;
+        assert_eq!(all["TotalItems"], 3);
+        assert_eq!(
+            get(&http, &format!("{base}/spaces/bookings?from_Booking_ToTime=soon"), &tok).await.0,
+            400
+        );
+        sim.delete_booking(old);
+        assert_eq!(get(&http, &format!("{base}/spaces/bookings/{old}"), &tok).await.0, 500);
+
+        let (_, listed) =
+            get(&http, &format!("{base}/billing/coworkercontracts?CoworkerContract_Coworker=7"), &tok).await;
+        assert!(listed["Records"][0].get("Desks").is_none(), "lists omit collections");
+        let (_, one) = get(&http, &format!("{base}/billing/coworkercontracts/{contract}"), &tok).await;
+        assert_eq!(one["Desks"], json!([31, 32]));
+        assert_eq!(one, sim.contract_dto(contract));
+        let (_, office) = get(&http, &format!("{base}/sys/floorplandesks/32"), &tok).await;
+        assert_eq!(office["ItemType"], DESK_OFFICE);
+
+        let (_, teams) = get(&http, &format!("{base}/spaces/teams"), &tok).await;
+        assert!(teams["Records"][0].get("TeamMembers").is_none());
+        assert_eq!(teams["Records"][0]["PayingMemberId"], 7);
+        let (_, team) = get(&http, &format!("{base}/spaces/teams/900"), &tok).await;
+        assert_eq!(team["TeamMembers"], json!([7, 8]));
+        assert_eq!(sim.coworker_dto(8)["Teams"], json!([900]));
+        sim.set_now(at(9));
+        sim.set_team_members(900, &[7]);
+        let url = format!("{base}/spaces/teams?from_Team_UpdatedOn=2026-12-01T08:30");
+        assert_eq!(get(&http, &url, &tok).await.1["TotalItems"], 1);
+        assert_eq!(sim.coworker_dto(8)["Teams"], json!([]));
+
+        let url = format!("{base}/spaces/visitors?from_Visitor_ExpectedArrival=2026-12-01T13:00");
+        let (_, visitors) = get(&http, &url, &tok).await;
+        assert_eq!(
+            (visitors["Records"][0]["Id"].as_i64(), visitors["Records"][0]["CoworkerId"].as_i64()),
+            (Some(visitor), Some(7))
+        );
+        sim.delete_visitor(visitor);
+        assert_eq!(get(&http, &format!("{base}/spaces/visitors/{visitor}"), &tok).await.0, 500);
     }
 
     #[tokio::test]

@@ -199,7 +199,13 @@ impl KinnovisSource {
             (Some(p), _) => p.name.clone(),
             (None, _) => String::new(),
         };
-        let profile = Profile { email: Some(email.clone()), name, source_version: None, deleted: false };
+        let profile = Profile {
+            email: Some(email.clone()),
+            name,
+            source_version: None,
+            deleted: false,
+            suspended: None,
+        };
         if current.as_ref() != Some(&profile) {
             records.save_profile(subject, &profile).await?;
         }
@@ -266,6 +272,7 @@ impl Source for KinnovisSource {
                                 },
                                 source_version: None,
                                 deleted: false,
+                                suspended: None,
                             }),
                         };
                         v.insert(Listed { person: person_of(email), profile, entitlements: Vec::new() })

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
 
-use super::dto::{Coworker, CoworkerTimePass, Page};
+use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Page, Team, Visitor};
 use crate::error::CallError;
 use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
 
@@ -105,7 +105,92 @@ impl NexudusClient {
     /// One customer by id; `None` on 404. Nexudus answers 500 for a deleted id, which cannot be
     /// told from an outage, so that stays a retryable failure.
     pub async fn coworker(&self, id: i64) -> Result<Option<Coworker>, CallError> {
-        let url = format!("{}/spaces/coworkers/{id}", self.base);
+        self.by_id("spaces/coworkers", id).await
+    }
+
+    /// One contract with its `Desks` (lists omit them); `None` on 404.
+    pub async fn contract(&self, id: i64) -> Result<Option<CoworkerContract>, CallError> {
+        self.by_id("billing/coworkercontracts", id).await
+    }
+
+    /// One floor-plan desk (its `ItemType` tells an office from a desk); `None` on 404.
+    pub async fn desk(&self, id: i64) -> Result<Option<FloorPlanDesk>, CallError> {
+        self.by_id("sys/floorplandesks", id).await
+    }
+
+    /// One team with `TeamMembers` (lists omit them); `None` on 404.
+    pub async fn team(&self, id: i64) -> Result<Option<Team>, CallError> {
+        self.by_id("spaces/teams", id).await
+    }
+
+    /// One visitor; `None` on 404.
+    pub async fn visitor(&self, id: i64) -> Result<Option<Visitor>, CallError> {
+        self.by_id("spaces/visitors", id).await
+    }
+
+    /// One customer's bookings that end at or after `ends_from` (`YYYY-MM-DDTHH:mm`), all pages:
+    /// older ones can no longer open anything.
+    pub async fn bookings_for(&self, coworker_id: i64, ends_from: &str) -> Result<Vec<Booking>, CallError> {
+        let coworker = coworker_id.to_string();
+        self.list(
+            "spaces/bookings",
+            &[("Booking_Coworker", coworker.as_str()), ("from_Booking_ToTime", ends_from)],
+        )
+        .await
+    }
+
+    /// Every booking ending at or after `ends_from`, or (incremental) changed since `updated_from`.
+    pub async fn all_bookings(
+        &self,
+        updated_from: Option<&str>,
+        ends_from: &str,
+    ) -> Result<Vec<Booking>, CallError> {
+        let mut filter = vec![("from_Booking_ToTime", ends_from)];
+        filter.extend(updated_from.map(|f| ("from_Booking_UpdatedOn", f)));
+        self.list("spaces/bookings", &filter).await
+    }
+
+    /// One customer's contracts (without `Desks`), all pages.
+    pub async fn contracts_for(&self, coworker_id: i64) -> Result<Vec<CoworkerContract>, CallError> {
+        let coworker = coworker_id.to_string();
+        self.list("billing/coworkercontracts", &[("CoworkerContract_Coworker", coworker.as_str())]).await
+    }
+
+    /// Every contract (without `Desks`), or those changed since `updated_from`.
+    pub async fn all_contracts(
+        &self,
+        updated_from: Option<&str>,
+    ) -> Result<Vec<CoworkerContract>, CallError> {
+        let filter: Vec<(&str, &str)> =
+            updated_from.map(|f| ("from_CoworkerContract_UpdatedOn", f)).into_iter().collect();
+        self.list("billing/coworkercontracts", &filter).await
+    }
+
+    /// Every team (without `TeamMembers`), or those changed since `updated_from`.
+    pub async fn all_teams(&self, updated_from: Option<&str>) -> Result<Vec<Team>, CallError> {
+        let filter: Vec<(&str, &str)> =
+            updated_from.map(|f| ("from_Team_UpdatedOn", f)).into_iter().collect();
+        self.list("spaces/teams", &filter).await
+    }
+
+    /// Visitors expected at or after `arriving_from`, or (incremental) changed since `updated_from`.
+    pub async fn all_visitors(
+        &self,
+        updated_from: Option<&str>,
+        arriving_from: &str,
+    ) -> Result<Vec<Visitor>, CallError> {
+        let mut filter = vec![("from_Visitor_ExpectedArrival", arriving_from)];
+        filter.extend(updated_from.map(|f| ("from_Visitor_UpdatedOn", f)));
+        self.list("spaces/visitors", &filter).await
+    }
+
+    /// GET `{path}/{id}`; `None` on 404 (a 500 for a deleted id stays retryable, see above).
+    async fn by_id<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        id: i64,
+    ) -> Result<Option<T>, CallError> {
+        let url = format!("{}/{path}/{id}", self.base);
         let reply = self.call(|| self.http.get(&url)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(Some),

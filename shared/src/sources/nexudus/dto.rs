@@ -19,6 +19,107 @@ pub struct Coworker {
     pub active: bool,
     #[serde(default, deserialize_with = "lenient_time")]
     pub updated_on: Option<DateTime<Utc>>,
+    /// The teams the customer belongs to; only GET-by-id and webhooks carry it (`None` when
+    /// absent, so a list answer is never read as "in no team").
+    #[serde(default, deserialize_with = "lenient_ids", skip_serializing_if = "Option::is_none")]
+    pub teams: Option<Vec<i64>>,
+}
+
+/// A booking of a resource (`/api/spaces/bookings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Booking {
+    pub id: i64,
+    pub coworker_id: i64,
+    pub resource_id: i64,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(deserialize_with = "required_time")]
+    pub from_time: DateTime<Utc>,
+    #[serde(deserialize_with = "required_time")]
+    pub to_time: DateTime<Utc>,
+    /// Awaiting approval: no access until confirmed.
+    #[serde(default)]
+    pub tentative: bool,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub updated_on: Option<DateTime<Utc>>,
+}
+
+/// A customer's contract (`/api/billing/coworkercontracts`). `Desks` (FloorPlanDesk ids) comes
+/// only with GET-by-id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CoworkerContract {
+    pub id: i64,
+    pub coworker_id: i64,
+    #[serde(default)]
+    pub tariff_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub start_date: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub cancellation_date: Option<DateTime<Utc>>,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub cancelled: bool,
+    #[serde(default, deserialize_with = "lenient_ids", skip_serializing_if = "Option::is_none")]
+    pub desks: Option<Vec<i64>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub updated_on: Option<DateTime<Utc>>,
+}
+
+/// A desk or office on a floor plan (`/api/sys/floorplandesks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FloorPlanDesk {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// 1 Office, 2 DedicatedDesk, 3 HotDesk, 4 Other, 5 Room.
+    #[serde(default)]
+    pub item_type: Option<i64>,
+}
+
+impl FloorPlanDesk {
+    pub const OFFICE: i64 = 1;
+
+    pub fn is_office(&self) -> bool {
+        self.item_type == Some(Self::OFFICE)
+    }
+}
+
+/// A team (`/api/spaces/teams`). `TeamMembers` comes only with GET-by-id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Team {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_ids", skip_serializing_if = "Option::is_none")]
+    pub team_members: Option<Vec<i64>>,
+    #[serde(default)]
+    pub paying_member_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub updated_on: Option<DateTime<Utc>>,
+}
+
+/// A registered visitor (`/api/spaces/visitors`); `CoworkerId` is the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Visitor {
+    pub id: i64,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub coworker_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub expected_arrival: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub departure_date: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub updated_on: Option<DateTime<Utc>>,
 }
 
 /// A pass given to one customer (`/api/billing/coworkertimepasses`).
@@ -75,6 +176,28 @@ fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>
     }
 }
 
+fn required_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    lenient_time(d)?.ok_or_else(|| serde::de::Error::custom("missing date"))
+}
+
+/// A list of ids: integers, numeric strings, or objects with an `Id` (`null` is absent).
+fn lenient_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+    let Some(items) = Option::<Vec<serde_json::Value>>::deserialize(d)? else { return Ok(None) };
+    items
+        .iter()
+        .map(|v| {
+            let id = match v {
+                serde_json::Value::Object(o) => o.get("Id").unwrap_or(&serde_json::Value::Null),
+                other => other,
+            };
+            id.as_i64()
+                .or_else(|| id.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| serde::de::Error::custom(format!("not an id: {v}")))
+        })
+        .collect::<Result<Vec<i64>, D::Error>>()
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +209,17 @@ mod tests {
         assert_eq!(with, parse_time("2026-12-01T11:00:00+01:00"));
         assert_eq!(parse_time(""), None);
         assert_eq!(parse_time("tomorrow"), None);
+    }
+
+    #[test]
+    fn collections_read_as_ids_and_stay_absent_when_omitted() {
+        let c: Coworker = serde_json::from_str(r#"{"Id":1,"Teams":[7,{"Id":8},"9"]}"#).expect("parses");
+        assert_eq!(c.teams, Some(vec![7, 8, 9]));
+        let listed: Coworker = serde_json::from_str(r#"{"Id":1}"#).expect("parses");
+        assert_eq!(listed.teams, None);
+        assert!(serde_json::from_str::<Team>(r#"{"Id":1,"TeamMembers":["x"]}"#).is_err());
+        let b = r#"{"Id":3,"CoworkerId":456,"ResourceId":12,"FromTime":"2026-12-01T10:00:00Z"}"#;
+        assert!(serde_json::from_str::<Booking>(b).is_err(), "a booking needs ToTime");
     }
 
     #[test]
