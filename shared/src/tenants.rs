@@ -107,7 +107,8 @@ impl TenantRuntime {
                 },
                 http.clone(),
                 policy.clone(),
-            );
+            )
+            .with_calls_per_second(t.calls_per_second);
             let tapkey = Arc::new(tapkey);
             providers.insert(ProviderKind::Tapkey, tapkey.clone());
             tapkey_provider = Some(tapkey);
@@ -128,7 +129,8 @@ impl TenantRuntime {
                 },
                 http.clone(),
                 policy.clone(),
-            );
+            )
+            .with_calls_per_second(s.calls_per_second);
             providers.insert(ProviderKind::Salto, Arc::new(salto));
         }
         if let Some(b) = &config.providers.brivo {
@@ -144,7 +146,8 @@ impl TenantRuntime {
                 },
                 http.clone(),
                 policy.clone(),
-            );
+            )
+            .with_calls_per_second(b.calls_per_second);
             providers.insert(ProviderKind::Brivo, Arc::new(brivo));
         }
 
