@@ -1,3 +1,4 @@
+pub mod burst;
 pub mod demo;
 pub mod events;
 pub mod groups;
