@@ -8,7 +8,7 @@ REGION ?= $(or $(AWS_REGION),eu-central-1)
 VENV := .venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint build release validate deploy lambda-local events
+.PHONY: help run test lint build release validate deploy lambda-local events bench soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -18,6 +18,12 @@ run: ## the demo: portier serve --demo (simulated Nexudus and Tapkey on loopback
 
 test: ## every test; starts and stops the loopback DynamoDB/SQS server (moto, in .venv)
 	scripts/test.sh
+
+bench: ## engine benchmarks + a 2 000-webhook burst at 20 calls/s; table of figures vs goals, docs/bench/convergence.svg
+	scripts/bench.sh
+
+soak: ## full-size fault injection (300 members) and crash (1 000 webhooks) runs
+	PORTIER_SOAK_MEMBERS=300 PORTIER_CRASH_WEBHOOKS=1000 $(CARGO) test --workspace --test fault_injection --test crash -- --nocapture
 
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --all -- --check

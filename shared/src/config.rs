@@ -173,6 +173,10 @@ pub struct SaltoProviderConfig {
     pub base_url: String,
     #[serde(default = "salto_token")]
     pub token_url: String,
+    /// Client-side limit on API calls per second, shared by every worker of the process
+    /// (none when absent). Set it at or under the provider's limit for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_second: Option<f64>,
 }
 
 fn salto_base() -> String {
@@ -199,6 +203,10 @@ pub struct BrivoProviderConfig {
     /// Send a Mobile Pass invitation when a Brivo user first gains access (default on).
     #[serde(default = "yes")]
     pub mobile_pass: bool,
+    /// Client-side limit on API calls per second, shared by every worker of the process
+    /// (none when absent). Set it at or under the provider's limit for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_second: Option<f64>,
 }
 
 fn brivo_base() -> String {
@@ -223,6 +231,10 @@ pub struct TapkeyProviderConfig {
     pub base_url: String,
     #[serde(default = "tapkey_token")]
     pub token_url: String,
+    /// Client-side limit on API calls per second, shared by every worker of the process
+    /// (none when absent). Set it at or under the provider's limit for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_second: Option<f64>,
 }
 
 fn tapkey_base() -> String {
@@ -299,6 +311,19 @@ impl TenantConfig {
                 if location_id.trim().is_empty() {
                     return Err(ConfigError(format!("tenant {}: source.location_id is empty", self.id)));
                 }
+            }
+        }
+        let p = &self.providers;
+        for (section, rate) in [
+            ("tapkey", p.tapkey.as_ref().and_then(|t| t.calls_per_second)),
+            ("salto_ks", p.salto_ks.as_ref().and_then(|t| t.calls_per_second)),
+            ("brivo", p.brivo.as_ref().and_then(|t| t.calls_per_second)),
+        ] {
+            if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                return Err(ConfigError(format!(
+                    "tenant {}: providers.{section}.calls_per_second must be a positive number",
+                    self.id
+                )));
             }
         }
         // Local dates (Kinnovis move-in/move-out) are converted with this zone.

@@ -22,6 +22,27 @@ use crate::worker::Worker;
 /// How long a received message stays hidden while it is worked on.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
 
+/// Name of the environment variable that overrides [`VISIBILITY`] in seconds: after a crash,
+/// the messages the dead process held come back only when it runs out.
+pub const VISIBILITY_ENV: &str = "PORTIER_VISIBILITY_SECS";
+
+/// [`VISIBILITY`], or `PORTIER_VISIBILITY_SECS` when set to a positive number (read once).
+pub fn visibility() -> Duration {
+    static V: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var(VISIBILITY_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map_or(VISIBILITY, Duration::from_secs)
+    })
+}
+
+/// Worker tasks `portier serve` runs by default. FIFO groups keep each subject with one worker
+/// at a time, so more workers only overlap calls to different subjects (and providers' rate
+/// limits, shared by all of them, keep the total in check).
+pub const DEFAULT_WORKERS: usize = 4;
+
 /// The parts of a running Portier.
 #[derive(Clone)]
 pub struct Runtime {
@@ -125,7 +146,7 @@ pub fn redelivery_delay(error: &WorkError, receive_count: u32) -> Duration {
 
 /// Receives one batch and works it: done messages are deleted, failed ones come back later.
 pub async fn work_batch(rt: &Runtime, wait: Duration) -> Result<Drained, WorkError> {
-    let batch = rt.queue.receive(10, VISIBILITY, wait).await?;
+    let batch = rt.queue.receive(10, visibility(), wait).await?;
     let mut drained = Drained::default();
     for delivery in batch {
         if work_one(rt, &delivery).await? {
@@ -178,22 +199,30 @@ pub async fn resync_all(rt: &Runtime, tenants: &dyn crate::tenants::Tenants) -> 
     Ok(())
 }
 
-/// Runs the worker, the tick and the daily resync until `shutdown` resolves.
-pub async fn run_background(rt: Runtime, shutdown: tokio::sync::watch::Receiver<bool>) {
-    let worker = {
-        let rt = rt.clone();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            while !*stop.borrow() {
-                tokio::select! {
-                    r = work_batch(&rt, Duration::from_secs(1)) => if let Err(e) = r {
-                        tracing::error!(error = %e, "worker: store or queue unavailable");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    },
-                    _ = stop.changed() => {}
+/// Runs `workers` worker tasks (at least one), the tick and the daily resync until `shutdown`
+/// resolves.
+pub async fn run_background(rt: Runtime, workers: usize, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let workers: Vec<_> = (0..workers.max(1))
+        .map(|_| {
+            let rt = rt.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                while !*stop.borrow() {
+                    tokio::select! {
+                        r = work_batch(&rt, Duration::from_secs(1)) => if let Err(e) = r {
+                            tracing::error!(error = %e, "worker: store or queue unavailable");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        },
+                        _ = stop.changed() => {}
+                    }
                 }
-            }
+            })
         })
+        .collect();
+    let worker = async {
+        for w in workers {
+            let _ = w.await;
+        }
     };
     let ticker = {
         let rt = rt.clone();

@@ -116,7 +116,8 @@ impl TenantRuntime {
                 },
                 http.clone(),
                 policy.clone(),
-            );
+            )
+            .with_calls_per_second(t.calls_per_second);
             let tapkey = Arc::new(tapkey);
             providers.insert(ProviderKind::Tapkey, tapkey.clone());
             tapkey_provider = Some(tapkey);
@@ -137,7 +138,8 @@ impl TenantRuntime {
                 },
                 http.clone(),
                 policy.clone(),
-            );
+            )
+            .with_calls_per_second(s.calls_per_second);
             providers.insert(ProviderKind::Salto, Arc::new(salto));
         }
         if let Some(b) = &config.providers.brivo {
@@ -153,7 +155,8 @@ impl TenantRuntime {
                 },
                 http.clone(),
                 policy.clone(),
-            );
+            )
+            .with_calls_per_second(b.calls_per_second);
             providers.insert(ProviderKind::Brivo, Arc::new(brivo));
         }
 

@@ -93,6 +93,7 @@ pub async fn start() -> Demo {
         client_secret_env: "TAPKEY_CLIENT_SECRET".into(),
         base_url: tapkey.base_url(),
         token_url: tapkey.token_url(),
+        calls_per_second: None,
     };
     let storage = TenantConfig {
         id: TenantId(DEMO_STORAGE_TENANT.into()),

@@ -51,6 +51,7 @@ pub fn add_group_providers(
         refresh_token_env: None,
         base_url: salto.base_url(),
         token_url: salto.token_url(),
+        calls_per_second: None,
     });
     config.providers.brivo = Some(BrivoProviderConfig {
         api_key_env: "BRIVO_API_KEY".into(),
@@ -60,6 +61,7 @@ pub fn add_group_providers(
         password_env: "BRIVO_PASSWORD".into(),
         base_url: brivo.base_url(),
         token_url: brivo.token_url(),
+        calls_per_second: None,
         mobile_pass: true,
     });
     let floor = vec![

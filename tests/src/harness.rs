@@ -80,6 +80,7 @@ pub fn tenant_config(nexudus: &NexudusSim, tapkey: &TapkeySim, auth: HookAuth) -
                 client_secret_env: "TAPKEY_CLIENT_SECRET".into(),
                 base_url: tapkey.base_url(),
                 token_url: tapkey.token_url(),
+                calls_per_second: None,
             }),
             salto_ks: None,
             brivo: None,

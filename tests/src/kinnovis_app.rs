@@ -62,6 +62,7 @@ pub fn storage_config(kinnovis: &KinnovisSim, tapkey: &TapkeySim) -> TenantConfi
                 client_secret_env: "TAPKEY_CLIENT_SECRET".into(),
                 base_url: tapkey.base_url(),
                 token_url: tapkey.token_url(),
+                calls_per_second: None,
             }),
             ..Providers::default()
         },

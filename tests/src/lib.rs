@@ -1,4 +1,5 @@
 pub mod aws;
+pub mod burst;
 pub mod demo;
 pub mod events;
 pub mod groups;

@@ -50,6 +50,9 @@ enum Command {
         /// Log JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
+        /// Worker tasks working the queue concurrently (one subject is never worked by two).
+        #[arg(long, default_value_t = serve::DEFAULT_WORKERS)]
+        workers: usize,
     },
     /// Replays a sample webhook from `events/` (an API Gateway event), signed with the demo secret.
     Send {
@@ -188,19 +191,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, data, listen, demo, json_logs } => {
+        Command::Serve { config, data, listen, demo, json_logs, workers } => {
             shared::telemetry::init(json_logs);
             let data = data.unwrap_or_else(|| PathBuf::from(if demo { ".portier-demo" } else { ".portier" }));
             if demo {
                 let demo = testkit::demo::start().await;
                 write_demo_config(&demo, &data)?;
                 print_demo_help(&demo, listen, &data);
-                serve_with(&demo.config, &demo.secrets, &data, listen).await?;
+                serve_with(&demo.config, &demo.secrets, &data, listen, workers).await?;
             } else {
                 let text = std::fs::read_to_string(&config)
                     .with_context(|| format!("reading {}", config.display()))?;
                 let config = Config::parse_toml(&text)?;
-                serve_with(&config, &EnvSecrets, &data, listen).await?;
+                serve_with(&config, &EnvSecrets, &data, listen, workers).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -249,7 +252,13 @@ fn open_store(data: &Path, clock: Arc<dyn Clock>) -> Result<Records> {
     Ok(Records::new(Arc::new(store), clock))
 }
 
-async fn serve_with(config: &Config, secrets: &dyn Secrets, data: &Path, listen: SocketAddr) -> Result<()> {
+async fn serve_with(
+    config: &Config,
+    secrets: &dyn Secrets,
+    data: &Path,
+    listen: SocketAddr,
+    workers: usize,
+) -> Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(data, clock.clone())?;
@@ -264,10 +273,10 @@ async fn serve_with(config: &Config, secrets: &dyn Secrets, data: &Path, listen:
     };
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, tenants = config.tenants.len(), "portier serving");
+    tracing::info!(%listen, tenants = config.tenants.len(), workers, "portier serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = tokio::spawn(serve::run_background(rt.clone(), stop_rx));
+    let background = tokio::spawn(serve::run_background(rt.clone(), workers, stop_rx));
     let mut stop_http = stop_tx.subscribe();
     axum::serve(listener, serve::router(rt))
         .with_graceful_shutdown(async move {

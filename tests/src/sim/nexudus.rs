@@ -224,6 +224,12 @@ impl NexudusSim {
         lock(&self.inner.data).token_requests
     }
 
+    /// Tokens currently valid (access and refresh), for tests asserting they never leak.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.access_tokens.keys().chain(d.refresh_tokens.keys()).cloned().collect()
+    }
+
     /// Invalidates all access tokens; refresh tokens stay valid so the client's refresh path
     /// is exercised.
     pub fn expire_tokens(&self) {

@@ -175,6 +175,12 @@ impl SaltoSim {
         token
     }
 
+    /// Tokens currently valid (access and refresh), for tests asserting they never leak.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.tokens.keys().chain(d.refresh_tokens.iter()).cloned().collect()
+    }
+
     pub fn expire_tokens(&self) {
         lock(&self.inner.data).tokens.clear();
     }

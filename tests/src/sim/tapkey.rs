@@ -155,6 +155,11 @@ impl TapkeySim {
         lock(&self.inner.data).token_requests
     }
 
+    /// Tokens currently valid (access and refresh), for tests asserting they never leak.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.inner.data).tokens.keys().cloned().collect()
+    }
+
     /// Invalidates every issued token, so the next API call answers 401 and the client must
     /// fetch a new one.
     pub fn expire_tokens(&self) {

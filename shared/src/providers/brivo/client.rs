@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
 
 const API: Api = Api::with_throttle("Brivo", is_over_qps);
 
@@ -142,6 +142,8 @@ pub struct BrivoClient {
     http: reqwest::Client,
     policy: RetryPolicy,
     tokens: TokenCache,
+    /// Client-side limit on API calls (token calls excluded), shared by every worker task.
+    limit: Option<RateLimit>,
 }
 
 impl fmt::Debug for BrivoClient {
@@ -153,7 +155,14 @@ impl fmt::Debug for BrivoClient {
 impl BrivoClient {
     pub fn new(cfg: BrivoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let base = http::trim_base(&cfg.base_url);
-        Self { cfg, base, http, policy, tokens: TokenCache::new() }
+        Self { cfg, base, http, policy, tokens: TokenCache::new(), limit: None }
+    }
+
+    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
+    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
+    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.limit = per_second.filter(|r| r.is_finite() && *r > 0.0).map(|r| RateLimit::new(r, 1.0));
+        self
     }
 
     fn url(&self, rest: &str) -> String {
@@ -320,7 +329,7 @@ impl BrivoClient {
         let send = |token: Secret| {
             let build = &build;
             async move {
-                http::send(&self.policy, &API, || {
+                http::send_limited(&self.policy, &API, self.limit.as_ref(), || {
                     build().header("api-key", &self.cfg.api_key).bearer_auth(token.expose())
                 })
                 .await

@@ -29,6 +29,12 @@ impl BrivoProvider {
         Self { client: BrivoClient::new(cfg, http, policy) }
     }
 
+    /// API calls at most `per_second` (see [`BrivoClient::with_calls_per_second`]).
+    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.client = self.client.with_calls_per_second(per_second);
+        self
+    }
+
     pub fn client(&self) -> &BrivoClient {
         &self.client
     }
@@ -60,7 +66,15 @@ impl Provider for BrivoProvider {
                     external_id: &external_id,
                     emails: vec![EmailAddress { address: person.email.as_str(), kind: "Work" }],
                 };
-                (self.client.create_user(&new).await?, now)
+                match self.client.create_user(&new).await {
+                    Ok(u) => (u, now),
+                    // The answer to an earlier try was lost after the user was made, so Brivo
+                    // now refuses the externalId: take that user instead of failing.
+                    Err(e) => match self.client.user_by_external_id(&external_id).await? {
+                        Some(u) => (u, now),
+                        None => return Err(e),
+                    },
+                }
             }
         };
         Ok(ProviderUser {

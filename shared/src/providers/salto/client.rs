@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
 use crate::model::{Email, SaltoGroupId};
 
 const API: Api = Api::new("Salto KS");
@@ -147,6 +147,8 @@ pub struct SaltoClient {
     http: reqwest::Client,
     policy: RetryPolicy,
     tokens: TokenCache,
+    /// Client-side limit on API calls (token calls excluded), shared by every worker task.
+    limit: Option<RateLimit>,
 }
 
 impl fmt::Debug for SaltoClient {
@@ -158,7 +160,14 @@ impl fmt::Debug for SaltoClient {
 impl SaltoClient {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let base = http::trim_base(&cfg.base_url);
-        Self { cfg, base, http, policy, tokens: TokenCache::new() }
+        Self { cfg, base, http, policy, tokens: TokenCache::new(), limit: None }
+    }
+
+    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
+    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
+    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.limit = per_second.filter(|r| r.is_finite() && *r > 0.0).map(|r| RateLimit::new(r, 1.0));
+        self
     }
 
     pub fn config(&self) -> &SaltoConfig {
@@ -170,9 +179,13 @@ impl SaltoClient {
     }
 
     /// Creates a site user (Salto KS mails an invitation to `email`).
+    /// Tried once: Salto KS accepts the same email twice, so a retry after a lost answer would
+    /// make a second user. A failure goes back to the reconciler, whose next attempt finds a
+    /// user that was made after all by its email (the user intent).
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<SiteUser, CallError> {
         let url = self.site_url("v1.2", "users");
-        let reply = self.call(|| self.http.post(&url).json(user)).await?;
+        let once = RetryPolicy { attempts: 1, ..self.policy.clone() };
+        let reply = self.call_with(&once, || self.http.post(&url).json(user)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API),
             _ => Err(reply.unexpected(&API)),
@@ -295,12 +308,22 @@ impl SaltoClient {
     where
         F: Fn() -> RequestBuilder,
     {
+        self.call_with(&self.policy, build).await
+    }
+
+    /// [`Self::call`] with another retry policy.
+    async fn call_with<F>(&self, policy: &RetryPolicy, build: F) -> Result<Reply, CallError>
+    where
+        F: Fn() -> RequestBuilder,
+    {
+        let limit = self.limit.as_ref();
         let token = self.token().await?;
-        let mut reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+        let mut reply =
+            http::send_limited(policy, &API, limit, || build().bearer_auth(token.expose())).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate(&token).await;
             let token = self.token().await?;
-            reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+            reply = http::send_limited(policy, &API, limit, || build().bearer_auth(token.expose())).await?;
             if reply.status == StatusCode::UNAUTHORIZED {
                 return Err(CallError::config(format!(
                     "Salto KS rejected a freshly issued access token ({}): check the scopes ({SCOPES}) \

@@ -42,6 +42,12 @@ impl SaltoProvider {
         Self { client: SaltoClient::new(cfg, http, policy), checked_groups: Mutex::default() }
     }
 
+    /// API calls at most `per_second` (see [`SaltoClient::with_calls_per_second`]).
+    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.client = self.client.with_calls_per_second(per_second);
+        self
+    }
+
     pub fn client(&self) -> &SaltoClient {
         &self.client
     }

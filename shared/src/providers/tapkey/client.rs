@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
 use crate::model::{ContactId, Email, GrantId, LockId, Window};
 
 const API: Api = Api::new("Tapkey");
@@ -213,6 +213,8 @@ pub struct TapkeyClient {
     http: reqwest::Client,
     policy: RetryPolicy,
     tokens: TokenCache,
+    /// Client-side limit on API calls (token calls excluded), shared by every worker task.
+    limit: Option<RateLimit>,
 }
 
 impl fmt::Debug for TapkeyClient {
@@ -224,7 +226,14 @@ impl fmt::Debug for TapkeyClient {
 impl TapkeyClient {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let base = http::trim_base(&cfg.base_url);
-        Self { cfg, base, http, policy, tokens: TokenCache::new() }
+        Self { cfg, base, http, policy, tokens: TokenCache::new(), limit: None }
+    }
+
+    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
+    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
+    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.limit = per_second.filter(|r| r.is_finite() && *r > 0.0).map(|r| RateLimit::new(r, 1.0));
+        self
     }
 
     pub fn config(&self) -> &TapkeyConfig {
@@ -375,11 +384,17 @@ impl TapkeyClient {
         F: Fn() -> RequestBuilder,
     {
         let token = self.token().await?;
-        let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+        let reply = http::send_limited(&self.policy, &API, self.limit.as_ref(), || {
+            build().bearer_auth(token.expose())
+        })
+        .await?;
         let reply = if reply.status == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate(&token).await;
             let token = self.token().await?;
-            let reply = http::send(&self.policy, &API, || build().bearer_auth(token.expose())).await?;
+            let reply = http::send_limited(&self.policy, &API, self.limit.as_ref(), || {
+                build().bearer_auth(token.expose())
+            })
+            .await?;
             if reply.status == StatusCode::UNAUTHORIZED {
                 return Err(CallError::config(format!(
                     "Tapkey rejected a freshly issued access token ({}): check the client's scopes ({SCOPES})",

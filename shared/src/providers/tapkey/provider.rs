@@ -55,6 +55,12 @@ impl TapkeyProvider {
     }
 
     /// The underlying client, for listing locks and grants (`mapping locks`, drift).
+    /// API calls at most `per_second` (see [`TapkeyClient::with_calls_per_second`]).
+    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.client = self.client.with_calls_per_second(per_second);
+        self
+    }
+
     pub fn client(&self) -> &TapkeyClient {
         &self.client
     }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make bench`: the engine benchmarks (criterion), the burst run against a rate-limited Tapkey
+# simulator and its picture (docs/bench/convergence.svg), then one table of the figures against
+# their goals (design §7). PORTIER_BURST_WEBHOOKS / _RATE / _WORKERS size the burst.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+target="${CARGO_TARGET_DIR:-target}"
+
+cargo bench -p portier-shared --bench engine
+burst=$(cargo run --release -q -p portier-testkit --example burst | sed -n 's/^BURST //p')
+
+python3 - "$target/criterion" "$burst" <<'PY'
+import json, sys, os
+crit, burst = sys.argv[1], json.loads(sys.argv[2])
+
+def mean_ns(group, name):
+    with open(os.path.join(crit, group, name, "new", "estimates.json")) as f:
+        return json.load(f)["mean"]["point_estimate"]
+
+rows = []
+def row(what, value, unit, goal, ok):
+    rows.append((what, value, unit, goal, "yes" if ok else "NO"))
+
+for name, label in [("nexudus_hmac", "verify Nexudus HMAC (1.5 KiB)"), ("nexudus_token", "verify Nexudus URL token"),
+                    ("standard_webhooks", "verify Standard Webhooks (1.5 KiB)")]:
+    per_s = 1e9 / mean_ns("verify", name)
+    row(label, f"{per_s:,.0f}", "webhooks/s", "-", True)
+plans = 60e9 / mean_ns("plan", "subject")
+row("planning, one core", f"{plans:,.0f}", "subjects/min", ">= 100,000", plans >= 100_000)
+ingress = 1e9 / mean_ns("ingress", "nexudus_embedded")
+row("embedded ingress (verify+parse+enqueue)", f"{ingress:,.0f}", "webhooks/s", ">= 5,000", ingress >= 5_000)
+b = burst
+row(f"burst {b['webhooks']} webhooks, R = {b['rate_limit_per_s']:g}/s: time / (C/R)",
+    f"{b['ratio_to_bound']:.3f}", f"({b['converged_s']:.1f} s / {b['bound_s']:.1f} s, C = {b['tapkey_calls']})",
+    "<= 1.1", b["ratio_to_bound"] <= 1.1)
+sustained = b["tapkey_calls"] / b["converged_s"] / b["rate_limit_per_s"]
+row("burst: sustained calls / R", f"{sustained:.3f}", "", ">= 0.9", sustained >= 0.9)
+row("burst: 429s from Tapkey", str(b["throttled_429"]), "", "0", b["throttled_429"] == 0)
+row("grant writes per changed entitlement", f"{b['grant_writes_per_change']:g}", "", "1", b["grant_writes_per_change"] == 1)
+row("contact writes per new person", f"{b['contact_writes_per_change']:g}", "", "1 (then cached)", b["contact_writes_per_change"] == 1)
+row("no-change resync: Tapkey writes", str(b["resync_tapkey_writes"]), f"({b['resync_tapkey_calls']} listing calls)", "0", b["resync_tapkey_writes"] == 0)
+row("no-change resync: Nexudus writes", str(b["resync_source_writes"]), "", "0", b["resync_source_writes"] == 0)
+
+w = [max(len(str(r[i])) for r in rows + [("figure", "value", "unit", "goal", "met")]) for i in range(5)]
+line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) + " |"
+print(line(("figure", "value", "unit", "goal", "met")))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in rows:
+    print(line(r))
+print("\npicture: docs/bench/convergence.svg")
+PY
