@@ -1,0 +1,15 @@
+//! A verified Nexudus body → queue message: never panics; a message names a numeric person.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shared::ingress::envelope::{self, Proof, WorkMessage};
+use shared::model::TenantId;
+
+fuzz_target!(|body: &[u8]| {
+    let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
+    if let Ok(WorkMessage::NexudusEvent { subject, .. }) =
+        envelope::nexudus(&TenantId("t".into()), "AccessControlUpdate", body, Proof::Signature, at)
+    {
+        assert!(subject.person.bytes().all(|b| b.is_ascii_digit()));
+    }
+});
