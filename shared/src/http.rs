@@ -672,6 +672,12 @@ impl RateLimit {
         }
     }
 
+    /// A provider's configured `calls_per_second`: evenly spaced calls, no bursts; `None`
+    /// (or a rate that is not a positive number) means no limit.
+    pub fn spaced(per_second: Option<f64>) -> Option<Self> {
+        per_second.filter(|r| r.is_finite() && *r > 0.0).map(|r| Self::new(r, 1.0))
+    }
+
     pub fn per_minute(calls: u32, burst: f64) -> Self {
         Self::new(f64::from(calls) / 60.0, burst)
     }

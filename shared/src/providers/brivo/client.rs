@@ -161,7 +161,7 @@ impl BrivoClient {
     /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
     /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
     pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.limit = per_second.filter(|r| r.is_finite() && *r > 0.0).map(|r| RateLimit::new(r, 1.0));
+        self.limit = RateLimit::spaced(per_second);
         self
     }
 
