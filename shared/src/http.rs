@@ -151,6 +151,26 @@ impl fmt::Debug for Reply {
 }
 
 impl Reply {
+    /// An OAuth token endpoint's success answer (`access_token`, `expires_in`, optional
+    /// `refresh_token`): the one parser every system's login shares.
+    pub fn oauth_token(&self, api: &Api) -> Result<FreshToken, CallError> {
+        /// No `Debug`: it holds tokens.
+        #[derive(serde::Deserialize)]
+        struct TokenBody {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+            #[serde(default)]
+            refresh_token: Option<String>,
+        }
+        let t: TokenBody = self.json(api)?;
+        Ok(FreshToken {
+            access_token: Secret::new(t.access_token),
+            expires_in: t.expires_in.map(Duration::from_secs),
+            refresh_token: t.refresh_token.filter(|r| !r.is_empty()).map(Secret::new),
+        })
+    }
+
     /// The `Retry-After` header, as seconds or an HTTP date.
     pub fn retry_after(&self) -> Option<Duration> {
         self.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)

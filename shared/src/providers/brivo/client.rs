@@ -390,14 +390,7 @@ impl BrivoClient {
         })
         .await?;
         match reply.status {
-            s if s.is_success() => {
-                let t: TokenBody = reply.json(&API)?;
-                Ok(FreshToken {
-                    access_token: Secret::new(t.access_token),
-                    expires_in: t.expires_in.map(std::time::Duration::from_secs),
-                    refresh_token: t.refresh_token.map(Secret::new),
-                })
-            }
+            s if s.is_success() => reply.oauth_token(&API),
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(CallError::config(format!(
                     "Brivo refused the login of client {} ({})",
@@ -408,16 +401,6 @@ impl BrivoClient {
             _ => Err(reply.unexpected(&API)),
         }
     }
-}
-
-/// A token endpoint answer. No `Debug`: it holds tokens.
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    refresh_token: Option<String>,
 }
 
 #[cfg(test)]

@@ -379,14 +379,7 @@ impl SaltoClient {
         })
         .await?;
         match reply.status {
-            s if s.is_success() => {
-                let t: TokenBody = reply.json(&API)?;
-                Ok(FreshToken {
-                    access_token: Secret::new(t.access_token),
-                    expires_in: t.expires_in.map(std::time::Duration::from_secs),
-                    refresh_token: t.refresh_token.map(Secret::new),
-                })
-            }
+            s if s.is_success() => reply.oauth_token(&API),
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(CallError::config(format!(
                     "Salto KS identity server refused the login of client {} ({})",
@@ -397,16 +390,6 @@ impl SaltoClient {
             _ => Err(reply.unexpected(&API)),
         }
     }
-}
-
-/// A token endpoint answer. No `Debug`: it holds tokens.
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    refresh_token: Option<String>,
 }
 
 /// Salto KS lists are bare arrays in some answers and `{items, next_page_link, count}` in

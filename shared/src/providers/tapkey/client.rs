@@ -431,12 +431,8 @@ impl TapkeyClient {
             http::send(&self.policy, &API, || self.http.post(&self.cfg.token_url).form(&form)).await?;
         match reply.status {
             s if s.is_success() => {
-                let t: TokenBody = reply.json(&API)?;
-                Ok(FreshToken {
-                    access_token: Secret::new(t.access_token),
-                    expires_in: t.expires_in.map(std::time::Duration::from_secs),
-                    refresh_token: None,
-                })
+                // Client credentials: nothing to refresh with, a new login each time.
+                reply.oauth_token(&API).map(|t| FreshToken { refresh_token: None, ..t })
             }
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(CallError::config(format!(
@@ -448,14 +444,6 @@ impl TapkeyClient {
             _ => Err(reply.unexpected(&API)),
         }
     }
-}
-
-/// A token endpoint answer. No `Debug`: it holds the token.
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
 }
 
 /// Collections are bare arrays; an OData `{"value": […]}` envelope is accepted too.

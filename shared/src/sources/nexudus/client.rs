@@ -6,10 +6,8 @@
 //! helper treats like a 429 (the client only reads, so a 409 is never a real conflict).
 
 use std::fmt;
-use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
-use serde::Deserialize;
 
 use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Page, Team, Visitor};
 use crate::error::CallError;
@@ -328,28 +326,11 @@ impl NexudusClient {
         })
         .await?;
         match reply.status {
-            s if s.is_success() => {
-                let t: TokenBody = reply.json(&API)?;
-                Ok(Ok(FreshToken {
-                    access_token: Secret::new(t.access_token),
-                    expires_in: t.expires_in.map(Duration::from_secs),
-                    refresh_token: t.refresh_token.filter(|r| !r.is_empty()).map(Secret::new),
-                }))
-            }
+            s if s.is_success() => reply.oauth_token(&API).map(Ok),
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(reply)),
             _ => Err(reply.unexpected(&API)),
         }
     }
-}
-
-/// A token endpoint answer. No `Debug`: it holds the tokens.
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    refresh_token: Option<String>,
 }
 
 #[cfg(test)]
