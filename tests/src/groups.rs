@@ -146,10 +146,22 @@ pub async fn spawn_groups_app(no_access: NoAccess) -> GroupsApp {
 
 /// [`spawn_groups_app`] for a tenant that authenticates its webhooks with `auth`.
 pub async fn spawn_groups_app_with(auth: HookAuth, no_access: NoAccess) -> GroupsApp {
+    spawn_groups_app_tweaked(auth, no_access, |_| {}).await
+}
+
+/// [`spawn_groups_app_with`], then `tweak` changes the tenant before Portier starts.
+pub async fn spawn_groups_app_tweaked(
+    auth: HookAuth,
+    no_access: NoAccess,
+    tweak: impl FnOnce(&mut TenantConfig),
+) -> GroupsApp {
     let (salto, brivo) = start_group_sims().await;
     let app = spawn_app_with(
         auth,
-        |c| add_group_providers(c, &salto, &brivo, no_access),
+        |c| {
+            add_group_providers(c, &salto, &brivo, no_access);
+            tweak(c);
+        },
         group_secrets(&salto, &brivo),
     )
     .await;
