@@ -41,13 +41,13 @@ validate: ## the template: cfn-lint, sam validate --lint (offline), and its secu
 	$(VENV)/sam validate --lint --region us-east-1 --template-file $(TEMPLATE)
 	$(VENV)/python -m unittest discover -s tests/infra
 
-deploy: validate ## build with SAM and deploy STACK to REGION (your AWS credentials; docs/deploy.md)
+deploy: validate ## build with SAM and deploy STACK to REGION, TENANTS=a,b (your AWS credentials; docs/deploy.md)
 	scripts/tools.sh lambda
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(VENV)/sam build --beta-features --template-file $(TEMPLATE) \
 		--build-dir .aws-sam/build
 	$(VENV)/sam deploy --template-file .aws-sam/build/template.yaml --stack-name $(STACK) \
 		--region $(REGION) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --resolve-s3 \
-		$(if $(wildcard samconfig.toml),,--guided)
+		$(if $(wildcard samconfig.toml),,--guided) $(if $(TENANTS),--parameter-overrides TenantIds=$(TENANTS))
 
 lambda-local: ## each function under cargo lambda watch, invoked with events/ (loopback only)
 	scripts/lambda-local.sh

@@ -81,6 +81,31 @@ def ref_target(value):
     return None
 
 
+def evaluate(expr, values, conditions):
+    """The few intrinsic functions the tenant-secret slots use, for given parameter values."""
+    if isinstance(expr, str):
+        return expr
+    (fn, arg), = expr.items()
+    ev = lambda e: evaluate(e, values, conditions)
+    if fn == "Ref":
+        return values[arg]
+    if fn == "Fn::Sub":
+        return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], arg)
+    if fn == "Fn::Split":
+        return ev(arg[1]).split(arg[0])
+    if fn == "Fn::Select":
+        return ev(arg[1])[int(arg[0])]
+    if fn == "Fn::Join":
+        return arg[0].join(ev(e) for e in arg[1])
+    if fn == "Fn::Equals":
+        return ev(arg[0]) == ev(arg[1])
+    if fn == "Fn::Not":
+        return not ev(arg[0])
+    if fn == "Condition":
+        return ev(conditions[arg])
+    raise AssertionError(f"unexpected {fn}")
+
+
 class Template(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -269,8 +294,27 @@ class Template(unittest.TestCase):
             if prefix is not None:
                 self.assertEqual(prefix, {"Ref": "SecretsPrefix"}, name)
         self.assertRegex(self.raw["Parameters"]["SecretsPrefix"]["AllowedPattern"], r"/\$$")
-        # Never a credential in the template: the operator creates the secrets (docs/deploy.md).
-        self.assertEqual(self.of_type("AWS::SecretsManager::Secret"), {})
+
+    def test_one_secret_per_listed_tenant_named_under_the_prefix_and_holding_no_credential(self):
+        params = self.raw["Parameters"]
+        pattern = params["TenantIds"]["AllowedPattern"]
+        ids = [f"space-{i}" for i in range(11)]
+        for tenants in ["", "space-berlin", "a,b_2,C-3", ",".join(ids[:10])]:
+            self.assertRegex(tenants, pattern)
+            values = {"TenantIds": tenants, "SecretsPrefix": "portier/", "AWS::StackName": "portier"}
+            created = []
+            for name, secret in self.of_type("AWS::SecretsManager::Secret").items():
+                self.assertEqual(secret["DeletionPolicy"], "Retain", name)
+                self.assertEqual(secret["UpdateReplacePolicy"], "Retain", name)
+                props = secret["Properties"]
+                # Only ever the empty object: the operator puts the value (docs/deploy.md).
+                self.assertEqual(props["SecretString"], "{}", name)
+                if evaluate(self.cfn["Conditions"][secret["Condition"]], values, self.cfn["Conditions"]):
+                    created.append(evaluate(props["Name"], values, self.cfn["Conditions"]))
+            expected = [f"portier/{t}" for t in tenants.split(",") if t]
+            self.assertEqual(sorted(created), sorted(expected), tenants)
+        for bad in [",".join(ids), "a,,b", "a b", "a,", "portier/x"]:
+            self.assertNotRegex(bad, pattern)
 
     def test_no_plaintext_secret_anywhere(self):
         text = TEMPLATE.read_text()
