@@ -1,91 +1,147 @@
-//! The burst run (issue 7, scopes 1 and 2): `webhooks` members each gain a pass at once, their
-//! webhooks arrive together, and `portier serve`'s worker tasks work them against a Tapkey
-//! simulator that throttles above `rate` calls/s, with the tenant's client-side limit set to
-//! the same rate. Measures the time to converge against the bound C/R (C = Tapkey API calls
-//! made), the 429s, provider writes per changed entitlement, and what a resync with nothing
-//! changed calls. Used by `tests/tests/rate_limits.rs` (CI size) and `make bench` (full size).
+//! The burst run (issue 7, scopes 1 and 2): `webhooks` members each gain two passes at once —
+//! bike storage (a Tapkey lock) and coworking (a Salto KS access group and a Brivo group) — their
+//! webhooks arrive together, and `portier serve`'s worker tasks work them against the three
+//! provider simulators, each throttling above its own R calls/s, with the tenant's client-side
+//! limit for that provider set to the same rate. Measures the time to converge against the bound
+//! max over providers of C/R (C = that provider's API calls), the 429s, provider writes per
+//! changed entitlement, and what a resync with nothing changed calls. Used by
+//! `tests/tests/rate_limits.rs` (CI size) and `make bench` (full size).
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shared::config::SourceConfig;
+use shared::config::{NoAccess, SourceConfig};
 use shared::serve;
 
-use crate::harness::{BIKE_STORAGE, HookAuth, spawn_app_with};
+use crate::groups::{BRIVO_GROUP, COWORKING, GroupsApp, SALTO_GROUP, spawn_groups_app_tweaked};
+use crate::harness::{BIKE_STORAGE, HookAuth};
+use crate::sim::Call;
+
+/// Each provider's R: the simulator's limit and the tenant's `calls_per_second`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    pub tapkey: f64,
+    pub salto: f64,
+    pub brivo: f64,
+}
 
 /// What to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Burst {
     pub webhooks: usize,
-    /// R: the simulator's limit and the tenant's `calls_per_second`.
-    pub rate: f64,
+    pub rates: Rates,
     pub workers: usize,
 }
 
-/// What happened. Times are seconds since the first webhook was sent.
+/// One provider's side of the run. Times are seconds since the first webhook was sent.
+#[derive(Debug, Clone)]
+pub struct ProviderRun {
+    pub name: &'static str,
+    pub rate: f64,
+    /// Every API call (token calls excluded: the simulators do not limit them): (seconds, status).
+    pub calls: Vec<(f64, u16)>,
+    /// 429s (or Brivo's 403 "Over Qps") the provider answered.
+    pub throttled: usize,
+    /// Grant or membership writes per member (each gained one entitlement here).
+    pub access_writes_per_change: f64,
+    /// Other writes per member, all for a person new to the provider: the Tapkey contact, the
+    /// Salto KS user, the Brivo user and its mobile-pass invitation.
+    pub person_writes_per_change: f64,
+    /// A full resync once converged: this provider's API calls, and how many were not GETs.
+    pub resync_calls: usize,
+    pub resync_writes: usize,
+}
+
+impl ProviderRun {
+    /// C/R: the fastest any client can make this provider's C calls at R per second.
+    pub fn bound(&self) -> f64 {
+        self.calls.len() as f64 / self.rate
+    }
+}
+
+/// What happened.
 #[derive(Debug, Clone)]
 pub struct BurstReport {
     pub burst: Burst,
-    /// Seconds until every member held a grant and the queue was idle.
+    /// Seconds until every member held its grant and both memberships, and the queue was idle.
     pub converged_after: f64,
-    /// C: Tapkey API calls made (token calls excluded: the simulator does not limit them).
-    pub calls: usize,
-    /// 429s Tapkey answered.
-    pub throttled: usize,
-    /// Grant creations (`PUT …/Grants`) per member (each gained one entitlement).
-    pub grant_writes_per_change: f64,
-    /// Contact creations per member (first access of a new person).
-    pub contact_writes_per_change: f64,
-    /// A full resync once converged: Tapkey calls, and how many of them were not GETs.
-    pub resync_calls: usize,
-    pub resync_writes: usize,
-    /// Nexudus calls of that resync that were not GETs (none expected).
+    pub providers: Vec<ProviderRun>,
+    /// Nexudus calls of the no-change resync that were not GETs (none expected).
     pub resync_source_writes: usize,
-    /// Every Tapkey API call: (seconds, status).
-    pub call_times: Vec<(f64, u16)>,
-    /// Samples of (seconds, members still without their grant).
+    /// Samples of (seconds, accesses still missing: grants plus memberships).
     pub outstanding: Vec<(f64, usize)>,
 }
 
 impl BurstReport {
-    /// C/R: the fastest any client can make C calls at R per second.
+    /// The provider whose C/R is largest: it sets the pace.
+    pub fn bottleneck(&self) -> &ProviderRun {
+        self.providers.iter().max_by(|a, b| a.bound().total_cmp(&b.bound())).unwrap_or(&self.providers[0])
+    }
+
+    /// The bound on the whole run: the bottleneck's C/R.
     pub fn bound(&self) -> f64 {
-        self.calls as f64 / self.burst.rate
+        self.bottleneck().bound()
     }
 
     pub fn ratio(&self) -> f64 {
         self.converged_after / self.bound().max(f64::EPSILON)
     }
+
+    /// The bottleneck's calls per second over the whole run, as a share of its R.
+    pub fn sustained(&self) -> f64 {
+        let b = self.bottleneck();
+        b.calls.len() as f64 / self.converged_after.max(f64::EPSILON) / b.rate
+    }
+
+    pub fn throttled(&self) -> usize {
+        self.providers.iter().map(|p| p.throttled).sum()
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderRun> {
+        self.providers.iter().find(|p| p.name == name)
+    }
 }
 
-/// Runs one burst (real time: the rate limit is the point).
+fn api_calls(calls: Vec<Call>) -> Vec<Call> {
+    calls.into_iter().filter(|c| !c.path.ends_with("/token")).collect()
+}
+
+fn missing(app: &GroupsApp, n: usize) -> usize {
+    n.saturating_sub(app.tapkey.active_grants().len())
+        + n.saturating_sub(app.salto.members(SALTO_GROUP).len())
+        + n.saturating_sub(app.brivo.members(BRIVO_GROUP).len())
+}
+
+/// Runs one burst (real time: the rate limits are the point).
 pub async fn run(burst: Burst) -> BurstReport {
-    let rate = burst.rate;
-    let app = spawn_app_with(
-        HookAuth::Signature,
-        |c| {
-            if let Some(t) = c.providers.tapkey.as_mut() {
-                t.calls_per_second = Some(rate);
-            }
-            // The source is not what is measured: lift Nexudus's 120 calls/min allowance.
-            if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut c.source {
-                *calls_per_minute = Some(1_000_000);
-            }
-        },
-        Default::default(),
-    )
+    let Rates { tapkey, salto, brivo } = burst.rates;
+    let app = spawn_groups_app_tweaked(HookAuth::Signature, NoAccess::Keep, |c| {
+        let p = &mut c.providers;
+        p.tapkey.iter_mut().for_each(|t| t.calls_per_second = Some(tapkey));
+        p.salto_ks.iter_mut().for_each(|s| s.calls_per_second = Some(salto));
+        p.brivo.iter_mut().for_each(|b| b.calls_per_second = Some(brivo));
+        // The source is not what is measured: lift Nexudus's 120 calls/min allowance.
+        if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut c.source {
+            *calls_per_minute = Some(1_000_000);
+        }
+    })
     .await;
     let first = 100_000i64;
     let n = burst.webhooks;
     for i in 0..n as i64 {
         app.nexudus.add_coworker(first + i, &format!("Member {i}"), &format!("member{i}@example.com"));
         app.nexudus.give_pass(first + i, BIKE_STORAGE, None);
+        app.nexudus.give_pass(first + i, COWORKING, None);
     }
     let hooks: Vec<_> = (0..n as i64)
         .map(|i| app.nexudus.webhook("AccessControlUpdate", &app.nexudus.coworker_dto(first + i)))
         .collect();
-    app.tapkey.faults().set_rate_limit(Some(rate));
+    app.tapkey.faults().set_rate_limit(Some(tapkey));
+    app.salto.faults().set_rate_limit(Some(salto));
+    app.brivo.faults().set_rate_limit(Some(brivo));
     app.tapkey.reset_calls();
+    app.salto.reset_calls();
+    app.brivo.reset_calls();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t0 = Instant::now();
@@ -97,76 +153,90 @@ pub async fn run(burst: Burst) -> BurstReport {
 
     let mut outstanding = Vec::new();
     let converged_after = loop {
-        let missing = n.saturating_sub(app.tapkey.active_grants().len());
+        let left = missing(&app, n);
         let at = t0.elapsed().as_secs_f64();
-        outstanding.push((at, missing));
+        outstanding.push((at, left));
         let stats = app.queue.stats().await.unwrap_or_default();
-        if missing == 0 && stats.visible == 0 && stats.in_flight == 0 {
+        if left == 0 && stats.visible == 0 && stats.in_flight == 0 {
             break at;
         }
-        assert!(at < 3600.0, "no convergence within an hour: {missing} missing");
+        assert!(at < 3600.0, "no convergence within an hour: {left} accesses missing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let _ = stop_tx.send(true);
     let _ = background.await;
 
-    let api_calls: Vec<_> =
-        app.tapkey.calls().into_iter().filter(|c| !c.path.contains("/connect/token")).collect();
-    let call_times = api_calls
-        .iter()
-        .map(|c| (c.at.saturating_duration_since(t0).as_secs_f64(), c.status))
-        .collect::<Vec<_>>();
-    let throttled = api_calls.iter().filter(|c| c.status == 429).count();
-    let per = |method: &str, path: &str| app.tapkey.count(method, path) as f64 / n.max(1) as f64;
-    let grant_writes_per_change = per("PUT", "/Grants");
-    let contact_writes_per_change = per("PUT", "/Contacts") + per("POST", "/Contacts");
+    let per = |count: usize| count as f64 / n.max(1) as f64;
+    let writes = |calls: &[Call]| calls.iter().filter(|c| c.method != "GET").count();
+    let burst_calls = [app.tapkey.calls(), app.salto.calls(), app.brivo.calls()].map(api_calls);
+    let throttled = [app.tapkey.faults(), app.salto.faults(), app.brivo.faults()].map(|f| f.throttled_count());
+    let access_writes = [
+        app.tapkey.count("PUT", "/Grants"),
+        app.salto.membership_calls(SALTO_GROUP),
+        app.brivo.membership_calls(),
+    ];
 
     // Nothing changed since: a full resync may only list.
     app.tapkey.reset_calls();
+    app.salto.reset_calls();
+    app.brivo.reset_calls();
     app.nexudus.reset_calls();
     app.resync(false).await.unwrap_or_else(|e| panic!("resync: {e}"));
-    let tapkey_resync: Vec<_> =
-        app.tapkey.calls().into_iter().filter(|c| !c.path.contains("/connect/token")).collect();
-    let resync_writes = tapkey_resync.iter().filter(|c| c.method != "GET").count();
-    let resync_source_writes = app
-        .nexudus
-        .calls()
-        .iter()
-        .filter(|c| c.method != "GET" && !c.path.to_ascii_lowercase().contains("token"))
-        .count();
+    let resync_calls = [app.tapkey.calls(), app.salto.calls(), app.brivo.calls()].map(api_calls);
+    let resync_source_writes = writes(&api_calls(app.nexudus.calls()));
 
-    BurstReport {
-        burst,
-        converged_after,
-        calls: api_calls.len(),
-        throttled,
-        grant_writes_per_change,
-        contact_writes_per_change,
-        resync_calls: tapkey_resync.len(),
-        resync_writes,
-        resync_source_writes,
-        call_times,
-        outstanding,
-    }
+    let providers = [("tapkey", tapkey), ("salto_ks", salto), ("brivo", brivo)]
+        .into_iter()
+        .zip(burst_calls)
+        .zip(access_writes)
+        .zip(throttled)
+        .zip(resync_calls)
+        .map(|(((((name, rate), calls), access), throttled), resync)| ProviderRun {
+            name,
+            rate,
+            throttled,
+            access_writes_per_change: per(access),
+            person_writes_per_change: per(writes(&calls).saturating_sub(access)),
+            calls: calls.iter().map(|c| (c.at.saturating_duration_since(t0).as_secs_f64(), c.status)).collect(),
+            resync_calls: resync.len(),
+            resync_writes: writes(&resync),
+        })
+        .collect();
+
+    BurstReport { burst, converged_after, providers, resync_source_writes, outstanding }
 }
 
 impl BurstReport {
     /// The figures as JSON (for `make bench`'s table), without the time series.
     pub fn summary(&self) -> Value {
+        let providers: Vec<Value> = self
+            .providers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "rate_limit_per_s": p.rate,
+                    "calls": p.calls.len(),
+                    "bound_s": p.bound(),
+                    "throttled": p.throttled,
+                    "access_writes_per_change": p.access_writes_per_change,
+                    "person_writes_per_change": p.person_writes_per_change,
+                    "resync_calls": p.resync_calls,
+                    "resync_writes": p.resync_writes,
+                })
+            })
+            .collect();
         serde_json::json!({
             "webhooks": self.burst.webhooks,
-            "rate_limit_per_s": self.burst.rate,
             "workers": self.burst.workers,
-            "tapkey_calls": self.calls,
+            "bottleneck": self.bottleneck().name,
             "bound_s": self.bound(),
             "converged_s": self.converged_after,
             "ratio_to_bound": self.ratio(),
-            "throttled_429": self.throttled,
-            "grant_writes_per_change": self.grant_writes_per_change,
-            "contact_writes_per_change": self.contact_writes_per_change,
-            "resync_tapkey_calls": self.resync_calls,
-            "resync_tapkey_writes": self.resync_writes,
+            "sustained_ratio": self.sustained(),
+            "throttled": self.throttled(),
             "resync_source_writes": self.resync_source_writes,
+            "providers": providers,
         })
     }
 }
