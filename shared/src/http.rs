@@ -285,6 +285,42 @@ where
     send_limited(policy, api, None, build).await
 }
 
+/// An authorized call, the same for every API client: the cached access token (`fetch` gets a
+/// new one when needed, see [`TokenCache::get`]), `build(token)` sent through
+/// [`send_limited`], and after a 401 one more try with a fresh token. A fresh token refused again
+/// is a `CallError::Config`; `hint` tells the operator what to check (empty for nothing more).
+pub async fn send_authorized<F, Fut, B>(
+    policy: &RetryPolicy,
+    api: &Api,
+    limit: Option<&RateLimit>,
+    tokens: &TokenCache,
+    fetch: F,
+    build: B,
+    hint: &str,
+) -> Result<Reply, CallError>
+where
+    F: Fn(Option<Secret>) -> Fut,
+    Fut: Future<Output = Result<FreshToken, CallError>>,
+    B: Fn(&str) -> RequestBuilder,
+{
+    let token = tokens.get(&fetch).await?;
+    let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
+    if reply.status != StatusCode::UNAUTHORIZED {
+        return Ok(reply);
+    }
+    tokens.invalidate(&token).await;
+    let token = tokens.get(&fetch).await?;
+    let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
+    if reply.status == StatusCode::UNAUTHORIZED {
+        return Err(CallError::config(format!(
+            "{} rejected a freshly issued access token ({}){hint}",
+            api.name,
+            reply.summary()
+        )));
+    }
+    Ok(reply)
+}
+
 /// [`send`], with every attempt (retries included) waiting for the system's rate limit.
 pub async fn send_limited<F>(
     policy: &RetryPolicy,

@@ -169,7 +169,8 @@ pub async fn run(burst: Burst) -> BurstReport {
     let per = |count: usize| count as f64 / n.max(1) as f64;
     let writes = |calls: &[Call]| calls.iter().filter(|c| c.method != "GET").count();
     let burst_calls = [app.tapkey.calls(), app.salto.calls(), app.brivo.calls()].map(api_calls);
-    let throttled = [app.tapkey.faults(), app.salto.faults(), app.brivo.faults()].map(|f| f.throttled_count());
+    let throttled =
+        [app.tapkey.faults(), app.salto.faults(), app.brivo.faults()].map(|f| f.throttled_count());
     let access_writes = [
         app.tapkey.count("PUT", "/Grants"),
         app.salto.membership_calls(SALTO_GROUP),
@@ -197,7 +198,10 @@ pub async fn run(burst: Burst) -> BurstReport {
             throttled,
             access_writes_per_change: per(access),
             person_writes_per_change: per(writes(&calls).saturating_sub(access)),
-            calls: calls.iter().map(|c| (c.at.saturating_duration_since(t0).as_secs_f64(), c.status)).collect(),
+            calls: calls
+                .iter()
+                .map(|c| (c.at.saturating_duration_since(t0).as_secs_f64(), c.status))
+                .collect(),
             resync_calls: resync.len(),
             resync_writes: writes(&resync),
         })

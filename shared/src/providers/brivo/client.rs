@@ -326,27 +326,16 @@ impl BrivoClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let send = |token: Secret| {
-            let build = &build;
-            async move {
-                http::send_limited(&self.policy, &API, self.limit.as_ref(), || {
-                    build().header("api-key", &self.cfg.api_key).bearer_auth(token.expose())
-                })
-                .await
-            }
-        };
-        let token = self.token().await?;
-        let mut reply = send(token.clone()).await?;
-        if reply.status == StatusCode::UNAUTHORIZED {
-            self.tokens.invalidate(&token).await;
-            reply = send(self.token().await?).await?;
-            if reply.status == StatusCode::UNAUTHORIZED {
-                return Err(CallError::config(format!(
-                    "Brivo rejected a freshly issued access token ({})",
-                    reply.summary()
-                )));
-            }
-        }
+        let reply = http::send_authorized(
+            &self.policy,
+            &API,
+            self.limit.as_ref(),
+            &self.tokens,
+            |previous| self.fetch_token(previous),
+            |token| build().header("api-key", &self.cfg.api_key).bearer_auth(token),
+            "",
+        )
+        .await?;
         if reply.status == StatusCode::FORBIDDEN
             && serde_json::from_slice::<serde_json::Value>(&reply.body).is_err()
         {
@@ -356,10 +345,6 @@ impl BrivoClient {
             )));
         }
         Ok(reply)
-    }
-
-    async fn token(&self) -> Result<Secret, CallError> {
-        self.tokens.get(|previous| self.fetch_token(previous)).await
     }
 
     /// A refresh grant when a refresh token is known; the password grant otherwise or when the

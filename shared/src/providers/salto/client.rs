@@ -316,22 +316,16 @@ impl SaltoClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let limit = self.limit.as_ref();
-        let token = self.token().await?;
-        let mut reply =
-            http::send_limited(policy, &API, limit, || build().bearer_auth(token.expose())).await?;
-        if reply.status == StatusCode::UNAUTHORIZED {
-            self.tokens.invalidate(&token).await;
-            let token = self.token().await?;
-            reply = http::send_limited(policy, &API, limit, || build().bearer_auth(token.expose())).await?;
-            if reply.status == StatusCode::UNAUTHORIZED {
-                return Err(CallError::config(format!(
-                    "Salto KS rejected a freshly issued access token ({}): check the scopes ({SCOPES}) \
-                     and that the Connect API is enabled for the tenant",
-                    reply.summary()
-                )));
-            }
-        }
+        let reply = http::send_authorized(
+            policy,
+            &API,
+            self.limit.as_ref(),
+            &self.tokens,
+            |previous| self.fetch_token(previous),
+            |token| build().bearer_auth(token),
+            &format!(": check the scopes ({SCOPES}) and that the Connect API is enabled for the tenant"),
+        )
+        .await?;
         if reply.status == StatusCode::FORBIDDEN && reply.error_code().is_none() {
             return Err(CallError::config(format!(
                 "Salto KS answered {}: the account has no access to site {}",
@@ -340,10 +334,6 @@ impl SaltoClient {
             )));
         }
         Ok(reply)
-    }
-
-    async fn token(&self) -> Result<Secret, CallError> {
-        self.tokens.get(|previous| self.fetch_token(previous)).await
     }
 
     /// A refresh grant with the newest refresh token when there is one, else the password grant.

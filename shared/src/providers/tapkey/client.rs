@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, TokenCache};
 use crate::model::{ContactId, Email, GrantId, LockId, Window};
 
 const API: Api = Api::new("Tapkey");
@@ -383,28 +383,16 @@ impl TapkeyClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let token = self.token().await?;
-        let reply = http::send_limited(&self.policy, &API, self.limit.as_ref(), || {
-            build().bearer_auth(token.expose())
-        })
+        let reply = http::send_authorized(
+            &self.policy,
+            &API,
+            self.limit.as_ref(),
+            &self.tokens,
+            |_| self.fetch_token(),
+            |token| build().bearer_auth(token),
+            &format!(": check the client's scopes ({SCOPES})"),
+        )
         .await?;
-        let reply = if reply.status == StatusCode::UNAUTHORIZED {
-            self.tokens.invalidate(&token).await;
-            let token = self.token().await?;
-            let reply = http::send_limited(&self.policy, &API, self.limit.as_ref(), || {
-                build().bearer_auth(token.expose())
-            })
-            .await?;
-            if reply.status == StatusCode::UNAUTHORIZED {
-                return Err(CallError::config(format!(
-                    "Tapkey rejected a freshly issued access token ({}): check the client's scopes ({SCOPES})",
-                    reply.summary()
-                )));
-            }
-            reply
-        } else {
-            reply
-        };
         if reply.status == StatusCode::FORBIDDEN {
             return Err(CallError::config(format!(
                 "Tapkey answered {}: the client is not a co-administrator of owner account {} \
@@ -414,10 +402,6 @@ impl TapkeyClient {
             )));
         }
         Ok(reply)
-    }
-
-    async fn token(&self) -> Result<Secret, CallError> {
-        self.tokens.get(|_| self.fetch_token()).await
     }
 
     async fn fetch_token(&self) -> Result<FreshToken, CallError> {

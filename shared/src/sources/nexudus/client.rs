@@ -259,25 +259,16 @@ impl NexudusClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let token = self.token().await?;
-        let limit = Some(&self.limit);
-        let reply =
-            http::send_limited(&self.policy, &API, limit, || build().bearer_auth(token.expose())).await?;
-        let reply = if reply.status == StatusCode::UNAUTHORIZED {
-            self.tokens.invalidate(&token).await;
-            let token = self.token().await?;
-            let reply =
-                http::send_limited(&self.policy, &API, limit, || build().bearer_auth(token.expose())).await?;
-            if reply.status == StatusCode::UNAUTHORIZED {
-                return Err(CallError::config(format!(
-                    "Nexudus rejected a freshly issued access token ({})",
-                    reply.summary()
-                )));
-            }
-            reply
-        } else {
-            reply
-        };
+        let reply = http::send_authorized(
+            &self.policy,
+            &API,
+            Some(&self.limit),
+            &self.tokens,
+            |refresh| self.fetch_token(refresh),
+            |token| build().bearer_auth(token),
+            "",
+        )
+        .await?;
         if reply.status == StatusCode::FORBIDDEN {
             return Err(CallError::config(format!(
                 "Nexudus answered {}: the configured user lacks the permission for this call",
@@ -285,10 +276,6 @@ impl NexudusClient {
             )));
         }
         Ok(reply)
-    }
-
-    async fn token(&self) -> Result<Secret, CallError> {
-        self.tokens.get(|refresh| self.fetch_token(refresh)).await
     }
 
     /// A refresh grant when there is a refresh token; the password grant when there is none or
