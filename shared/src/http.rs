@@ -285,6 +285,35 @@ where
     send_limited(policy, api, None, build).await
 }
 
+/// What every authenticated API client holds: the system it calls, its base URL (no trailing
+/// slash), the HTTP client, the retry policy, its access token and its client-side rate limit
+/// (API calls only; token calls are not limited). Each provider's client wraps one with its own
+/// configuration, paths and answers.
+pub struct ApiClient {
+    pub api: Api,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub policy: RetryPolicy,
+    pub tokens: TokenCache,
+    pub limit: Option<RateLimit>,
+}
+
+impl ApiClient {
+    pub fn new(api: Api, base_url: &str, http: reqwest::Client, policy: RetryPolicy) -> Self {
+        Self { api, base: trim_base(base_url), http, policy, tokens: TokenCache::new(), limit: None }
+    }
+
+    /// [`send_authorized`] with this client's policy, limit and tokens.
+    pub async fn send<F, Fut, B>(&self, fetch: F, build: B, hint: &str) -> Result<Reply, CallError>
+    where
+        F: Fn(Option<Secret>) -> Fut,
+        Fut: Future<Output = Result<FreshToken, CallError>>,
+        B: Fn(&str) -> RequestBuilder,
+    {
+        send_authorized(&self.policy, &self.api, self.limit.as_ref(), &self.tokens, fetch, build, hint).await
+    }
+}
+
 /// An authorized call, the same for every API client: the cached access token (`fetch` gets a
 /// new one when needed, see [`TokenCache::get`]), `build(token)` sent through
 /// [`send_limited`], and after a 401 one more try with a fresh token. A fresh token refused again

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 
 const API: Api = Api::with_throttle("Brivo", is_over_qps);
 
@@ -138,12 +138,8 @@ pub enum Invite {
 /// Calls one Brivo account. Cheap to share; holds the token cache.
 pub struct BrivoClient {
     cfg: BrivoConfig,
-    base: String,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    tokens: TokenCache,
-    /// Client-side limit on API calls (token calls excluded), shared by every worker task.
-    limit: Option<RateLimit>,
+    /// The client-side limit in it is shared by every worker task.
+    core: ApiClient,
 }
 
 impl fmt::Debug for BrivoClient {
@@ -154,25 +150,25 @@ impl fmt::Debug for BrivoClient {
 
 impl BrivoClient {
     pub fn new(cfg: BrivoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        let base = http::trim_base(&cfg.base_url);
-        Self { cfg, base, http, policy, tokens: TokenCache::new(), limit: None }
+        let core = ApiClient::new(API, &cfg.base_url, http, policy);
+        Self { cfg, core }
     }
 
     /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
     /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
     pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.limit = RateLimit::spaced(per_second);
+        self.core.limit = RateLimit::spaced(per_second);
         self
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.base)
+        format!("{}/{rest}", self.core.base)
     }
 
     /// The user with this `externalId`, if any.
     pub async fn user_by_external_id(&self, external_id: &str) -> Result<Option<User>, CallError> {
         let url = self.url(&format!("users/{}/external", http::path_segment(external_id)));
-        let reply = self.call(|| self.http.get(&url)).await?;
+        let reply = self.call(|| self.core.http.get(&url)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
@@ -182,7 +178,7 @@ impl BrivoClient {
 
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<User, CallError> {
         let url = self.url("users");
-        let reply = self.call(|| self.http.post(&url).json(user)).await?;
+        let reply = self.call(|| self.core.http.post(&url).json(user)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API),
             _ => Err(reply.unexpected(&API)),
@@ -192,7 +188,7 @@ impl BrivoClient {
     /// Deletes a user; already gone (404) counts as done.
     pub async fn delete_user(&self, id: &str) -> Result<(), CallError> {
         let url = self.url(&format!("users/{}", http::path_segment(id)));
-        let reply = self.call(|| self.http.delete(&url)).await?;
+        let reply = self.call(|| self.core.http.delete(&url)).await?;
         match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Ok(()),
@@ -203,7 +199,7 @@ impl BrivoClient {
     pub async fn set_suspended(&self, id: &str, suspended: bool) -> Result<(), CallError> {
         let url = self.url(&format!("users/{}/suspended", http::path_segment(id)));
         let body = serde_json::json!({ "suspended": suspended });
-        let reply = self.call(|| self.http.put(&url).json(&body)).await?;
+        let reply = self.call(|| self.core.http.put(&url).json(&body)).await?;
         match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => {
@@ -230,7 +226,7 @@ impl BrivoClient {
                 .collect()
         };
         let body = serde_json::json!({ "addGroups": as_numbers(add), "removeGroups": as_numbers(remove) });
-        let reply = self.call(|| self.http.post(&url).json(&body)).await?;
+        let reply = self.call(|| self.core.http.post(&url).json(&body)).await?;
         match reply.status {
             s if s.is_success() => {
                 #[derive(Deserialize)]
@@ -249,7 +245,7 @@ impl BrivoClient {
     /// Sends a Mobile Pass invitation to the user's email.
     pub async fn invite(&self, id: &str) -> Result<Invite, CallError> {
         let url = self.url(&format!("users/{}/credentials/digital-invitations", http::path_segment(id)));
-        let reply = self.call(|| self.http.post(&url).query(&[("sendInvitationEmail", "true")])).await?;
+        let reply = self.call(|| self.core.http.post(&url).query(&[("sendInvitationEmail", "true")])).await?;
         match reply.status {
             s if s.is_success() => Ok(Invite::Sent),
             StatusCode::CONFLICT => Ok(Invite::AlreadyPending),
@@ -272,7 +268,7 @@ impl BrivoClient {
                 other => other.to_string(),
             };
             let url = self.url(&format!("{path}/{}", http::path_segment(&inv_id)));
-            let reply = self.call(|| self.http.delete(&url)).await?;
+            let reply = self.call(|| self.core.http.delete(&url)).await?;
             if !reply.status.is_success() && reply.status != StatusCode::NOT_FOUND {
                 return Err(reply.unexpected(&API));
             }
@@ -299,6 +295,7 @@ impl BrivoClient {
             let reply = self
                 .call(|| {
                     let req = self
+                        .core
                         .http
                         .get(&url)
                         .query(&[("offset", offset.as_str()), ("pageSize", size.as_str())]);
@@ -326,16 +323,14 @@ impl BrivoClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let reply = http::send_authorized(
-            &self.policy,
-            &API,
-            self.limit.as_ref(),
-            &self.tokens,
-            |previous| self.fetch_token(previous),
-            |token| build().header("api-key", &self.cfg.api_key).bearer_auth(token),
-            "",
-        )
-        .await?;
+        let reply = self
+            .core
+            .send(
+                |previous| self.fetch_token(previous),
+                |token| build().header("api-key", &self.cfg.api_key).bearer_auth(token),
+                "",
+            )
+            .await?;
         if reply.status == StatusCode::FORBIDDEN
             && serde_json::from_slice::<serde_json::Value>(&reply.body).is_err()
         {
@@ -366,8 +361,9 @@ impl BrivoClient {
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<FreshToken, CallError> {
-        let reply = http::send(&self.policy, &API, || {
-            self.http
+        let reply = http::send(&self.core.policy, &API, || {
+            self.core
+                .http
                 .post(&self.cfg.token_url)
                 .header("api-key", &self.cfg.api_key)
                 .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))

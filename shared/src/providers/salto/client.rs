@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 use crate::model::{Email, SaltoGroupId};
 
 const API: Api = Api::new("Salto KS");
@@ -143,12 +143,8 @@ pub enum PatchMembers {
 /// Calls one Salto KS site. Cheap to share; holds the token cache.
 pub struct SaltoClient {
     cfg: SaltoConfig,
-    base: String,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    tokens: TokenCache,
-    /// Client-side limit on API calls (token calls excluded), shared by every worker task.
-    limit: Option<RateLimit>,
+    /// The client-side limit in it is shared by every worker task.
+    core: ApiClient,
 }
 
 impl fmt::Debug for SaltoClient {
@@ -159,14 +155,14 @@ impl fmt::Debug for SaltoClient {
 
 impl SaltoClient {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        let base = http::trim_base(&cfg.base_url);
-        Self { cfg, base, http, policy, tokens: TokenCache::new(), limit: None }
+        let core = ApiClient::new(API, &cfg.base_url, http, policy);
+        Self { cfg, core }
     }
 
     /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
     /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
     pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.limit = RateLimit::spaced(per_second);
+        self.core.limit = RateLimit::spaced(per_second);
         self
     }
 
@@ -175,7 +171,7 @@ impl SaltoClient {
     }
 
     fn site_url(&self, version: &str, rest: &str) -> String {
-        format!("{}/{version}/sites/{}/{rest}", self.base, http::path_segment(&self.cfg.site_id))
+        format!("{}/{version}/sites/{}/{rest}", self.core.base, http::path_segment(&self.cfg.site_id))
     }
 
     /// Creates a site user (Salto KS mails an invitation to `email`).
@@ -184,8 +180,8 @@ impl SaltoClient {
     /// user that was made after all by its email (the user intent).
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<SiteUser, CallError> {
         let url = self.site_url("v1.2", "users");
-        let once = RetryPolicy { attempts: 1, ..self.policy.clone() };
-        let reply = self.call_with(&once, || self.http.post(&url).json(user)).await?;
+        let once = RetryPolicy { attempts: 1, ..self.core.policy.clone() };
+        let reply = self.call_with(&once, || self.core.http.post(&url).json(user)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API),
             _ => Err(reply.unexpected(&API)),
@@ -199,7 +195,7 @@ impl SaltoClient {
         loop {
             let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
             let reply = self
-                .call(|| self.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
+                .call(|| self.core.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
                 .await?;
             if !reply.status.is_success() {
                 return Err(reply.unexpected(&API));
@@ -222,7 +218,7 @@ impl SaltoClient {
         loop {
             let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
             let reply = self
-                .call(|| self.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
+                .call(|| self.core.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
                 .await?;
             if !reply.status.is_success() {
                 return Err(reply.unexpected(&API));
@@ -239,7 +235,7 @@ impl SaltoClient {
     /// Deletes a site user (202; the seat is freed at once). Already gone (404) counts as done.
     pub async fn delete_user(&self, site_user_id: &str) -> Result<(), CallError> {
         let url = self.site_url("v1.2", &format!("users/{}", http::path_segment(site_user_id)));
-        let reply = self.call(|| self.http.delete(&url)).await?;
+        let reply = self.call(|| self.core.http.delete(&url)).await?;
         match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Ok(()),
@@ -251,7 +247,7 @@ impl SaltoClient {
     pub async fn set_subscription(&self, site_user_id: &str, state: &str) -> Result<(), CallError> {
         let url = self.site_url("v1.2", &format!("users/{}/subscription", http::path_segment(site_user_id)));
         let body = serde_json::json!({ "state": state });
-        let reply = self.call(|| self.http.patch(&url).json(&body)).await?;
+        let reply = self.call(|| self.core.http.patch(&url).json(&body)).await?;
         match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND if reply.error_code().as_deref() == Some("2202") => {
@@ -277,7 +273,7 @@ impl SaltoClient {
         let url =
             self.site_url("v1.1", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
         let body = serde_json::json!({ "add_ids": add_ids, "remove_ids": remove_ids });
-        let reply = self.call(|| self.http.patch(&url).json(&body)).await?;
+        let reply = self.call(|| self.core.http.patch(&url).json(&body)).await?;
         let code = reply.error_code();
         match (reply.status, code.as_deref()) {
             (s, _) if s.is_success() => Ok(PatchMembers::Done),
@@ -294,7 +290,7 @@ impl SaltoClient {
             "v1.1",
             &format!("access_groups/{}/time_schedules", http::path_segment(group.as_str())),
         );
-        let reply = self.call(|| self.http.get(&url)).await?;
+        let reply = self.call(|| self.core.http.get(&url)).await?;
         match reply.status {
             s if s.is_success() => Ok(Some(list_body::<serde_json::Value>(&reply)?.len())),
             StatusCode::NOT_FOUND => Ok(None),
@@ -308,7 +304,7 @@ impl SaltoClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        self.call_with(&self.policy, build).await
+        self.call_with(&self.core.policy, build).await
     }
 
     /// [`Self::call`] with another retry policy.
@@ -319,8 +315,8 @@ impl SaltoClient {
         let reply = http::send_authorized(
             policy,
             &API,
-            self.limit.as_ref(),
-            &self.tokens,
+            self.core.limit.as_ref(),
+            &self.core.tokens,
             |previous| self.fetch_token(previous),
             |token| build().bearer_auth(token),
             &format!(": check the scopes ({SCOPES}) and that the Connect API is enabled for the tenant"),
@@ -361,8 +357,9 @@ impl SaltoClient {
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<FreshToken, CallError> {
-        let reply = http::send(&self.policy, &API, || {
-            self.http
+        let reply = http::send(&self.core.policy, &API, || {
+            self.core
+                .http
                 .post(&self.cfg.token_url)
                 .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))
                 .form(form)

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, TokenCache};
+use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy};
 use crate::model::{ContactId, Email, GrantId, LockId, Window};
 
 const API: Api = Api::new("Tapkey");
@@ -209,12 +209,8 @@ pub enum Revoke {
 /// Calls one Tapkey owner account. Cheap to share; holds the token cache.
 pub struct TapkeyClient {
     cfg: TapkeyConfig,
-    base: String,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    tokens: TokenCache,
-    /// Client-side limit on API calls (token calls excluded), shared by every worker task.
-    limit: Option<RateLimit>,
+    /// The client-side limit in it is shared by every worker task.
+    core: ApiClient,
 }
 
 impl fmt::Debug for TapkeyClient {
@@ -225,14 +221,14 @@ impl fmt::Debug for TapkeyClient {
 
 impl TapkeyClient {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        let base = http::trim_base(&cfg.base_url);
-        Self { cfg, base, http, policy, tokens: TokenCache::new(), limit: None }
+        let core = ApiClient::new(API, &cfg.base_url, http, policy);
+        Self { cfg, core }
     }
 
     /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
     /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
     pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.limit = RateLimit::spaced(per_second);
+        self.core.limit = RateLimit::spaced(per_second);
         self
     }
 
@@ -243,7 +239,7 @@ impl TapkeyClient {
     /// One bound lock; `None` when the owner account has no such lock (404).
     pub async fn bound_lock(&self, id: &LockId) -> Result<Option<BoundLock>, CallError> {
         let url = self.owner_url(&format!("BoundLocks/{}", http::path_segment(id.as_str())));
-        let reply = self.call(|| self.http.get(&url)).await?;
+        let reply = self.call(|| self.core.http.get(&url)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
@@ -260,7 +256,7 @@ impl TapkeyClient {
     pub async fn find_contact(&self, email: &Email) -> Result<Option<Contact>, CallError> {
         let url = self.owner_url("Contacts");
         let filter = format!("identifier eq {}", http::odata_quote(email.as_str()));
-        let reply = self.call(|| self.http.get(&url).query(&[("$filter", filter.as_str())])).await?;
+        let reply = self.call(|| self.core.http.get(&url).query(&[("$filter", filter.as_str())])).await?;
         if !reply.status.is_success() {
             return Err(reply.unexpected(&API));
         }
@@ -280,7 +276,7 @@ impl TapkeyClient {
         if let (Some(t), Some(obj)) = (title.map(str::trim).filter(|t| !t.is_empty()), body.as_object_mut()) {
             obj.insert("title".into(), t.into());
         }
-        let reply = self.call(|| self.http.put(&url).json(&body)).await?;
+        let reply = self.call(|| self.core.http.put(&url).json(&body)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(CreateContact::Created),
             StatusCode::CONFLICT => Ok(CreateContact::Duplicate),
@@ -313,7 +309,7 @@ impl TapkeyClient {
     /// 409s than `Duplicate` (a concurrent change) are retryable.
     pub async fn create_grant(&self, grant: &NewGrant) -> Result<CreateGrant, CallError> {
         let url = self.owner_url("Grants");
-        let reply = self.call(|| self.http.put(&url).json(grant)).await?;
+        let reply = self.call(|| self.core.http.put(&url).json(grant)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(CreateGrant::Created),
             StatusCode::CONFLICT
@@ -337,7 +333,7 @@ impl TapkeyClient {
     /// Revokes a grant (for real: `dryRun=false`). The lock applies it on its next sync.
     pub async fn revoke_grant(&self, id: &GrantId) -> Result<Revoke, CallError> {
         let url = self.owner_url(&format!("Grants/{}/Revoke", http::path_segment(id.as_str())));
-        let reply = self.call(|| self.http.post(&url).query(&[("dryRun", "false")])).await?;
+        let reply = self.call(|| self.core.http.post(&url).query(&[("dryRun", "false")])).await?;
         match reply.status {
             s if s.is_success() => Ok(Revoke::Revoked),
             StatusCode::NOT_FOUND | StatusCode::CONFLICT => Ok(Revoke::AlreadyGone),
@@ -346,7 +342,7 @@ impl TapkeyClient {
     }
 
     fn owner_url(&self, rest: &str) -> String {
-        format!("{}/Owners/{}/{rest}", self.base, http::path_segment(&self.cfg.owner_account_id))
+        format!("{}/Owners/{}/{rest}", self.core.base, http::path_segment(&self.cfg.owner_account_id))
     }
 
     /// All pages of a collection under the owner account.
@@ -358,7 +354,8 @@ impl TapkeyClient {
             let top = PAGE_SIZE.to_string();
             let reply = self
                 .call(|| {
-                    let req = self.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]);
+                    let req =
+                        self.core.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]);
                     match filter {
                         Some(f) => req.query(&[("$filter", f)]),
                         None => req,
@@ -383,16 +380,14 @@ impl TapkeyClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let reply = http::send_authorized(
-            &self.policy,
-            &API,
-            self.limit.as_ref(),
-            &self.tokens,
-            |_| self.fetch_token(),
-            |token| build().bearer_auth(token),
-            &format!(": check the client's scopes ({SCOPES})"),
-        )
-        .await?;
+        let reply = self
+            .core
+            .send(
+                |_| self.fetch_token(),
+                |token| build().bearer_auth(token),
+                &format!(": check the client's scopes ({SCOPES})"),
+            )
+            .await?;
         if reply.status == StatusCode::FORBIDDEN {
             return Err(CallError::config(format!(
                 "Tapkey answered {}: the client is not a co-administrator of owner account {} \
@@ -412,7 +407,8 @@ impl TapkeyClient {
             ("scope", SCOPES),
         ];
         let reply =
-            http::send(&self.policy, &API, || self.http.post(&self.cfg.token_url).form(&form)).await?;
+            http::send(&self.core.policy, &API, || self.core.http.post(&self.cfg.token_url).form(&form))
+                .await?;
         match reply.status {
             s if s.is_success() => {
                 // Client credentials: nothing to refresh with, a new login each time.

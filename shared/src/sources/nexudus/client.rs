@@ -11,7 +11,7 @@ use reqwest::{RequestBuilder, StatusCode};
 
 use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Page, Team, Visitor};
 use crate::error::CallError;
-use crate::http::{self, Api, FreshToken, RateLimit, Reply, RetryPolicy, Secret, TokenCache};
+use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 
 const API: Api = Api::with_throttle("Nexudus", is_throttle);
 
@@ -60,14 +60,11 @@ impl fmt::Debug for NexudusConfig {
 /// Reads one Nexudus account. Cheap to share; holds the token cache.
 pub struct NexudusClient {
     cfg: NexudusConfig,
-    base: String,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    tokens: TokenCache,
+    /// Its limit: Nexudus allows 120 calls a minute and one per 100 ms per account (reference
+    /// §1.4).
+    core: ApiClient,
     /// Sent as the `client_id` header: Nexudus ties refresh tokens to it.
     client_id: String,
-    /// Nexudus allows 120 calls a minute and one per 100 ms per account (reference §1.4).
-    limit: RateLimit,
 }
 
 impl fmt::Debug for NexudusClient {
@@ -78,21 +75,14 @@ impl fmt::Debug for NexudusClient {
 
 impl NexudusClient {
     pub fn new(cfg: NexudusConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        let base = http::trim_base(&cfg.base_url);
-        Self {
-            cfg,
-            base,
-            http,
-            policy,
-            tokens: TokenCache::new(),
-            client_id: uuid::Uuid::new_v4().to_string(),
-            limit: RateLimit::per_minute(DEFAULT_CALLS_PER_MINUTE, 10.0),
-        }
+        let mut core = ApiClient::new(API, &cfg.base_url, http, policy);
+        core.limit = Some(RateLimit::per_minute(DEFAULT_CALLS_PER_MINUTE, 10.0));
+        Self { cfg, core, client_id: uuid::Uuid::new_v4().to_string() }
     }
 
     /// Sets the client-side limit (calls per minute) to this account's allowance.
     pub fn with_calls_per_minute(mut self, calls: u32) -> Self {
-        self.limit = RateLimit::per_minute(calls, f64::from(calls.clamp(1, 600)) / 12.0);
+        self.core.limit = Some(RateLimit::per_minute(calls, f64::from(calls.clamp(1, 600)) / 12.0));
         self
     }
 
@@ -188,8 +178,8 @@ impl NexudusClient {
         path: &str,
         id: i64,
     ) -> Result<Option<T>, CallError> {
-        let url = format!("{}/{path}/{id}", self.base);
-        let reply = self.call(|| self.http.get(&url)).await?;
+        let url = format!("{}/{path}/{id}", self.core.base);
+        let reply = self.call(|| self.core.http.get(&url)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
@@ -228,14 +218,15 @@ impl NexudusClient {
         path: &str,
         filters: &[(&str, &str)],
     ) -> Result<Vec<T>, CallError> {
-        let url = format!("{}/{path}", self.base);
+        let url = format!("{}/{path}", self.core.base);
         let size = PAGE_SIZE.to_string();
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let page_no = page.to_string();
             let reply = self
                 .call(|| {
-                    self.http
+                    self.core
+                        .http
                         .get(&url)
                         .query(filters)
                         .query(&[("page", page_no.as_str()), ("size", size.as_str())])
@@ -259,16 +250,10 @@ impl NexudusClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let reply = http::send_authorized(
-            &self.policy,
-            &API,
-            Some(&self.limit),
-            &self.tokens,
-            |refresh| self.fetch_token(refresh),
-            |token| build().bearer_auth(token),
-            "",
-        )
-        .await?;
+        let reply = self
+            .core
+            .send(|refresh| self.fetch_token(refresh), |token| build().bearer_auth(token), "")
+            .await?;
         if reply.status == StatusCode::FORBIDDEN {
             return Err(CallError::config(format!(
                 "Nexudus answered {}: the configured user lacks the permission for this call",
@@ -307,9 +292,9 @@ impl NexudusClient {
     /// `Ok(Ok(token))`, `Ok(Err(reply))` when the endpoint refused the grant (400/401/403),
     /// `Err` for anything worth retrying later.
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<Result<FreshToken, Reply>, CallError> {
-        let url = format!("{}/token", self.base);
-        let reply = http::send(&self.policy, &API, || {
-            self.http.post(&url).header("client_id", self.client_id.as_str()).form(form)
+        let url = format!("{}/token", self.core.base);
+        let reply = http::send(&self.core.policy, &API, || {
+            self.core.http.post(&url).header("client_id", self.client_id.as_str()).form(form)
         })
         .await?;
         match reply.status {
