@@ -291,6 +291,33 @@ impl Config {
 }
 
 impl TenantConfig {
+    /// Divides the tenant's rate limits among `shares` processes that each keep their own
+    /// limiter (Lambda containers): each gets `1/shares` of every provider's `calls_per_second`
+    /// and of the Nexudus allowance (default 120/min, at least 1), so together they stay within
+    /// the account's limit. Providers without a limit stay unlimited.
+    pub fn share_rate_limits(&mut self, shares: u32) {
+        if shares <= 1 {
+            return;
+        }
+        let n = f64::from(shares);
+        if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut self.source {
+            let allowance =
+                calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE);
+            *calls_per_minute = Some((allowance / shares).max(1));
+        }
+        let p = &mut self.providers;
+        for rate in [
+            p.tapkey.as_mut().map(|t| &mut t.calls_per_second),
+            p.salto_ks.as_mut().map(|s| &mut s.calls_per_second),
+            p.brivo.as_mut().map(|b| &mut b.calls_per_second),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *rate = rate.map(|r| r / n);
+        }
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         match &self.source {
             SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, calls_per_minute, .. } => {
@@ -460,6 +487,29 @@ password_env = "BRIVO_PASSWORD"
 item = { kind = "pass", id = "1002" }
 targets = [ { salto_group = "ag-1" }, { brivo_group = "42" } ]
 "#;
+
+    #[test]
+    fn rate_limits_are_divided_among_shares_and_unlimited_stays_unlimited() {
+        let c = Config::parse_toml(&format!("{EXAMPLE}{GROUPS}")).expect("parses");
+        let mut t = c.tenants[0].clone();
+        t.providers.salto_ks.as_mut().expect("salto").calls_per_second = Some(10.0);
+        t.providers.brivo.as_mut().expect("brivo").calls_per_second = Some(20.0);
+        let unchanged = t.clone();
+        t.share_rate_limits(1);
+        assert_eq!(t, unchanged, "one share changes nothing");
+
+        t.share_rate_limits(3);
+        let SourceConfig::Nexudus { calls_per_minute, .. } = &t.source else { panic!("nexudus") };
+        assert_eq!(*calls_per_minute, Some(40), "the default 120/min, a third each");
+        assert_eq!(t.providers.salto_ks.as_ref().and_then(|s| s.calls_per_second), Some(10.0 / 3.0));
+        assert_eq!(t.providers.brivo.as_ref().and_then(|b| b.calls_per_second), Some(20.0 / 3.0));
+        assert_eq!(t.providers.tapkey.as_ref().and_then(|k| k.calls_per_second), None, "no limit to share");
+
+        t.share_rate_limits(1000);
+        let SourceConfig::Nexudus { calls_per_minute, .. } = &t.source else { panic!("nexudus") };
+        assert_eq!(*calls_per_minute, Some(1), "never below one call a minute");
+        assert!(t.check().is_ok(), "still a valid config");
+    }
 
     #[test]
     fn salto_and_brivo_sections_parse_with_defaults() {

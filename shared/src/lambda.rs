@@ -146,6 +146,20 @@ pub struct LambdaEnv {
     started: std::time::Instant,
 }
 
+/// How many containers may call one tenant's accounts at once, each with rate limiters of its
+/// own: the worker's maximum concurrency (`WORKER_MAX_CONCURRENCY`, the template's
+/// `WorkerMaxConcurrency`) plus the one resync. Each container keeps `1/shares` of every limit,
+/// so together they stay within the account's. Unset: 1 (a single process).
+pub fn rate_shares(worker_max_concurrency: Option<&str>) -> Result<u32, String> {
+    match worker_max_concurrency.map(str::trim) {
+        None | Some("") => Ok(1),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n + 1),
+            _ => Err(format!("WORKER_MAX_CONCURRENCY must be a whole number from 1 to 1000, not {v:?}")),
+        },
+    }
+}
+
 /// How long a tenant's config is used before the table is read again.
 pub const CONFIG_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -178,7 +192,8 @@ impl LambdaEnv {
                     crate::config::EnvSecrets,
                 ))),
             };
-        let mut env = Self::with_tenant_secrets(records, std::sync::Arc::new(queue), secrets);
+        let shares = rate_shares(std::env::var("WORKER_MAX_CONCURRENCY").ok().as_deref())?;
+        let mut env = Self::assemble(records, std::sync::Arc::new(queue), secrets, shares);
         env.started = started;
         Ok(env)
     }
@@ -199,12 +214,22 @@ impl LambdaEnv {
         queue: std::sync::Arc<dyn crate::queue::Queue>,
         secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets>,
     ) -> Self {
+        Self::assemble(records, queue, secrets, 1)
+    }
+
+    fn assemble(
+        records: crate::store::Records,
+        queue: std::sync::Arc<dyn crate::queue::Queue>,
+        secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets>,
+        rate_shares: u32,
+    ) -> Self {
         let tenants = crate::tenants::TableTenants::new(
             records.clone(),
             secrets,
             crate::http::RetryPolicy::default(),
             CONFIG_TTL,
-        );
+        )
+        .with_rate_shares(rate_shares);
         Self { records, queue, tenants: std::sync::Arc::new(tenants), started: std::time::Instant::now() }
     }
 
@@ -316,4 +341,21 @@ pub async fn resync(env: &LambdaEnv, event: &serde_json::Value) -> Result<serde_
         reports.push(serde_json::to_value(&report).map_err(|e| e.to_string())?);
     }
     Ok(serde_json::json!({ "tenants": reports }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_shares;
+
+    #[test]
+    fn the_worker_concurrency_and_the_resync_share_the_rate_limits() {
+        assert_eq!(rate_shares(None), Ok(1));
+        assert_eq!(rate_shares(Some("")), Ok(1));
+        assert_eq!(rate_shares(Some("2")), Ok(3));
+        assert_eq!(rate_shares(Some(" 50 ")), Ok(51));
+        for bad in ["0", "-1", "two", "1.5", "1001"] {
+            let err = rate_shares(Some(bad)).expect_err(bad);
+            assert!(err.contains("WORKER_MAX_CONCURRENCY") && err.contains(bad), "{err}");
+        }
+    }
 }

@@ -242,6 +242,9 @@ pub struct TableTenants {
     http: reqwest::Client,
     policy: RetryPolicy,
     ttl: Duration,
+    /// Processes each holding its own rate limiters for the same accounts (see
+    /// [`TenantConfig::share_rate_limits`]); 1 when this process is the only one.
+    rate_shares: u32,
     cache: Mutex<HashMap<TenantId, CacheEntry>>,
 }
 
@@ -252,7 +255,22 @@ impl TableTenants {
         policy: RetryPolicy,
         ttl: Duration,
     ) -> Self {
-        Self { records, secrets, http: crate::http::client(), policy, ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            records,
+            secrets,
+            http: crate::http::client(),
+            policy,
+            ttl,
+            rate_shares: 1,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Builds every tenant with `1/shares` of its rate limits: for Lambda, where each of up to
+    /// `shares` containers calls the same accounts with a limiter of its own.
+    pub fn with_rate_shares(mut self, shares: u32) -> Self {
+        self.rate_shares = shares.max(1);
+        self
     }
 
     /// The cache entry, and whether it is still fresh.
@@ -277,9 +295,10 @@ impl Tenants for TableTenants {
                 match previous {
                     Some(p) if p.doc == doc && Arc::ptr_eq(&p.secrets, &secrets) => Some(p),
                     _ => {
-                        let config: TenantConfig = serde_json::from_value(doc.clone()).map_err(|e| {
+                        let mut config: TenantConfig = serde_json::from_value(doc.clone()).map_err(|e| {
                             InfraError::Backend(format!("tenant {id}: stored config is invalid: {e}"))
                         })?;
+                        config.share_rate_limits(self.rate_shares);
                         let runtime =
                             TenantRuntime::build(&config, secrets.as_ref(), &self.http, self.policy.clone())
                                 .map_err(|e| InfraError::Backend(e.0))?;

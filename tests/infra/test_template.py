@@ -288,6 +288,19 @@ class Template(unittest.TestCase):
         self.assertEqual((dlq[0]["Threshold"], dlq[0]["ComparisonOperator"]), (0, "GreaterThanThreshold"))
         self.assertEqual(dlq[0]["AlarmActions"], [{"Ref": "AlarmTopic"}])
 
+    def test_the_functions_that_call_providers_share_the_rate_limits_by_the_worker_concurrency(self):
+        # The worker and the resync call the source and the providers; each container divides
+        # every limit by WORKER_MAX_CONCURRENCY + 1, which must be the mapping's real maximum.
+        callers = {"WorkerFunction", "ResyncFunction"}
+        for name, fn in self.functions.items():
+            value = self.env("WORKER_MAX_CONCURRENCY", fn).get("WORKER_MAX_CONCURRENCY")
+            if name in callers:
+                self.assertEqual(value, {"Ref": "WorkerMaxConcurrency"}, name)
+            else:
+                self.assertIsNone(value, f"{name} calls no provider")
+        scaling = self.functions["WorkerFunction"]["Properties"]["Events"]["Queue"]["Properties"]["ScalingConfig"]
+        self.assertEqual(scaling["MaximumConcurrency"], {"Ref": "WorkerMaxConcurrency"})
+
     def test_functions_read_secrets_only_under_the_stacks_prefix(self):
         for name, fn in self.functions.items():
             prefix = fn["Properties"].get("Environment", {}).get("Variables", {}).get("SECRETS_PREFIX")

@@ -62,7 +62,11 @@ async fn world() -> World {
             .expect("create queues"),
     );
     let records = Records::new(Arc::new(store), clock);
-    let tenant = testkit::harness::tenant_config(&nexudus, &tapkey, HookAuth::Signature);
+    let mut tenant = testkit::harness::tenant_config(&nexudus, &tapkey, HookAuth::Signature);
+    // A limit for the rate-share test to divide (far above what these tests call).
+    if let Some(t) = tenant.providers.tapkey.as_mut() {
+        t.calls_per_second = Some(20.0);
+    }
     records
         .put_tenant_config(&TenantId(TENANT.into()), serde_json::to_value(&tenant).expect("json"))
         .await
@@ -207,4 +211,25 @@ async fn a_rotated_secret_is_read_after_the_ttl_and_unchanged_tenants_keep_their
     let unchanged = fresh.get(&tenant).await.expect("get").expect("tenant");
     assert!(Arc::ptr_eq(&rotated, &unchanged));
     assert!(!Arc::ptr_eq(&first, &rotated));
+}
+
+#[tokio::test]
+async fn each_container_keeps_its_share_of_the_tenants_rate_limits() {
+    let w = world().await;
+    let tenant = TenantId(TENANT.into());
+    w.create_secret(w.secret_json("", &[])).await;
+    let shares = shared::lambda::rate_shares(Some("2")).expect("valid");
+    let tenants =
+        TableTenants::new(w.records.clone(), w.manager(SECRETS_TTL), RetryPolicy::fast(), Duration::ZERO)
+            .with_rate_shares(shares);
+    let runtime = tenants.get(&tenant).await.expect("get").expect("tenant");
+    // Two workers and the resync: a third each of the Nexudus allowance and of Tapkey's limit.
+    match &runtime.config.source {
+        shared::config::SourceConfig::Nexudus { calls_per_minute, .. } => {
+            assert_eq!(*calls_per_minute, Some(40))
+        }
+        other => panic!("source {other:?}"),
+    }
+    let tapkey = runtime.config.providers.tapkey.as_ref().and_then(|t| t.calls_per_second);
+    assert_eq!(tapkey, Some(20.0 / 3.0));
 }
