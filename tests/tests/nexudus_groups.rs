@@ -235,6 +235,27 @@ async fn a_registered_visitor_is_in_the_visitor_groups_for_the_visit_day() {
 }
 
 #[tokio::test]
+async fn a_walk_in_visitor_gets_in_from_the_check_in_to_the_end_of_the_day() {
+    let app = spawn_groups_app(NoAccess::Keep).await;
+    let walt = app.nexudus.register_walk_in(ANNA, "Walt Kommt", "walt@example.com");
+    hook(&app, "VisitorRegistered", &app.nexudus.visitor_dto(walt)).await;
+    assert!(app.salto.members(VISITORS_SALTO).is_empty(), "neither expected nor checked in: nothing");
+
+    app.set_now(at(10, 0));
+    app.nexudus.check_in_visitor(walt);
+    hook(&app, "VisitorCheckedin", &app.nexudus.visitor_dto(walt)).await;
+    let walt_only = emails(&["walt@example.com"]);
+    assert_eq!(app.salto.members(VISITORS_SALTO), walt_only);
+    assert_eq!(app.brivo.members(VISITORS_BRIVO), walt_only);
+    // Until the end of the local day: midnight in Berlin is 23:00 UTC.
+    tick_at(&app, at(22, 59)).await;
+    assert_eq!(app.salto.members(VISITORS_SALTO), walt_only);
+    tick_at(&app, at(23, 0) + Duration::seconds(30)).await;
+    assert!(app.salto.members(VISITORS_SALTO).is_empty() && app.brivo.members(VISITORS_BRIVO).is_empty());
+    assert_eq!((app.salto.membership_calls(VISITORS_SALTO), app.brivo.membership_calls()), (2, 2));
+}
+
+#[tokio::test]
 async fn a_suspended_customer_is_removed_and_re_added_when_active_again() {
     let app = spawn_groups_app(NoAccess::Keep).await;
     app.nexudus.give_pass(ANNA, COWORKING, None);

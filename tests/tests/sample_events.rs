@@ -1,5 +1,6 @@
 //! The samples in `events/` stay valid: signed with the demo secret, for the demo's customer,
-//! and accepted by the Lambda event types. `make events` rewrites them.
+//! and accepted by the Lambda event types. `make events` rewrites them. And the deploy guide
+//! names every Nexudus action Portier routes, so operators register them all.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
@@ -167,4 +168,13 @@ fn sample_events_are_current_and_valid() {
     let text = std::fs::read_to_string(dir.join("tick-schedule.json")).unwrap_or_default();
     let tick: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("tick schedule: {e}"));
     assert_eq!(tick["detail-type"], "Scheduled Event");
+}
+
+#[test]
+fn the_deploy_guide_names_every_nexudus_action() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy.md");
+    let guide = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for action in shared::ingress::envelope::NEXUDUS_ACTIONS {
+        assert!(guide.contains(&format!("`{action}`")), "docs/deploy.md does not name `{action}`");
+    }
 }

@@ -28,6 +28,7 @@ pub const NEXUDUS_ACTIONS: &[&str] = &[
     "TeamUpdated",
     "TeamDeleted",
     "VisitorRegistered",
+    "VisitorCheckedin",
     "VisitorDeleted",
 ];
 

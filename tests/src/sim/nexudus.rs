@@ -164,7 +164,10 @@ struct SimVisitor {
     host: i64,
     full_name: String,
     email: String,
-    expected_arrival: DateTime<Utc>,
+    /// `None` for a walk-in.
+    expected_arrival: Option<DateTime<Utc>>,
+    /// When reception checked the visitor in.
+    arrived: Option<DateTime<Utc>>,
     departure: Option<DateTime<Utc>>,
     created_on: DateTime<Utc>,
     updated_on: DateTime<Utc>,
@@ -478,6 +481,24 @@ impl NexudusSim {
 
     /// Registers a visitor of `host` expected at `arrival`; returns the visitor id.
     pub fn register_visitor(&self, host: i64, full_name: &str, email: &str, arrival: DateTime<Utc>) -> i64 {
+        self.add_visitor(host, full_name, email, Some(arrival))
+    }
+
+    /// Registers a walk-in of `host` (no expected arrival); returns the visitor id.
+    pub fn register_walk_in(&self, host: i64, full_name: &str, email: &str) -> i64 {
+        self.add_visitor(host, full_name, email, None)
+    }
+
+    /// Reception checks the visitor in now (`Arrived`, `ArrivalDate`), as `VisitorCheckedin`.
+    pub fn check_in_visitor(&self, id: i64) {
+        let mut d = lock(&self.inner.data);
+        let now = d.now;
+        let v = d.visitors.get_mut(&id).unwrap_or_else(|| panic!("NexudusSim has no visitor {id}"));
+        v.arrived = Some(now);
+        v.updated_on = now;
+    }
+
+    fn add_visitor(&self, host: i64, full_name: &str, email: &str, arrival: Option<DateTime<Utc>>) -> i64 {
         let mut d = lock(&self.inner.data);
         let id = Self::next_id(&mut d);
         let now = d.now;
@@ -487,6 +508,7 @@ impl NexudusSim {
             full_name: full_name.to_owned(),
             email: email.to_owned(),
             expected_arrival: arrival,
+            arrived: None,
             departure: None,
             created_on: now,
             updated_on: now,
@@ -706,8 +728,9 @@ impl SimVisitor {
             "FullName": self.full_name,
             "Email": self.email,
             "CoworkerId": self.host,
-            "ExpectedArrival": iso(&self.expected_arrival),
-            "Arrived": false,
+            "ExpectedArrival": iso_opt(&self.expected_arrival),
+            "Arrived": self.arrived.is_some(),
+            "ArrivalDate": iso_opt(&self.arrived),
             "DepartureDate": iso_opt(&self.departure),
             "HostApprovalStatus": 1,
             "CreatedOn": iso(&self.created_on),
@@ -1027,7 +1050,7 @@ impl Inner {
         let records = d
             .visitors
             .values()
-            .filter(|v| arriving_from.is_none_or(|f| v.expected_arrival >= f))
+            .filter(|v| arriving_from.is_none_or(|f| v.expected_arrival.is_some_and(|a| a >= f)))
             .filter(|v| in_range(updated, v.updated_on))
             .map(SimVisitor::to_json)
             .collect();

@@ -116,6 +116,11 @@ pub struct Visitor {
     pub coworker_id: Option<i64>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub expected_arrival: Option<DateTime<Utc>>,
+    /// Checked in at reception (`VisitorCheckedin`), at `ArrivalDate`.
+    #[serde(default)]
+    pub arrived: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub arrival_date: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub departure_date: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient_time")]

@@ -196,19 +196,27 @@ pub fn contract_entitlement(
     }
 }
 
-/// The tenant's `visitors` item from `ExpectedArrival − lead` to the end of that local day, or
-/// to `DepartureDate` when the visitor left earlier. A visitor registered without an expected
-/// arrival is given nothing.
+/// The tenant's `visitors` item from `ExpectedArrival − lead` (or the check-in, if earlier) to
+/// the end of that local day, or to `DepartureDate` when the visitor left earlier. A walk-in
+/// (no expected arrival) gets access from the check-in (`VisitorCheckedin`); a visitor neither
+/// expected nor checked in is given nothing.
 pub fn visit_entitlement(v: &Visitor, rules: &NexudusRules, seen_at: Instant) -> Result<Entitlement, String> {
-    let (window, state) = match v.expected_arrival {
-        Some(arrival) => {
-            let day = rules.zone.date_of(arrival).and_then(|d| rules.zone.end_of_day(d))?;
+    let checked_in = v.arrival_date.filter(|_| v.arrived == Some(true));
+    let start = match (v.expected_arrival.map(|a| (a, a - rules.booking_lead)), checked_in) {
+        (Some((day_of, from)), Some(arrived)) => Some((day_of, from.min(arrived))),
+        (Some(expected), None) => Some(expected),
+        (None, Some(arrived)) => Some((arrived, arrived)),
+        (None, None) => None,
+    };
+    let (window, state) = match start {
+        Some((day_of, from)) => {
+            let day = rules.zone.date_of(day_of).and_then(|d| rules.zone.end_of_day(d))?;
             let until = v.departure_date.filter(|d| *d < day).unwrap_or(day);
-            (Window::new(Some(arrival - rules.booking_lead), Some(until)), EntitlementState::Active)
+            (Window::new(Some(from), Some(until)), EntitlementState::Active)
         }
         None => (
             Window::new(None, Some(seen_at)),
-            EntitlementState::Ended { reason: "no expected arrival in Nexudus".into() },
+            EntitlementState::Ended { reason: "neither expected nor checked in in Nexudus".into() },
         ),
     };
     Ok(Entitlement {
@@ -773,6 +781,8 @@ mod tests {
             email: Some("vera@example.com".into()),
             coworker_id: Some(456),
             expected_arrival: Some(t(23, 14, 0)),
+            arrived: None,
+            arrival_date: None,
             departure_date: None,
             updated_on: Some(t(23, 8, 0)),
         };
@@ -783,7 +793,19 @@ mod tests {
         v.departure_date = Some(t(23, 16, 0));
         let left = visit_entitlement(&v, &rules(15, 15), t(23, 9, 0)).expect("entitlement");
         assert_eq!(left.window.until, Some(t(23, 16, 0)));
+        // Checked in early: from the check-in. Late: from the lead as planned.
+        v.departure_date = None;
+        (v.arrived, v.arrival_date) = (Some(true), Some(t(23, 12, 30)));
+        let early = visit_entitlement(&v, &rules(15, 15), t(23, 12, 30)).expect("entitlement");
+        assert_eq!(early.window, Window::new(Some(t(23, 12, 30)), Some(t(23, 23, 0))));
+        v.arrival_date = Some(t(23, 14, 20));
+        let late = visit_entitlement(&v, &rules(15, 15), t(23, 14, 20)).expect("entitlement");
+        assert_eq!(late.window.from, Some(t(23, 13, 45)));
+        // A walk-in: from the check-in; an ArrivalDate without `Arrived` is not a check-in.
         v.expected_arrival = None;
+        let walk_in = visit_entitlement(&v, &rules(15, 15), t(23, 14, 20)).expect("entitlement");
+        assert_eq!(walk_in.window, Window::new(Some(t(23, 14, 20)), Some(t(23, 23, 0))));
+        v.arrived = Some(false);
         assert!(!visit_entitlement(&v, &rules(15, 15), t(23, 9, 0)).expect("entitlement").is_active());
     }
 
