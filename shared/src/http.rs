@@ -64,12 +64,20 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Upper bound for one wait, `Retry-After` included.
     pub max: Duration,
+    /// Longest wait for one attempt's answer; a timeout is retried like a 5xx (the write may
+    /// or may not have happened, which every caller is ready for).
+    pub timeout: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 4 attempts, 200 ms base, 5 s cap, full jitter.
+    /// 4 attempts, 200 ms base, 5 s cap, full jitter, 20 s per attempt.
     fn default() -> Self {
-        Self { attempts: 4, base: Duration::from_millis(200), max: Duration::from_secs(5) }
+        Self {
+            attempts: 4,
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            timeout: REQUEST_TIMEOUT,
+        }
     }
 }
 
@@ -79,7 +87,12 @@ impl RetryPolicy {
 
     /// Same attempts, millisecond waits: for tests against the simulators.
     pub fn fast() -> Self {
-        Self { attempts: 4, base: Duration::from_millis(1), max: Duration::from_millis(10) }
+        Self {
+            attempts: 4,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        }
     }
 
     /// The default, with `PORTIER_RETRY_BASE_MS` applied when set to a number.
@@ -366,7 +379,7 @@ where
         if let Some(limit) = limit {
             limit.acquire().await;
         }
-        let attempt = match build().send().await {
+        let attempt = match build().timeout(policy.timeout).send().await {
             Ok(resp) => {
                 let status = resp.status();
                 let headers = resp.headers().clone();
@@ -607,7 +620,12 @@ mod tests {
 
     #[test]
     fn backoff_stays_within_full_jitter_bounds() {
-        let p = RetryPolicy { attempts: 10, base: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
         for _ in 0..200 {
             assert!(p.backoff(0) <= Duration::from_millis(100));
             assert!(p.backoff(2) <= Duration::from_millis(400));

@@ -14,7 +14,7 @@ use shared::config::{NoAccess, SourceConfig};
 use shared::serve;
 
 use crate::groups::{BRIVO_GROUP, COWORKING, GroupsApp, SALTO_GROUP, spawn_groups_app_tweaked};
-use crate::harness::{BIKE_STORAGE, HookAuth};
+use crate::harness::{BIKE_STORAGE, HookAuth, fast_retries};
 use crate::sim::Call;
 
 /// Each provider's R: the simulator's limit and the tenant's `calls_per_second`.
@@ -115,16 +115,21 @@ fn missing(app: &GroupsApp, n: usize) -> usize {
 /// Runs one burst (real time: the rate limits are the point).
 pub async fn run(burst: Burst) -> BurstReport {
     let Rates { tapkey, salto, brivo } = burst.rates;
-    let app = spawn_groups_app_tweaked(HookAuth::Signature, NoAccess::Keep, |c| {
-        let p = &mut c.providers;
-        p.tapkey.iter_mut().for_each(|t| t.calls_per_second = Some(tapkey));
-        p.salto_ks.iter_mut().for_each(|s| s.calls_per_second = Some(salto));
-        p.brivo.iter_mut().for_each(|b| b.calls_per_second = Some(brivo));
-        // The source is not what is measured: lift Nexudus's 120 calls/min allowance.
-        if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut c.source {
-            *calls_per_minute = Some(1_000_000);
-        }
-    })
+    let app = spawn_groups_app_tweaked(
+        HookAuth::Signature,
+        NoAccess::Keep,
+        |c| {
+            let p = &mut c.providers;
+            p.tapkey.iter_mut().for_each(|t| t.calls_per_second = Some(tapkey));
+            p.salto_ks.iter_mut().for_each(|s| s.calls_per_second = Some(salto));
+            p.brivo.iter_mut().for_each(|b| b.calls_per_second = Some(brivo));
+            // The source is not what is measured: lift Nexudus's 120 calls/min allowance.
+            if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut c.source {
+                *calls_per_minute = Some(1_000_000);
+            }
+        },
+        fast_retries(),
+    )
     .await;
     let first = 100_000i64;
     let n = burst.webhooks;

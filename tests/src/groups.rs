@@ -7,7 +7,9 @@ use std::ops::Deref;
 use shared::config::{BrivoProviderConfig, NoAccess, SaltoProviderConfig, TenantConfig};
 use shared::model::{ItemKind, ItemRef, Mapping, Target};
 
-use crate::harness::{HookAuth, TestApp, spawn_app_with};
+use shared::http::RetryPolicy;
+
+use crate::harness::{HookAuth, TestApp, fast_retries, spawn_app_retrying};
 use crate::sim::{BrivoSim, BrivoSimConfig, SaltoSim, SaltoSimConfig};
 
 /// The Salto KS access group and the Brivo group of the coworking floor.
@@ -146,23 +148,26 @@ pub async fn spawn_groups_app(no_access: NoAccess) -> GroupsApp {
 
 /// [`spawn_groups_app`] for a tenant that authenticates its webhooks with `auth`.
 pub async fn spawn_groups_app_with(auth: HookAuth, no_access: NoAccess) -> GroupsApp {
-    spawn_groups_app_tweaked(auth, no_access, |_| {}).await
+    spawn_groups_app_tweaked(auth, no_access, |_| {}, fast_retries()).await
 }
 
-/// [`spawn_groups_app_with`], then `tweak` changes the tenant before Portier starts.
+/// [`spawn_groups_app_with`], then `tweak` changes the tenant before Portier starts; the
+/// clients retry and time out by `policy`.
 pub async fn spawn_groups_app_tweaked(
     auth: HookAuth,
     no_access: NoAccess,
     tweak: impl FnOnce(&mut TenantConfig),
+    policy: RetryPolicy,
 ) -> GroupsApp {
     let (salto, brivo) = start_group_sims().await;
-    let app = spawn_app_with(
+    let app = spawn_app_retrying(
         auth,
         |c| {
             add_group_providers(c, &salto, &brivo, no_access);
             tweak(c);
         },
         group_secrets(&salto, &brivo),
+        policy,
     )
     .await;
     app.nexudus.add_time_pass(COWORKING, "Coworking");

@@ -94,7 +94,12 @@ pub fn tenant_config(nexudus: &NexudusSim, tapkey: &TapkeySim, auth: HookAuth) -
 
 /// Retries fast in tests; the real policy's figures are the same code with longer waits.
 pub fn fast_retries() -> RetryPolicy {
-    RetryPolicy { attempts: 3, base: Duration::from_millis(5), max: Duration::from_millis(50) }
+    RetryPolicy {
+        attempts: 3,
+        base: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+        timeout: Duration::from_secs(5),
+    }
 }
 
 /// A store that can be told to fail chosen writes: a crash between two steps of the worker.
@@ -184,6 +189,16 @@ pub async fn spawn_app_with(
     tenant: impl FnOnce(&mut TenantConfig),
     extra_secrets: BTreeMap<String, String>,
 ) -> TestApp {
+    spawn_app_retrying(auth, tenant, extra_secrets, fast_retries()).await
+}
+
+/// [`spawn_app_with`], with the clients retrying (and timing out) by `policy`.
+pub async fn spawn_app_retrying(
+    auth: HookAuth,
+    tenant: impl FnOnce(&mut TenantConfig),
+    extra_secrets: BTreeMap<String, String>,
+    policy: RetryPolicy,
+) -> TestApp {
     let nexudus = NexudusSim::start(NexudusSimConfig {
         webhook_secret: Some(HOOK_SECRET.into()),
         ..Default::default()
@@ -209,7 +224,7 @@ pub async fn spawn_app_with(
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open_in_memory(shared_clock, 5).unwrap_or_else(|e| panic!("queue: {e}")));
     let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { tenants: vec![config.clone()] }, &all_secrets, fast_retries())
+        StaticTenants::build(&Config { tenants: vec![config.clone()] }, &all_secrets, policy)
             .unwrap_or_else(|e| panic!("tenants: {e}")),
     );
     let runtime = Runtime {

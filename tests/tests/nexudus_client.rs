@@ -79,7 +79,12 @@ async fn throttling_409_is_retried() {
     let patient = NexudusClient::new(
         config(&sim),
         shared::http::client(),
-        RetryPolicy { attempts: 4, base: Duration::from_millis(1), max: Duration::from_secs(2) },
+        RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(1),
+            max: Duration::from_secs(2),
+            ..RetryPolicy::fast()
+        },
     );
     sim.faults().set_rate_limit(Some(2.0));
     let started = Instant::now();

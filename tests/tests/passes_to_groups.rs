@@ -247,6 +247,25 @@ async fn salto_eventual_consistency_right_after_creation_is_retried_and_converge
 }
 
 #[tokio::test]
+async fn a_salto_user_create_with_an_unknown_outcome_is_looked_up_before_it_is_sent_again() {
+    for (fault, posts) in [("failed before the write", 2), ("answer lost after the write", 1)] {
+        let app = spawn_groups_app(NoAccess::Keep).await;
+        match posts {
+            2 => app.salto.faults().fail_next(503, 1),
+            _ => app.salto.faults().drop_after_write_next(1),
+        }
+        app.nexudus.give_pass(ANNA, COWORKING, None);
+        app.advance(Duration::seconds(1));
+        assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+        let r = shared::serve::work_batch(&app.runtime, std::time::Duration::ZERO).await.expect("worker");
+        assert_eq!((r.done, r.retried), (1, 0), "{fault}: settled by the same reconcile");
+        assert_eq!(app.salto.count("POST", "/users"), posts, "{fault}");
+        assert_eq!(app.salto.users().len(), 1, "{fault}: one user for the email");
+        assert_eq!(app.salto.members(SALTO_GROUP), anna(), "{fault}");
+    }
+}
+
+#[tokio::test]
 async fn salto_seat_exhaustion_is_a_readable_failure_and_leaves_no_user() {
     let app = spawn_groups_app(NoAccess::Keep).await;
     app.salto.set_seats(Some(0));

@@ -341,7 +341,12 @@ async fn server_errors_and_throttling_are_retried() {
     let slow = TapkeyProvider::new(
         config(&sim),
         shared::http::client(),
-        RetryPolicy { attempts: 4, base: Duration::from_millis(1), max: Duration::from_secs(2) },
+        RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(1),
+            max: Duration::from_secs(2),
+            ..RetryPolicy::fast()
+        },
     );
     slow.grant(&request(FRONT, "cat@example.com", later, false)).await.expect("granted after throttling");
     assert!(sim.faults().throttled_count() > 0);

@@ -61,6 +61,9 @@ pub struct Faults {
     drop_after_write: usize,
     throttle_next: usize,
     throttled: usize,
+    hang_rate: f64,
+    hang: Duration,
+    hangs: usize,
 }
 
 #[derive(Debug)]
@@ -98,6 +101,10 @@ enum Verdict {
     Pass,
     Throttle,
     Fail(u16),
+    /// Answer only after this long, without handling the call: a timeout before the write.
+    HangBefore(Duration),
+    /// Handle the call, then answer only after this long: a timeout after the write.
+    HangAfter(Duration),
 }
 
 impl FaultHandle {
@@ -132,8 +139,21 @@ impl FaultHandle {
 
     /// The next `n` successful mutating API calls (PUT/POST/PATCH/DELETE) keep their write but
     /// answer 500: the response got lost, so a retry meets the already-applied write.
+    /// Each API call hangs for `hang` with probability `rate` (0..1): half of them before the
+    /// call is handled (nothing happens), half after it was (the write happened). A client
+    /// that waits less than `hang` times out either way.
+    pub fn set_hang_rate(&self, rate: f64, hang: Duration) {
+        let mut f = lock(&self.0);
+        (f.hang_rate, f.hang) = (rate, hang);
+    }
+
     pub fn drop_after_write_next(&self, n: usize) {
         lock(&self.0).drop_after_write += n;
+    }
+
+    /// How many calls hung ([`Self::set_hang_rate`]).
+    pub fn hang_count(&self) -> usize {
+        lock(&self.0).hangs
     }
 
     /// How many calls the rate limit turned away.
@@ -174,6 +194,10 @@ impl FaultHandle {
                 n => f.fail_statuses[fastrand::usize(..n)],
             };
             return Verdict::Fail(status);
+        }
+        if f.hang_rate > 0.0 && fastrand::f64() < f.hang_rate {
+            f.hangs += 1;
+            return if fastrand::bool() { Verdict::HangBefore(f.hang) } else { Verdict::HangAfter(f.hang) };
         }
         Verdict::Pass
     }
@@ -295,6 +319,15 @@ impl Core {
             Verdict::Fail(status) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return self.error(status, "Simulated failure");
+            }
+            Verdict::HangBefore(hang) => {
+                tokio::time::sleep(hang).await;
+                return self.error(StatusCode::GATEWAY_TIMEOUT, "Simulated hang");
+            }
+            Verdict::HangAfter(hang) => {
+                let resp = route(req).await;
+                tokio::time::sleep(hang).await;
+                return resp;
             }
             Verdict::Pass => {}
         }

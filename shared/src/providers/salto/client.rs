@@ -175,9 +175,8 @@ impl SaltoClient {
     }
 
     /// Creates a site user (Salto KS mails an invitation to `email`).
-    /// Tried once: Salto KS accepts the same email twice, so a retry after a lost answer would
-    /// make a second user. A failure goes back to the reconciler, whose next attempt finds a
-    /// user that was made after all by its email (the user intent).
+    /// Tried once: Salto KS accepts the same email twice, so a blind retry after a lost answer
+    /// would make a second user. The provider looks the email up before it tries again.
     pub async fn create_user(&self, user: &NewUser<'_>) -> Result<SiteUser, CallError> {
         let url = self.site_url("v1.2", "users");
         let once = RetryPolicy { attempts: 1, ..self.core.policy.clone() };
@@ -186,6 +185,11 @@ impl SaltoClient {
             s if s.is_success() => reply.json(&API),
             _ => Err(reply.unexpected(&API)),
         }
+    }
+
+    /// How this client retries (the provider paces its own create-or-find retries by it).
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.core.policy
     }
 
     /// Every site user (Salto KS has no email filter: list and match).

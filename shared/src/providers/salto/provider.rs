@@ -108,17 +108,39 @@ impl Provider for SaltoProvider {
         if let Some(k) = known.filter(|k| k.ids.is_some() && k.email == person.email) {
             return Ok(k.clone());
         }
-        if let Some(intent) = known.filter(|k| k.ids.is_none()) {
-            // The create may have happened before a crash: find it by email.
-            let found = self.client.users().await?.into_iter().find(|u| u.is(&person.email));
-            if let Some(u) = found.filter(|u| u.is_subscribed()) {
-                return self.user(person, &u, intent.created_at);
+        // Salto KS accepts the same email twice, so a create whose outcome is unknown (a crash
+        // after the intent, a lost answer, a timeout) is never simply sent again: the email is
+        // looked up first, and the create repeated only when no user has it.
+        let policy = self.client.retry_policy().clone();
+        let mut unknown = known.filter(|k| k.ids.is_none()).map(|intent| (intent.created_at, None));
+        let mut tries = 0;
+        let created = loop {
+            if let Some((created_at, after)) = unknown {
+                let found = self.client.users().await?.into_iter().find(|u| u.is(&person.email));
+                if let Some(u) = found.filter(|u| u.is_subscribed()) {
+                    return self.user(person, &u, created_at);
+                }
+                if let Some(after) = after {
+                    tokio::time::sleep(policy.delay(tries, after)).await;
+                }
             }
-        }
-        let created = self
-            .client
-            .create_user(&NewUser::new(&person.first_name, &person.last_name, &person.email))
-            .await?;
+            tries += 1;
+            match self
+                .client
+                .create_user(&NewUser::new(&person.first_name, &person.last_name, &person.email))
+                .await
+            {
+                Ok(created) => break created,
+                Err(CallError::Retryable { reason, after }) if tries < policy.attempts => {
+                    tracing::debug!(
+                        reason,
+                        "Salto KS user create failed; looking the email up before trying again"
+                    );
+                    unknown = Some((now, Some(after)));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if !created.is_subscribed() {
             // Silent seat exhaustion: the user exists but can never open a door. Remove it so
             // nothing is left half-done, and say what to do.
