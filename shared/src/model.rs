@@ -548,6 +548,18 @@ pub struct ProviderUser {
     /// Brivo Mobile Pass invitation sent (or found pending).
     #[serde(default)]
     pub invited: bool,
+    /// Users this subject had before an email change made a new one (Salto KS invites per
+    /// email), still to be put through the no-access policy. Kept in this record so the new
+    /// user and the old one's fate are written in one step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredUser>,
+}
+
+/// A provider user left behind by an email change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RetiredUser {
+    pub ids: ProviderUserIds,
+    pub email: Email,
 }
 
 /// What Portier created at a provider for one subject and target.

@@ -767,6 +767,7 @@ mod tests {
             state,
             created_at: t(1, 0),
             invited,
+            retired: Vec::new(),
         }
     }
 

@@ -3,9 +3,11 @@
 use chrono::Duration;
 use serde::Serialize;
 
+use crate::config::NoAccess;
 use crate::error::{CallError, WorkError};
 use crate::model::{
-    Applied, AppliedState, Email, Failure, Instant, ProviderKind, ProviderUser, SubjectKey, Target, UserState,
+    Applied, AppliedState, Email, Failure, Instant, ProviderKind, ProviderUser, RetiredUser, SubjectKey,
+    Target, UserState,
 };
 use crate::plan::{self, Op, Plan, UserOp, UserPlan, UserPolicy};
 use crate::providers::{GrantRequest, MembershipChange, Person, Provider, UserAction};
@@ -299,6 +301,62 @@ impl MembershipStep<'_> {
             }
             self.user_op(provider, op, outcome).await?;
         }
+        if all_removed {
+            self.retire_users(provider, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts the users an email change left behind (Salto KS makes a new user per email)
+    /// through the no-access policy once their memberships are gone, then forgets each.
+    async fn retire_users(
+        &mut self,
+        provider: &dyn Provider,
+        outcome: &mut Outcome,
+    ) -> Result<(), WorkError> {
+        let Some(mut user) = self.user.clone() else { return Ok(()) };
+        while let Some(old) = user.retired.first().cloned() {
+            let (action, done) = match self.tenant.config.policy.no_access {
+                NoAccess::Keep => (None, "kept (no-access policy)"),
+                NoAccess::Suspend => (Some(UserAction::Suspend), "suspended (no-access policy)"),
+                NoAccess::Delete => (Some(UserAction::Delete), "deleted (no-access policy)"),
+            };
+            let mut done = done.to_owned();
+            if let Some(action) = action {
+                let left = ProviderUser {
+                    provider: self.kind,
+                    ids: Some(old.ids.clone()),
+                    email: old.email.clone(),
+                    state: UserState::Active,
+                    created_at: user.created_at,
+                    invited: false,
+                    retired: Vec::new(),
+                };
+                match provider.user_action(&left, action).await {
+                    Ok(()) => outcome.applied += 1,
+                    // Nothing a retry would change (e.g. the user was deleted by hand): say so.
+                    Err(CallError::Permanent { reason } | CallError::Config { reason }) => {
+                        done = format!("left as it is: {reason}");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            user.retired.remove(0);
+            self.records.save_provider_user(self.subject, &user).await?;
+            self.user = Some(user.clone());
+            let target = format!("{} {}", self.kind.name(), old.ids);
+            audit_line(
+                self.records,
+                self.subject,
+                "retire user",
+                self.kind.as_str(),
+                &target,
+                &old.email,
+                "email changed",
+                &done,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -461,11 +519,19 @@ impl MembershipStep<'_> {
                 state: UserState::Creating,
                 created_at: now,
                 invited: false,
+                retired: Vec::new(),
             };
             self.records.save_provider_user(self.subject, &intent).await?;
         }
         match provider.ensure_user(&person, known.as_ref(), now).await {
-            Ok(user) => {
+            Ok(mut user) => {
+                // A new user for a new email: the old one is retired in the same write.
+                if let Some(k) = known.as_ref() {
+                    user.retired = k.retired.clone();
+                    if let Some(ids) = k.ids.clone().filter(|ids| user.ids.as_ref() != Some(ids)) {
+                        user.retired.push(RetiredUser { ids, email: k.email.clone() });
+                    }
+                }
                 if known.as_ref() != Some(&user) {
                     self.records.save_provider_user(self.subject, &user).await?;
                     if known.as_ref().is_none_or(|k| k.ids != user.ids) {

@@ -266,6 +266,45 @@ async fn a_salto_user_create_with_an_unknown_outcome_is_looked_up_before_it_is_s
 }
 
 #[tokio::test]
+async fn after_an_email_change_the_old_salto_user_goes_through_the_no_access_policy() {
+    const NEW_EMAIL: &str = "anna.mueller@example.com";
+    for policy in [NoAccess::Keep, NoAccess::Suspend, NoAccess::Delete] {
+        let app = spawn_groups_app(policy).await;
+        give(&app, COWORKING, None).await;
+        let old = app.salto.users();
+        assert_eq!(old.len(), 1);
+        app.advance(Duration::minutes(5));
+        app.nexudus.update_coworker_email(ANNA, NEW_EMAIL);
+        assert_eq!(app.hook("CoworkerUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+        app.drain().await;
+
+        // Salto KS invites per email: a new user holds the membership.
+        assert_eq!(app.salto.members(SALTO_GROUP), vec![NEW_EMAIL.to_owned()], "{policy:?}");
+        let users = app.salto.users();
+        assert_eq!(users.iter().filter(|u| u.email.as_deref() == Some(NEW_EMAIL)).count(), 1, "{policy:?}");
+        let left = users.iter().find(|u| u.id == old[0].id).map(|u| u.subscription_state.as_str());
+        let expected = match policy {
+            NoAccess::Keep => Some("subscribed"),
+            NoAccess::Suspend => Some("suspended"),
+            NoAccess::Delete => None,
+        };
+        assert_eq!(left, expected, "{policy:?}: the old user");
+        assert_eq!(app.brivo.users().len(), 1, "{policy:?}: Brivo's user follows the person");
+        let email = shared::model::Email::parse(NEW_EMAIL).expect("email");
+        let reports = shared::explain::explain(&app.records, std::slice::from_ref(&app.config), &email, None)
+            .await
+            .expect("explain");
+        let shown = shared::explain::render(&reports, &email);
+        assert!(shown.contains("retire user"), "{policy:?}: {shown}");
+
+        // Done once: the next change of Anna's makes no Salto KS write.
+        app.salto.reset_calls();
+        hook(&app).await;
+        assert_eq!(app.salto.calls().iter().filter(|c| c.method != "GET").count(), 0, "{policy:?}");
+    }
+}
+
+#[tokio::test]
 async fn salto_seat_exhaustion_is_a_readable_failure_and_leaves_no_user() {
     let app = spawn_groups_app(NoAccess::Keep).await;
     app.salto.set_seats(Some(0));

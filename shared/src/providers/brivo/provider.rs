@@ -84,6 +84,7 @@ impl Provider for BrivoProvider {
             state: if user.suspended == Some(true) { UserState::Suspended } else { UserState::Active },
             created_at,
             invited: false,
+            retired: Vec::new(),
         })
     }
 

@@ -87,6 +87,7 @@ impl SaltoProvider {
             state: UserState::Active,
             created_at,
             invited: false,
+            retired: Vec::new(),
         })
     }
 }
@@ -112,7 +113,13 @@ impl Provider for SaltoProvider {
         // after the intent, a lost answer, a timeout) is never simply sent again: the email is
         // looked up first, and the create repeated only when no user has it.
         let policy = self.client.retry_policy().clone();
-        let mut unknown = known.filter(|k| k.ids.is_none()).map(|intent| (intent.created_at, None));
+        // After an email change the new address's create may also have happened in an earlier
+        // attempt whose answer was lost, so it is looked up too.
+        let mut unknown = known.and_then(|k| match k.ids {
+            None => Some((k.created_at, None)),
+            Some(_) if k.email != person.email => Some((now, None)),
+            Some(_) => None,
+        });
         let mut tries = 0;
         let created = loop {
             if let Some((created_at, after)) = unknown {
