@@ -294,15 +294,16 @@ impl MembershipStep<'_> {
             self.user_op(provider, op, outcome).await?;
         }
         let all_removed = self.memberships(provider, outcome).await?;
+        // Before the policy's own ops: deleting the current user forgets the retired ones too.
+        if all_removed {
+            self.retire_users(provider, outcome).await?;
+        }
         for op in user_ops.iter().filter(|op| !op.runs_first()) {
             // The policy waits until every membership here is really gone.
             if matches!(op, UserOp::Suspend { .. } | UserOp::Delete { .. }) && !all_removed {
                 continue;
             }
             self.user_op(provider, op, outcome).await?;
-        }
-        if all_removed {
-            self.retire_users(provider, outcome).await?;
         }
         Ok(())
     }
