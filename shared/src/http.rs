@@ -316,51 +316,50 @@ impl ApiClient {
         Self { api, base: trim_base(base_url), http, policy, tokens: TokenCache::new(), limit: None }
     }
 
-    /// [`send_authorized`] with this client's policy, limit and tokens.
+    /// An authorized call: the cached access token (`fetch` gets a new one when needed, see
+    /// [`TokenCache::get`]), `build(token)` sent through [`send_limited`] with this client's
+    /// policy and limit, and after a 401 one more try with a fresh token. A fresh token refused
+    /// again is a `CallError::Config`; `hint` tells the operator what to check (may be empty).
     pub async fn send<F, Fut, B>(&self, fetch: F, build: B, hint: &str) -> Result<Reply, CallError>
     where
         F: Fn(Option<Secret>) -> Fut,
         Fut: Future<Output = Result<FreshToken, CallError>>,
         B: Fn(&str) -> RequestBuilder,
     {
-        send_authorized(&self.policy, &self.api, self.limit.as_ref(), &self.tokens, fetch, build, hint).await
+        self.send_with(&self.policy, fetch, build, hint).await
     }
-}
 
-/// An authorized call, the same for every API client: the cached access token (`fetch` gets a
-/// new one when needed, see [`TokenCache::get`]), `build(token)` sent through
-/// [`send_limited`], and after a 401 one more try with a fresh token. A fresh token refused again
-/// is a `CallError::Config`; `hint` tells the operator what to check (empty for nothing more).
-pub async fn send_authorized<F, Fut, B>(
-    policy: &RetryPolicy,
-    api: &Api,
-    limit: Option<&RateLimit>,
-    tokens: &TokenCache,
-    fetch: F,
-    build: B,
-    hint: &str,
-) -> Result<Reply, CallError>
-where
-    F: Fn(Option<Secret>) -> Fut,
-    Fut: Future<Output = Result<FreshToken, CallError>>,
-    B: Fn(&str) -> RequestBuilder,
-{
-    let token = tokens.get(&fetch).await?;
-    let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
-    if reply.status != StatusCode::UNAUTHORIZED {
-        return Ok(reply);
+    /// [`Self::send`] with another retry policy (a call that must not be repeated blindly).
+    pub async fn send_with<F, Fut, B>(
+        &self,
+        policy: &RetryPolicy,
+        fetch: F,
+        build: B,
+        hint: &str,
+    ) -> Result<Reply, CallError>
+    where
+        F: Fn(Option<Secret>) -> Fut,
+        Fut: Future<Output = Result<FreshToken, CallError>>,
+        B: Fn(&str) -> RequestBuilder,
+    {
+        let (api, limit) = (&self.api, self.limit.as_ref());
+        let token = self.tokens.get(&fetch).await?;
+        let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        self.tokens.invalidate(&token).await;
+        let token = self.tokens.get(&fetch).await?;
+        let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            return Err(CallError::config(format!(
+                "{} rejected a freshly issued access token ({}){hint}",
+                api.name,
+                reply.summary()
+            )));
+        }
+        Ok(reply)
     }
-    tokens.invalidate(&token).await;
-    let token = tokens.get(&fetch).await?;
-    let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
-    if reply.status == StatusCode::UNAUTHORIZED {
-        return Err(CallError::config(format!(
-            "{} rejected a freshly issued access token ({}){hint}",
-            api.name,
-            reply.summary()
-        )));
-    }
-    Ok(reply)
 }
 
 /// [`send`], with every attempt (retries included) waiting for the system's rate limit.

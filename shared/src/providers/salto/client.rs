@@ -316,16 +316,15 @@ impl SaltoClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let reply = http::send_authorized(
-            policy,
-            &API,
-            self.core.limit.as_ref(),
-            &self.core.tokens,
-            |previous| self.fetch_token(previous),
-            |token| build().bearer_auth(token),
-            &format!(": check the scopes ({SCOPES}) and that the Connect API is enabled for the tenant"),
-        )
-        .await?;
+        let reply = self
+            .core
+            .send_with(
+                policy,
+                |previous| self.fetch_token(previous),
+                |token| build().bearer_auth(token),
+                &format!(": check the scopes ({SCOPES}) and that the Connect API is enabled for the tenant"),
+            )
+            .await?;
         if reply.status == StatusCode::FORBIDDEN && reply.error_code().is_none() {
             return Err(CallError::config(format!(
                 "Salto KS answered {}: the account has no access to site {}",
