@@ -286,12 +286,17 @@ async fn a_full_resync_finds_bookings_team_contracts_and_visitors_without_webhoo
     team_with_contract(&app).await;
     app.nexudus.book(ANNA, ROOM, "Room 1", at(10, 0), at(11, 0));
     app.nexudus.register_visitor(ANNA, "Vera Gast", "vera@example.com", at(14, 0));
+    // A walk-in checked in at reception: no expected arrival, so only its check-in finds it.
+    app.set_now(at(9, 30));
+    let walt = app.nexudus.register_walk_in(ANNA, "Walt Kommt", "walt@example.com");
+    app.nexudus.check_in_visitor(walt);
     app.resync(false).await.expect("resync");
+    assert_eq!(app.salto.members(VISITORS_SALTO), emails(&["walt@example.com"]));
 
     tick_at(&app, at(10, 0)).await;
     assert_eq!(app.salto.members(ROOM_SALTO), emails(&[ANNA_EMAIL]));
     tick_at(&app, at(14, 0)).await;
-    assert_eq!(app.salto.members(VISITORS_SALTO), emails(&["vera@example.com"]));
+    assert_eq!(sorted(app.salto.members(VISITORS_SALTO)), emails(&["vera@example.com", "walt@example.com"]));
     tick_at(&app, day(1) + Duration::seconds(30)).await;
     let all = emails(&[ANNA_EMAIL, BEN_EMAIL, CLEO_EMAIL]);
     assert_eq!(desk_and_office(&app), (all.clone(), all));

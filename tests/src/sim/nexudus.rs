@@ -1041,16 +1041,21 @@ impl Inner {
     }
 
     fn list_visitors(&self, query: &Query) -> Response {
-        let (arriving_from, updated) =
-            match (time_param(query, "from_Visitor_ExpectedArrival"), updated_range(query, "Visitor")) {
-                (Ok(a), Ok(u)) => (a, u),
-                (Err(e), _) | (_, Err(e)) => return bad_request(&e),
-            };
+        let (expected_from, arrived_from, updated) = match (
+            time_param(query, "from_Visitor_ExpectedArrival"),
+            time_param(query, "from_Visitor_ArrivalDate"),
+            updated_range(query, "Visitor"),
+        ) {
+            (Ok(e), Ok(a), Ok(u)) => (e, a, u),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return bad_request(&e),
+        };
         let d = lock(&self.data);
+        // A range filter on a field the record lacks (null) excludes it, as in Nexudus.
         let records = d
             .visitors
             .values()
-            .filter(|v| arriving_from.is_none_or(|f| v.expected_arrival.is_some_and(|a| a >= f)))
+            .filter(|v| expected_from.is_none_or(|f| v.expected_arrival.is_some_and(|a| a >= f)))
+            .filter(|v| arrived_from.is_none_or(|f| v.arrived.is_some_and(|a| a >= f)))
             .filter(|v| in_range(updated, v.updated_on))
             .map(SimVisitor::to_json)
             .collect();

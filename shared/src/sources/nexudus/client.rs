@@ -161,15 +161,22 @@ impl NexudusClient {
         self.list("spaces/teams", &filter).await
     }
 
-    /// Visitors expected at or after `arriving_from`, or (incremental) changed since `updated_from`.
+    /// Visitors expected or checked in at or after `arriving_from` (walk-ins have no expected
+    /// arrival, so two listings), or (incremental) those of them changed since `updated_from`.
     pub async fn all_visitors(
         &self,
         updated_from: Option<&str>,
         arriving_from: &str,
     ) -> Result<Vec<Visitor>, CallError> {
-        let mut filter = vec![("from_Visitor_ExpectedArrival", arriving_from)];
-        filter.extend(updated_from.map(|f| ("from_Visitor_UpdatedOn", f)));
-        self.list("spaces/visitors", &filter).await
+        let mut by_id = std::collections::BTreeMap::new();
+        for field in ["from_Visitor_ExpectedArrival", "from_Visitor_ArrivalDate"] {
+            let mut filter = vec![(field, arriving_from)];
+            filter.extend(updated_from.map(|f| ("from_Visitor_UpdatedOn", f)));
+            for v in self.list::<Visitor>("spaces/visitors", &filter).await? {
+                by_id.insert(v.id, v);
+            }
+        }
+        Ok(by_id.into_values().collect())
     }
 
     /// GET `{path}/{id}`; `None` on 404 (a 500 for a deleted id stays retryable, see above).

@@ -619,7 +619,7 @@ impl Source for NexudusSource {
                 ents.extend(member_ents.into_iter().map(|e| (member.to_string(), e)));
             }
         }
-        // Visitors expected from yesterday on: older visits are over.
+        // Visitors expected or checked in from yesterday on: older visits are over.
         let arriving_from = (now - Duration::days(1)).format("%Y-%m-%dT%H:%M").to_string();
         for v in self.client.all_visitors(from, &arriving_from).await? {
             let person = visitor_person(v.id);
