@@ -532,6 +532,8 @@ impl MembershipStep<'_> {
                     if let Some(ids) = k.ids.clone().filter(|ids| user.ids.as_ref() != Some(ids)) {
                         user.retired.push(RetiredUser { ids, email: k.email.clone() });
                     }
+                    // A user taken back (the person returned to an earlier email) is no longer retired.
+                    user.retired.retain(|r| user.ids.as_ref() != Some(&r.ids));
                 }
                 if known.as_ref() != Some(&user) {
                     self.records.save_provider_user(self.subject, &user).await?;

@@ -301,6 +301,20 @@ async fn after_an_email_change_the_old_salto_user_goes_through_the_no_access_pol
         app.salto.reset_calls();
         hook(&app).await;
         assert_eq!(app.salto.calls().iter().filter(|c| c.method != "GET").count(), 0, "{policy:?}");
+
+        // Back to the first address: the old user is taken back (unsuspended), not doubled.
+        app.advance(Duration::minutes(5));
+        app.nexudus.update_coworker_email(ANNA, ANNA_EMAIL);
+        assert_eq!(app.hook("CoworkerUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+        app.drain().await;
+        assert_eq!(app.salto.members(SALTO_GROUP), anna(), "{policy:?}");
+        let users = app.salto.users();
+        let first: Vec<_> = users.iter().filter(|u| u.email.as_deref() == Some(ANNA_EMAIL)).collect();
+        assert_eq!(first.len(), 1, "{policy:?}: one user for the first address");
+        assert_eq!(first[0].subscription_state, "subscribed", "{policy:?}");
+        if policy != NoAccess::Delete {
+            assert_eq!(first[0].id, old[0].id, "{policy:?}: the same user as before");
+        }
     }
 }
 

@@ -124,7 +124,12 @@ impl Provider for SaltoProvider {
         let created = loop {
             if let Some((created_at, after)) = unknown {
                 let found = self.client.users().await?.into_iter().find(|u| u.is(&person.email));
-                if let Some(u) = found.filter(|u| u.is_subscribed()) {
+                if let Some(u) = found {
+                    // A suspended user with this email (say, from before the person switched
+                    // addresses and back) is taken back rather than doubled.
+                    if !u.is_subscribed() {
+                        self.client.set_subscription(&u.id, "subscribed").await?;
+                    }
                     return self.user(person, &u, created_at);
                 }
                 if let Some(after) = after {
