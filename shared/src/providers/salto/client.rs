@@ -194,23 +194,7 @@ impl SaltoClient {
 
     /// Every site user (Salto KS has no email filter: list and match).
     pub async fn users(&self) -> Result<Vec<SiteUser>, CallError> {
-        let url = self.site_url("v1.2", "users");
-        let mut all = Vec::new();
-        loop {
-            let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
-            let reply = self
-                .call(|| self.core.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
-                .await?;
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
-            }
-            let page: Vec<SiteUser> = list_body(&reply)?;
-            let len = page.len();
-            all.extend(page);
-            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
-                return Ok(all);
-            }
-        }
+        self.list_all(&self.site_url("v1.2", "users")).await
     }
 
     /// Every member of an access group (`GET …/access_groups/{ag}/users`, OData paging), for
@@ -218,20 +202,25 @@ impl SaltoClient {
     pub async fn group_members(&self, group: &SaltoGroupId) -> Result<Vec<SiteUser>, CallError> {
         let url =
             self.site_url("v1.2", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
-        let mut all: Vec<SiteUser> = Vec::new();
+        Ok(self.list_all::<SiteUser>(&url).await?.into_iter().filter(|u| !u.excluded).collect())
+    }
+
+    /// Every item of an OData-paged collection (`$top`/`$skip`); a short page is the last.
+    async fn list_all<T: DeserializeOwned>(&self, url: &str) -> Result<Vec<T>, CallError> {
+        let mut all = Vec::new();
         loop {
             let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
             let reply = self
-                .call(|| self.core.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
+                .call(|| self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
                 .await?;
             if !reply.status.is_success() {
                 return Err(reply.unexpected(&API));
             }
-            let page: Vec<SiteUser> = list_body(&reply)?;
+            let page: Vec<T> = list_body(&reply)?;
             let len = page.len();
             all.extend(page);
             if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
-                return Ok(all.into_iter().filter(|u| !u.excluded).collect());
+                return Ok(all);
             }
         }
     }
