@@ -1,17 +1,12 @@
 //! The `portier` command as an operator runs it: resync, drift, status, explain, exit codes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
+mod common;
+
+use common::{LOCK, Setup};
 use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
-
-const LOCK: &str = "ea610634-4fc0-4084-85b2-bebf52c3595f";
-
-struct Setup {
-    nexudus: NexudusSim,
-    tapkey: TapkeySim,
-    dir: PathBuf,
-}
 
 async fn setup() -> Setup {
     let nexudus = NexudusSim::start(NexudusSimConfig::default()).await;
@@ -21,31 +16,7 @@ async fn setup() -> Setup {
     nexudus.add_time_pass(1001, "Bike Storage");
     nexudus.give_pass(456, 1001, None);
     tapkey.add_lock(LOCK, "Bike Storage Door", true);
-    let dir = std::env::temp_dir().join(format!("portier-cli-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let config = format!(
-        r#"
-[[tenant]]
-id = "space-berlin"
-source = {{ kind = "nexudus", base_url = "{}", username_env = "NX_USER", password_env = "NX_PASSWORD", webhook_secret_env = "NX_SECRET" }}
-
-[tenant.providers.tapkey]
-owner_account_id = "owner-1"
-client_id_env = "TK_ID"
-client_secret_env = "TK_SECRET"
-base_url = "{}"
-token_url = "{}"
-
-[[tenant.mapping]]
-item = {{ kind = "pass", id = "1001" }}
-targets = [ {{ tapkey_lock = "{LOCK}" }} ]
-"#,
-        nexudus.base_url(),
-        tapkey.base_url(),
-        tapkey.token_url()
-    );
-    std::fs::write(dir.join("portier.toml"), config).unwrap_or_else(|e| panic!("{e}"));
-    Setup { nexudus, tapkey, dir }
+    Setup::new(nexudus, tapkey, "cli", "")
 }
 
 impl Setup {

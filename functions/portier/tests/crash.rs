@@ -7,26 +7,21 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{LOCK, Setup};
 use testkit::sim::{NexudusSim, NexudusSimConfig, SimWebhook, TapkeySim, TapkeySimConfig};
 
-const LOCK: &str = "ea610634-4fc0-4084-85b2-bebf52c3595f";
 const HOOK_SECRET: &str = "crash-hook-secret";
 const FIRST: i64 = 10_000;
 
 fn webhooks() -> usize {
     std::env::var("PORTIER_CRASH_WEBHOOKS").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
-}
-
-struct Setup {
-    nexudus: NexudusSim,
-    tapkey: TapkeySim,
-    dir: PathBuf,
 }
 
 async fn setup(n: usize) -> Setup {
@@ -43,34 +38,10 @@ async fn setup(n: usize) -> Setup {
         nexudus.add_coworker(FIRST + i, &format!("Member {i}"), &format!("member{i}@example.com"));
         nexudus.give_pass(FIRST + i, 1001, None);
     }
-    // The simulator has no Nexudus allowance (120 calls/min by default, config above).
     // Slow enough that the kill lands while work is queued and in flight.
     tapkey.faults().set_latency(Duration::from_millis(3));
-    let dir = std::env::temp_dir().join(format!("portier-crash-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let config = format!(
-        r#"
-[[tenant]]
-id = "space-berlin"
-source = {{ kind = "nexudus", base_url = "{}", username_env = "NX_USER", password_env = "NX_PASSWORD", webhook_secret_env = "NX_SECRET", calls_per_minute = 60000 }}
-
-[tenant.providers.tapkey]
-owner_account_id = "owner-1"
-client_id_env = "TK_ID"
-client_secret_env = "TK_SECRET"
-base_url = "{}"
-token_url = "{}"
-
-[[tenant.mapping]]
-item = {{ kind = "pass", id = "1001" }}
-targets = [ {{ tapkey_lock = "{LOCK}" }} ]
-"#,
-        nexudus.base_url(),
-        tapkey.base_url(),
-        tapkey.token_url()
-    );
-    std::fs::write(dir.join("portier.toml"), config).unwrap_or_else(|e| panic!("{e}"));
-    Setup { nexudus, tapkey, dir }
+    // The simulator has no Nexudus allowance, so the client's (120 calls/min by default) is lifted.
+    Setup::new(nexudus, tapkey, "crash", ", calls_per_minute = 60000")
 }
 
 fn free_port() -> SocketAddr {
