@@ -71,6 +71,7 @@ fn subject() -> (Profile, Vec<Entitlement>, Vec<Mapping>, Vec<Applied>) {
         name: "Anna".into(),
         source_version: None,
         deleted: false,
+        gone_at: None,
         suspended: None,
     };
     let pass = |id: &str, product: &str, window: Window| Entitlement {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::config::TenantConfig;
 use crate::error::InfraError;
 use crate::model::{Applied, Email, Entitlement, Failure, Instant, ItemRef, Profile, SubjectKey, Target};
-use crate::plan::{self, Op};
+use crate::plan::{self, Op, UserOp, UserPolicy};
 use crate::store::Records;
 use crate::store::records::AuditEntry;
 
@@ -21,6 +21,10 @@ pub struct SubjectReport {
     pub pending: Vec<Op>,
     /// Operations held back by a recent permanent failure, with its reason.
     pub blocked: Vec<(Op, String)>,
+    /// Provider-user operations a reconcile would make now (no-access policy, re-activation,
+    /// Mobile Pass), and the ones held back.
+    pub pending_users: Vec<UserOp>,
+    pub blocked_users: Vec<(UserOp, String)>,
     pub unmapped: Vec<ItemRef>,
     pub next_check: Option<Instant>,
     pub recent: Vec<AuditEntry>,
@@ -46,16 +50,20 @@ pub async fn explain(
         if tenant.is_some_and(|t| t != subject.tenant.as_str()) {
             continue;
         }
-        let mappings = match configs.iter().find(|c| c.id == subject.tenant) {
+        let config = configs.iter().find(|c| c.id == subject.tenant);
+        let mappings = match config {
             Some(c) => records.mappings_for(c).await?,
             None => records.stored_mappings(&subject.tenant).await?,
         };
-        let profile = records.profile(&subject).await?;
-        let entitlements = records.entitlements(&subject).await?;
-        let applied = records.applied(&subject).await?;
-        let failures = records.failures(&subject).await?;
-        let desired = plan::desired(profile.as_ref(), &entitlements, &mappings, now);
-        let plan = plan::diff(&desired, &entitlements, &applied, &failures, now);
+        // A tenant no longer configured: its users are kept as they are.
+        let policy = config.map_or(
+            UserPolicy { no_access: crate::config::NoAccess::Keep, mobile_pass: false },
+            UserPolicy::of,
+        );
+        let state = crate::reconcile::load_state(records, &subject).await?;
+        let planned = plan::plan_subject(&state, &mappings, policy, now);
+        let (desired, plan, users) = (planned.desired, planned.plan, planned.users);
+        let plan::SubjectState { profile, entitlements, applied, failures, .. } = state;
         let mut recent = records.audit_log(&subject).await?;
         let keep_from = recent.len().saturating_sub(10);
         recent.drain(..keep_from);
@@ -78,6 +86,8 @@ pub async fn explain(
             failures,
             pending: plan.ops,
             blocked: plan.blocked,
+            pending_users: users.ops,
+            blocked_users: users.blocked,
             unmapped: desired.unmapped,
             next_check: plan.next_check,
             recent,
@@ -136,6 +146,7 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
                 crate::model::EntitlementState::Active => "active".to_owned(),
                 crate::model::EntitlementState::Ended { reason } => format!("ended: {reason}"),
                 crate::model::EntitlementState::Revoked { reason } => format!("revoked: {reason}"),
+                crate::model::EntitlementState::Gone { reason, .. } => format!("ended: {reason}"),
             };
             let targets = if l.targets.is_empty() {
                 "no mapping".to_owned()
@@ -183,16 +194,22 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
                 );
             }
         }
-        if !r.pending.is_empty() {
+        if !r.pending.is_empty() || !r.pending_users.is_empty() {
             let _ = writeln!(out, "\n  Not yet in line (the worker will do this)");
             for op in &r.pending {
                 let _ = writeln!(out, "    {}", describe(op));
             }
+            for op in &r.pending_users {
+                let _ = writeln!(out, "    {op}");
+            }
         }
-        if !r.blocked.is_empty() {
+        if !r.blocked.is_empty() || !r.blocked_users.is_empty() {
             let _ = writeln!(out, "\n  Held back");
             for (op, reason) in &r.blocked {
                 let _ = writeln!(out, "    {} — {reason}", describe(op));
+            }
+            for (op, reason) in &r.blocked_users {
+                let _ = writeln!(out, "    {op} — {reason}");
             }
         }
         for item in &r.unmapped {

@@ -384,20 +384,54 @@ pub struct Profile {
     /// The person no longer exists in the source (e.g. `CoworkerDelete`).
     #[serde(default)]
     pub deleted: bool,
+    /// Set when the deletion was inferred by Portier (a delete hint, the person missing from a
+    /// read) rather than stated with a newer source version: any later sight of the person
+    /// at the source undoes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_at: Option<Instant>,
     /// A revocation overlay on the person (a Nexudus customer with `Active = false`): nothing
     /// is granted while it holds, whatever the entitlements say; lifted by a newer version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<String>,
 }
 
+/// How a new state of a source record was learned, which decides what it may overwrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Read from the source's API (or a listing) by a read that started at this instant: the
+    /// source as it is, so at the same version it replaces what is stored.
+    Read(Instant),
+    /// Carried in a webhook body: true as of its own version only (it may be a replay).
+    Body,
+}
+
 impl Profile {
     /// Source state only moves forward (design §2.2): a newer source version wins; at the same
-    /// version only a deletion may change the record (a delete hint carries the last version).
-    pub fn supersedes(&self, old: &Profile) -> bool {
-        match (self.source_version, old.source_version) {
-            (Some(n), Some(o)) => n > o || (n == o && self != old && self.deleted),
-            _ => self != old,
+    /// version a read of the source, or a deletion, may change the record. A missing version
+    /// is the oldest. A deletion Portier inferred (at `gone_at`) gives way only to the person
+    /// seen by a read that started later.
+    pub fn supersedes(&self, old: &Profile, seen: Seen) -> bool {
+        if self == old {
+            return false;
         }
+        match (self.gone_at, old.gone_at) {
+            (None, Some(at)) => {
+                return matches!(seen, Seen::Read(t) if t > at) && self.source_version >= old.source_version;
+            }
+            (Some(_), Some(_)) => return false,
+            (Some(_), None) => return self.source_version >= old.source_version && !old.deleted,
+            (None, None) => {}
+        }
+        match (self.source_version, old.source_version) {
+            (Some(n), Some(o)) => n > o || (n == o && (self.deleted || matches!(seen, Seen::Read(_)))),
+            (None, Some(_)) => false,
+            (Some(_), None) | (None, None) => true,
+        }
+    }
+
+    /// The same person, deleted as inferred at `now` (the source version is left as it was).
+    pub fn gone(self, now: Instant) -> Profile {
+        Profile { deleted: true, gone_at: Some(now), ..self }
     }
 }
 
@@ -442,6 +476,13 @@ pub enum EntitlementState {
     Revoked {
         reason: String,
     },
+    /// Ended because Portier no longer saw it at the source (a delete hint, a read or listing
+    /// without it, as of `at`), not because the source said so with a newer version. Any
+    /// later sight of the record at the source brings it back.
+    Gone {
+        reason: String,
+        at: Instant,
+    },
 }
 
 /// One reason for access, with its window and the source version that set it.
@@ -469,19 +510,29 @@ impl Entitlement {
         self.state == EntitlementState::Active
     }
 
-    /// A newer source version wins; at the same version only an ending may change the record.
-    pub fn supersedes(&self, old: &Entitlement) -> bool {
-        self.source_version > old.source_version
-            || (self.source_version == old.source_version && self != old && !self.is_active())
+    /// A newer source version wins; at the same version a read of the source may change the
+    /// record, a webhook body only end it. An ending Portier inferred
+    /// ([`EntitlementState::Gone`]) keeps the source version and gives way to the record seen
+    /// by a read that started later.
+    pub fn supersedes(&self, old: &Entitlement, seen: Seen) -> bool {
+        if self == old {
+            return false;
+        }
+        if self.source_version != old.source_version {
+            return self.source_version > old.source_version;
+        }
+        match (&self.state, &old.state) {
+            (EntitlementState::Gone { .. }, EntitlementState::Gone { .. }) => false,
+            (_, EntitlementState::Gone { at, .. }) => matches!(seen, Seen::Read(t) if t > *at),
+            (EntitlementState::Gone { .. }, old) => *old == EntitlementState::Active,
+            (new, _) => matches!(seen, Seen::Read(_)) || *new != EntitlementState::Active,
+        }
     }
 
-    /// The same entitlement, ended for `reason` as of `now` (never moving its version back).
+    /// The same entitlement, ended for `reason` because it was not seen at the source at `now`.
+    /// Its source version stays: the source's own state always wins over this inference.
     pub fn ended(self, reason: &str, now: Instant) -> Entitlement {
-        Entitlement {
-            state: EntitlementState::Ended { reason: reason.into() },
-            source_version: now.max(self.source_version),
-            ..self
-        }
+        Entitlement { state: EntitlementState::Gone { reason: reason.into(), at: now }, ..self }
     }
 }
 
@@ -574,10 +625,26 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Store key: one record per target and window start (several windows may coexist).
+    /// Store key: the identity of the access at the provider, so no two accesses share a record.
+    ///
+    /// A Tapkey grant is one (lock, window, email): the whole window and the email are in the
+    /// key, so a grant that replaces another (a changed window, a changed email) never writes
+    /// or deletes the record of the grant it replaces. A membership is (group, provider user),
+    /// which is how the provider itself names it.
     pub fn key(&self) -> String {
-        applied_key(&self.target, &self.window)
+        match &self.state {
+            AppliedState::Member { user } if self.target.is_membership() => {
+                format!("{}#member#{}", self.target.key(), user.platform_id.as_deref().unwrap_or(&user.id))
+            }
+            _ => grant_key(&self.target, &self.window, &self.email),
+        }
     }
+}
+
+/// The record key of a grant (see [`Applied::key`]); the email is hashed, never in clear.
+pub fn grant_key(target: &Target, window: &Window, email: &Email) -> String {
+    let side = |t: Option<Instant>| t.map_or("-".to_owned(), |t| t.timestamp().to_string());
+    format!("{}#{}#{}#{}", target.key(), side(window.from), side(window.until), email.hashed())
 }
 
 /// The key under which a listing of the provider shows access: a grant's id, or
@@ -602,16 +669,6 @@ impl Applied {
             AppliedState::Intent => None,
         }
     }
-}
-
-pub fn applied_key(target: &Target, window: &Window) -> String {
-    // A membership is one record per group, whatever its window (a changed window is no change
-    // at the provider).
-    if target.is_membership() {
-        return format!("{}#member", target.key());
-    }
-    let from = window.from.map_or("-".to_owned(), |t| t.timestamp().to_string());
-    format!("{}#{from}", target.key())
 }
 
 /// The last permanent failure for one target: shown by explain, not retried until inputs change.

@@ -211,6 +211,18 @@ impl UserOp {
     }
 }
 
+impl std::fmt::Display for UserOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.provider().name();
+        match self {
+            UserOp::Reactivate { .. } => write!(f, "unsuspend the {p} user (access returns)"),
+            UserOp::Suspend { .. } => write!(f, "suspend the {p} user (no access left; policy: suspend)"),
+            UserOp::Delete { .. } => write!(f, "delete the {p} user (no access left; policy: delete)"),
+            UserOp::Invite { .. } => write!(f, "send the {p} Mobile Pass invitation"),
+        }
+    }
+}
+
 /// The tenant's rules for provider users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserPolicy {
@@ -234,6 +246,47 @@ impl UserPolicy {
 pub struct UserPlan {
     pub ops: Vec<UserOp>,
     pub blocked: Vec<(UserOp, String)>,
+}
+
+/// Everything one subject's plan is computed from: the store's records, or a resync's merge
+/// of the source's listing into them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectState {
+    pub profile: Option<Profile>,
+    pub entitlements: Vec<Entitlement>,
+    pub applied: Vec<Applied>,
+    pub failures: Vec<Failure>,
+    pub users: Vec<ProviderUser>,
+}
+
+/// A subject's whole plan: access operations and provider-user operations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub desired: DesiredSet,
+    pub plan: Plan,
+    pub users: UserPlan,
+}
+
+impl Planned {
+    /// True when nothing is to be done (held-back operations aside).
+    pub fn is_empty(&self) -> bool {
+        self.plan.ops.is_empty() && self.users.ops.is_empty()
+    }
+
+    /// Keeps only the operations at one lock system.
+    pub fn only(&mut self, provider: ProviderKind) {
+        self.plan.ops.retain(|op| op.target().provider() == provider);
+        self.users.ops.retain(|op| op.provider() == provider);
+    }
+}
+
+/// The one planning function: reconcile, resync (and its dry run) and explain all call it, so
+/// what an operator is shown is what the worker does.
+pub fn plan_subject(state: &SubjectState, mappings: &[Mapping], policy: UserPolicy, now: Instant) -> Planned {
+    let desired = desired(state.profile.as_ref(), &state.entitlements, mappings, now);
+    let plan = diff(&desired, &state.entitlements, &state.applied, &state.failures, now);
+    let users = user_ops(&desired, &state.users, &state.failures, policy, now);
+    Planned { desired, plan, users }
 }
 
 /// What the no-access policy, re-activation and Mobile Pass ask for, per membership provider.
@@ -330,6 +383,7 @@ mod tests {
             name: "Anna".into(),
             source_version: None,
             deleted: false,
+            gone_at: None,
             suspended: None,
         }
     }

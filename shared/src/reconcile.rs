@@ -4,12 +4,12 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::config::NoAccess;
-use crate::error::{CallError, WorkError};
+use crate::error::{CallError, InfraError, WorkError};
 use crate::model::{
     Applied, AppliedState, Email, Failure, Instant, ProviderKind, ProviderUser, RetiredUser, SubjectKey,
     Target, UserState,
 };
-use crate::plan::{self, Op, Plan, UserOp, UserPlan, UserPolicy};
+use crate::plan::{self, Op, Plan, Planned, SubjectState, UserOp, UserPlan, UserPolicy};
 use crate::providers::{GrantRequest, MembershipChange, Person, Provider, UserAction};
 use crate::store::Records;
 use crate::store::records::AuditEntry;
@@ -37,28 +37,33 @@ pub struct Loaded {
     pub provider_users: Vec<ProviderUser>,
 }
 
+/// A subject's records, as the planner takes them.
+pub async fn load_state(records: &Records, subject: &SubjectKey) -> Result<SubjectState, InfraError> {
+    Ok(SubjectState {
+        profile: records.profile(subject).await?,
+        entitlements: records.entitlements(subject).await?,
+        applied: records.applied(subject).await?,
+        failures: records.failures(subject).await?,
+        users: records.provider_users(subject).await?,
+    })
+}
+
 /// Computes the plan for a subject from the store, without touching any provider.
 pub async fn load_plan(
     records: &Records,
     tenant: &TenantRuntime,
     subject: &SubjectKey,
 ) -> Result<Loaded, WorkError> {
-    let now = records.now();
-    let profile = records.profile(subject).await?;
-    let entitlements = records.entitlements(subject).await?;
-    let applied = records.applied(subject).await?;
-    let failures = records.failures(subject).await?;
-    let provider_users = records.provider_users(subject).await?;
+    let state = load_state(records, subject).await?;
     let mappings = records.mappings_for(&tenant.config).await?;
-    let desired = plan::desired(profile.as_ref(), &entitlements, &mappings, now);
-    let plan = plan::diff(&desired, &entitlements, &applied, &failures, now);
-    let users = plan::user_ops(&desired, &provider_users, &failures, UserPolicy::of(&tenant.config), now);
+    let Planned { desired, plan, users } =
+        plan::plan_subject(&state, &mappings, UserPolicy::of(&tenant.config), records.now());
     Ok(Loaded {
         plan,
         users,
         desired,
-        profile_name: profile.map(|p| p.name).unwrap_or_default(),
-        provider_users,
+        profile_name: state.profile.map(|p| p.name).unwrap_or_default(),
+        provider_users: state.users,
     })
 }
 

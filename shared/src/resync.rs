@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Adoption;
 use crate::error::WorkError;
 use crate::ingress::envelope::WorkMessage;
-use crate::model::{Applied, Entitlement, Instant, Profile, ProviderKind, SubjectKey, Target};
-use crate::plan::{self, Op};
+use crate::model::{Applied, Entitlement, Instant, Profile, ProviderKind, Seen, SubjectKey, Target};
+use crate::plan::{self, Op, SubjectState, UserOp, UserPolicy};
 use crate::providers::Held;
 use crate::queue::Queue;
 use crate::sources::Listed;
@@ -43,6 +43,9 @@ pub struct SubjectPlan {
     pub subject: SubjectKey,
     pub name: String,
     pub ops: Vec<Op>,
+    /// Provider-user operations (no-access policy, re-activation, Mobile Pass).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_ops: Vec<UserOp>,
 }
 
 /// What the providers hold that does not match what Portier recorded.
@@ -90,7 +93,7 @@ pub struct ResyncReport {
 
 impl ResyncReport {
     pub fn op_count(&self) -> usize {
-        self.plans.iter().map(|p| p.ops.len()).sum()
+        self.plans.iter().map(|p| p.ops.len() + p.user_ops.len()).sum()
     }
 }
 
@@ -147,15 +150,11 @@ pub fn merge(
     }
     let new_profile = match (listed, stored_profile) {
         (Some(l), old) => l.profile.clone().or_else(|| old.cloned()),
-        (None, Some(p)) if !p.deleted => Some(Profile {
-            deleted: true,
-            source_version: Some(p.source_version.map_or(now, |v| v.max(now))),
-            ..p.clone()
-        }),
+        (None, Some(p)) if !p.deleted => Some(p.clone().gone(now)),
         (None, other) => other.cloned(),
     };
     let (profile, profile_changed) = match (new_profile, stored_profile) {
-        (Some(new), Some(old)) if new.supersedes(old) => (Some(new), true),
+        (Some(new), Some(old)) if new.supersedes(old, Seen::Read(now)) => (Some(new), true),
         (Some(_), Some(old)) => (Some(old.clone()), false),
         (Some(new), None) => (Some(new), true),
         (None, old) => (old.cloned(), false),
@@ -165,7 +164,7 @@ pub fn merge(
     let mut by_key: BTreeMap<String, Entitlement> = stored.iter().map(|e| (e.key(), e.clone())).collect();
     let mut changed = Vec::new();
     let mut take = |new: Entitlement, by_key: &mut BTreeMap<String, Entitlement>| {
-        let newer = by_key.get(&new.key()).is_none_or(|old| new.supersedes(old));
+        let newer = by_key.get(&new.key()).is_none_or(|old| new.supersedes(old, Seen::Read(now)));
         if newer {
             changed.push(new.clone());
             by_key.insert(new.key(), new);
@@ -306,11 +305,19 @@ pub async fn resync(
         );
         let gone = vanished(&applied, &held_ids, &listed_targets);
         let present: Vec<Applied> = applied.iter().filter(|a| !gone.contains(a)).cloned().collect();
-        let failures = records.failures(subject).await?;
-        let desired = plan::desired(merged.profile.as_ref(), &merged.entitlements, &mappings, now);
-        let mut plan = plan::diff(&desired, &merged.entitlements, &present, &failures, now);
-        plan.ops.retain(|op| opts.provider.is_none_or(|p| p == op.target().provider()));
-
+        let inputs = SubjectState {
+            profile: merged.profile.clone(),
+            entitlements: merged.entitlements.clone(),
+            applied: present,
+            failures: records.failures(subject).await?,
+            users: records.provider_users(subject).await?,
+        };
+        let mut planned = plan::plan_subject(&inputs, &mappings, UserPolicy::of(&tenant.config), now);
+        if let Some(p) = opts.provider {
+            planned.only(p);
+        }
+        let needs_work = !planned.is_empty();
+        let plan = planned.plan;
         let changed = merged.profile_changed || !merged.changed_entitlements.is_empty();
         if changed {
             report.changed += 1;
@@ -319,10 +326,10 @@ pub async fn resync(
 
         if !opts.dry_run {
             if let (true, Some(p)) = (merged.profile_changed, &merged.profile) {
-                records.save_profile(subject, p).await?;
+                records.save_profile(subject, p, Seen::Read(now)).await?;
             }
             for e in &merged.changed_entitlements {
-                records.save_entitlement(subject, e).await?;
+                records.save_entitlement(subject, e, Seen::Read(now)).await?;
             }
             for a in &gone {
                 records.remove_applied(subject, a).await?;
@@ -332,7 +339,7 @@ pub async fn resync(
             if let Some(at) = plan.next_check.filter(|_| changed) {
                 records.set_timer(subject, at).await?;
             }
-            if !plan.ops.is_empty() {
+            if needs_work {
                 let msg = WorkMessage::Reconcile {
                     subject: subject.clone(),
                     reason: "resync".into(),
@@ -345,9 +352,14 @@ pub async fn resync(
                 records.put_tenant_record(tenant_id, RUN_RECORD, &state).await?;
             }
         }
-        if !plan.ops.is_empty() {
+        if needs_work {
             let name = merged.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
-            report.plans.push(SubjectPlan { subject: subject.clone(), name, ops: plan.ops });
+            report.plans.push(SubjectPlan {
+                subject: subject.clone(),
+                name,
+                ops: plan.ops,
+                user_ops: planned.users.ops,
+            });
         }
         progress(i + 1, total);
     }
@@ -418,6 +430,7 @@ mod tests {
             name: "Anna".into(),
             source_version: Some(t(version)),
             deleted: false,
+            gone_at: None,
             suspended: None,
         }
     }

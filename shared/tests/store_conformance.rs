@@ -333,17 +333,36 @@ async fn entitlements_only_move_forward(b: Backend) {
     let v2 = start() - Duration::hours(1);
 
     let newer = entitlement(v2, EntitlementState::Active);
-    assert!(records.save_entitlement(&subject, &newer).await.expect("save v2"));
-    let older = entitlement(v1, EntitlementState::Ended { reason: "used".into() });
-    assert!(!records.save_entitlement(&subject, &older).await.expect("save v1"), "older never overwrites");
     assert!(
-        !records.save_entitlement(&subject, &newer).await.expect("save v2 again"),
+        records
+            .save_entitlement(&subject, &newer, shared::model::Seen::Read(records.now()))
+            .await
+            .expect("save v2")
+    );
+    let older = entitlement(v1, EntitlementState::Ended { reason: "used".into() });
+    assert!(
+        !records
+            .save_entitlement(&subject, &older, shared::model::Seen::Read(records.now()))
+            .await
+            .expect("save v1"),
+        "older never overwrites"
+    );
+    assert!(
+        !records
+            .save_entitlement(&subject, &newer, shared::model::Seen::Read(records.now()))
+            .await
+            .expect("save v2 again"),
         "a replay changes nothing"
     );
     assert_eq!(records.entitlements(&subject).await.expect("load"), vec![newer.clone()]);
 
     let ended = entitlement(v2 + Duration::minutes(5), EntitlementState::Ended { reason: "used".into() });
-    assert!(records.save_entitlement(&subject, &ended).await.expect("save v3"));
+    assert!(
+        records
+            .save_entitlement(&subject, &ended, shared::model::Seen::Read(records.now()))
+            .await
+            .expect("save v3")
+    );
     assert_eq!(records.entitlements(&subject).await.expect("load"), vec![ended]);
     let other = SubjectKey::new(&"space-berlin".into(), SourceKind::Nexudus, "4567");
     assert!(records.entitlements(&other).await.expect("load").is_empty(), "subjects are separate partitions");

@@ -131,6 +131,7 @@ async fn in_a_fifo_batch_the_failed_record_and_all_after_it_are_reported() {
             proof,
             payload,
             received_at: Utc::now(),
+            hint: None,
         }
         .to_outgoing()
     };

@@ -145,7 +145,10 @@ async fn a_future_window_is_added_at_its_start_and_removed_at_its_end_by_the_tic
         state: EntitlementState::Active,
         source_version: app.clock.now(),
     };
-    app.records.save_entitlement(&subject, &ent).await.expect("store");
+    app.records
+        .save_entitlement(&subject, &ent, shared::model::Seen::Read(app.records.now()))
+        .await
+        .expect("store");
     let msg = WorkMessage::Reconcile { subject: subject.clone(), reason: "test".into(), at: app.clock.now() };
     app.queue.send(&msg.to_outgoing()).await.expect("queue");
     app.drain().await;

@@ -80,6 +80,7 @@ fn worker_batch() -> Value {
         proof: Proof::Signature,
         payload: Some(coworker()),
         received_at: at,
+        hint: None,
     }
     .to_outgoing();
     let timer = WorkMessage::Reconcile { subject, reason: "timer".into(), at }.to_outgoing();

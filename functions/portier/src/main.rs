@@ -553,6 +553,9 @@ fn render_resync(r: &ResyncReport) -> String {
         for op in &p.ops {
             let _ = writeln!(out, "    {}", describe(op));
         }
+        for op in &p.user_ops {
+            let _ = writeln!(out, "    * {op}");
+        }
     }
     if !r.drift.unjustified.is_empty() {
         let _ = writeln!(

@@ -93,6 +93,11 @@ pub enum WorkMessage {
         /// The entity DTO (the array's element), when small enough to travel.
         payload: Option<Value>,
         received_at: Instant,
+        /// What the hint says, whatever the second it came in: the same body for the same
+        /// person. A message is merged into a reconcile of the same hint that started after it
+        /// arrived (see [`crate::store::Records::hint_covered`]), never into one that ran before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
     },
     /// A verified Kinnovis event, for one of the emails its booking names.
     KinnovisEvent {
@@ -161,34 +166,26 @@ pub fn nexudus(
     };
     let people = nexudus_people(action, fields)?;
     // Nexudus sends the same Coworker DTO for different access changes (a pass used, a pass
-    // removed), so the body alone cannot name an event: the second of receipt is part of the id.
-    // Repeats within that second are dropped by the queue; later ones are harmless, because the
-    // reconciler makes only the calls that are still missing.
-    let mut hasher = Sha256::new();
-    hasher.update(action.as_bytes());
-    hasher.update([0]);
-    hasher.update(received_at.timestamp().to_be_bytes());
-    hasher.update(body);
-    let digest = hasher.finalize();
+    // removed), so the body cannot name an event: every delivery is an event of its own, and
+    // repeats are merged by the worker (a reconcile of the same hint that started after this
+    // one arrived has already read what it points to).
     let payload = (body.len() <= MAX_QUEUED_PAYLOAD).then_some(dto);
-    let fan_out = people.len() > 1;
     Ok(people
         .into_iter()
         .map(|person| {
-            // Each member's message is its own event (and done once).
-            let event_id = if fan_out {
-                let per = Sha256::digest([&digest[..], person.as_bytes()].concat());
-                format!("nx-{}", hex::encode(&per[..20]))
-            } else {
-                format!("nx-{}", hex::encode(&digest[..20]))
-            };
+            let mut hasher = Sha256::new();
+            for part in [action.as_bytes(), person.as_bytes(), body] {
+                hasher.update((part.len() as u64).to_be_bytes());
+                hasher.update(part);
+            }
             WorkMessage::NexudusEvent {
-                event_id,
+                event_id: format!("nx-{}", uuid::Uuid::new_v4().simple()),
                 subject: SubjectKey::new(tenant, SourceKind::Nexudus, person),
                 action: action.to_owned(),
                 proof,
                 payload: payload.clone(),
                 received_at,
+                hint: Some(hex::encode(&hasher.finalize()[..20])),
             }
         })
         .collect())
@@ -287,29 +284,28 @@ mod tests {
         assert_eq!(m.subject().person, "456");
     }
 
-    #[test]
-    fn the_same_body_later_is_another_event() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap_or_default();
-        let make = |t| {
-            nexudus(&"t".into(), "AccessControlUpdate", br#"[{"Id":1}]"#, Proof::Token, t)
-                .expect("ok")
-                .swap_remove(0)
-        };
-        assert_eq!(make(at).to_outgoing().dedup_id, make(at).to_outgoing().dedup_id);
-        assert_ne!(
-            make(at).to_outgoing().dedup_id,
-            make(at + chrono::Duration::seconds(1)).to_outgoing().dedup_id
-        );
+    fn hint_of(m: &WorkMessage) -> Option<String> {
+        match m {
+            WorkMessage::NexudusEvent { hint, .. } => hint.clone(),
+            _ => None,
+        }
     }
 
     #[test]
-    fn same_body_same_event_id_and_group() {
-        let a = parse(r#"[{"Id":456}]"#).expect("parses").to_outgoing();
-        let b = parse(r#"[{"Id":456}]"#).expect("parses").to_outgoing();
-        let c = parse(r#"[{"Id":456,"UpdatedOn":"x"}]"#).expect("parses").to_outgoing();
-        assert_eq!(a.dedup_id, b.dedup_id);
-        assert_ne!(a.dedup_id, c.dedup_id);
-        assert_eq!(a.group, "t#nexudus#456");
+    fn every_delivery_is_its_own_event_and_the_same_body_is_the_same_hint() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().unwrap_or_default();
+        let make = |action, body: &str| {
+            nexudus(&"t".into(), action, body.as_bytes(), Proof::Token, at).expect("ok").swap_remove(0)
+        };
+        let (a, b) =
+            (make("AccessControlUpdate", r#"[{"Id":1}]"#), make("AccessControlUpdate", r#"[{"Id":1}]"#));
+        // Within the same second, the same body: two events (neither may drop the other) …
+        assert_ne!(a.to_outgoing().dedup_id, b.to_outgoing().dedup_id);
+        // … of one hint, which the worker merges only into a reconcile that started later.
+        assert_eq!(hint_of(&a), hint_of(&b));
+        assert_ne!(hint_of(&a), hint_of(&make("AccessControlUpdate", r#"[{"Id":1,"UpdatedOn":"x"}]"#)));
+        assert_ne!(hint_of(&a), hint_of(&make("CoworkerUpdate", r#"[{"Id":1}]"#)));
+        assert_eq!(a.to_outgoing().group, "t#nexudus#1");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::config::TenantConfig;
 use crate::error::InfraError;
 use crate::model::{
     Applied, Email, Entitlement, Failure, Instant, ItemRef, Mapping, Profile, ProviderKind, ProviderUser,
-    SubjectKey, Target, TenantId,
+    Seen, SubjectKey, Target, TenantId,
 };
 
 /// How long a seen webhook id is remembered (longer than any sender's retry horizon).
@@ -20,6 +20,16 @@ pub const EVENT_TTL_DAYS: i64 = 14;
 pub const AUDIT_TTL_DAYS: i64 = 90;
 /// How far back the tick looks for timers it missed.
 pub const TIMER_CATCH_UP_HOURS: i64 = 24;
+
+/// A hint counts as covered only by a reconcile that started this much after it arrived, so
+/// clocks of different machines (ingress and worker) a little apart never merge it too early.
+pub const HINT_MERGE_MARGIN_SECONDS: i64 = 2;
+
+/// When the last finished reconcile of one hint started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HintDone {
+    started: Instant,
+}
 
 /// One provider mutation with its cause, kept for audit and `explain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +69,14 @@ fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, InfraError> {
 
 fn encode<T: Serialize>(value: &T) -> Result<serde_json::Value, InfraError> {
     serde_json::to_value(value).map_err(InfraError::backend)
+}
+
+/// A conditional write that lost its race: the other writer's record stands.
+fn ignore_conflict(e: InfraError) -> Result<(), InfraError> {
+    match e {
+        InfraError::Conflict => Ok(()),
+        e => Err(e),
+    }
 }
 
 /// Tries a read-modify-write a few times when another writer got there first.
@@ -118,8 +136,10 @@ impl Records {
     }
 
     /// Saves the profile unless a newer source version is stored; keeps the email index.
-    pub async fn save_profile(&self, s: &SubjectKey, p: &Profile) -> Result<bool, InfraError> {
-        let written = self.put_monotonic(&subject_pk(s), "PROFILE", p, Profile::supersedes).await?;
+    /// `seen` is how it was learned (see [`Profile::supersedes`]).
+    pub async fn save_profile(&self, s: &SubjectKey, p: &Profile, seen: Seen) -> Result<bool, InfraError> {
+        let newer = |new: &Profile, old: &Profile| new.supersedes(old, seen);
+        let written = self.put_monotonic(&subject_pk(s), "PROFILE", p, newer).await?;
         // An old address stays indexed, so `explain old@…` still finds the revoked grant.
         if written {
             // The tenant's subject list, for resync, drift and status.
@@ -165,23 +185,56 @@ impl Records {
     }
 
     /// Saves the entitlement unless the stored one has a newer (or the same) source version.
-    pub async fn save_entitlement(&self, s: &SubjectKey, e: &Entitlement) -> Result<bool, InfraError> {
-        self.put_monotonic(&subject_pk(s), &format!("ENT#{}", e.key()), e, Entitlement::supersedes).await
+    /// `seen` is how it was learned (see [`Entitlement::supersedes`]).
+    pub async fn save_entitlement(
+        &self,
+        s: &SubjectKey,
+        e: &Entitlement,
+        seen: Seen,
+    ) -> Result<bool, InfraError> {
+        let newer = |new: &Entitlement, old: &Entitlement| new.supersedes(old, seen);
+        self.put_monotonic(&subject_pk(s), &format!("ENT#{}", e.key()), e, newer).await
     }
 
     // ── applied state ────────────────────────────────────────────────────────────────────
 
+    /// What Portier applied for the subject. A record stored under an older key layout is
+    /// moved to its current key on the way (written there first, then the old one deleted).
     pub async fn applied(&self, s: &SubjectKey) -> Result<Vec<Applied>, InfraError> {
-        self.list(&subject_pk(s), "APPLIED#").await
+        let pk = subject_pk(s);
+        let mut out = Vec::new();
+        for item in self.store.query(&pk, "APPLIED#").await? {
+            let a: Applied = decode(&item)?;
+            let sk = format!("APPLIED#{}", a.key());
+            if item.sk != sk {
+                self.store.put(&Item::new(pk.as_str(), sk, item.data.clone()), Cond::Always).await?;
+                self.store
+                    .delete(&pk, &item.sk, Cond::Version(item.version))
+                    .await
+                    .or_else(ignore_conflict)?;
+            }
+            out.push(a);
+        }
+        Ok(out)
     }
 
     pub async fn save_applied(&self, s: &SubjectKey, a: &Applied) -> Result<(), InfraError> {
         let item = Item::new(subject_pk(s), format!("APPLIED#{}", a.key()), encode(a)?);
+        tracing::debug!(record = %item.sk, "applied record saved");
         self.store.put(&item, Cond::Always).await
     }
 
+    /// Deletes the record of `a`, only if the stored record is still `a`: a record that
+    /// another write replaced (the access it describes exists) is never deleted by mistake.
     pub async fn remove_applied(&self, s: &SubjectKey, a: &Applied) -> Result<(), InfraError> {
-        self.store.delete(&subject_pk(s), &format!("APPLIED#{}", a.key()), Cond::Always).await
+        let (pk, sk) = (subject_pk(s), format!("APPLIED#{}", a.key()));
+        let Some(item) = self.store.get(&pk, &sk).await? else { return Ok(()) };
+        if decode::<Applied>(&item)? != *a {
+            tracing::warn!(record = %sk, "applied record changed since it was planned; kept");
+            return Ok(());
+        }
+        tracing::debug!(record = %sk, "applied record removed");
+        self.store.delete(&pk, &sk, Cond::Version(item.version)).await.or_else(ignore_conflict)
     }
 
     // ── provider users (Salto KS, Brivo) ─────────────────────────────────────────────────
@@ -252,6 +305,42 @@ impl Records {
 
     pub async fn event_done(&self, event_id: &str) -> Result<bool, InfraError> {
         Ok(self.store.get(&format!("EVENT#{event_id}"), "EVENT").await?.is_some())
+    }
+
+    // ── hints (merging repeated webhooks) ───────────────────────────────────────────────
+
+    fn hint_sk(hint: &str) -> String {
+        format!("HINT#{hint}")
+    }
+
+    /// True when a reconcile of the same hint started (and finished) at least
+    /// [`HINT_MERGE_MARGIN_SECONDS`] after `received_at`: it read the source after this hint
+    /// arrived, so the hint has nothing left to say. One that started earlier never covers it.
+    pub async fn hint_covered(
+        &self,
+        s: &SubjectKey,
+        hint: &str,
+        received_at: Instant,
+    ) -> Result<bool, InfraError> {
+        let Some(item) = self.store.get(&subject_pk(s), &Self::hint_sk(hint)).await? else {
+            return Ok(false);
+        };
+        let done: HintDone = decode(&item)?;
+        Ok(done.started > received_at + Duration::seconds(HINT_MERGE_MARGIN_SECONDS))
+    }
+
+    /// Records that a reconcile of `hint` that started at `started` has finished.
+    pub async fn hint_done(&self, s: &SubjectKey, hint: &str, started: Instant) -> Result<(), InfraError> {
+        let (pk, sk) = (subject_pk(s), Self::hint_sk(hint));
+        let done = HintDone { started };
+        let item = Item {
+            expires_at: Some((started + Duration::days(1)).timestamp()),
+            ..Item::new(pk.as_str(), sk.as_str(), encode(&done)?)
+        };
+        match self.store.get(&pk, &sk).await? {
+            Some(old) if decode::<HintDone>(&old)?.started >= started => Ok(()),
+            _ => self.store.put(&item, Cond::Always).await,
+        }
     }
 
     // ── quarantine ───────────────────────────────────────────────────────────────────────

@@ -340,6 +340,15 @@ impl NexudusSim {
         p.updated_on = now;
     }
 
+    /// Extends or shortens a pass (`ExpireDate`). Panics on an unknown pass (a test bug).
+    pub fn set_pass_expiry(&self, id: i64, expire: Option<DateTime<Utc>>) {
+        let mut d = lock(&self.inner.data);
+        let now = d.now;
+        let p = d.passes.get_mut(&id).unwrap_or_else(|| panic!("NexudusSim has no pass {id}"));
+        p.expire_date = expire;
+        p.updated_on = now;
+    }
+
     /// Panics on an unknown pass (a test bug).
     pub fn remove_pass(&self, id: i64) {
         let removed = lock(&self.inner.data).passes.remove(&id);

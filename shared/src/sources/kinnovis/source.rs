@@ -23,8 +23,8 @@ use crate::config::Adoption;
 use crate::error::WorkError;
 use crate::localtime::Zone;
 use crate::model::{
-    Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, SourceKind,
-    SubjectKey, TenantId, Window,
+    Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, Seen,
+    SourceKind, SubjectKey, TenantId, Window,
 };
 use crate::sources::{Hint, Listed, Listing, Source};
 use crate::store::Records;
@@ -70,23 +70,20 @@ pub fn version_instant(version: u64) -> Instant {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 
-/// Whether a booking is managed under the adoption policy.
+/// Whether a booking is managed under the adoption policy. A webhook means the booking was
+/// made or changed while Portier was connected (the sender's clock is not consulted: it may be
+/// behind, and an event sent within a second of connecting is as new as any), so it is managed;
+/// a booking first seen in a listing is one that existed before, left alone under `gradual`.
 fn is_managed(
     adoption: Adoption,
     stored: Option<&BookingRecord>,
-    changed_at: Option<Instant>,
+    changed_while_connected: bool,
     connected_at: Option<Instant>,
 ) -> bool {
-    if adoption == Adoption::CleanSlate || stored.is_some_and(|s| s.managed) {
-        return true;
-    }
-    match (changed_at, connected_at) {
-        (_, None) => true,
-        (Some(changed), Some(connected)) => changed >= connected,
-        // A booking read from the export without a change time: only a resync under
-        // `clean_slate` adopts it.
-        (None, Some(_)) => false,
-    }
+    adoption == Adoption::CleanSlate
+        || stored.is_some_and(|s| s.managed)
+        || changed_while_connected
+        || connected_at.is_none()
 }
 
 /// The new stored record for an incoming booking, or `None` when the stored one is as new.
@@ -155,19 +152,19 @@ impl KinnovisSource {
         &self.client
     }
 
-    /// Records a booking (from a webhook, or the export with `changed_at = None`) and the
+    /// Records a booking (`by_webhook`: from a webhook, else from the export) and the
     /// entitlement of every email it names or named. Returns those subjects.
     pub async fn apply_booking(
         &self,
         booking: &Booking,
-        changed_at: Option<Instant>,
+        by_webhook: bool,
         records: &Records,
     ) -> Result<Vec<SubjectKey>, WorkError> {
         let connected_at = records.connected_at(&self.tenant).await?;
         let adoption = self.adoption;
         let stored = records
             .update_tenant_record(&self.tenant, &record_key(&booking.id), |stored: Option<&BookingRecord>| {
-                merge(stored, booking, is_managed(adoption, stored, changed_at, connected_at))
+                merge(stored, booking, is_managed(adoption, stored, by_webhook, connected_at))
             })
             .await?;
         // Derived from the newest stored state, whichever event this is.
@@ -179,7 +176,7 @@ impl KinnovisSource {
             self.save_profile(records, &subject, email, is_customer.then_some(&rec.booking.customer.name))
                 .await?;
             let ent = entitlement_for(&rec, email, &self.zone).map_err(WorkError::BadMessage)?;
-            records.save_entitlement(&subject, &ent).await?;
+            records.save_entitlement(&subject, &ent, Seen::Body).await?;
             subjects.push(subject);
         }
         Ok(subjects)
@@ -204,10 +201,11 @@ impl KinnovisSource {
             name,
             source_version: None,
             deleted: false,
+            gone_at: None,
             suspended: None,
         };
         if current.as_ref() != Some(&profile) {
-            records.save_profile(subject, &profile).await?;
+            records.save_profile(subject, &profile, Seen::Body).await?;
         }
         Ok(())
     }
@@ -225,7 +223,7 @@ impl Source for KinnovisSource {
             hint.payload.clone().ok_or_else(|| WorkError::BadMessage("no Kinnovis event".into()))?;
         let event: Event = serde_json::from_value(payload)
             .map_err(|e| WorkError::BadMessage(format!("not a Kinnovis event: {e}")))?;
-        let affected = self.apply_booking(&event.booking, Some(event.occurred_at), records).await?;
+        let affected = self.apply_booking(&event.booking, true, records).await?;
         // The ingress queued a message for every email the event names; an email that left the
         // booking has none, so a timer brings it to the reconciler (in its own FIFO group).
         let named: Vec<SubjectKey> =
@@ -251,7 +249,9 @@ impl Source for KinnovisSource {
         for booking in &bookings {
             let stored: Option<BookingRecord> =
                 records.tenant_record(&self.tenant, &record_key(&booking.id)).await?;
-            let managed = is_managed(self.adoption, stored.as_ref(), None, connected_at);
+            // A newer version than the stored one changed while Portier was connected.
+            let changed = stored.as_ref().is_some_and(|s| booking.version > s.booking.version);
+            let managed = is_managed(self.adoption, stored.as_ref(), changed, connected_at);
             let Some(rec) = merge(stored.as_ref(), booking, managed).or(stored) else { continue };
             let customer = Email::parse(&rec.booking.customer.email).ok();
             for email in &rec.holders {
@@ -272,6 +272,7 @@ impl Source for KinnovisSource {
                                 },
                                 source_version: None,
                                 deleted: false,
+                                gone_at: None,
                                 suspended: None,
                             }),
                         };
@@ -381,18 +382,14 @@ mod tests {
     }
 
     #[test]
-    fn gradual_adoption_manages_only_what_changed_after_connecting() {
+    fn gradual_adoption_manages_what_webhooks_name_and_leaves_older_listed_bookings() {
         let connected = Some(utc(2026, 11, 23, 9));
-        let before = Some(utc(2026, 11, 1, 0));
-        let after = Some(utc(2026, 11, 24, 0));
-        assert!(!is_managed(Adoption::Gradual, None, before, connected));
-        assert!(is_managed(Adoption::Gradual, None, after, connected));
-        assert!(!is_managed(Adoption::Gradual, None, None, connected));
-        assert!(is_managed(Adoption::Gradual, None, before, None));
-        assert!(is_managed(Adoption::CleanSlate, None, before, connected));
-        assert!(is_managed(Adoption::CleanSlate, None, None, connected));
+        assert!(is_managed(Adoption::Gradual, None, true, connected), "heard of by webhook: new");
+        assert!(!is_managed(Adoption::Gradual, None, false, connected), "first seen in a listing");
+        assert!(is_managed(Adoption::Gradual, None, false, None), "not connected yet");
+        assert!(is_managed(Adoption::CleanSlate, None, false, connected));
         let managed = merge(None, &booking(1), true).expect("new");
-        assert!(is_managed(Adoption::Gradual, Some(&managed), before, connected));
+        assert!(is_managed(Adoption::Gradual, Some(&managed), false, connected));
         let unmanaged = merge(None, &booking(1), false).expect("new");
         let ent = entitlement_for(&unmanaged, &email("anna@example.com"), &vienna()).expect("entitlement");
         assert!(matches!(ent.state, EntitlementState::Ended { reason } if reason.contains("gradual")));

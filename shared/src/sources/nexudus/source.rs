@@ -33,8 +33,8 @@ use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPla
 use crate::error::WorkError;
 use crate::localtime::Zone;
 use crate::model::{
-    Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, SourceKind,
-    SubjectKey, TenantId, Window,
+    Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, Seen,
+    SourceKind, SubjectKey, TenantId, Window,
 };
 use crate::sources::{Hint, Listed, Listing, Proof, Source};
 use crate::store::Records;
@@ -114,6 +114,7 @@ pub fn profile_of(c: &Coworker, seen_at: Instant) -> Profile {
         name: c.full_name.clone().unwrap_or_default(),
         source_version: Some(c.updated_on.unwrap_or(seen_at)),
         deleted: false,
+        gone_at: None,
         suspended: (!c.active).then(|| "customer suspended in Nexudus (Active = false)".to_owned()),
     }
 }
@@ -236,6 +237,7 @@ fn visitor_profile(v: &Visitor, seen_at: Instant) -> Profile {
         name: v.full_name.clone().unwrap_or_default(),
         source_version: Some(v.updated_on.unwrap_or(seen_at)),
         deleted: false,
+        gone_at: None,
         suspended: None,
     }
 }
@@ -376,14 +378,14 @@ impl NexudusSource {
         if !ents.is_empty() && records.profile(subject).await?.is_none() {
             match self.client.coworker(member).await? {
                 Some(c) => {
-                    records.save_profile(subject, &profile_of(&c, now)).await?;
+                    records.save_profile(subject, &profile_of(&c, now), Seen::Read(now)).await?;
                 }
                 None => return Ok(false),
             }
         }
         let mut changed = false;
         for e in ents {
-            changed |= records.save_entitlement(subject, e).await?;
+            changed |= records.save_entitlement(subject, e, Seen::Read(now)).await?;
         }
         let keys: Vec<String> = ents.iter().map(Entitlement::key).collect();
         let prefix = format!("t{team}-");
@@ -413,17 +415,17 @@ impl NexudusSource {
             }
             _ => None,
         };
-        let visitor = match signed {
-            Some(v) => Some(v),
-            None => self.client.visitor(id).await?,
+        let (visitor, seen) = match signed {
+            Some(v) => (Some(v), Seen::Body),
+            None => (self.client.visitor(id).await?, Seen::Read(now)),
         };
         let Some(v) = visitor else {
             end_where(records, subject, now, "visitor not found in Nexudus", visits).await?;
             return Ok(());
         };
-        records.save_profile(subject, &visitor_profile(&v, now)).await?;
+        records.save_profile(subject, &visitor_profile(&v, now), seen).await?;
         let ent = visit_entitlement(&v, &self.rules, now).map_err(WorkError::BadMessage)?;
-        records.save_entitlement(subject, &ent).await?;
+        records.save_entitlement(subject, &ent, seen).await?;
         Ok(())
     }
 }
@@ -452,44 +454,57 @@ impl Source for NexudusSource {
         }
 
         if hint.action == "CoworkerDelete" {
-            // Revoking needs only a hint: the person and everything they held are gone.
-            let version = payload_coworker(hint.payload.as_ref())
-                .and_then(|c| c.updated_on)
-                .unwrap_or(hint.received_at);
-            let mut profile = records.profile(subject).await?.unwrap_or(Profile {
+            // Revoking needs only a hint: the person and everything they held are gone. The
+            // deletion is an inference: a later read that finds the person undoes it.
+            let profile = records.profile(subject).await?.unwrap_or(Profile {
                 email: None,
                 name: String::new(),
                 source_version: None,
                 deleted: true,
+                gone_at: None,
                 suspended: None,
             });
-            profile.deleted = true;
-            profile.source_version = Some(profile.source_version.map_or(version, |v| v.max(version)));
-            records.save_profile(subject, &profile).await?;
+            records.save_profile(subject, &profile.gone(now), Seen::Read(now)).await?;
             end_where(records, subject, now, "customer deleted in Nexudus", |_| true).await?;
             return Ok(());
         }
 
-        // Who: a signed payload is believed (when it carries the teams); otherwise the REST API
-        // is the proof.
-        let coworker = match (hint.proof, payload_coworker(hint.payload.as_ref())) {
-            (Proof::Signature, Some(c)) if c.id == id && c.teams.is_some() => Some(c),
-            _ => self.client.coworker(id).await?,
+        // Who: a signed payload is believed when it carries the teams and is newer than what is
+        // stored; otherwise (a token-only tenant, a repeat or replay, a change within the same
+        // second of `UpdatedOn`, a person Portier took for gone) the REST API is the proof.
+        let stored = records.profile(subject).await?;
+        let believed = match (hint.proof, payload_coworker(hint.payload.as_ref())) {
+            (Proof::Signature, Some(c))
+                if c.id == id
+                    && c.teams.is_some()
+                    && c.updated_on.is_some()
+                    && stored
+                        .as_ref()
+                        .is_none_or(|s| s.gone_at.is_none() && c.updated_on > s.source_version) =>
+            {
+                Some(c)
+            }
+            _ => None,
+        };
+        let (coworker, seen) = match believed {
+            Some(c) => (Some(c), Seen::Body),
+            None => (self.client.coworker(id).await?, Seen::Read(now)),
         };
         let Some(coworker) = coworker else {
             // Unknown to Nexudus: nothing may be granted; anything held is revoked.
-            let gone = Profile {
+            let known = records.profile(subject).await?.unwrap_or(Profile {
                 email: None,
                 name: String::new(),
-                source_version: Some(now),
+                source_version: None,
                 deleted: true,
+                gone_at: None,
                 suspended: None,
-            };
-            records.save_profile(subject, &gone).await?;
+            });
+            records.save_profile(subject, &known.gone(now), Seen::Read(now)).await?;
             end_where(records, subject, now, "customer not found in Nexudus", |_| true).await?;
             return Ok(());
         };
-        records.save_profile(subject, &profile_of(&coworker, now)).await?;
+        records.save_profile(subject, &profile_of(&coworker, now), seen).await?;
 
         // What: passes, bookings and contracts, always from the REST API.
         let passes = self.client.time_passes_for(id).await?;
@@ -497,7 +512,7 @@ impl Source for NexudusSource {
         for pass in passes.iter().filter(|p| p.coworker_id == id) {
             let ent = pass_entitlement(pass, now);
             present.insert(ent.key());
-            records.save_entitlement(subject, &ent).await?;
+            records.save_entitlement(subject, &ent, Seen::Read(now)).await?;
         }
         end_where(records, subject, now, "pass removed in Nexudus", |e| {
             e.kind == EntitlementKind::Pass && !present.contains(&e.key())
@@ -509,7 +524,7 @@ impl Source for NexudusSource {
         for b in bookings.iter().filter(|b| b.coworker_id == id) {
             let ent = booking_entitlement(b, &self.rules, now);
             present.insert(ent.key());
-            records.save_entitlement(subject, &ent).await?;
+            records.save_entitlement(subject, &ent, Seen::Read(now)).await?;
         }
         end_where(records, subject, now, "booking deleted in Nexudus", |e| {
             e.kind == EntitlementKind::Booking && !present.contains(&e.key())
@@ -531,7 +546,7 @@ impl Source for NexudusSource {
         }
         let present: BTreeSet<String> = contracts.iter().map(Entitlement::key).collect();
         for ent in &contracts {
-            records.save_entitlement(subject, ent).await?;
+            records.save_entitlement(subject, ent, Seen::Read(now)).await?;
         }
         end_where(records, subject, now, "contract, desk or team membership ended in Nexudus", |e| {
             e.kind == EntitlementKind::Contract && !present.contains(&e.key())
@@ -663,7 +678,7 @@ async fn end_where(
     let mut changed = false;
     for ent in records.entitlements(subject).await? {
         if ent.is_active() && !ent.window.has_ended(now) && which(&ent) {
-            changed |= records.save_entitlement(subject, &ent.ended(reason, now)).await?;
+            changed |= records.save_entitlement(subject, &ent.ended(reason, now), Seen::Read(now)).await?;
         }
     }
     Ok(changed)
@@ -769,7 +784,7 @@ mod tests {
         let rejoined = Team { updated_on: Some(t(23, 11, 0)), ..team };
         assert!(
             contract_entitlement(&contract(None), &desk(31, 2), Some(&rejoined), t(23, 11, 0))
-                .supersedes(&left)
+                .supersedes(&left, Seen::Read(t(23, 11, 0)))
         );
     }
 
