@@ -298,10 +298,14 @@ where
     send_limited(policy, api, None, build).await
 }
 
+/// How many items one listing may hold by default: far above any real site, and a bound on a
+/// server that pages forever.
+pub const MAX_LISTED: usize = 100_000;
+
 /// What every authenticated API client holds: the system it calls, its base URL (no trailing
-/// slash), the HTTP client, the retry policy, its access token and its client-side rate limit
-/// (API calls only; token calls are not limited). Each provider's client wraps one with its own
-/// configuration, paths and answers.
+/// slash), the HTTP client, the retry policy, its access token, its client-side rate limit
+/// (API calls only; token calls are not limited) and how long a listing may grow. Each
+/// provider's client wraps one with its own configuration, paths and answers.
 pub struct ApiClient {
     pub api: Api,
     pub base: String,
@@ -309,11 +313,33 @@ pub struct ApiClient {
     pub policy: RetryPolicy,
     pub tokens: TokenCache,
     pub limit: Option<RateLimit>,
+    /// A listing with more items than this fails (see [`ApiClient::check_listed`]).
+    pub max_listed: usize,
 }
 
 impl ApiClient {
     pub fn new(api: Api, base_url: &str, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        Self { api, base: trim_base(base_url), http, policy, tokens: TokenCache::new(), limit: None }
+        Self {
+            api,
+            base: trim_base(base_url),
+            http,
+            policy,
+            tokens: TokenCache::new(),
+            limit: None,
+            max_listed: MAX_LISTED,
+        }
+    }
+
+    /// Fails a listing of `what` that has grown past [`ApiClient::max_listed`] items. A cut
+    /// listing is never returned: whatever lay past the cut would look gone at the provider.
+    pub fn check_listed(&self, listed: usize, what: &str) -> Result<(), CallError> {
+        if listed <= self.max_listed {
+            return Ok(());
+        }
+        Err(CallError::permanent(format!(
+            "{} listed more than {} {what}; a cut listing is not trusted, so nothing was concluded from it",
+            self.api.name, self.max_listed
+        )))
     }
 
     /// An authorized call: the cached access token (`fetch` gets a new one when needed, see

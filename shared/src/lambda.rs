@@ -7,12 +7,14 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use base64::Engine;
 
+use crate::error::WorkError;
 use crate::ingress::verify::StandardHeaders;
 use crate::ingress::{Answer, Ingress, KinnovisRequest, NexudusRequest};
-use crate::worker::Worker;
+use crate::queue::Queue;
+use crate::worker::{Worker, redelivery_delay};
 
 /// `POST /hooks/nexudus/{tenant}/{action}` behind an HTTP API (payload format 2.0).
 pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -90,8 +92,10 @@ fn respond(answer: &Answer) -> ApiGatewayV2httpResponse {
 
 /// Works a FIFO batch in order. On the first failure, that record and every later one are
 /// reported in `batchItemFailures`: later records may belong to the same message group and
-/// must not overtake it (design §8).
-pub async fn worker_sqs(worker: &Worker, event: &SqsEvent) -> SqsBatchResponse {
+/// must not overtake it (design §8). The failed record's visibility is set to the delay
+/// `portier serve` waits ([`redelivery_delay`]), so it comes back then instead of after the
+/// queue's whole visibility timeout, which would hold up its message group as long.
+pub async fn worker_sqs(worker: &Worker, queue: &dyn Queue, event: &SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut failed = false;
     for record in &event.records {
@@ -100,7 +104,7 @@ pub async fn worker_sqs(worker: &Worker, event: &SqsEvent) -> SqsBatchResponse {
             match worker.handle(record.body.as_deref().unwrap_or_default()).await {
                 Ok(_) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "record failed; it and the rest of the batch will be retried");
+                    retry_later(queue, record, &e).await;
                     failed = true;
                 }
             }
@@ -110,6 +114,22 @@ pub async fn worker_sqs(worker: &Worker, event: &SqsEvent) -> SqsBatchResponse {
         response.batch_item_failures.push(item);
     }
     response
+}
+
+/// Makes a failed record visible again after its redelivery delay. A failure to do so is only
+/// logged: the record still comes back, after the visibility timeout.
+async fn retry_later(queue: &dyn Queue, record: &SqsMessage, error: &WorkError) {
+    let receive_count =
+        record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+    let delay = redelivery_delay(error, receive_count);
+    tracing::warn!(error = %error, receive_count, delay_ms = delay.as_millis() as u64, "record failed; it and the rest of the batch will be retried");
+    let Some(handle) = record.receipt_handle.as_deref().filter(|h| !h.is_empty()) else {
+        tracing::warn!("record has no receipt handle; it comes back after the visibility timeout");
+        return;
+    };
+    if let Err(e) = queue.retry_later(handle, delay).await {
+        tracing::warn!(error = %e, "retry delay not set; the record comes back after the visibility timeout");
+    }
 }
 
 /// EventBridge schedule → `tick`: every subject whose timer is due gets a reconcile message.

@@ -17,7 +17,7 @@ use crate::ingress::verify::StandardHeaders;
 use crate::ingress::{Ingress, KinnovisRequest, MAX_BODY, NexudusRequest};
 use crate::queue::{Delivery, Queue};
 use crate::store::Records;
-use crate::worker::Worker;
+use crate::worker::{Worker, redelivery_delay};
 
 /// How long a received message stays hidden while it is worked on.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
@@ -132,16 +132,6 @@ async fn healthz(State(rt): State<Runtime>) -> Response {
 pub struct Drained {
     pub done: usize,
     pub retried: usize,
-}
-
-/// Backoff for a message that will be tried again: the provider's `Retry-After`, or
-/// exponential in the receive count with jitter, capped at five minutes.
-pub fn redelivery_delay(error: &WorkError, receive_count: u32) -> Duration {
-    if let Some(after) = error.retry_after() {
-        return after;
-    }
-    let base = 2u64.saturating_pow(receive_count.min(8)).min(300);
-    Duration::from_millis(base * 1000 / 2 + fastrand::u64(0..=base * 500))
 }
 
 /// Receives one batch and works it: done messages are deleted, failed ones come back later.

@@ -24,6 +24,7 @@ use crate::sources::nexudus::client::{NexudusClient, NexudusConfig};
 use crate::store::Records;
 
 /// One tenant, ready to use: verified secrets and built clients.
+#[derive(Clone)]
 pub struct TenantRuntime {
     pub config: TenantConfig,
     pub webhook_secret: Option<Secret>,
@@ -183,6 +184,14 @@ impl TenantRuntime {
 
     pub fn provider(&self, kind: ProviderKind) -> Option<&Arc<dyn Provider>> {
         self.providers.get(&kind)
+    }
+
+    /// The same tenant reaching `provider.kind()` through `provider` instead of the client
+    /// built from its config (one built with other limits, say). [`Self::tapkey`] is not
+    /// affected: it serves only the lock listing of `mapping locks`.
+    pub fn with_provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.providers.insert(provider.kind(), provider);
+        self
     }
 }
 

@@ -1,6 +1,7 @@
 //! The worker: one queue message → source refresh → reconcile. Shared by both runtimes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::WorkError;
 use crate::ingress::envelope::WorkMessage;
@@ -9,6 +10,17 @@ use crate::sources::Hint;
 use crate::store::Records;
 use crate::store::records::Quarantined;
 use crate::tenants::Tenants;
+
+/// Backoff for a message that will be tried again: the provider's `Retry-After`, or
+/// exponential in the receive count with jitter, capped at five minutes. Both runtimes set it
+/// as the failed message's visibility, so a retry does not wait out the whole timeout.
+pub fn redelivery_delay(error: &WorkError, receive_count: u32) -> Duration {
+    if let Some(after) = error.retry_after() {
+        return after;
+    }
+    let base = 2u64.saturating_pow(receive_count.min(8)).min(300);
+    Duration::from_millis(base * 1000 / 2 + fastrand::u64(0..=base * 500))
+}
 
 /// What the worker needs, built once per process.
 #[derive(Clone)]

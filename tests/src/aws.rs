@@ -35,7 +35,8 @@ pub async fn table_and_queue() -> (Records, Arc<SqsQueue>) {
 }
 
 /// SQS → `worker`, as Lambda's event source mapping does: batches of up to 10, successes
-/// deleted, reported failures visible again at once. Returns when the queue is empty.
+/// deleted, reported failures visible again at once (sooner than the worker's retry delay, to
+/// keep tests short). Returns when the queue is empty.
 pub async fn run_sqs_worker(queue: &SqsQueue, worker: &Worker) {
     for _ in 0..20 {
         let batch = queue
@@ -45,11 +46,9 @@ pub async fn run_sqs_worker(queue: &SqsQueue, worker: &Worker) {
         if batch.is_empty() {
             return;
         }
-        let records: Vec<_> =
-            batch.iter().map(|d| (d.message_id.clone(), d.group.clone(), d.body.clone())).collect();
-        let event: SqsEvent = serde_json::from_value(crate::events::sqs_batch(&records))
+        let event: SqsEvent = serde_json::from_value(crate::events::sqs_received(&batch))
             .unwrap_or_else(|e| panic!("SQS event: {e}"));
-        let response = worker_sqs(worker, &event).await;
+        let response = worker_sqs(worker, queue, &event).await;
         for d in &batch {
             let failed = response.batch_item_failures.iter().any(|f| f.item_identifier == d.message_id);
             let done = if failed {

@@ -51,13 +51,29 @@ pub fn sqs_batch(records: &[(String, String, String)]) -> Value {
     let records: Vec<Value> = records
         .iter()
         .enumerate()
-        .map(|(i, (id, group, body))| {
-            json!({
+        .map(|(i, (id, group, body))| sqs_record(i, id, &format!("handle-{id}"), 1, group, body))
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The SQS FIFO event for messages received from a queue: with their receipt handles and
+/// receive counts, so the worker can change their visibility.
+pub fn sqs_received(batch: &[shared::queue::Delivery]) -> Value {
+    let records: Vec<Value> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, d)| sqs_record(i, &d.message_id, &d.handle, d.receive_count, &d.group, &d.body))
+        .collect();
+    json!({ "Records": records })
+}
+
+fn sqs_record(i: usize, id: &str, handle: &str, receive_count: u32, group: &str, body: &str) -> Value {
+    json!({
                 "messageId": id,
-                "receiptHandle": format!("handle-{id}"),
+                "receiptHandle": handle,
                 "body": body,
                 "attributes": {
-                    "ApproximateReceiveCount": "1",
+                    "ApproximateReceiveCount": receive_count.to_string(),
                     "SentTimestamp": "1795338000000",
                     "SequenceNumber": format!("1884949646046769{:04}", i),
                     "MessageGroupId": group,
@@ -70,10 +86,7 @@ pub fn sqs_batch(records: &[(String, String, String)]) -> Value {
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:portier.fifo",
                 "awsRegion": "eu-central-1"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    })
 }
 
 /// An HTTP API event for `POST /hooks/kinnovis/{tenant}` with Standard Webhooks headers.

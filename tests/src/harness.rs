@@ -19,7 +19,7 @@ use shared::queue::embedded::EmbeddedQueue;
 use shared::serve::{self, Runtime};
 use shared::store::sqlite::SqliteStore;
 use shared::store::{Cond, Item, Records, Store};
-use shared::tenants::{StaticTenants, Tenants};
+use shared::tenants::{StaticTenants, TenantRuntime, Tenants};
 use shared::worker::Worker;
 
 use crate::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
@@ -299,15 +299,24 @@ impl TestApp {
         &self,
         opts: shared::resync::ResyncOptions,
     ) -> Result<shared::resync::ResyncReport, shared::error::WorkError> {
-        let tenant = self
-            .runtime
-            .worker
-            .tenants
-            .get(&TenantId(TENANT.into()))
-            .await?
-            .unwrap_or_else(|| panic!("the test tenant is configured"));
+        self.resync_of(&self.tenant().await, opts).await
+    }
+
+    /// The test tenant as Portier built it (to change with [`TenantRuntime::with_provider`]).
+    pub async fn tenant(&self) -> TenantRuntime {
+        let tenant = self.runtime.worker.tenants.get(&TenantId(TENANT.into())).await;
+        let tenant = tenant.unwrap_or_else(|e| panic!("tenants: {e}"));
+        tenant.unwrap_or_else(|| panic!("the test tenant is configured")).as_ref().clone()
+    }
+
+    /// A resync of `tenant` (the test tenant, changed); a real one is then drained.
+    pub async fn resync_of(
+        &self,
+        tenant: &TenantRuntime,
+        opts: shared::resync::ResyncOptions,
+    ) -> Result<shared::resync::ResyncReport, shared::error::WorkError> {
         let report =
-            shared::resync::resync(&self.records, &tenant, self.queue.as_ref(), opts, &mut |_, _| {}).await?;
+            shared::resync::resync(&self.records, tenant, self.queue.as_ref(), opts, &mut |_, _| {}).await?;
         if !opts.dry_run {
             self.drain().await;
         }

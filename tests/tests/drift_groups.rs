@@ -1,10 +1,17 @@
 //! Resync and drift across Salto KS and Brivo groups: a member added by hand is found (and
 //! only removed under clean_slate); a membership removed by hand is put back.
 
+use std::sync::Arc;
+
 use chrono::{Duration, TimeZone, Utc};
 use shared::config::NoAccess;
+use shared::error::{CallError, WorkError};
+use shared::providers::Provider;
+use shared::providers::brivo::BrivoProvider;
+use shared::providers::salto::SaltoProvider;
+use shared::resync::ResyncOptions;
 use testkit::groups::{BRIVO_GROUP, COWORKING, SALTO_GROUP, spawn_groups_app};
-use testkit::harness::{ANNA, ANNA_EMAIL};
+use testkit::harness::{ANNA, ANNA_EMAIL, fast_retries};
 
 #[tokio::test]
 async fn drift_finds_a_member_added_by_hand_in_brivo() {
@@ -57,4 +64,47 @@ async fn a_membership_removed_by_hand_is_put_back_by_one_membership_call() {
     let again = app.resync(false).await.expect("second resync");
     assert_eq!(again.op_count(), 0);
     assert_eq!(app.brivo.membership_calls(), calls + 1);
+}
+
+#[tokio::test]
+async fn group_listings_past_the_cap_fail_the_resync_and_no_membership_is_taken_for_gone() {
+    let app = spawn_groups_app(NoAccess::Keep).await;
+    // Two members added by hand come first in each group's listing, Anna after them.
+    for i in 1..=2 {
+        let email = format!("guest{i}@example.com");
+        app.salto.add_user_by_hand("Guest", &format!("No{i}"), &email, &[SALTO_GROUP]);
+        app.brivo.add_user_by_hand(&format!("Guest No{i}"), &email, &[BRIVO_GROUP]);
+    }
+    app.nexudus.give_pass(ANNA, COWORKING, None);
+    app.advance(Duration::seconds(1));
+    assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+    app.drain().await;
+    assert_eq!((app.salto.members(SALTO_GROUP).len(), app.brivo.members(BRIVO_GROUP).len()), (3, 3));
+    let applied = app.records.applied(&app.subject(ANNA)).await.expect("store");
+    let calls = (app.salto.membership_calls(SALTO_GROUP), app.brivo.membership_calls());
+
+    // Clients that trust at most two items see each group's three members as a cut listing.
+    let http = shared::http::client();
+    let capped: [Arc<dyn Provider>; 2] = [
+        Arc::new(
+            SaltoProvider::new(app.salto.client_config(), http.clone(), fast_retries()).with_max_listed(2),
+        ),
+        Arc::new(BrivoProvider::new(app.brivo.client_config(), http, fast_retries()).with_max_listed(2)),
+    ];
+    for provider in capped {
+        let kind = provider.kind();
+        let tenant = app.tenant().await.with_provider(provider);
+        for dry_run in [true, false] {
+            let err = app
+                .resync_of(&tenant, ResyncOptions { dry_run, ..Default::default() })
+                .await
+                .expect_err("a cut listing stops the resync");
+            assert!(matches!(err, WorkError::Call(CallError::Permanent { .. })), "{kind:?}: {err:?}");
+            assert!(err.to_string().contains("more than 2"), "{kind:?}: {err}");
+        }
+    }
+    assert_eq!((app.salto.membership_calls(SALTO_GROUP), app.brivo.membership_calls()), calls);
+    assert_eq!(app.records.applied(&app.subject(ANNA)).await.expect("store"), applied);
+    assert!(app.salto.members(SALTO_GROUP).contains(&ANNA_EMAIL.to_owned()));
+    assert!(app.brivo.members(BRIVO_GROUP).contains(&ANNA_EMAIL.to_owned()));
 }

@@ -1,25 +1,17 @@
 //! The Salto KS and Brivo clients against their simulators: token flows and wire details the
 //! scenarios do not reach.
 
+use shared::error::CallError;
 use shared::http::RetryPolicy;
-use shared::model::Email;
+use shared::model::{Email, SaltoGroupId};
 use shared::providers::brivo::{BrivoClient, BrivoConfig};
 use shared::providers::salto::client::NewUser;
 use shared::providers::salto::{SaltoClient, SaltoConfig};
 use testkit::sim::{BrivoSim, BrivoSimConfig, SaltoSim, SaltoSimConfig};
 
+/// No way to log in yet: each test adds the one it is about.
 fn salto_config(sim: &SaltoSim) -> SaltoConfig {
-    let c = sim.config();
-    SaltoConfig {
-        base_url: sim.base_url(),
-        token_url: sim.token_url(),
-        site_id: c.site_id.clone(),
-        client_id: c.client_id.clone(),
-        client_secret: c.client_secret.clone(),
-        username: None,
-        password: None,
-        refresh_token: None,
-    }
+    SaltoConfig { username: None, password: None, ..sim.client_config() }
 }
 
 #[tokio::test]
@@ -65,16 +57,7 @@ async fn salto_password_grant_and_a_wrong_site_is_a_clear_error() {
 #[tokio::test]
 async fn brivo_needs_the_api_key_and_pages_by_at_most_100() {
     let sim = BrivoSim::start(BrivoSimConfig::default()).await;
-    let c = sim.config().clone();
-    let cfg = BrivoConfig {
-        base_url: sim.base_url(),
-        token_url: sim.token_url(),
-        api_key: c.api_key.clone(),
-        client_id: c.client_id.clone(),
-        client_secret: c.client_secret.clone(),
-        username: c.username.clone(),
-        password: c.password.clone(),
-    };
+    let cfg = sim.client_config();
     let client = BrivoClient::new(cfg.clone(), shared::http::client(), RetryPolicy::fast());
     assert_eq!(client.user_by_external_id("t#nexudus#1").await.expect("looked up"), None);
     assert_eq!(client.cancel_invitations("440001").await.expect("listed"), 0);
@@ -86,4 +69,41 @@ async fn brivo_needs_the_api_key_and_pages_by_at_most_100() {
     );
     let err = no_key.user_by_external_id("t#nexudus#1").await.expect_err("refused");
     assert!(matches!(err, shared::error::CallError::Config { .. }), "{err}");
+}
+
+const GROUP: &str = "3f1c2a7e-0000-4000-8000-0000000000aa";
+
+#[tokio::test]
+async fn salto_reads_every_page_a_next_page_link_promises_and_fails_past_the_cap() {
+    let sim = SaltoSim::start(SaltoSimConfig::default()).await;
+    sim.add_access_group(GROUP, true);
+    for i in 0..5 {
+        sim.add_user_by_hand("Guest", &format!("No{i}"), &format!("guest{i}@example.com"), &[GROUP]);
+    }
+    // Salto KS pages by two, fewer than asked: a short page with a next link is not the last.
+    sim.set_page_size(Some(2));
+    let client = SaltoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    let group = SaltoGroupId::from(GROUP);
+    assert_eq!(client.group_members(&group).await.expect("listed").len(), 5);
+    assert_eq!(sim.count("GET", "/access_groups/"), 3);
+
+    let capped = client.with_max_listed(4);
+    let err = capped.group_members(&group).await.expect_err("a cut listing is not returned");
+    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    assert!(err.to_string().contains("more than 4 members of access group"), "{err}");
+}
+
+#[tokio::test]
+async fn brivo_fails_a_listing_past_the_cap() {
+    let sim = BrivoSim::start(BrivoSimConfig::default()).await;
+    sim.add_group(501, "Coworking floor");
+    for i in 0..3 {
+        sim.add_user_by_hand(&format!("Guest No{i}"), &format!("guest{i}@example.com"), &[501]);
+    }
+    let client = BrivoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    assert_eq!(client.group_members("501").await.expect("listed").len(), 3);
+    let capped = client.with_max_listed(2);
+    let err = capped.group_members("501").await.expect_err("a cut listing is not returned");
+    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    assert!(err.to_string().contains("more than 2"), "{err}");
 }

@@ -149,12 +149,45 @@ async fn in_a_fifo_batch_the_failed_record_and_all_after_it_are_reported() {
         .collect();
     let event: SqsEvent = serde_json::from_value(testkit::events::sqs_batch(&records)).expect("event");
 
-    let response = worker_sqs(&app.env.worker(), &event).await;
+    let response = worker_sqs(&app.env.worker(), app.queue.as_ref(), &event).await;
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["m2", "m3", "m4"]);
     let grants = app.tapkey.active_grants();
     assert_eq!(grants.len(), 1, "only record 1 was applied");
     assert_eq!(app.tapkey.count("PUT", "/Grants"), 1);
+}
+
+#[tokio::test]
+async fn a_retryable_failure_comes_back_after_its_retry_delay_not_the_visibility_timeout() {
+    let app = spawn_aws_app().await;
+    // A customer Nexudus cannot return (it answers 500): a retryable failure.
+    let message = WorkMessage::NexudusEvent {
+        event_id: format!("ev-999-{}", uuid::Uuid::new_v4()),
+        subject: SubjectKey::new(&TenantId(TENANT.into()), SourceKind::Nexudus, "999"),
+        action: "AccessControlUpdate".into(),
+        proof: Proof::Token,
+        payload: None,
+        received_at: Utc::now(),
+    };
+    app.queue.send(&message.to_outgoing()).await.expect("send");
+    // Received as the event source mapping does, hidden for the template's visibility timeout.
+    let batch =
+        app.queue.receive(10, Duration::from_secs(720), Duration::from_secs(1)).await.expect("receive");
+    assert_eq!(batch.len(), 1);
+    let event: SqsEvent = serde_json::from_value(testkit::events::sqs_received(&batch)).expect("event");
+
+    let response = worker_sqs(&app.env.worker(), app.queue.as_ref(), &event).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    // The first retry waits one to two seconds (`redelivery_delay`): hidden now, back soon.
+    let receive = |wait| app.queue.receive(10, Duration::from_secs(720), wait);
+    assert!(receive(Duration::ZERO).await.expect("receive").is_empty(), "not visible at once");
+    let started = std::time::Instant::now();
+    let mut again = Vec::new();
+    while again.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        again = receive(Duration::from_secs(1)).await.expect("receive");
+    }
+    assert_eq!(again.len(), 1, "back after the retry delay, long before the visibility timeout");
+    assert_eq!((again[0].message_id.as_str(), again[0].receive_count), (batch[0].message_id.as_str(), 2));
 }
 
 #[tokio::test]

@@ -162,7 +162,7 @@ async fn the_functions_run_on_the_tenants_secret_from_secrets_manager() {
     let records: Vec<_> =
         batch.iter().map(|d| (d.message_id.clone(), d.group.clone(), d.body.clone())).collect();
     let event: SqsEvent = serde_json::from_value(testkit::events::sqs_batch(&records)).expect("event");
-    let response = worker_sqs(&env.worker(), &event).await;
+    let response = worker_sqs(&env.worker(), w.queue.as_ref(), &event).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(w.tapkey.active_grants().len(), 1);
 }

@@ -1,9 +1,16 @@
 //! Full resync, dry-run plans, drift and status, on the embedded runtime with the simulators.
 
+use std::sync::Arc;
+
 use chrono::{Duration, TimeZone, Utc};
 use shared::config::Adoption;
+use shared::error::{CallError, WorkError};
 use shared::plan::Op;
-use testkit::harness::{ANNA, BIKE_STORAGE, HookAuth, LOCK, TENANT, TestApp, spawn_app, spawn_app_with};
+use shared::providers::tapkey::TapkeyProvider;
+use shared::resync::ResyncOptions;
+use testkit::harness::{
+    ANNA, BIKE_STORAGE, HookAuth, LOCK, TENANT, TestApp, fast_retries, spawn_app, spawn_app_with,
+};
 
 fn expiry() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).single().unwrap_or_default()
@@ -186,4 +193,38 @@ async fn an_incremental_resync_reads_only_what_changed() {
     assert_eq!(report.op_count(), 2, "{:?}", report.plans);
     assert!(app.nexudus.calls().iter().any(|c| c.query.contains("from_CoworkerTimePass_UpdatedOn")));
     assert_eq!(app.tapkey.active_grants().len(), 3);
+}
+
+#[tokio::test]
+async fn a_tapkey_listing_past_the_cap_fails_the_resync_and_no_grant_is_taken_for_gone() {
+    let app = spawn_app(HookAuth::Signature).await;
+    // Two grants made by hand come first in Tapkey's listing, Anna's (made by Portier) after them.
+    app.tapkey.add_grant_by_hand("guest1@example.com", LOCK, None, None);
+    app.tapkey.add_grant_by_hand("guest2@example.com", LOCK, None, None);
+    app.nexudus.give_pass(ANNA, BIKE_STORAGE, Some(expiry()));
+    assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+    app.drain().await;
+    let applied = app.records.applied(&app.subject(ANNA)).await.expect("store");
+    assert_eq!(applied.len(), 1);
+    let writes = app.tapkey_writes();
+
+    // A client that trusts at most two items sees Tapkey's three grants as a cut listing.
+    let provider = TapkeyProvider::new(app.tapkey.client_config(), shared::http::client(), fast_retries())
+        .with_max_listed(2);
+    let capped = app.tenant().await.with_provider(Arc::new(provider));
+    for dry_run in [true, false] {
+        let err = app
+            .resync_of(&capped, ResyncOptions { dry_run, ..Default::default() })
+            .await
+            .expect_err("a cut listing stops the resync");
+        assert!(matches!(err, WorkError::Call(CallError::Permanent { .. })), "{err:?}");
+        assert!(err.to_string().contains("more than 2 Grants"), "{err}");
+    }
+    assert_eq!(app.tapkey_writes(), writes, "nothing was concluded from the cut listing");
+    assert_eq!(app.records.applied(&app.subject(ANNA)).await.expect("store"), applied);
+
+    // The whole listing: Anna's grant is there, the two by hand are reported.
+    let report = app.resync(true).await.expect("resync");
+    assert!(report.drift.vanished.is_empty(), "{:?}", report.drift.vanished);
+    assert_eq!(report.drift.unjustified.len(), 2);
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use shared::error::CallError;
 use shared::http::RetryPolicy;
 use shared::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, Target, Window};
-use shared::providers::tapkey::{TapkeyConfig, TapkeyProvider};
+use shared::providers::tapkey::{TapkeyClient, TapkeyConfig, TapkeyProvider};
 use shared::providers::{GrantRequest, Provider};
 use testkit::sim::{TapkeySim, TapkeySimConfig};
 
@@ -54,14 +54,7 @@ fn applied(
 }
 
 fn config(sim: &TapkeySim) -> TapkeyConfig {
-    let c = sim.config();
-    TapkeyConfig {
-        base_url: sim.base_url(),
-        token_url: sim.token_url(),
-        owner_account_id: c.owner_account_id.clone(),
-        client_id: c.client_id.clone(),
-        client_secret: c.client_secret.clone(),
-    }
+    sim.client_config()
 }
 
 async fn setup() -> (TapkeySim, TapkeyProvider) {
@@ -358,4 +351,26 @@ async fn server_errors_and_throttling_are_retried() {
     assert!(matches!(err, CallError::Retryable { .. }), "{err:?}");
     assert!(reason(&err).contains("500"), "{err:?}");
     assert_eq!(sim.active_grants().len(), 3);
+}
+
+#[tokio::test]
+async fn a_listing_past_the_cap_is_an_error_not_a_shorter_list() {
+    let (sim, _) = setup().await;
+    for i in 0..3 {
+        sim.add_grant_by_hand(&format!("guest{i}@example.com"), FRONT, None, None);
+    }
+    let at_cap =
+        TapkeyClient::new(config(&sim), shared::http::client(), RetryPolicy::fast()).with_max_listed(3);
+    assert_eq!(at_cap.grants(None).await.expect("three grants are within the cap").len(), 3);
+
+    let capped =
+        TapkeyClient::new(config(&sim), shared::http::client(), RetryPolicy::fast()).with_max_listed(2);
+    let err = capped.grants(None).await.expect_err("a cut listing is not returned");
+    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    assert!(reason(&err).contains("more than 2 Grants") && reason(&err).contains("not trusted"), "{err}");
+    // The provider's listing for drift and resync fails the same way.
+    let provider =
+        TapkeyProvider::new(config(&sim), shared::http::client(), RetryPolicy::fast()).with_max_listed(2);
+    let err = provider.list_access(&[Target::TapkeyLock(LockId::from(FRONT))]).await.expect_err("cut");
+    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
 }

@@ -13,8 +13,8 @@ async fn main() -> Result<(), Error> {
     env.warm(&[Warm::Tenants], Duration::from_secs(5)).await;
     let worker = env.worker();
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let worker = worker.clone();
-        async move { Ok::<_, Error>(worker_sqs(&worker, &event.payload).await) }
+        let (worker, queue) = (worker.clone(), env.queue.clone());
+        async move { Ok::<_, Error>(worker_sqs(&worker, queue.as_ref(), &event.payload).await) }
     }))
     .await
 }

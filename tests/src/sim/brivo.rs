@@ -133,6 +133,20 @@ impl BrivoSim {
         &self.inner.cfg
     }
 
+    /// Portier's client configuration for this simulator.
+    pub fn client_config(&self) -> shared::providers::brivo::BrivoConfig {
+        let c = &self.inner.cfg;
+        shared::providers::brivo::BrivoConfig {
+            base_url: self.base_url(),
+            token_url: self.token_url(),
+            api_key: c.api_key.clone(),
+            client_id: c.client_id.clone(),
+            client_secret: c.client_secret.clone(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+        }
+    }
+
     pub fn add_group(&self, id: u64, name: &str) {
         lock(&self.inner.data).groups.insert(id, name.to_owned());
     }

@@ -91,6 +91,8 @@ struct Data {
     consistency_lag: usize,
     /// Platform id → group calls left before the user is visible.
     invisible: HashMap<String, usize>,
+    /// Most items a member listing answers in one page (`None`: as many as `$top` asks).
+    page_size: Option<usize>,
 }
 
 impl SaltoSim {
@@ -132,6 +134,21 @@ impl SaltoSim {
         &self.inner.cfg
     }
 
+    /// Portier's client configuration for this simulator (password grant).
+    pub fn client_config(&self) -> shared::providers::salto::SaltoConfig {
+        let c = &self.inner.cfg;
+        shared::providers::salto::SaltoConfig {
+            base_url: self.base_url(),
+            token_url: self.token_url(),
+            site_id: c.site_id.clone(),
+            client_id: c.client_id.clone(),
+            client_secret: c.client_secret.clone(),
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            refresh_token: None,
+        }
+    }
+
     /// An access group; `with_schedule: false` models one that never reaches the lock.
     pub fn add_access_group(&self, id: &str, with_schedule: bool) {
         lock(&self.inner.data).groups.insert(id.to_owned(), (BTreeSet::new(), usize::from(with_schedule)));
@@ -155,6 +172,39 @@ impl SaltoSim {
 
     pub fn users(&self) -> Vec<SimSaltoUser> {
         lock(&self.inner.data).users.clone()
+    }
+
+    /// Creates a subscribed user in the Salto KS console by hand (not through Portier), a
+    /// member of these access groups; returns its platform id. For drift tests.
+    pub fn add_user_by_hand(
+        &self,
+        first_name: &str,
+        last_name: &str,
+        email: &str,
+        groups: &[&str],
+    ) -> String {
+        let mut d = lock(&self.inner.data);
+        let user = SimSaltoUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            platform_id: uuid::Uuid::new_v4().to_string(),
+            first_name: first_name.into(),
+            last_name: last_name.into(),
+            email: Some(email.into()),
+            subscription_state: "subscribed".into(),
+        };
+        for g in groups {
+            let (members, _) = d.groups.get_mut(*g).unwrap_or_else(|| panic!("SaltoSim has no group {g}"));
+            members.insert(user.platform_id.clone());
+        }
+        let platform_id = user.platform_id.clone();
+        d.users.push(user);
+        platform_id
+    }
+
+    /// Group member listings answer at most `size` items a page whatever `$top` asks, with a
+    /// `next_page_link` while more remain, as Salto KS does past its own page size.
+    pub fn set_page_size(&self, size: Option<usize>) {
+        lock(&self.inner.data).page_size = size;
     }
 
     /// Seats of the subscription; users created beyond them come back `suspended`.
@@ -385,12 +435,13 @@ impl Inner {
         let Some((members, _)) = d.groups.get(ag) else {
             return err(StatusCode::NOT_FOUND, "1101", "Access group not found");
         };
-        let items: Vec<Value> = d
-            .users
+        let skip = number("$skip").unwrap_or(0);
+        let top = number("$top").unwrap_or(usize::MAX).min(d.page_size.unwrap_or(usize::MAX));
+        let all: Vec<&SimSaltoUser> = d.users.iter().filter(|u| members.contains(&u.platform_id)).collect();
+        let items: Vec<Value> = all
             .iter()
-            .filter(|u| members.contains(&u.platform_id))
-            .skip(number("$skip").unwrap_or(0))
-            .take(number("$top").unwrap_or(usize::MAX))
+            .skip(skip)
+            .take(top)
             .map(|u| {
                 let mut item = user_json(u);
                 item["excluded"] = json!(false);
@@ -398,7 +449,11 @@ impl Inner {
             })
             .collect();
         let count = items.len();
-        json(StatusCode::OK, json!({ "items": items, "next_page_link": null, "count": count }))
+        let next = skip + count;
+        let next_page_link = (count > 0 && next < all.len()).then(|| {
+            format!("/v1.2/sites/{}/access_groups/{ag}/users?$top={top}&$skip={next}", self.cfg.site_id)
+        });
+        json(StatusCode::OK, json!({ "items": items, "next_page_link": next_page_link, "count": count }))
     }
 
     fn list_users(&self, query: &[(String, String)]) -> Response {

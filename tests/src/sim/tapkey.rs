@@ -145,6 +145,18 @@ impl TapkeySim {
         &self.inner.cfg
     }
 
+    /// Portier's client configuration for this simulator.
+    pub fn client_config(&self) -> shared::providers::tapkey::TapkeyConfig {
+        let c = &self.inner.cfg;
+        shared::providers::tapkey::TapkeyConfig {
+            base_url: self.base_url(),
+            token_url: self.token_url(),
+            owner_account_id: c.owner_account_id.clone(),
+            client_id: c.client_id.clone(),
+            client_secret: c.client_secret.clone(),
+        }
+    }
+
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         self.server.shutdown().await;

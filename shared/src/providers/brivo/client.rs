@@ -18,7 +18,6 @@ const API: Api = Api::with_throttle("Brivo", is_over_qps);
 
 /// Brivo's own page-size limit.
 pub const PAGE_SIZE: usize = 100;
-const MAX_ITEMS: usize = 100_000;
 
 /// A user may be a member of at most this many groups.
 pub const MAX_GROUPS_PER_USER: usize = 16;
@@ -158,6 +157,13 @@ impl BrivoClient {
     /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
     pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
         self.core.limit = RateLimit::spaced(per_second);
+        self
+    }
+
+    /// Fails any listing of more than `max` items (default [`http::MAX_LISTED`]) instead of
+    /// trusting it.
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.core.max_listed = max;
         self
     }
 
@@ -311,7 +317,9 @@ impl BrivoClient {
             let page: Page<T> = reply.json(&API)?;
             let len = page.data.len();
             all.extend(page.data);
-            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
+            // Also the guard against a server that ignores `offset` and pages forever.
+            self.core.check_listed(all.len(), path)?;
+            if len < PAGE_SIZE {
                 return Ok(all);
             }
         }

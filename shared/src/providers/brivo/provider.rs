@@ -35,6 +35,12 @@ impl BrivoProvider {
         self
     }
 
+    /// Listings of more than `max` items fail (see [`BrivoClient::with_max_listed`]).
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_listed(max);
+        self
+    }
+
     pub fn client(&self) -> &BrivoClient {
         &self.client
     }

@@ -20,9 +20,8 @@ const API: Api = Api::new("Salto KS");
 /// `user_api.full_access` for the Connect API, `offline_access` for a refresh token.
 pub const SCOPES: &str = "user_api.full_access offline_access";
 
-/// Items per page of a user listing; a shorter page is the last one.
+/// Items asked for per page of a listing; a shorter page without a `next_page_link` is the last.
 pub const PAGE_SIZE: usize = 100;
-const MAX_ITEMS: usize = 100_000;
 
 /// Where and as whom to call Salto KS. `Debug` redacts the secrets.
 #[derive(Clone, PartialEq, Eq)]
@@ -166,6 +165,13 @@ impl SaltoClient {
         self
     }
 
+    /// Fails any listing of more than `max` items (default [`http::MAX_LISTED`]) instead of
+    /// trusting it.
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.core.max_listed = max;
+        self
+    }
+
     pub fn config(&self) -> &SaltoConfig {
         &self.cfg
     }
@@ -194,7 +200,7 @@ impl SaltoClient {
 
     /// Every site user (Salto KS has no email filter: list and match).
     pub async fn users(&self) -> Result<Vec<SiteUser>, CallError> {
-        self.list_all(&self.site_url("v1.2", "users")).await
+        self.list_all(&self.site_url("v1.2", "users"), "site users").await
     }
 
     /// Every member of an access group (`GET …/access_groups/{ag}/users`, OData paging), for
@@ -202,11 +208,13 @@ impl SaltoClient {
     pub async fn group_members(&self, group: &SaltoGroupId) -> Result<Vec<SiteUser>, CallError> {
         let url =
             self.site_url("v1.2", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
-        Ok(self.list_all::<SiteUser>(&url).await?.into_iter().filter(|u| !u.excluded).collect())
+        let what = format!("members of access group {group}");
+        Ok(self.list_all::<SiteUser>(&url, &what).await?.into_iter().filter(|u| !u.excluded).collect())
     }
 
-    /// Every item of an OData-paged collection (`$top`/`$skip`); a short page is the last.
-    async fn list_all<T: DeserializeOwned>(&self, url: &str) -> Result<Vec<T>, CallError> {
+    /// Every item of an OData-paged collection (`$top`/`$skip`). The last page is a short one
+    /// without a `next_page_link` (a server may page by fewer than asked), or an empty one.
+    async fn list_all<T: DeserializeOwned>(&self, url: &str, what: &str) -> Result<Vec<T>, CallError> {
         let mut all = Vec::new();
         loop {
             let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
@@ -216,10 +224,12 @@ impl SaltoClient {
             if !reply.status.is_success() {
                 return Err(reply.unexpected(&API));
             }
-            let page: Vec<T> = list_body(&reply)?;
-            let len = page.len();
-            all.extend(page);
-            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
+            let page = list_page::<T>(&reply)?;
+            let len = page.items.len();
+            all.extend(page.items);
+            // Also the guard against a server that ignores `$skip` and pages forever.
+            self.core.check_listed(all.len(), what)?;
+            if len == 0 || (len < PAGE_SIZE && !page.more) {
                 return Ok(all);
             }
         }
@@ -377,13 +387,30 @@ impl SaltoClient {
 #[serde(untagged)]
 enum ListBody<T> {
     Bare(Vec<T>),
-    Envelope { items: Vec<T> },
+    Envelope {
+        items: Vec<T>,
+        #[serde(default)]
+        next_page_link: Option<String>,
+    },
+}
+
+/// One page of a listing; `more` when the answer links a next page.
+struct Page<T> {
+    items: Vec<T>,
+    more: bool,
+}
+
+fn list_page<T: DeserializeOwned>(reply: &Reply) -> Result<Page<T>, CallError> {
+    reply.json::<ListBody<T>>(&API).map(|b| match b {
+        ListBody::Bare(items) => Page { items, more: false },
+        ListBody::Envelope { items, next_page_link } => {
+            Page { items, more: next_page_link.is_some_and(|l| !l.trim().is_empty()) }
+        }
+    })
 }
 
 fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
-    reply.json::<ListBody<T>>(&API).map(|b| match b {
-        ListBody::Bare(v) | ListBody::Envelope { items: v } => v,
-    })
+    list_page(reply).map(|p| p.items)
 }
 
 #[cfg(test)]

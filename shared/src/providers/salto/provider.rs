@@ -48,6 +48,12 @@ impl SaltoProvider {
         self
     }
 
+    /// Listings of more than `max` items fail (see [`SaltoClient::with_max_listed`]).
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_listed(max);
+        self
+    }
+
     pub fn client(&self) -> &SaltoClient {
         &self.client
     }

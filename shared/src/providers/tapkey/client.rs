@@ -24,8 +24,9 @@ pub const SCOPES: &str = "read:core:entities write:core:entities read:grants wri
 /// Items per page of a collection; a shorter page is the last one.
 pub const PAGE_SIZE: usize = 500;
 
-/// Stops paging after this many items: a server that ignores `$skip` must not loop forever.
-const MAX_ITEMS: usize = 200_000;
+/// A listing longer than this fails: contacts and grants of an owner account accumulate, so
+/// Tapkey's cap is twice the default ([`http::MAX_LISTED`]).
+const MAX_LISTED: usize = 200_000;
 
 /// Where and as whom to call Tapkey. `Debug` redacts the client secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -221,8 +222,14 @@ impl fmt::Debug for TapkeyClient {
 
 impl TapkeyClient {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        let core = ApiClient::new(API, &cfg.base_url, http, policy);
+        let core = ApiClient { max_listed: MAX_LISTED, ..ApiClient::new(API, &cfg.base_url, http, policy) };
         Self { cfg, core }
+    }
+
+    /// Fails any listing of more than `max` items (default 200 000) instead of trusting it.
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.core.max_listed = max;
+        self
     }
 
     /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
@@ -368,7 +375,9 @@ impl TapkeyClient {
             let page: Vec<T> = list_body(&reply)?;
             let len = page.len();
             all.extend(page);
-            if len < PAGE_SIZE || all.len() >= MAX_ITEMS {
+            // Also the guard against a server that ignores `$skip` and pages forever.
+            self.core.check_listed(all.len(), path)?;
+            if len < PAGE_SIZE {
                 return Ok(all);
             }
         }

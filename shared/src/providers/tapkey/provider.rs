@@ -54,13 +54,19 @@ impl TapkeyProvider {
         self
     }
 
-    /// The underlying client, for listing locks and grants (`mapping locks`, drift).
     /// API calls at most `per_second` (see [`TapkeyClient::with_calls_per_second`]).
     pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
         self.client = self.client.with_calls_per_second(per_second);
         self
     }
 
+    /// Listings of more than `max` items fail (see [`TapkeyClient::with_max_listed`]).
+    pub fn with_max_listed(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_listed(max);
+        self
+    }
+
+    /// The underlying client, for listing locks and grants (`mapping locks`, drift).
     pub fn client(&self) -> &TapkeyClient {
         &self.client
     }
