@@ -501,7 +501,7 @@ mod tests {
         assert_eq!(m.changed_entitlements.len(), 1);
         assert_eq!(m.changed_entitlements[0].id, "8");
         assert!(
-            matches!(&m.changed_entitlements[0].state, EntitlementState::Ended { reason } if reason == "no longer in Nexudus")
+            matches!(&m.changed_entitlements[0].state, EntitlementState::Gone { reason, .. } if reason == "no longer in Nexudus")
         );
         // Ending again is not a change.
         let again = merge(

@@ -165,3 +165,28 @@ async fn bad_kinnovis_webhooks_get_clear_answers_and_nothing_reaches_sqs() {
     assert_eq!(app.queued().await, 0);
     assert_eq!(app.tapkey.count("PUT", "/Grants"), 1);
 }
+
+/// Issue 11, on DynamoDB + SQS: a move-out date replaces both grants; an overdue lock-out then
+/// removes them (their records survived the replacement), and cancelling leaves nothing.
+#[tokio::test]
+async fn a_move_out_then_overdue_removes_the_replaced_grants_through_the_lambda_handlers() {
+    let app = spawn_aws_app().await;
+    let id = app.kinnovis.create_booking(UNIT, ANNA, "Anna Berger", day(2026, 11, 1), None);
+    app.kinnovis.set_shared_access(&id, &[BEN]);
+    assert_eq!(app.hook("booking.created", &id).await, 202);
+    app.run_worker().await;
+    app.kinnovis.set_move_out(&id, Some(day(2027, 6, 30)));
+    assert_eq!(app.hook("booking.updated", &id).await, 202);
+    app.run_worker().await;
+    assert_eq!(app.holders(), [ANNA, BEN]);
+    assert!(app.tapkey.active_grants().iter().all(|g| g.valid_before.is_some()));
+
+    app.kinnovis.revoke(&id, "overdue");
+    assert_eq!(app.hook("access.revoked", &id).await, 202);
+    app.run_worker().await;
+    assert!(app.tapkey.active_grants().is_empty(), "{:?}", app.tapkey.active_grants());
+    app.kinnovis.set_status(&id, "cancelled");
+    assert_eq!(app.hook("booking.cancelled", &id).await, 202);
+    app.run_worker().await;
+    assert!(app.tapkey.active_grants().is_empty());
+}

@@ -168,6 +168,7 @@ async fn a_retryable_failure_comes_back_after_its_retry_delay_not_the_visibility
         proof: Proof::Token,
         payload: None,
         received_at: Utc::now(),
+        hint: None,
     };
     app.queue.send(&message.to_outgoing()).await.expect("send");
     // Received as the event source mapping does, hidden for the template's visibility timeout.
@@ -213,4 +214,29 @@ async fn the_resync_function_plans_on_request_and_repairs_on_schedule() {
     assert_eq!(real["tenants"][0]["dry_run"], serde_json::json!(false));
     app.run_worker().await;
     assert_eq!(app.tapkey.active_grants().len(), 2);
+}
+
+/// Issue 11, on DynamoDB + SQS: a pass extended (its grant replaced), then used: the extended
+/// grant is revoked, because the replacement's record survived the revoke of the old grant.
+#[tokio::test]
+async fn a_pass_extended_then_used_removes_the_extended_grant_through_the_lambda_handlers() {
+    let app = spawn_aws_app().await;
+    let expiry = Utc.with_ymd_and_hms(2027, 1, 10, 23, 0, 0).single().expect("date");
+    let pass = app.nexudus.give_pass(ANNA, BIKE_STORAGE, Some(expiry));
+    let dto = app.nexudus.coworker_dto(ANNA);
+    assert_eq!(app.hook("AccessControlUpdate", &dto).await, 202);
+    app.run_worker().await;
+
+    let extended = expiry + chrono::Duration::days(7);
+    app.nexudus.set_pass_expiry(pass, Some(extended));
+    assert_eq!(app.hook("AccessControlUpdate", &dto).await, 202);
+    app.run_worker().await;
+    let grants = app.tapkey.active_grants();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].valid_before, Some(extended));
+
+    app.nexudus.set_pass_used(pass);
+    assert_eq!(app.hook("AccessControlUpdate", &dto).await, 202);
+    app.run_worker().await;
+    assert!(app.tapkey.active_grants().is_empty(), "{:?}", app.tapkey.active_grants());
 }

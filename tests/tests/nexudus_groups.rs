@@ -115,7 +115,7 @@ async fn a_booking_moved_then_deleted_before_it_starts_never_creates_a_membershi
     assert!(app.salto.users().is_empty() && app.brivo.users().is_empty(), "no provider user either");
     let ents = app.records.entitlements(&app.subject(ANNA)).await.expect("store");
     let b = ents.iter().find(|e| e.kind == EntitlementKind::Booking).expect("booking recorded");
-    assert!(matches!(&b.state, EntitlementState::Ended { reason } if reason.contains("deleted")));
+    assert!(matches!(&b.state, EntitlementState::Gone { reason, .. } if reason.contains("deleted")));
 }
 
 #[tokio::test]
