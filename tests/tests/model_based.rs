@@ -301,12 +301,13 @@ struct Model {
 /// One grant as Tapkey shows it: (email, lock, validFrom, validBefore).
 type Grant = (String, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
+/// A validity window: (from, until), `None` open on that side.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Merges windows that overlap or touch, as "one grant per merged window" says.
-fn merge(
-    mut ws: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
-) -> Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+fn merge(mut ws: Vec<Span>) -> Vec<Span> {
     ws.sort_by_key(|w| (w.0.is_some(), w.0));
-    let mut out: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = Vec::new();
+    let mut out: Vec<Span> = Vec::new();
     for w in ws {
         match out.last_mut() {
             // `last` starts no later than `w`; they meet unless `last` ends before `w` starts.
