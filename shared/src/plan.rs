@@ -182,6 +182,9 @@ pub enum UserOp {
     Delete { provider: ProviderKind },
     /// A Brivo user first gains access: send the Mobile Pass invitation.
     Invite { provider: ProviderKind },
+    /// Users an email change left behind (Salto KS invites per email) go through a no-access
+    /// policy other than `keep`; under `keep` they stay recorded, so a later policy reaches them.
+    Retire { provider: ProviderKind },
 }
 
 impl UserOp {
@@ -190,7 +193,8 @@ impl UserOp {
             UserOp::Reactivate { provider }
             | UserOp::Suspend { provider }
             | UserOp::Delete { provider }
-            | UserOp::Invite { provider } => *provider,
+            | UserOp::Invite { provider }
+            | UserOp::Retire { provider } => *provider,
         }
     }
 
@@ -201,6 +205,7 @@ impl UserOp {
             UserOp::Suspend { .. } => "suspend",
             UserOp::Delete { .. } => "delete",
             UserOp::Invite { .. } => "invite",
+            UserOp::Retire { .. } => "retire",
         };
         format!("user {name} {}", self.provider().as_str())
     }
@@ -219,6 +224,9 @@ impl std::fmt::Display for UserOp {
             UserOp::Suspend { .. } => write!(f, "suspend the {p} user (no access left; policy: suspend)"),
             UserOp::Delete { .. } => write!(f, "delete the {p} user (no access left; policy: delete)"),
             UserOp::Invite { .. } => write!(f, "send the {p} Mobile Pass invitation"),
+            UserOp::Retire { .. } => {
+                write!(f, "put the {p} user left by an email change through the no-access policy")
+            }
         }
     }
 }
@@ -313,6 +321,11 @@ pub fn user_ops(
 
     let mut candidates = Vec::new();
     for provider in providers {
+        if policy.no_access != NoAccess::Keep
+            && users.iter().any(|u| u.provider == provider && !u.retired.is_empty())
+        {
+            candidates.push(UserOp::Retire { provider });
+        }
         let user = users.iter().find(|u| u.provider == provider && u.ids.is_some());
         if wants(provider) {
             if user.is_some_and(|u| u.state == UserState::Suspended) {

@@ -321,6 +321,10 @@ impl MembershipStep<'_> {
         outcome: &mut Outcome,
     ) -> Result<(), WorkError> {
         let Some(mut user) = self.user.clone() else { return Ok(()) };
+        // Under `keep` they stay recorded, so a later `suspend` or `delete` still reaches them.
+        if self.tenant.config.policy.no_access == NoAccess::Keep {
+            return Ok(());
+        }
         while let Some(old) = user.retired.first().cloned() {
             let (action, done) = match self.tenant.config.policy.no_access {
                 NoAccess::Keep => (None, "kept (no-access policy)"),
@@ -587,6 +591,8 @@ impl MembershipStep<'_> {
             UserOp::Suspend { .. } => UserAction::Suspend,
             UserOp::Delete { .. } => UserAction::Delete,
             UserOp::Invite { .. } => UserAction::Invite,
+            // Done by `retire_users`, once the memberships are gone.
+            UserOp::Retire { .. } => return Ok(()),
         };
         match provider.user_action(&user, action).await {
             Ok(()) => {}

@@ -172,6 +172,7 @@ pub async fn tick(records: &Records, queue: &dyn Queue) -> Result<usize, WorkErr
         queue.send(&msg.to_outgoing()).await?;
         records.clear_timer(subject, *at).await?;
     }
+    records.tick_done(now).await?;
     Ok(due.len())
 }
 

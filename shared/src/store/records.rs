@@ -18,8 +18,12 @@ use crate::model::{
 pub const EVENT_TTL_DAYS: i64 = 14;
 /// How long audit entries are kept.
 pub const AUDIT_TTL_DAYS: i64 = 90;
-/// How far back the tick looks for timers it missed.
+/// How far back the tick always looks for timers it missed.
 pub const TIMER_CATCH_UP_HOURS: i64 = 24;
+/// How long a timer is kept, and how far back a tick looks after the last one it finished: a
+/// tick that was down for days still finds every window edge it missed (a membership whose
+/// window ended must still be removed).
+pub const TIMER_KEEP_DAYS: i64 = 31;
 
 /// A hint counts as covered only by a reconcile that started this much after it arrived, so
 /// clocks of different machines (ingress and worker) a little apart never merge it too early.
@@ -368,7 +372,7 @@ impl Records {
     /// Asks for the subject to be reconciled again at `at`.
     pub async fn set_timer(&self, s: &SubjectKey, at: Instant) -> Result<(), InfraError> {
         let item = Item {
-            expires_at: Some((at + Duration::hours(TIMER_CATCH_UP_HOURS + 1)).timestamp()),
+            expires_at: Some((at + Duration::days(TIMER_KEEP_DAYS)).timestamp()),
             ..Item::new(
                 Self::timer_bucket(at),
                 Self::timer_sk(at, s),
@@ -378,15 +382,26 @@ impl Records {
         self.store.put(&item, Cond::Always).await
     }
 
-    /// Timers due at `now`, including ones a missed tick left behind (up to a day back).
+    /// Timers due at `now`, including ones missed ticks left behind (back to the last finished
+    /// tick, at least a day, at most [`TIMER_KEEP_DAYS`]).
     pub async fn due_timers(&self, now: Instant) -> Result<Vec<(SubjectKey, Instant)>, InfraError> {
         #[derive(Deserialize)]
         struct Timer {
             subject: SubjectKey,
             at: Instant,
         }
+        #[derive(Deserialize)]
+        struct LastTick {
+            at: Instant,
+        }
+        let last = self.store.get("TICKS", "LAST").await?;
+        let last = last.as_ref().map(decode::<LastTick>).transpose()?.map(|l| l.at);
+        let oldest = now - Duration::days(TIMER_KEEP_DAYS);
+        let from =
+            last.map_or(now, |l| l - Duration::hours(1)).min(now - Duration::hours(TIMER_CATCH_UP_HOURS));
+        let hours = (now - from.max(oldest)).num_hours();
         let mut due = Vec::new();
-        for h in (0..=TIMER_CATCH_UP_HOURS).rev() {
+        for h in (0..=hours).rev() {
             let bucket = Self::timer_bucket(now - Duration::hours(h));
             let upto = format!("{}~", now.format("%Y-%m-%dT%H:%M:%SZ"));
             for item in self.store.query_between(&bucket, "", &upto).await? {
@@ -395,6 +410,11 @@ impl Records {
             }
         }
         Ok(due)
+    }
+
+    /// Records that a tick finished at `at`: the next one looks back at least to there.
+    pub async fn tick_done(&self, at: Instant) -> Result<(), InfraError> {
+        self.store.put(&Item::new("TICKS", "LAST", serde_json::json!({ "at": at })), Cond::Always).await
     }
 
     pub async fn clear_timer(&self, s: &SubjectKey, at: Instant) -> Result<(), InfraError> {

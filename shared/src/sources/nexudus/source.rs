@@ -488,7 +488,17 @@ impl Source for NexudusSource {
         };
         let (coworker, seen) = match believed {
             Some(c) => (Some(c), Seen::Body),
-            None => (self.client.coworker(id).await?, Seen::Read(now)),
+            None => match self.client.coworker(id).await {
+                Ok(c) => (c, Seen::Read(now)),
+                // Nexudus answers 500 for a deleted customer. A person already recorded as
+                // deleted holds nothing, so a late hint about them has nothing left to do; one
+                // who returns is read again on their next webhook or resync.
+                Err(e) if stored.as_ref().is_some_and(|s| s.deleted) => {
+                    tracing::info!(error = %e, "hint about a deleted customer; nothing to grant");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let Some(coworker) = coworker else {
             // Unknown to Nexudus: nothing may be granted; anything held is revoked.
