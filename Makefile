@@ -22,8 +22,8 @@ test: ## every test; starts and stops the loopback DynamoDB/SQS server (moto, in
 bench: ## engine benchmarks + a 2 000-webhook burst at 20/10/20 calls/s (Tapkey/Salto KS/Brivo); table of figures vs goals, docs/bench/convergence.svg
 	scripts/bench.sh
 
-soak: ## full-size fault injection (1 000 members) and crash (1 000 webhooks) runs
-	PORTIER_SOAK_MEMBERS=1000 PORTIER_CRASH_WEBHOOKS=1000 $(CARGO) test --workspace --test fault_injection --test crash -- --nocapture
+soak: ## full-size runs: fault injection (1 000 members), crash (1 000 webhooks), model-based (5 000 sequences + 100 on Lambda, new seed)
+	scripts/soak.sh
 
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --all -- --check

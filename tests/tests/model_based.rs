@@ -1369,3 +1369,16 @@ fn a_tick_after_a_day_and_more_still_removes_an_ended_membership() {
         Step::Advance { minutes: 1560 },
     ]);
 }
+
+/// Found by the model: the second resync's reconcile carried the first one's dedup id (both
+/// started in the same second), so the queue dropped it and the revocation never happened.
+#[test]
+fn a_second_booking_of_the_same_unit_revoked_unannounced_is_revoked_by_the_resync() {
+    regression(&[
+        Step::KBook { email: 1, unit: 0, move_in_d: 0, move_out_d: None },
+        Step::KCancel { booking: 0, delivery: Delivery::Lost },
+        Step::Resync { dry_run: false, incremental: false },
+        Step::KBook { email: 1, unit: 0, move_in_d: 0, move_out_d: None },
+        Step::KRevoke { booking: 0, delivery: Delivery::Lost },
+    ]);
+}

@@ -121,15 +121,15 @@ impl WorkMessage {
         }
     }
 
-    /// FIFO group = the subject; dedup id = the event id (or the timer's instant).
+    /// FIFO group = the subject; dedup id = the event id (a reconcile: always a new one).
     pub fn to_outgoing(&self) -> Outgoing {
         let dedup_id = match self {
             WorkMessage::NexudusEvent { event_id, .. } | WorkMessage::KinnovisEvent { event_id, .. } => {
                 event_id.clone()
             }
-            WorkMessage::Reconcile { subject, reason, at } => {
-                hex::encode(&Sha256::digest(format!("{subject}|{reason}|{}", at.timestamp()))[..16])
-            }
+            // A reconcile is safe to repeat, and one dropped as a "duplicate" of an earlier one
+            // (a second resync, a timer set again for the same instant) would be work lost.
+            WorkMessage::Reconcile { .. } => uuid::Uuid::new_v4().simple().to_string(),
         };
         Outgoing {
             group: self.subject().to_string(),

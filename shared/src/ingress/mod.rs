@@ -87,10 +87,15 @@ impl Ingress {
 
         // Every configured check must pass; a signature vouches for the content as well.
         let signed = match &tenant.webhook_secret {
-            Some(secret) => match req.signature {
-                Some(sig) if verify::nexudus_signature(secret.expose().as_bytes(), req.body, sig) => true,
-                _ => return Answer::new(401, "signature missing or invalid"),
-            },
+            Some(secret) => {
+                match req
+                    .signature
+                    .and_then(|sig| verify::nexudus_signed(secret.expose().as_bytes(), req.body, sig))
+                {
+                    Some(s) => s == verify::Signed::Content,
+                    None => return Answer::new(401, "signature missing or invalid"),
+                }
+            }
             None => false,
         };
         if let Some(token) = &tenant.webhook_token
@@ -98,6 +103,7 @@ impl Ingress {
         {
             return Answer::new(401, "token missing or invalid");
         }
+        // A signature over the ASCII copy only proves the sender, as a token does.
         let proof = if signed { Proof::Signature } else { Proof::Token };
 
         let now = self.records.now();

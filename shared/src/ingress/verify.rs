@@ -12,22 +12,35 @@ use crate::model::Instant;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
+/// What a valid `X-Nexudus-Hook-Signature` proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signed {
+    /// Every byte of the body: it may decide who gets access.
+    Content,
+    /// Only that the tenant's secret signed a body with the same ASCII copy: any non-ASCII
+    /// character, or a `?`, may have been swapped for another. Who gets access is read from
+    /// the REST API, as for a token.
+    SenderOnly,
+}
+
 /// Checks `X-Nexudus-Hook-Signature`: uppercase hex HMAC-SHA256 of the body.
 ///
-/// Nexudus signs an ASCII copy of the JSON (.NET `ASCIIEncoding` turns every non-ASCII
-/// character into `?`) while the wire body is UTF-8, so both forms are accepted.
-pub fn nexudus_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
-    let Ok(given) = hex::decode(header.trim()) else { return false };
-    if given.len() != 32 {
-        return false;
-    }
+/// Nexudus signs an ASCII copy of the JSON (.NET `ASCIIEncoding` turns every non-ASCII UTF-16
+/// unit into `?`) while the wire body is UTF-8, so both forms are accepted; but a body whose
+/// signature holds only over such a copy (or that holds a literal `?`, which the copy of
+/// another body would too) proves only its sender.
+pub fn nexudus_signed(secret: &[u8], body: &[u8], header: &str) -> Option<Signed> {
+    let given = hex::decode(header.trim()).ok().filter(|g| g.len() == 32)?;
     if hmac_matches(secret, body, &given) {
-        return true;
+        let ambiguous = body.is_ascii() && body.contains(&b'?');
+        return Some(if ambiguous { Signed::SenderOnly } else { Signed::Content });
     }
-    match ascii_copy(body) {
-        Some(ascii) => hmac_matches(secret, &ascii, &given),
-        None => false,
-    }
+    ascii_copy(body).filter(|ascii| hmac_matches(secret, ascii, &given)).map(|_| Signed::SenderOnly)
+}
+
+/// True when the signature is valid at all (see [`nexudus_signed`] for what it proves).
+pub fn nexudus_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
+    nexudus_signed(secret, body, header).is_some()
 }
 
 fn hmac_matches(secret: &[u8], msg: &[u8], given: &[u8]) -> bool {
@@ -43,7 +56,15 @@ fn ascii_copy(body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let text = String::from_utf8_lossy(body);
-    Some(text.chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).collect())
+    // One `?` per UTF-16 unit: an emoji (a surrogate pair) becomes `??`, as in .NET.
+    Some(
+        text.chars()
+            .flat_map(|c| {
+                let n = if c.is_ascii() { 1 } else { c.len_utf16() };
+                std::iter::repeat_n(if c.is_ascii() { c as u8 } else { b'?' }, n)
+            })
+            .collect(),
+    )
 }
 
 /// Compares a per-tenant URL token in constant time.
@@ -128,7 +149,9 @@ pub fn standard_webhook(
         return Err(StandardWebhookError::BadId);
     }
     let seconds: i64 = match ts.trim() {
-        t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+        // Canonical digits only: the signature covers the header's bytes, so `0170…` is not
+        // `170…` (Standard Webhooks signs the timestamp as sent).
+        t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0')) => {
             t.parse().map_err(|_| StandardWebhookError::BadTimestamp)?
         }
         _ => return Err(StandardWebhookError::BadTimestamp),
@@ -171,6 +194,40 @@ mod tests {
     const BODY: &str = r#"[{"Id":42,"FullName":"Anna Müller"}]"#;
     const OVER_UTF8: &str = "A265F3FA5688420F8A6DA25C9C6E470E0C96A9391B467F3D1967ABA009EDABEF";
     const OVER_ASCII: &str = "258D54477E644C7C3DAB0FE1A8FA77CE2F7A7421D3E05CEA1C448F300E664197";
+
+    #[test]
+    fn only_a_signature_over_every_byte_lets_the_body_decide() {
+        let secret = b"s";
+        let sign = |bytes: &[u8]| {
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("key");
+            mac.update(bytes);
+            hex::encode_upper(mac.finalize().into_bytes())
+        };
+        let genuine = "[{\"Email\":\"anna@ex\u{e4}mple.com\"}]";
+        // Signed over the UTF-8 bytes: every byte is proven.
+        assert_eq!(
+            nexudus_signed(secret, genuine.as_bytes(), &sign(genuine.as_bytes())),
+            Some(Signed::Content)
+        );
+        // Signed over the ASCII copy, as Nexudus does: the sender, not the characters.
+        let ascii = sign(br#"[{"Email":"anna@ex?mple.com"}]"#);
+        assert_eq!(nexudus_signed(secret, genuine.as_bytes(), &ascii), Some(Signed::SenderOnly));
+        // … and another letter, or a literal `?`, in its place carries the same signature.
+        let swapped = "[{\"Email\":\"anna@ex\u{e5}mple.com\"}]";
+        assert_eq!(nexudus_signed(secret, swapped.as_bytes(), &ascii), Some(Signed::SenderOnly));
+        assert_eq!(
+            nexudus_signed(secret, br#"[{"Email":"anna@ex?mple.com"}]"#, &ascii),
+            Some(Signed::SenderOnly)
+        );
+        // An emoji is two UTF-16 units, so two `?` in .NET's copy.
+        let emoji = "[{\"FullName\":\"A \u{1F600}\"}]";
+        assert_eq!(
+            nexudus_signed(secret, emoji.as_bytes(), &sign(br#"[{"FullName":"A ??"}]"#)),
+            Some(Signed::SenderOnly)
+        );
+        assert_eq!(nexudus_signed(secret, emoji.as_bytes(), &sign(br#"[{"FullName":"A ?"}]"#)), None);
+        assert_eq!(nexudus_signed(secret, b"[{}]", &sign(b"[{}]")), Some(Signed::Content));
+    }
 
     #[test]
     fn accepts_both_encodings_of_the_reference_vector() {
@@ -238,6 +295,8 @@ mod tests {
         assert_eq!(check(&SW_SIG.replace("v1,", "v2,"), "1649367553", SW_TS), Err(NoMatch));
         assert_eq!(check(SW_SIG, "16493675.53", SW_TS), Err(BadTimestamp));
         assert_eq!(check(SW_SIG, "-1", SW_TS), Err(BadTimestamp));
+        // The header's bytes are signed: the same number written otherwise is another header.
+        assert_eq!(check(SW_SIG, "01649367553", SW_TS), Err(BadTimestamp));
         let other = WebhookKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid key");
         let h = StandardHeaders { id: Some(SW_ID), timestamp: Some("1649367553"), signature: Some(SW_SIG) };
         assert_eq!(standard_webhook(&other, h, SW_BODY, at(SW_TS)), Err(NoMatch));

@@ -605,7 +605,14 @@ pub fn sign_utf8(secret: &str, body: &[u8]) -> String {
 }
 
 fn dotnet_ascii(bytes: &[u8]) -> Vec<u8> {
-    String::from_utf8_lossy(bytes).chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).collect()
+    // .NET encodes UTF-16 units: a character outside the BMP (an emoji) becomes `??`.
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .flat_map(|c| {
+            let (byte, n) = if c.is_ascii() { (c as u8, 1) } else { (b'?', c.len_utf16()) };
+            std::iter::repeat_n(byte, n)
+        })
+        .collect()
 }
 
 fn hmac_hex(key: &[u8], msg: &[u8]) -> String {

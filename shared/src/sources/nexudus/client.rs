@@ -219,6 +219,11 @@ impl NexudusClient {
         self.list("spaces/coworkers", &filter).await
     }
 
+    /// Customers with this email (the list filter `Coworker_Email`), all pages.
+    pub async fn coworkers_by_email(&self, email: &str) -> Result<Vec<Coworker>, CallError> {
+        self.list("spaces/coworkers", &[("Coworker_Email", email)]).await
+    }
+
     /// All pages of a list, `PAGE_SIZE` records at a time; throttling (409) slows it down.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,

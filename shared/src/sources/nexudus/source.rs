@@ -396,6 +396,26 @@ impl NexudusSource {
         Ok(changed)
     }
 
+    /// True when Nexudus confirms the customer no longer exists: the read by id answers 404,
+    /// or (Nexudus answers a deleted customer's read with 500) the list filtered by their last
+    /// known email does not hold them. Anything else is not a confirmation.
+    async fn confirmed_gone(&self, id: i64, known: Option<Profile>) -> Result<bool, WorkError> {
+        let failed = match self.client.coworker(id).await {
+            Ok(found) => return Ok(found.is_none()),
+            Err(e) => e,
+        };
+        let Some(email) = known.and_then(|p| p.email) else {
+            // Never seen with an email: Portier holds nothing for them to revoke.
+            return Ok(true);
+        };
+        match self.client.coworkers_by_email(email.as_str()).await {
+            Ok(list) if list.iter().all(|c| c.id != id) => Ok(true),
+            // Listed, yet unreadable: ask again later.
+            Ok(_) => Err(failed.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn refresh_visitor(
         &self,
         subject: &SubjectKey,
@@ -453,9 +473,11 @@ impl Source for NexudusSource {
             self.sync_team_member(subject, id, team, &[], records).await?;
         }
 
-        if hint.action == "CoworkerDelete" {
-            // Revoking needs only a hint: the person and everything they held are gone. The
-            // deletion is an inference: a later read that finds the person undoes it.
+        // A delete hint proves nothing (the action in the URL is not signed, and update and
+        // delete bodies are alike): the source confirms the person is gone before anything is
+        // revoked. A person the API still returns is simply refreshed.
+        if hint.action == "CoworkerDelete" && self.confirmed_gone(id, records.profile(subject).await?).await?
+        {
             let profile = records.profile(subject).await?.unwrap_or(Profile {
                 email: None,
                 name: String::new(),
@@ -476,6 +498,7 @@ impl Source for NexudusSource {
         let believed = match (hint.proof, payload_coworker(hint.payload.as_ref())) {
             (Proof::Signature, Some(c))
                 if c.id == id
+                    && hint.action != "CoworkerDelete"
                     && c.teams.is_some()
                     && c.updated_on.is_some()
                     && stored
