@@ -25,7 +25,7 @@ use shared::store::Records;
 use shared::store::sqlite::SqliteStore;
 use shared::tenants::{StaticTenants, Tenants};
 
-const SECRET: &str = "nx-hook-secret";
+const SECRET: &str = "nx-hook-secret-2026";
 
 /// A Coworker DTO of the size Nexudus sends (about 1.5 KiB).
 fn coworker_body(id: u64) -> Vec<u8> {

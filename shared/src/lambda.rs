@@ -33,6 +33,21 @@ pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) ->
         Err(answer) => return respond(&answer),
     };
     let signature = event.headers.get("x-nexudus-hook-signature").and_then(|v| v.to_str().ok());
+    // A repeated `?token=` is refused, as `portier serve` refuses it (no first-wins guessing).
+    // API Gateway joins repeats with commas in `queryStringParameters`; the raw string shows them.
+    let raw_tokens = event
+        .raw_query_string
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|kv| kv.split('=').next() == Some("token"))
+        .count();
+    if raw_tokens > 1 || event.query_string_parameters.all("token").is_some_and(|t| t.len() > 1) {
+        return respond(&Answer {
+            status: 400,
+            body: serde_json::json!({ "status": 400, "message": "token given more than once" }),
+        });
+    }
     let token = event.query_string_parameters.first("token");
     let answer = ingress
         .nexudus(NexudusRequest { tenant: &tenant, action: &action, token, signature, body: &body })

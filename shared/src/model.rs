@@ -123,8 +123,31 @@ impl fmt::Display for SubjectKey {
 pub struct Email(String);
 
 impl Email {
+    /// Trims and lowercases (plain case folding, nothing more). An address that compatibility
+    /// normalisation (NFKC) would change (KELVIN SIGN, fullwidth letters, ligatures) or that
+    /// holds an invisible or format character is refused: folded, it would be someone else's
+    /// address, or look identical to it. Look-alikes from other scripts stay distinct addresses.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let e = raw.trim().to_lowercase();
+        use unicode_normalization::UnicodeNormalization;
+        let trimmed = raw.trim();
+        if let Some(c) = trimmed.chars().find(|c| is_invisible(*c)) {
+            return Err(format!(
+                "email {:?} holds an invisible character (U+{:04X})",
+                redact(raw),
+                u32::from(c)
+            ));
+        }
+        // Character by character, so a decomposed ü (u + combining mark) passes and is composed
+        // (NFC) below, while KELVIN SIGN, canonically a K, does not.
+        let stands_for_another = |c: char| c.to_string().nfkc().ne(std::iter::once(c));
+        if trimmed.chars().any(stands_for_another) {
+            return Err(format!(
+                "email {:?} holds characters that stand for others (compatibility forms such as \
+                 KELVIN SIGN or fullwidth letters); write it in plain letters",
+                redact(raw)
+            ));
+        }
+        let e = trimmed.nfc().collect::<String>().to_lowercase();
         let valid = match e.split_once('@') {
             Some((local, domain)) => {
                 !local.is_empty()
@@ -147,6 +170,18 @@ impl Email {
     pub fn hashed(&self) -> String {
         crate::telemetry::hash_for_logs(&self.0)
     }
+}
+
+/// Format and invisible characters (Unicode `Cf` and the usual fillers) that make two
+/// addresses look alike.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 fn redact(raw: &str) -> String {
@@ -424,7 +459,8 @@ impl Profile {
         }
         match (self.source_version, old.source_version) {
             (Some(n), Some(o)) => n > o || (n == o && (self.deleted || matches!(seen, Seen::Read(_)))),
-            (None, Some(_)) => false,
+            // A missing version is the oldest: only a read of the source may set such a record.
+            (None, Some(_)) => matches!(seen, Seen::Read(_)),
             (Some(_), None) | (None, None) => true,
         }
     }
@@ -611,6 +647,10 @@ pub struct ProviderUser {
 pub struct RetiredUser {
     pub ids: ProviderUserIds,
     pub email: Email,
+    /// Already recorded as kept under the `keep` policy (it stays here, so a later `suspend`
+    /// or `delete` still reaches it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
 }
 
 /// What Portier created at a provider for one subject and target.
@@ -698,6 +738,34 @@ mod tests {
         for bad in ["", "anna", "@example.com", "anna@", "anna@example", "a b@example.com", "a@b@c.com"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn confusable_addresses_are_refused_never_folded_into_another() {
+        // Refused: each would fold into, or look exactly like, another person's address.
+        for (raw, why) in [
+            ("\u{212A}arl@example.com", "stand for others"), // KELVIN SIGN, lowercases to k
+            ("\u{FF4B}arl@example.com", "stand for others"), // fullwidth k
+            ("karl@\u{FF45}xample.com", "stand for others"), // fullwidth e in the domain
+            ("\u{FB01}nn@example.com", "stand for others"),  // the fi ligature
+            ("karl@example.com\u{200B}", "invisible"),       // zero-width space
+            ("ka\u{200D}rl@example.com", "invisible"),       // zero-width joiner
+            ("\u{FEFF}karl@example.com", "invisible"),       // byte-order mark
+            ("karl\u{00AD}@example.com", "invisible"),       // soft hyphen
+            ("karl@exa\u{2060}mple.com", "invisible"),       // word joiner
+        ] {
+            let err = Email::parse(raw).expect_err(raw);
+            assert!(err.contains(why), "{raw:?}: {err}");
+        }
+        // Look-alikes from another script are other addresses, never the Latin one.
+        let cyrillic = Email::parse("k\u{0430}rl@example.com").expect("a Cyrillic a is a letter");
+        assert_ne!(cyrillic, Email::parse("karl@example.com").expect("latin"));
+        // Plain case folding still applies; composed letters stay as they are.
+        assert_eq!(Email::parse("KARL@Example.COM").map(|e| e.0), Ok("karl@example.com".into()));
+        assert_eq!(
+            Email::parse("J\u{FC}rgen@example.com").map(|e| e.0),
+            Ok("j\u{fc}rgen@example.com".into())
+        );
     }
 
     #[test]

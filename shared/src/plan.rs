@@ -182,8 +182,8 @@ pub enum UserOp {
     Delete { provider: ProviderKind },
     /// A Brivo user first gains access: send the Mobile Pass invitation.
     Invite { provider: ProviderKind },
-    /// Users an email change left behind (Salto KS invites per email) go through a no-access
-    /// policy other than `keep`; under `keep` they stay recorded, so a later policy reaches them.
+    /// Users an email change left behind (Salto KS invites per email) go through the no-access
+    /// policy; under `keep` they are audited once and stay recorded, so a later policy reaches them.
     Retire { provider: ProviderKind },
 }
 
@@ -321,9 +321,9 @@ pub fn user_ops(
 
     let mut candidates = Vec::new();
     for provider in providers {
-        if policy.no_access != NoAccess::Keep
-            && users.iter().any(|u| u.provider == provider && !u.retired.is_empty())
-        {
+        let retired =
+            |u: &ProviderUser| u.retired.iter().any(|r| policy.no_access != NoAccess::Keep || !r.kept);
+        if users.iter().any(|u| u.provider == provider && retired(u)) {
             candidates.push(UserOp::Retire { provider });
         }
         let user = users.iter().find(|u| u.provider == provider && u.ids.is_some());

@@ -321,8 +321,30 @@ impl MembershipStep<'_> {
         outcome: &mut Outcome,
     ) -> Result<(), WorkError> {
         let Some(mut user) = self.user.clone() else { return Ok(()) };
-        // Under `keep` they stay recorded, so a later `suspend` or `delete` still reaches them.
+        // Under `keep` they stay recorded (once audited), so a later `suspend` or `delete`
+        // still reaches them.
         if self.tenant.config.policy.no_access == NoAccess::Keep {
+            let fresh: Vec<RetiredUser> = user.retired.iter().filter(|r| !r.kept).cloned().collect();
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            user.retired.iter_mut().for_each(|r| r.kept = true);
+            self.records.save_provider_user(self.subject, &user).await?;
+            self.user = Some(user.clone());
+            for old in fresh {
+                let target = format!("{} {}", self.kind.name(), old.ids);
+                audit_line(
+                    self.records,
+                    self.subject,
+                    "retire user",
+                    self.kind.as_str(),
+                    &target,
+                    &old.email,
+                    "email changed",
+                    "kept (no-access policy)",
+                )
+                .await?;
+            }
             return Ok(());
         }
         while let Some(old) = user.retired.first().cloned() {
@@ -539,7 +561,7 @@ impl MembershipStep<'_> {
                 if let Some(k) = known.as_ref() {
                     user.retired = k.retired.clone();
                     if let Some(ids) = k.ids.clone().filter(|ids| user.ids.as_ref() != Some(ids)) {
-                        user.retired.push(RetiredUser { ids, email: k.email.clone() });
+                        user.retired.push(RetiredUser { ids, email: k.email.clone(), kept: false });
                     }
                     // A user taken back (the person returned to an earlier email) is no longer retired.
                     user.retired.retain(|r| user.ids.as_ref() != Some(&r.ids));

@@ -23,6 +23,9 @@ use crate::sources::nexudus::NexudusSource;
 use crate::sources::nexudus::client::{NexudusClient, NexudusConfig};
 use crate::store::Records;
 
+/// The shortest Nexudus webhook secret or URL token accepted.
+pub const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+
 /// One tenant, ready to use: verified secrets and built clients.
 #[derive(Clone)]
 pub struct TenantRuntime {
@@ -37,6 +40,8 @@ pub struct TenantRuntime {
 
 impl TenantRuntime {
     /// Builds the clients of a tenant; a missing secret is a configuration error naming it.
+    /// Builds the tenant's clients. Webhook secrets and tokens shorter than
+    /// [`MIN_WEBHOOK_SECRET_CHARS`] are refused here, when the configuration loads.
     pub fn build(
         config: &TenantConfig,
         secrets: &dyn Secrets,
@@ -58,6 +63,19 @@ impl TenantRuntime {
                 let optional = |name: &Option<String>| name.as_deref().map(|n| secrets.get(n)).transpose();
                 let webhook_secret = optional(webhook_secret_env).map_err(in_tenant)?;
                 let webhook_token = optional(webhook_token_env).map_err(in_tenant)?;
+                for (env, value) in
+                    [(webhook_secret_env, &webhook_secret), (webhook_token_env, &webhook_token)]
+                {
+                    if let (Some(env), Some(v)) = (env, value)
+                        && v.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS
+                    {
+                        return Err(in_tenant(ConfigError(format!(
+                            "{env} holds {} characters; a webhook secret or token needs at least \
+                             {MIN_WEBHOOK_SECRET_CHARS} (anything shorter can be guessed)",
+                            v.expose().chars().count()
+                        ))));
+                    }
+                }
                 let nexudus = NexudusClient::new(
                     NexudusConfig {
                         base_url: base_url.clone(),

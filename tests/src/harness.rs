@@ -30,7 +30,7 @@ pub const OWNER: &str = "owner-berlin";
 pub const BIKE_STORAGE: i64 = 1001;
 pub const ANNA: i64 = 456;
 pub const ANNA_EMAIL: &str = "anna@example.com";
-pub const HOOK_SECRET: &str = "nx-hook-secret";
+pub const HOOK_SECRET: &str = "nx-hook-secret-2026";
 pub const HOOK_TOKEN: &str = "nx-url-token-7f3a";
 
 /// How the tenant authenticates its webhooks.

@@ -27,7 +27,7 @@ use shared::store::sqlite::SqliteStore;
 use shared::tenants::{StaticTenants, Tenants};
 use testkit::harness::{fast_retries, start_time};
 
-const NX_SECRET: &str = "nx-hook-secret";
+const NX_SECRET: &str = "nx-hook-secret-2026";
 const NX_TOKEN: &str = "nx-url-token-7f3a";
 const KV_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const LOCATION: &str = "loc-1";

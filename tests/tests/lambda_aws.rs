@@ -240,3 +240,20 @@ async fn a_pass_extended_then_used_removes_the_extended_grant_through_the_lambda
     app.run_worker().await;
     assert!(app.tapkey.active_grants().is_empty(), "{:?}", app.tapkey.active_grants());
 }
+
+/// Issue 12: a repeated `?token=` is refused in Lambda as in `portier serve` (not first-wins).
+#[tokio::test]
+async fn a_repeated_token_is_refused_through_the_lambda_handler() {
+    let app = spawn_aws_app().await;
+    let body = serde_json::to_vec(&serde_json::json!([app.nexudus.coworker_dto(ANNA)])).expect("json");
+    let sig = testkit::sim::nexudus::sign_ascii(HOOK_SECRET, &body);
+    let event: ApiGatewayV2httpRequest = serde_json::from_value(testkit::events::nexudus_hook(
+        TENANT,
+        "AccessControlUpdate",
+        "token=a&token=b",
+        Some(&sig),
+        &body,
+    ))
+    .expect("event");
+    assert_eq!(nexudus_http(&app.env.ingress(), &event).await.status_code, 400);
+}

@@ -198,7 +198,7 @@ async fn a_rotated_secret_is_read_after_the_ttl_and_unchanged_tenants_keep_their
     let cached =
         TableTenants::new(w.records.clone(), w.manager(SECRETS_TTL), RetryPolicy::fast(), Duration::ZERO);
     let first = cached.get(&tenant).await.expect("get").expect("tenant");
-    w.put_secret(w.secret_json("", &[("NEXUDUS_HOOK_SECRET", "rotated")])).await;
+    w.put_secret(w.secret_json("", &[("NEXUDUS_HOOK_SECRET", "rotated-hook-secret-2026")])).await;
     let again = cached.get(&tenant).await.expect("get").expect("tenant");
     assert!(Arc::ptr_eq(&first, &again), "same secret and config: same clients");
 
@@ -207,7 +207,7 @@ async fn a_rotated_secret_is_read_after_the_ttl_and_unchanged_tenants_keep_their
     let fresh =
         TableTenants::new(w.records.clone(), w.manager(Duration::ZERO), RetryPolicy::fast(), Duration::ZERO);
     let rotated = fresh.get(&tenant).await.expect("get").expect("tenant");
-    assert_eq!(rotated.webhook_secret.as_ref().map(|s| s.expose()), Some("rotated"));
+    assert_eq!(rotated.webhook_secret.as_ref().map(|s| s.expose()), Some("rotated-hook-secret-2026"));
     let unchanged = fresh.get(&tenant).await.expect("get").expect("tenant");
     assert!(Arc::ptr_eq(&rotated, &unchanged));
     assert!(!Arc::ptr_eq(&first, &rotated));

@@ -31,7 +31,7 @@ impl Setup {
                 .current_dir(&dir)
                 .env("NX_USER", nx.username)
                 .env("NX_PASSWORD", nx.password)
-                .env("NX_SECRET", "s3cret")
+                .env("NX_SECRET", "s3cret-s3cret-s3cret")
                 .env("TK_ID", tk.client_id)
                 .env("TK_SECRET", tk.client_secret)
                 .output()

@@ -107,12 +107,23 @@ fn payload_team(hint: &Hint) -> Option<i64> {
     hint.action.starts_with("Team").then(|| hint.payload.as_ref()?.get("Id")?.as_i64()).flatten()
 }
 
+/// The email as Portier compares it; a refused one (a confusable, an invisible character) gives
+/// the person no access until it is corrected in Nexudus, and says why in the log.
+fn accepted_email(raw: &str, id: i64) -> Option<Email> {
+    Email::parse(raw)
+        .map_err(
+            |reason| tracing::warn!(nexudus_id = id, %reason, "email refused: no access until corrected"),
+        )
+        .ok()
+}
+
 /// The profile a coworker record describes; `Active = false` is the suspension overlay.
-pub fn profile_of(c: &Coworker, seen_at: Instant) -> Profile {
+pub fn profile_of(c: &Coworker) -> Profile {
     Profile {
-        email: c.email.as_deref().and_then(|e| Email::parse(e).ok()),
+        email: c.email.as_deref().and_then(|e| accepted_email(e, c.id)),
         name: c.full_name.clone().unwrap_or_default(),
-        source_version: Some(c.updated_on.unwrap_or(seen_at)),
+        // A record without `UpdatedOn` is the oldest, never the newest (design §2.2).
+        source_version: c.updated_on,
         deleted: false,
         gone_at: None,
         suspended: (!c.active).then(|| "customer suspended in Nexudus (Active = false)".to_owned()),
@@ -233,7 +244,7 @@ pub fn visit_entitlement(v: &Visitor, rules: &NexudusRules, seen_at: Instant) ->
 
 fn visitor_profile(v: &Visitor, seen_at: Instant) -> Profile {
     Profile {
-        email: v.email.as_deref().and_then(|e| Email::parse(e).ok()),
+        email: v.email.as_deref().and_then(|e| accepted_email(e, v.id)),
         name: v.full_name.clone().unwrap_or_default(),
         source_version: Some(v.updated_on.unwrap_or(seen_at)),
         deleted: false,
@@ -378,7 +389,7 @@ impl NexudusSource {
         if !ents.is_empty() && records.profile(subject).await?.is_none() {
             match self.client.coworker(member).await? {
                 Some(c) => {
-                    records.save_profile(subject, &profile_of(&c, now), Seen::Read(now)).await?;
+                    records.save_profile(subject, &profile_of(&c), Seen::Read(now)).await?;
                 }
                 None => return Ok(false),
             }
@@ -537,7 +548,7 @@ impl Source for NexudusSource {
             end_where(records, subject, now, "customer not found in Nexudus", |_| true).await?;
             return Ok(());
         };
-        records.save_profile(subject, &profile_of(&coworker, now), seen).await?;
+        records.save_profile(subject, &profile_of(&coworker), seen).await?;
 
         // What: passes, bookings and contracts, always from the REST API.
         let passes = self.client.time_passes_for(id).await?;
@@ -603,7 +614,7 @@ impl Source for NexudusSource {
             .map(|c| {
                 let listed = Listed {
                     person: c.id.to_string(),
-                    profile: Some(profile_of(c, now)),
+                    profile: Some(profile_of(c)),
                     entitlements: Vec::new(),
                 };
                 (c.id.to_string(), listed)
@@ -867,8 +878,8 @@ mod tests {
             updated_on: None,
             teams: None,
         };
-        assert!(profile_of(&c, t(23, 9, 0)).suspended.is_some());
-        assert!(profile_of(&Coworker { active: true, ..c }, t(23, 9, 0)).suspended.is_none());
+        assert!(profile_of(&c).suspended.is_some());
+        assert!(profile_of(&Coworker { active: true, ..c }).suspended.is_none());
         let visitor = SubjectKey::new(&"t".into(), SourceKind::Nexudus, visitor_person(77));
         assert_eq!((visitor_id(&visitor), coworker_id(&visitor).is_err()), (Some(77), true));
     }
