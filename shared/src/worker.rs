@@ -79,6 +79,10 @@ impl Worker {
             WorkMessage::NexudusEvent { hint: Some(h), received_at, .. } => Some((h, *received_at)),
             _ => None,
         };
+        // Marked first, before the source is read: a repeat arriving from now on is queued.
+        if let WorkMessage::NexudusEvent { hint: Some(h), event_id, .. } = &msg {
+            self.records.hint_started(&subject, h, event_id).await?;
+        }
         if let Some((hint, received_at)) = merge_key
             && self.records.hint_covered(&subject, hint, received_at).await?
         {
@@ -89,6 +93,7 @@ impl Worker {
             if self.records.event_done(event_id).await? {
                 return Ok(None);
             }
+
             match tenant.source.refresh(&subject, hint, &self.records).await {
                 Err(WorkError::BadMessage(reason)) => {
                     self.quarantine(&msg, body, &reason).await?;

@@ -82,3 +82,57 @@ async fn a_bare_id_with_the_token_to_coworker_delete_revokes_nothing_while_the_c
     app.drain().await;
     assert_eq!(app.tapkey.active_grants().len(), 1);
 }
+
+/// Issue 12.3: one signed `TeamUpdated` naming 10 000 member ids queues one message (the
+/// worker reads the team from Nexudus), is answered at once, and grants nobody it names.
+#[tokio::test]
+async fn a_team_body_listing_ten_thousand_members_queues_one_message() {
+    let app = spawn_app(HookAuth::Signature).await;
+    app.nexudus.add_team(9, "Acme", Some(ANNA), &[ANNA]);
+    let many: Vec<i64> = (100_000..110_000).collect();
+    let body = serde_json::json!({ "Id": 9, "Name": "Acme", "PayingMemberId": ANNA, "TeamMembers": many });
+    let hook = app.nexudus.webhook("TeamUpdated", &body);
+    let started = std::time::Instant::now();
+    assert_eq!(post(&app, "TeamUpdated", &hook).await, 202);
+    let answered = started.elapsed();
+    let stats = app.queue.stats().await.expect("stats");
+    println!(
+        "team flood: {} KB body, answered in {} ms, {} message(s) queued",
+        hook.body.len() / 1024,
+        answered.as_millis(),
+        stats.visible
+    );
+    assert_eq!(stats.visible, 1);
+    app.drain().await;
+    assert!(app.tapkey.active_grants().is_empty(), "nobody the body names gets anything");
+}
+
+/// Issue 12.4: one captured body replayed to every action URL, again and again, queues one
+/// message until its reconcile starts; a repeat after that start is queued again (it may
+/// follow a change), so nothing a genuine repeat says is lost.
+#[tokio::test]
+async fn a_body_replayed_to_every_action_collapses_into_one_queued_message() {
+    let app = spawn_app(HookAuth::Signature).await;
+    let pass = app.nexudus.give_pass(ANNA, BIKE_STORAGE, None);
+    let captured = app.nexudus.webhook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA));
+    let actions = shared::ingress::envelope::NEXUDUS_ACTIONS
+        .iter()
+        .filter(|a| !a.starts_with("Team") && !a.starts_with("Visitor"));
+    let mut sent = 0;
+    for _ in 0..10 {
+        for action in actions.clone() {
+            assert_eq!(post(&app, action, &captured).await, 202);
+            sent += 1;
+        }
+    }
+    let stats = app.queue.stats().await.expect("stats");
+    println!("replay flood: {sent} deliveries, {} message(s) queued", stats.visible);
+    assert_eq!(stats.visible, 1);
+    app.drain().await;
+    assert_eq!(app.tapkey.active_grants().len(), 1);
+    // After that reconcile started, the same body is a new hint: queued, and it sees the change.
+    app.nexudus.set_pass_used(pass);
+    assert_eq!(post(&app, "AccessControlUpdate", &captured).await, 202);
+    app.drain().await;
+    assert!(app.tapkey.active_grants().is_empty());
+}

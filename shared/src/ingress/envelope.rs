@@ -43,26 +43,27 @@ fn nexudus_people(action: &str, fields: &serde_json::Map<String, Value>) -> Resu
         _ => Err(Unparseable(format!("`{field}` is not a positive integer"))),
     };
     if action.starts_with("Team") {
-        // One message per member, each in the member's FIFO group; members who left are found
-        // by the worker from what it stored about the team.
-        let mut people = Vec::new();
-        if let Some(p) = fields.get("PayingMemberId").filter(|p| !p.is_null()) {
-            people.push(id(p, "PayingMemberId")?);
+        // One message for the team, whatever the body lists: the worker reads the team by id
+        // from Nexudus and brings every member (current and former) in line. A body listing
+        // thousands of ids therefore queues one message, and names nobody who gets anything.
+        if fields.get("Id").is_none_or(Value::is_null) {
+            return Err(Unparseable("a team without `Id`".into()));
         }
-        if let Some(members) = fields.get("TeamMembers").filter(|m| !m.is_null()) {
-            let Value::Array(members) = members else {
-                return Err(Unparseable("`TeamMembers` is not an array".into()));
-            };
-            for m in members {
-                people.push(id(m, "TeamMembers")?);
-            }
-        }
-        people.sort();
-        people.dedup();
-        if people.is_empty() {
-            return Err(Unparseable("a team without `PayingMemberId` or `TeamMembers`".into()));
-        }
-        return Ok(people);
+        id(fields.get("Id").unwrap_or(&Value::Null), "Id")?;
+        let first_member = match fields.get("TeamMembers") {
+            Some(Value::Array(members)) => members.first(),
+            Some(m) if !m.is_null() => return Err(Unparseable("`TeamMembers` is not an array".into())),
+            _ => None,
+        };
+        let person = match fields.get("PayingMemberId").filter(|p| !p.is_null()) {
+            Some(p) => id(p, "PayingMemberId")?,
+            None => id(
+                first_member
+                    .ok_or_else(|| Unparseable("a team without `PayingMemberId` or `TeamMembers`".into()))?,
+                "TeamMembers",
+            )?,
+        };
+        return Ok(vec![person]);
     }
     if action.starts_with("Visitor") {
         let v = fields.get("Id").ok_or_else(|| Unparseable("no `Id` field".into()))?;
@@ -93,8 +94,8 @@ pub enum WorkMessage {
         /// The entity DTO (the array's element), when small enough to travel.
         payload: Option<Value>,
         received_at: Instant,
-        /// What the hint says, whatever the second it came in: the same body for the same
-        /// person. A message is merged into a reconcile of the same hint that started after it
+        /// What the hint says, whatever the second it came in and the action: the same body for
+        /// the same person. A message is merged into a reconcile of the same hint that started after it
         /// arrived (see [`crate::store::Records::hint_covered`]), never into one that ran before.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hint: Option<String>,
@@ -173,8 +174,10 @@ pub fn nexudus(
     Ok(people
         .into_iter()
         .map(|person| {
+            // Whatever the action: every action's worker reads the same person from the source,
+            // so the same body replayed to sixteen action URLs is one hint.
             let mut hasher = Sha256::new();
-            for part in [action.as_bytes(), person.as_bytes(), body] {
+            for part in [person.as_bytes(), body] {
                 hasher.update((part.len() as u64).to_be_bytes());
                 hasher.update(part);
             }
@@ -254,13 +257,14 @@ mod tests {
     }
 
     #[test]
-    fn a_team_concerns_each_member_and_a_visitor_is_a_subject_of_its_own() {
+    fn a_team_is_one_message_and_a_visitor_is_a_subject_of_its_own() {
         let team = r#"[{"Id":9,"Name":"Acme","PayingMemberId":456,"TeamMembers":[456,457,"458"]}]"#;
         let msgs = parse_as("TeamUpdated", team).expect("parses");
         let people: Vec<&str> = msgs.iter().map(|m| m.subject().person.as_str()).collect();
-        assert_eq!(people, ["456", "457", "458"]);
-        let ids: std::collections::BTreeSet<String> = msgs.iter().map(|m| m.to_outgoing().dedup_id).collect();
-        assert_eq!(ids.len(), 3, "one event per member");
+        assert_eq!(people, ["456"], "the worker reads the members from Nexudus");
+        let many: Vec<i64> = (1..=10_000).collect();
+        let flood = serde_json::json!([{ "Id": 9, "TeamMembers": many }]).to_string();
+        assert_eq!(parse_as("TeamUpdated", &flood).expect("parses").len(), 1, "no fan-out from a body");
         assert!(parse_as("TeamDeleted", r#"[{"Id":9}]"#).is_err_and(|e| e.0.contains("PayingMemberId")));
         assert!(parse_as("TeamCreated", r#"[{"Id":9,"TeamMembers":[0]}]"#).is_err());
 
@@ -304,7 +308,7 @@ mod tests {
         // … of one hint, which the worker merges only into a reconcile that started later.
         assert_eq!(hint_of(&a), hint_of(&b));
         assert_ne!(hint_of(&a), hint_of(&make("AccessControlUpdate", r#"[{"Id":1,"UpdatedOn":"x"}]"#)));
-        assert_ne!(hint_of(&a), hint_of(&make("CoworkerUpdate", r#"[{"Id":1}]"#)));
+        assert_eq!(hint_of(&a), hint_of(&make("CoworkerDelete", r#"[{"Id":1}]"#)), "whatever the action");
         assert_eq!(a.to_outgoing().group, "t#nexudus#1");
     }
 

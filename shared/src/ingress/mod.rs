@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::ingress::envelope::WorkMessage;
 use crate::model::TenantId;
 use crate::queue::Queue;
 use crate::store::Records;
@@ -63,6 +64,14 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// True when the same hint is already queued and its reconcile has not started: that one
+    /// will read the source after this webhook arrived, so nothing is lost by not queueing.
+    /// Once it has started, a repeat is queued (a change may have come after its reads).
+    async fn merges_into_queued(&self, msg: &WorkMessage) -> Result<bool, crate::error::InfraError> {
+        let WorkMessage::NexudusEvent { subject, hint: Some(h), .. } = msg else { return Ok(false) };
+        self.records.hint_pending(subject, h).await
+    }
+
     pub fn new(tenants: Arc<dyn Tenants>, queue: Arc<dyn Queue>, records: Records) -> Self {
         Self { tenants, queue, records }
     }
@@ -126,15 +135,33 @@ impl Ingress {
             }
         };
 
-        // A team fans out to one message per member; a failed send is retried by Nexudus and
-        // the queue's dedup ids drop the ones already sent.
+        let mut merged = 0;
         for msg in &messages {
+            match self.merges_into_queued(msg).await {
+                Ok(true) => {
+                    merged += 1;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "store unavailable");
+                    return Answer::new(503, "store unavailable, retry later");
+                }
+            }
             if let Err(e) = self.queue.send(&msg.to_outgoing()).await {
                 tracing::error!(error = %e, "queue unavailable");
                 return Answer::new(503, "queue unavailable, retry later");
             }
+            if let WorkMessage::NexudusEvent { subject, hint: Some(h), event_id, .. } = msg
+                && let Err(e) = self.records.hint_queued(subject, h, event_id).await
+            {
+                // Only merging is lost: the next repeat is queued as well.
+                tracing::warn!(error = %e, "could not remember the queued hint");
+            }
         }
-        Answer { status: 202, body: json!({ "status": 202, "message": "queued" }) }
+        tracing::info!(tenant = %tenant_id, action = req.action, merged, "webhook accepted");
+        let message = if merged == messages.len() { "queued (merged into a queued one)" } else { "queued" };
+        Answer { status: 202, body: json!({ "status": 202, "message": message }) }
     }
 
     /// Accepts a Kinnovis webhook (Standard Webhooks). Nothing is queued unless it is signed

@@ -333,6 +333,41 @@ impl Records {
         Ok(done.started > received_at + Duration::seconds(HINT_MERGE_MARGIN_SECONDS))
     }
 
+    fn queued_sk(hint: &str) -> String {
+        format!("HINTQ#{hint}")
+    }
+
+    fn started_sk(hint: &str) -> String {
+        format!("HINTS#{hint}")
+    }
+
+    /// Remembers that a message of `hint` was queued (after the send succeeded).
+    pub async fn hint_queued(&self, s: &SubjectKey, hint: &str, event_id: &str) -> Result<(), InfraError> {
+        let item = Item {
+            expires_at: Some((self.now() + Duration::days(1)).timestamp()),
+            ..Item::new(subject_pk(s), Self::queued_sk(hint), serde_json::json!({ "event_id": event_id }))
+        };
+        self.store.put(&item, Cond::Always).await
+    }
+
+    /// Marks the message of `hint` as started; the worker does so before it reads the source.
+    pub async fn hint_started(&self, s: &SubjectKey, hint: &str, event_id: &str) -> Result<(), InfraError> {
+        let item = Item {
+            expires_at: Some((self.now() + Duration::days(1)).timestamp()),
+            ..Item::new(subject_pk(s), Self::started_sk(hint), serde_json::json!({ "event_id": event_id }))
+        };
+        self.store.put(&item, Cond::Always).await
+    }
+
+    /// True when the last queued message of `hint` has not started yet.
+    pub async fn hint_pending(&self, s: &SubjectKey, hint: &str) -> Result<bool, InfraError> {
+        let event = |item: Option<Item>| item.and_then(|i| i.data.get("event_id").cloned());
+        let queued = event(self.store.get(&subject_pk(s), &Self::queued_sk(hint)).await?);
+        let Some(queued) = queued else { return Ok(false) };
+        let started = event(self.store.get(&subject_pk(s), &Self::started_sk(hint)).await?);
+        Ok(started.as_ref() != Some(&queued))
+    }
+
     /// Records that a reconcile of `hint` that started at `started` has finished.
     pub async fn hint_done(&self, s: &SubjectKey, hint: &str, started: Instant) -> Result<(), InfraError> {
         let (pk, sk) = (subject_pk(s), Self::hint_sk(hint));

@@ -411,16 +411,26 @@ impl NexudusSource {
     /// or (Nexudus answers a deleted customer's read with 500) the list filtered by their last
     /// known email does not hold them. Anything else is not a confirmation.
     async fn confirmed_gone(&self, id: i64, known: Option<Profile>) -> Result<bool, WorkError> {
-        let failed = match self.client.coworker(id).await {
-            Ok(found) => return Ok(found.is_none()),
-            Err(e) => e,
-        };
+        match self.client.coworker(id).await {
+            Ok(found) => Ok(found.is_none()),
+            Err(failed) => self.gone_after_failed_read(id, known, failed).await.map(|()| true),
+        }
+    }
+
+    /// After the read by id failed: `Ok` when the list filtered by the last known email does
+    /// not hold the customer (Nexudus answers a deleted customer's read with 500), else the error.
+    async fn gone_after_failed_read(
+        &self,
+        id: i64,
+        known: Option<Profile>,
+        failed: crate::error::CallError,
+    ) -> Result<(), WorkError> {
         let Some(email) = known.and_then(|p| p.email) else {
             // Never seen with an email: Portier holds nothing for them to revoke.
-            return Ok(true);
+            return Ok(());
         };
         match self.client.coworkers_by_email(email.as_str()).await {
-            Ok(list) if list.iter().all(|c| c.id != id) => Ok(true),
+            Ok(list) if list.iter().all(|c| c.id != id) => Ok(()),
             // Listed, yet unreadable: ask again later.
             Ok(_) => Err(failed.into()),
             Err(e) => Err(e.into()),
@@ -475,15 +485,6 @@ impl Source for NexudusSource {
         let now = records.now();
         let mut cache = ReadCache::default();
 
-        // A deleted team: revoking needs only the hint, for the members Portier knew and this one.
-        let deleted_team = payload_team(hint).filter(|_| hint.action == "TeamDeleted");
-        if let Some(team) = deleted_team {
-            let gone =
-                Team { id: team, name: None, team_members: None, paying_member_id: None, updated_on: None };
-            self.sync_team(subject, &gone, true, records, &mut cache).await?;
-            self.sync_team_member(subject, id, team, &[], records).await?;
-        }
-
         // A delete hint proves nothing (the action in the URL is not signed, and update and
         // delete bodies are alike): the source confirms the person is gone before anything is
         // revoked. A person the API still returns is simply refreshed.
@@ -531,7 +532,13 @@ impl Source for NexudusSource {
                     tracing::info!(error = %e, "hint about a deleted customer; nothing to grant");
                     return Ok(());
                 }
-                Err(e) => return Err(e.into()),
+                // Never seen with an email: nothing to confirm against; the read is retried.
+                Err(e) if stored.as_ref().and_then(|p| p.email.as_ref()).is_none() => return Err(e.into()),
+                // Gone, as the filtered list confirms: handled as not found below.
+                Err(e) => {
+                    self.gone_after_failed_read(id, stored.clone(), e).await?;
+                    (None, Seen::Read(now))
+                }
             },
         };
         let Some(coworker) = coworker else {
@@ -584,9 +591,24 @@ impl Source for NexudusSource {
         // Teams: the customer's own list, and the team a `Team*` hint names (they may have left it).
         let mut teams: BTreeSet<i64> = coworker.teams.clone().unwrap_or_default().into_iter().collect();
         teams.extend(payload_team(hint));
-        for team_id in teams.into_iter().filter(|t| Some(*t) != deleted_team) {
-            let Some(team) = self.client.team(team_id).await? else { continue };
-            contracts.extend(self.sync_team(subject, &team, false, records, &mut cache).await?);
+        // Members come from the team as Nexudus holds it, never from a webhook body; a team
+        // Nexudus no longer has (`TeamDeleted`, confirmed here) gives nobody anything.
+        for team_id in teams {
+            match self.client.team(team_id).await? {
+                Some(team) => {
+                    contracts.extend(self.sync_team(subject, &team, false, records, &mut cache).await?)
+                }
+                None => {
+                    let gone = Team {
+                        id: team_id,
+                        name: None,
+                        team_members: None,
+                        paying_member_id: None,
+                        updated_on: None,
+                    };
+                    self.sync_team(subject, &gone, true, records, &mut cache).await?;
+                }
+            }
         }
         let present: BTreeSet<String> = contracts.iter().map(Entitlement::key).collect();
         for ent in &contracts {
