@@ -129,6 +129,7 @@ impl Worker {
             action,
             reason: reason.into(),
             body: body.into(),
+            repeats: 0,
         };
         self.records.quarantine(&msg.subject().tenant, &q).await?;
         Ok(())
@@ -141,6 +142,7 @@ impl Worker {
             action: "unknown".into(),
             reason: reason.into(),
             body: body.into(),
+            repeats: 0,
         };
         self.records.quarantine(&"_unknown".into(), &q).await?;
         Ok(())

@@ -136,3 +136,45 @@ async fn a_body_replayed_to_every_action_collapses_into_one_queued_message() {
     app.drain().await;
     assert!(app.tapkey.active_grants().is_empty());
 }
+
+/// Issue 12.6: quarantine keeps one row per distinct body (repeats counted), for 30 days, and at
+/// most its daily cap of new bodies per tenant.
+#[tokio::test]
+async fn quarantine_dedupes_by_body_expires_and_is_capped_per_day() {
+    use shared::store::records::{QUARANTINE_DAILY_CAP, Quarantined};
+    let app = spawn_app(HookAuth::Signature).await;
+    let tenant: shared::model::TenantId = testkit::harness::TENANT.into();
+    let body = br#"[{"Id":456,"FullName":"Anna"#.to_vec();
+    let sig = testkit::sim::nexudus::sign_utf8(HOOK_SECRET, &body);
+    let hook = SimWebhook {
+        action: "AccessControlUpdate".into(),
+        body: body.clone(),
+        headers: vec![("X-Nexudus-Hook-Signature".into(), sig)],
+    };
+    for _ in 0..5 {
+        assert_eq!(post(&app, "AccessControlUpdate", &hook).await, 400);
+    }
+    let kept = app.records.quarantined(&tenant).await.expect("store");
+    assert_eq!(kept.len(), 1, "one row per body");
+    assert_eq!(kept[0].repeats, 4);
+
+    // The daily cap: bodies past it are answered 400 all the same, but not kept.
+    let now = app.records.now();
+    for i in 0..QUARANTINE_DAILY_CAP + 5 {
+        let q = Quarantined {
+            at: now,
+            event_id: format!("e{i}"),
+            action: "AccessControlUpdate".into(),
+            reason: "malformed JSON".into(),
+            body: format!("[{{\"Id\":{i}"),
+            repeats: 0,
+        };
+        app.records.quarantine(&tenant, &q).await.expect("store");
+    }
+    let kept = app.records.quarantined(&tenant).await.expect("store").len() as u64;
+    assert_eq!(kept, QUARANTINE_DAILY_CAP, "the first body of the day counted too");
+
+    // Retention: after 30 days nothing of it is left.
+    app.advance(chrono::Duration::days(31));
+    assert!(app.records.quarantined(&tenant).await.expect("store").is_empty());
+}

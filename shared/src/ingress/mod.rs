@@ -125,6 +125,7 @@ impl Ingress {
                     action: req.action.to_owned(),
                     reason: reason.clone(),
                     body: String::from_utf8_lossy(req.body).into_owned(),
+                    repeats: 0,
                 };
                 if let Err(e) = self.records.quarantine(&tenant_id, &q).await {
                     // Nothing may be lost: ask the sender to try again.
@@ -213,6 +214,7 @@ impl Ingress {
                     action: "kinnovis".into(),
                     reason: reason.clone(),
                     body: String::from_utf8_lossy(req.body).into_owned(),
+                    repeats: 0,
                 };
                 if let Err(e) = self.records.quarantine(&tenant_id, &q).await {
                     tracing::error!(error = %e, "quarantine write failed");

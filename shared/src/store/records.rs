@@ -45,6 +45,11 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// How long a quarantined body is kept (it may hold names and emails).
+pub const QUARANTINE_TTL_DAYS: i64 = 30;
+/// New quarantined bodies kept per tenant and day; repeats of one body are counted, not kept.
+pub const QUARANTINE_DAILY_CAP: u64 = 500;
+
 /// A verified webhook body that could not be parsed, kept instead of dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantined {
@@ -53,6 +58,9 @@ pub struct Quarantined {
     pub action: String,
     pub reason: String,
     pub body: String,
+    /// How many more times the same body came in after this one.
+    #[serde(default)]
+    pub repeats: u32,
 }
 
 /// The typed view of the table, shared by every runtime.
@@ -384,13 +392,36 @@ impl Records {
 
     // ── quarantine ───────────────────────────────────────────────────────────────────────
 
+    /// Keeps a verified but unparseable body: one record per distinct body (repeats counted),
+    /// for [`QUARANTINE_TTL_DAYS`], and at most [`QUARANTINE_DAILY_CAP`] new bodies per tenant
+    /// and day, so replays can neither fill the table nor keep personal data forever.
     pub async fn quarantine(&self, tenant: &TenantId, q: &Quarantined) -> Result<(), InfraError> {
-        let sk = format!("{}#{}", q.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), q.event_id);
-        self.store.put(&Item::new(format!("QUARANTINE#{tenant}"), sk, encode(q)?), Cond::Always).await
+        let pk = format!("QUARANTINE#{tenant}");
+        let hash = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(q.body.as_bytes())[..16]);
+        let sk = format!("BODY#{hash}");
+        let expires_at = Some((q.at + Duration::days(QUARANTINE_TTL_DAYS)).timestamp());
+        if let Some(item) = self.store.get(&pk, &sk).await? {
+            let mut kept: Quarantined = decode(&item)?;
+            kept.repeats += 1;
+            let again =
+                Item { version: item.version + 1, expires_at, ..Item::new(pk.as_str(), sk, encode(&kept)?) };
+            return self.store.put(&again, Cond::Version(item.version)).await.or_else(ignore_conflict);
+        }
+        // Counted per day under the tenant; two writers racing may keep one body too many.
+        let counter = TenantId(format!("{tenant}#quarantine"));
+        let day = format!("DAY#{}", q.at.format("%Y-%m-%d"));
+        let kept_today: Option<u64> = self.tenant_record(&counter, &day).await?;
+        if kept_today.unwrap_or(0) >= QUARANTINE_DAILY_CAP {
+            tracing::warn!(tenant = %tenant, "quarantine full for today; body not kept");
+            return Ok(());
+        }
+        self.update_tenant_record(&counter, &day, |n: Option<&u64>| Some(n.copied().unwrap_or(0) + 1))
+            .await?;
+        self.store.put(&Item { expires_at, ..Item::new(pk, sk, encode(q)?) }, Cond::Always).await
     }
 
     pub async fn quarantined(&self, tenant: &TenantId) -> Result<Vec<Quarantined>, InfraError> {
-        self.list(&format!("QUARANTINE#{tenant}"), "").await
+        self.list(&format!("QUARANTINE#{tenant}"), "BODY#").await
     }
 
     // ── timers ───────────────────────────────────────────────────────────────────────────
