@@ -25,7 +25,7 @@ use proptest::test_runner::{
     Config as PtConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
 use shared::clock::{Clock, ManualClock};
-use shared::config::{Config, NoAccess, SaltoProviderConfig, StaticSecrets, TenantConfig};
+use shared::config::{Adoption, Config, NoAccess, SaltoProviderConfig, StaticSecrets, TenantConfig};
 use shared::http::RetryPolicy;
 use shared::lambda::{LambdaEnv, kinnovis_http, nexudus_http, worker_sqs};
 use shared::model::{AppliedState, ItemKind, ItemRef, Mapping, Target, TenantId};
@@ -53,6 +53,10 @@ const KV: &str = kinnovis_app::STORAGE_TENANT;
 const PASS_A: i64 = 1001;
 const PASS_B: i64 = 1002;
 const ROOM: i64 = 12;
+const DESK: i64 = 31;
+const LOCK_DESK: &str = "lock-desk-00";
+/// The one team: its paying member is the first person; its members change.
+const TEAM: i64 = 9;
 const LOCK_A: &str = "lock-a-0000";
 const LOCK_B: &str = "lock-b-0000";
 const LOCK_ROOM: &str = "lock-room-00";
@@ -187,6 +191,37 @@ enum Step {
     Policy {
         no_access: NoAccess,
     },
+    /// A contract for the desk, starting `start_h` hours from now.
+    Contract {
+        person: usize,
+        start_h: i64,
+        delivery: Delivery,
+    },
+    /// A contract cancelled as of `at_h` hours from now (renewing is a new contract).
+    CancelContract {
+        contract: usize,
+        at_h: i64,
+        delivery: Delivery,
+    },
+    /// The team (paid by the first person) now has these members.
+    TeamMembers {
+        members: Vec<usize>,
+        delivery: Delivery,
+    },
+    /// A Kinnovis booking ended (moved out).
+    KEnd {
+        booking: usize,
+        delivery: Delivery,
+    },
+    /// The Kinnovis tenant's adoption policy, pushed as a new configuration.
+    Adoption {
+        clean_slate: bool,
+    },
+    /// Someone makes a Kinnovis unit's grant by hand in the Tapkey app (drift).
+    HandGrant {
+        email: usize,
+        unit: usize,
+    },
     Advance {
         minutes: i64,
     },
@@ -247,6 +282,15 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop_oneof![Just(None), any::<bool>().prop_map(Some)].prop_map(|to| Step::MapB { to }),
         1 => prop_oneof![Just(NoAccess::Keep), Just(NoAccess::Suspend), Just(NoAccess::Delete)]
             .prop_map(|no_access| Step::Policy { no_access }),
+        3 => (0..3usize, -24i64..48, delivery())
+            .prop_map(|(person, start_h, delivery)| Step::Contract { person, start_h, delivery }),
+        2 => (0..4usize, 0i64..72, delivery())
+            .prop_map(|(contract, at_h, delivery)| Step::CancelContract { contract, at_h, delivery }),
+        2 => (proptest::collection::vec(0..3usize, 0..3), delivery())
+            .prop_map(|(members, delivery)| Step::TeamMembers { members, delivery }),
+        1 => (0..6usize, delivery()).prop_map(|(booking, delivery)| Step::KEnd { booking, delivery }),
+        1 => any::<bool>().prop_map(|clean_slate| Step::Adoption { clean_slate }),
+        1 => (0..4usize, 0..2usize).prop_map(|(email, unit)| Step::HandGrant { email, unit }),
         5 => prop_oneof![1i64..30, 30i64..600, 600i64..4000].prop_map(|minutes| Step::Advance { minutes }),
         2 => (any::<bool>(), any::<bool>()).prop_map(|(dry_run, incremental)| Step::Resync { dry_run, incremental }),
         2 => (0..64usize).prop_map(|which| Step::Replay { which }),
@@ -283,6 +327,14 @@ struct NxBooking {
 }
 
 #[derive(Debug, Clone)]
+struct NxContract {
+    sim_id: i64,
+    person: i64,
+    start: DateTime<Utc>,
+    cancelled: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
 struct KBooking {
     id: String,
     customer: String,
@@ -300,7 +352,14 @@ struct Model {
     people: BTreeMap<i64, Person>,
     passes: Vec<Pass>,
     bookings: Vec<NxBooking>,
+    contracts: Vec<NxContract>,
+    /// The team's members (`None`: no team yet); its paying member is `PEOPLE[0]`.
+    team: Option<BTreeSet<i64>>,
     kbookings: Vec<KBooking>,
+    /// Grants made by hand at the Kinnovis tenant's Tapkey (their ids, and what they are):
+    /// left alone under `gradual`, removed by a full resync under `clean_slate`.
+    hand: Vec<(String, Grant)>,
+    clean_slate: bool,
     /// Pass B's stored mapping: `None` unmapped, `Some(false)` lock B, `Some(true)` group B.
     map_b: Option<bool>,
     no_access: NoAccess,
@@ -372,6 +431,13 @@ impl Model {
                 let (from, to) = (b.from - Duration::minutes(LEAD), b.to + Duration::minutes(LEAD));
                 if to > now {
                     per_lock.entry(LOCK_ROOM).or_default().push((Some(from), Some(to)));
+                }
+            }
+            // Own contracts, and the paying member's for every other member of the team.
+            let in_team = *id != PEOPLE[0] && self.team.as_ref().is_some_and(|t| t.contains(id));
+            for c in self.contracts.iter().filter(|c| c.person == *id || (in_team && c.person == PEOPLE[0])) {
+                if c.cancelled.is_none_or(|end| end > now && end > c.start) {
+                    per_lock.entry(LOCK_DESK).or_default().push((Some(c.start), c.cancelled));
                 }
             }
             for (lock, ws) in per_lock {
@@ -507,7 +573,8 @@ async fn spawn(lambda: bool) -> App {
     let salto = SaltoSim::start(SaltoSimConfig::default()).await;
     salto.add_access_group(GROUP_A, true);
     salto.add_access_group(GROUP_B, true);
-    for lock in [LOCK_A, LOCK_B, LOCK_ROOM] {
+    nexudus.add_desk(DESK, "Desk 1", 2);
+    for lock in [LOCK_A, LOCK_B, LOCK_ROOM, LOCK_DESK] {
         tapkey_nx.add_lock(lock, lock, true);
     }
     for (id, name, lock) in UNITS {
@@ -528,6 +595,10 @@ async fn spawn(lambda: bool) -> App {
         Mapping {
             item: ItemRef { kind: ItemKind::Resource, id: ROOM.to_string() },
             targets: vec![Target::TapkeyLock(LOCK_ROOM.into())],
+        },
+        Mapping {
+            item: ItemRef { kind: ItemKind::Desk, id: DESK.to_string() },
+            targets: vec![Target::TapkeyLock(LOCK_DESK.into())],
         },
     ];
     nx.providers.salto_ks = Some(SaltoProviderConfig {
@@ -845,6 +916,10 @@ impl Run<'_> {
             }
             Step::DeleteCustomer { person } => {
                 let Some(p) = self.person(person) else { return Ok(()) };
+                // What Nexudus does with a deleted payer's team contracts is not modelled.
+                if p == PEOPLE[0] && self.model.team.is_some() {
+                    return Ok(());
+                }
                 let dto = self.app.nexudus.coworker_dto(p);
                 self.app.nexudus.delete_coworker(p);
                 if let Some(m) = self.model.people.get_mut(&p) {
@@ -933,23 +1008,72 @@ impl Run<'_> {
                 if let Some(c) = self.app.configs.iter_mut().find(|c| c.id.as_str() == NX) {
                     c.policy.no_access = no_access;
                 }
-                if let Wire::Serve { server, .. } = &self.app.wire {
-                    server.abort();
-                }
-                let (tenants, wire) = build_wire(
-                    &self.app.records,
-                    &self.app.queue,
-                    self.app.sqs.as_ref(),
-                    &self.app.configs,
-                    &self.app.secrets,
-                )
-                .await;
-                (self.app.tenants, self.app.wire) = (tenants, wire);
+                self.rebuild().await;
                 if self.model.no_access != no_access {
                     self.model.no_access = no_access;
                     // Nobody is told of a policy change but by a resync.
                     self.model.dirty = true;
                 }
+            }
+            Step::Contract { person, start_h, delivery } => {
+                let Some(p) = self.person(person) else { return Ok(()) };
+                let start = hours(start_h);
+                let sim_id = self.app.nexudus.add_contract(p, "Dedicated desk", start, &[DESK]);
+                self.model.contracts.push(NxContract { sim_id, person: p, start, cancelled: None });
+                let dto = self.app.nexudus.contract_dto(sim_id);
+                self.nexudus_hook("CoworkerContractCreate", dto, delivery).await?;
+            }
+            Step::CancelContract { contract, at_h, delivery } => {
+                let live: Vec<usize> = (0..self.model.contracts.len())
+                    .filter(|x| {
+                        let c = &self.model.contracts[*x];
+                        c.cancelled.is_none() && self.model.people.get(&c.person).is_some_and(|m| !m.deleted)
+                    })
+                    .collect();
+                let Some(x) = (!live.is_empty()).then(|| live[contract % live.len()]) else { return Ok(()) };
+                let at = hours(at_h);
+                self.app.nexudus.cancel_contract(self.model.contracts[x].sim_id, at);
+                self.model.contracts[x].cancelled = Some(at);
+                let dto = self.app.nexudus.contract_dto(self.model.contracts[x].sim_id);
+                self.nexudus_hook("CoworkerContractCancel", dto, delivery).await?;
+            }
+            Step::TeamMembers { members, delivery } => {
+                if self.model.people.get(&PEOPLE[0]).is_none_or(|m| m.deleted) {
+                    return Ok(());
+                }
+                let mut ids: BTreeSet<i64> = members.iter().filter_map(|i| self.person(*i)).collect();
+                ids.insert(PEOPLE[0]);
+                let list: Vec<i64> = ids.iter().copied().collect();
+                match self.model.team {
+                    None => self.app.nexudus.add_team(TEAM, "Acme", Some(PEOPLE[0]), &list),
+                    Some(_) => self.app.nexudus.set_team_members(TEAM, &list),
+                }
+                self.model.team = Some(ids);
+                let dto = self.app.nexudus.team_dto(TEAM);
+                self.nexudus_hook("TeamUpdated", dto, delivery).await?;
+            }
+            Step::KEnd { booking, delivery } => {
+                let Some(x) = self.live_kbooking(booking) else { return Ok(()) };
+                let id = self.model.kbookings[x].id.clone();
+                self.app.kinnovis.set_status(&id, "ended");
+                self.model.kbookings[x].cancelled = true;
+                self.kinnovis_hook("booking.updated", &id, delivery).await?;
+            }
+            Step::Adoption { clean_slate } => {
+                let adoption = if clean_slate { Adoption::CleanSlate } else { Adoption::Gradual };
+                if let Some(c) = self.app.configs.iter_mut().find(|c| c.id.as_str() == KV) {
+                    if c.policy.adoption == adoption {
+                        return Ok(());
+                    }
+                    c.policy.adoption = adoption;
+                }
+                self.model.clean_slate = clean_slate;
+                self.rebuild().await;
+            }
+            Step::HandGrant { email, unit } => {
+                let (email, lock) = (kv_email(email), UNITS[unit].2);
+                let id = self.app.tapkey_kv.add_grant_by_hand(&email, lock, None, None);
+                self.model.hand.push((id, (email, lock.to_owned(), None, None)));
             }
             Step::Advance { minutes } => self.set_now(now + Duration::minutes(minutes)),
             Step::Resync { dry_run, incremental } => self.resync(dry_run, incremental).await?,
@@ -977,6 +1101,22 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A new configuration, read as a new `portier serve` or new Lambda containers read it.
+    async fn rebuild(&mut self) {
+        if let Wire::Serve { server, .. } = &self.app.wire {
+            server.abort();
+        }
+        let (tenants, wire) = build_wire(
+            &self.app.records,
+            &self.app.queue,
+            self.app.sqs.as_ref(),
+            &self.app.configs,
+            &self.app.secrets,
+        )
+        .await;
+        (self.app.tenants, self.app.wire) = (tenants, wire);
     }
 
     fn live_pass(&self, i: usize) -> Option<usize> {
@@ -1043,6 +1183,9 @@ impl Run<'_> {
         }
         if !dry_run && all_full {
             self.model.dirty = false;
+            if self.model.clean_slate {
+                self.model.hand.clear();
+            }
         }
         if dry_run {
             let after = (self.app.tapkey_nx.active_grants(), self.app.tapkey_kv.active_grants());
@@ -1131,7 +1274,12 @@ impl Run<'_> {
         self.check_salto(now)?;
         for (tenant, tapkey, want) in [
             (NX, &self.app.tapkey_nx, self.model.nexudus_grants(now)),
-            (KV, &self.app.tapkey_kv, self.model.kinnovis_grants(now)),
+            (KV, &self.app.tapkey_kv, {
+                let mut want = self.model.kinnovis_grants(now);
+                want.extend(self.model.hand.iter().map(|(_, g)| g.clone()));
+                want.sort();
+                want
+            }),
         ] {
             let contacts: BTreeMap<String, String> =
                 tapkey.contacts().into_iter().map(|c| (c.id, c.identifier)).collect();
@@ -1166,7 +1314,10 @@ impl Run<'_> {
                     all.push(format!("audit {} {} {} {}", e.action, e.target, e.outcome, e.cause));
                 }
             }
-            if let Some(g) = active.iter().find(|g| !recorded.contains(&g.id)) {
+            let by_hand: BTreeSet<&str> = self.model.hand.iter().map(|(id, _)| id.as_str()).collect();
+            if let Some(g) =
+                active.iter().find(|g| !recorded.contains(&g.id) && !by_hand.contains(g.id.as_str()))
+            {
                 return Err(format!(
                     "{tenant}: Tapkey grant {} ({:?}) has no record in Portier; records: {all:?}",
                     g.id, g
