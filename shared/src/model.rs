@@ -647,10 +647,12 @@ pub struct ProviderUser {
 pub struct RetiredUser {
     pub ids: ProviderUserIds,
     pub email: Email,
-    /// Already recorded as kept under the `keep` policy (it stays here, so a later `suspend`
-    /// or `delete` still reaches it).
+    /// Already recorded as kept under `keep`, or suspended under `suspend`. It stays here
+    /// either way, so a later, stricter policy still reaches it; `delete` removes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kept: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 /// What Portier created at a provider for one subject and target.

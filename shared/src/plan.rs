@@ -357,6 +357,15 @@ pub fn user_ops(
     plan
 }
 
+/// True when the no-access policy still has something to do with a user an email change left.
+pub fn retired_needs(r: &crate::model::RetiredUser, policy: NoAccess) -> bool {
+    match policy {
+        NoAccess::Keep => !r.kept && !r.suspended,
+        NoAccess::Suspend => !r.suspended,
+        NoAccess::Delete => true,
+    }
+}
+
 /// The next instant at which the plan could change without any new input.
 fn next_check(
     desired: &DesiredSet,

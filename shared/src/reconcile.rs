@@ -321,34 +321,15 @@ impl MembershipStep<'_> {
         outcome: &mut Outcome,
     ) -> Result<(), WorkError> {
         let Some(mut user) = self.user.clone() else { return Ok(()) };
-        // Under `keep` they stay recorded (once audited), so a later `suspend` or `delete`
-        // still reaches them.
-        if self.tenant.config.policy.no_access == NoAccess::Keep {
-            let fresh: Vec<RetiredUser> = user.retired.iter().filter(|r| !r.kept).cloned().collect();
-            if fresh.is_empty() {
-                return Ok(());
+        let policy = self.tenant.config.policy.no_access;
+        let mut i = 0;
+        while i < user.retired.len() {
+            let old = user.retired[i].clone();
+            if !plan::retired_needs(&old, policy) {
+                i += 1;
+                continue;
             }
-            user.retired.iter_mut().for_each(|r| r.kept = true);
-            self.records.save_provider_user(self.subject, &user).await?;
-            self.user = Some(user.clone());
-            for old in fresh {
-                let target = format!("{} {}", self.kind.name(), old.ids);
-                audit_line(
-                    self.records,
-                    self.subject,
-                    "retire user",
-                    self.kind.as_str(),
-                    &target,
-                    &old.email,
-                    "email changed",
-                    "kept (no-access policy)",
-                )
-                .await?;
-            }
-            return Ok(());
-        }
-        while let Some(old) = user.retired.first().cloned() {
-            let (action, done) = match self.tenant.config.policy.no_access {
+            let (action, done) = match policy {
                 NoAccess::Keep => (None, "kept (no-access policy)"),
                 NoAccess::Suspend => (Some(UserAction::Suspend), "suspended (no-access policy)"),
                 NoAccess::Delete => (Some(UserAction::Delete), "deleted (no-access policy)"),
@@ -373,7 +354,20 @@ impl MembershipStep<'_> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            user.retired.remove(0);
+            // Kept and suspended users stay recorded, so a stricter policy later reaches them.
+            match policy {
+                NoAccess::Delete => {
+                    user.retired.remove(i);
+                }
+                NoAccess::Suspend => {
+                    user.retired[i].suspended = true;
+                    i += 1;
+                }
+                NoAccess::Keep => {
+                    user.retired[i].kept = true;
+                    i += 1;
+                }
+            }
             self.records.save_provider_user(self.subject, &user).await?;
             self.user = Some(user.clone());
             let target = format!("{} {}", self.kind.name(), old.ids);
@@ -561,7 +555,12 @@ impl MembershipStep<'_> {
                 if let Some(k) = known.as_ref() {
                     user.retired = k.retired.clone();
                     if let Some(ids) = k.ids.clone().filter(|ids| user.ids.as_ref() != Some(ids)) {
-                        user.retired.push(RetiredUser { ids, email: k.email.clone(), kept: false });
+                        user.retired.push(RetiredUser {
+                            ids,
+                            email: k.email.clone(),
+                            kept: false,
+                            suspended: false,
+                        });
                     }
                     // A user taken back (the person returned to an earlier email) is no longer retired.
                     user.retired.retain(|r| user.ids.as_ref() != Some(&r.ids));

@@ -1533,3 +1533,15 @@ fn a_second_booking_of_the_same_unit_revoked_unannounced_is_revoked_by_the_resyn
         Step::KRevoke { booking: 0, delivery: Delivery::Lost },
     ]);
 }
+
+/// Found by the model: a user an email change left behind, suspended under `suspend`, was
+/// forgotten, so switching to `delete` never deleted it.
+#[test]
+fn a_user_left_by_an_email_change_and_suspended_is_deleted_when_the_policy_becomes_delete() {
+    regression(&[
+        Step::Policy { no_access: NoAccess::Suspend },
+        Step::GivePass { person: 1, product_b: false, expire_h: None, delivery: Delivery::Once },
+        Step::ChangeEmail { person: 1, delivery: Delivery::Once },
+        Step::Policy { no_access: NoAccess::Delete },
+    ]);
+}
