@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod http;
+pub mod http_server;
 pub mod lambda;
 pub mod localtime;
 pub mod mapping;

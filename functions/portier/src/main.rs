@@ -278,14 +278,15 @@ async fn serve_with(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = tokio::spawn(serve::run_background(rt.clone(), workers, stop_rx));
     let mut stop_http = stop_tx.subscribe();
-    axum::serve(listener, serve::router(rt))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = stop_http.changed() => {}
-            }
-        })
-        .await?;
+    // Header, request and connection timeouts and a connection limit (shared::http_server).
+    let limits = shared::http_server::HttpLimits::default();
+    shared::http_server::serve(listener, serve::router(rt), limits, async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = stop_http.changed() => {}
+        }
+    })
+    .await;
     let _ = stop_tx.send(true);
     let _ = background.await;
     Ok(())
