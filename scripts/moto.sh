@@ -32,7 +32,9 @@ PY
 }
 
 export_line() {
-    echo "export PORTIER_TEST_AWS_ENDPOINT=http://127.0.0.1:$(cat "$port_file")"
+    # moto takes any credentials; the tests name theirs here, as Portier never makes some up.
+    echo "export PORTIER_TEST_AWS_ENDPOINT=http://127.0.0.1:$(cat "$port_file")" \
+        "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
 }
 
 ensure_moto() {

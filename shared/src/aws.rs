@@ -1,32 +1,37 @@
 //! One way to build the AWS SDK configuration, for Lambda, the CLI and the loopback tests.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
+use std::time::Duration;
 
 /// Region used against a loopback endpoint when `AWS_REGION` is unset.
 const TEST_REGION: &str = "us-east-1";
 
+/// Every AWS call is bounded: connecting, each attempt and the whole operation (retries
+/// included), so a stalled endpoint never holds a webhook or a worker.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+}
+
 /// The SDK configuration.
 ///
 /// With `endpoint_url` (a loopback moto server in tests and local runs) every client talks to
-/// that endpoint with static test credentials (`test`/`test`) and the region from `AWS_REGION`
-/// or `us-east-1`, so nothing on the machine (profiles, IMDS) is consulted for credentials.
-/// Without it, the default provider chain applies (Lambda role, environment, profile; it also
-/// honours `AWS_ENDPOINT_URL`).
+/// that endpoint, in the region from `AWS_REGION` or `us-east-1`. Credentials always come from
+/// the default chain (the Lambda role, the environment, a profile): an endpoint never switches
+/// to built-in test credentials. Tests export `test`/`test` themselves (`scripts/moto.sh`).
 pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     match endpoint_url {
         Some(url) => {
             let region = std::env::var("AWS_REGION")
                 .ok()
                 .filter(|r| !r.trim().is_empty())
                 .unwrap_or_else(|| TEST_REGION.to_owned());
-            aws_config::defaults(BehaviorVersion::latest())
-                .endpoint_url(url)
-                .region(Region::new(region))
-                .credentials_provider(Credentials::new("test", "test", None, None, "portier-test"))
-                .load()
-                .await
+            loader.endpoint_url(url).region(Region::new(region)).load().await
         }
-        None => aws_config::load_defaults(BehaviorVersion::latest()).await,
+        None => loader.load().await,
     }
 }

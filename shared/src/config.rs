@@ -318,7 +318,8 @@ impl TenantConfig {
         }
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// The checks a tenant gets wherever its configuration comes from (file or table).
+    pub fn check(&self) -> Result<(), ConfigError> {
         match &self.source {
             SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, calls_per_minute, .. } => {
                 if *calls_per_minute == Some(0) {

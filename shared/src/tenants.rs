@@ -325,6 +325,16 @@ impl Tenants for TableTenants {
                         let mut config: TenantConfig = serde_json::from_value(doc.clone()).map_err(|e| {
                             InfraError::Backend(format!("tenant {id}: stored config is invalid: {e}"))
                         })?;
+                        // The same checks the file gets: a pushed document is no more trusted.
+                        config.check().map_err(|e| {
+                            InfraError::Backend(format!("tenant {id}: stored config is invalid: {}", e.0))
+                        })?;
+                        if config.id != *id {
+                            return Err(InfraError::Backend(format!(
+                                "tenant {id}: stored config names tenant {}",
+                                config.id
+                            )));
+                        }
                         config.share_rate_limits(self.rate_shares);
                         let runtime =
                             TenantRuntime::build(&config, secrets.as_ref(), &self.http, self.policy.clone())

@@ -122,7 +122,7 @@ async fn a_pass_adds_and_using_it_removes_and_suspends_through_the_lambda_handle
 }
 
 #[tokio::test]
-async fn a_team_contract_fans_out_to_every_member_and_a_leaver_is_removed_by_the_tick() {
+async fn a_team_contract_reaches_every_member_and_a_leaver_is_removed_by_the_tick() {
     const BEN: i64 = 457;
     const BEN_EMAIL: &str = "ben@example.com";
     const TEAM: i64 = 900;
@@ -134,8 +134,13 @@ async fn a_team_contract_fans_out_to_every_member_and_a_leaver_is_removed_by_the
     n.add_team(TEAM, "Acme", Some(ANNA), &[ANNA, BEN]);
     n.add_contract(ANNA, "Acme office", Utc::now() - chrono::Duration::days(1), &[DESK, OFFICE]);
 
-    // One team webhook: one SQS message per member, each in its own FIFO group.
+    // One team webhook: one SQS message; the worker reads the team from Nexudus, records each
+    // member's entitlements and sets their timers; the tick brings each to a worker in their
+    // own FIFO group.
     assert_eq!(app.hook_dto("TeamCreated", &n.team_dto(TEAM)).await, 202);
+    assert_eq!(shared::queue::Queue::stats(app.queue.as_ref()).await.expect("stats").visible, 1);
+    app.run_worker().await;
+    shared::serve::tick(&app.env.records, app.queue.as_ref()).await.expect("tick");
     app.run_worker().await;
     let both = [ANNA_EMAIL.to_owned(), BEN_EMAIL.to_owned()];
     let mut desk = app.salto.members(DESK_SALTO);
