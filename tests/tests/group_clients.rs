@@ -1,12 +1,14 @@
 //! The Salto KS and Brivo clients against their simulators: token flows and wire details the
-//! scenarios do not reach.
+//! scenarios do not reach, and Brivo's documented endpoints (invitations, memberships, quota).
 
 use shared::error::CallError;
 use shared::http::RetryPolicy;
-use shared::model::{Email, SaltoGroupId};
-use shared::providers::brivo::{BrivoClient, BrivoConfig};
+use shared::model::{Email, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState};
+use shared::providers::brivo::client::{EmailAddress, NewUser as NewBrivoUser, OVER_RATE_WAIT};
+use shared::providers::brivo::{BrivoClient, BrivoConfig, BrivoProvider};
 use shared::providers::salto::client::NewUser;
 use shared::providers::salto::{SaltoClient, SaltoConfig};
+use shared::providers::{MembershipChange, Provider, UserAction};
 use testkit::sim::{BrivoSim, BrivoSimConfig, SaltoSim, SaltoSimConfig};
 
 /// No way to log in yet: each test adds the one it is about.
@@ -59,8 +61,9 @@ async fn brivo_needs_the_api_key_and_pages_by_at_most_100() {
     let sim = BrivoSim::start(BrivoSimConfig::default()).await;
     let cfg = sim.client_config();
     let client = BrivoClient::new(cfg.clone(), shared::http::client(), RetryPolicy::fast());
+    sim.add_group(501, "Coworking floor");
     assert_eq!(client.user_by_external_id("t#nexudus#1").await.expect("looked up"), None);
-    assert_eq!(client.cancel_invitations("440001").await.expect("listed"), 0);
+    assert!(client.group_members("501").await.expect("listed").is_empty());
     assert!(sim.calls().iter().any(|c| c.query.contains("pageSize=100")));
     let no_key = BrivoClient::new(
         BrivoConfig { api_key: "wrong".into(), ..cfg },
@@ -106,4 +109,215 @@ async fn brivo_fails_a_listing_past_the_cap() {
     let err = capped.group_members("501").await.expect_err("a cut listing is not returned");
     assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
     assert!(err.to_string().contains("more than 2"), "{err}");
+}
+
+/// A Brivo user made through the client, and the provider's record of it.
+async fn brivo_user(client: &BrivoClient, email: &str) -> ProviderUser {
+    let new = NewBrivoUser {
+        first_name: "Anna",
+        last_name: "Müller",
+        external_id: "t#nexudus#456",
+        emails: vec![EmailAddress { address: email, kind: "Work" }],
+    };
+    let user = client.create_user(&new).await.expect("created");
+    ProviderUser {
+        provider: ProviderKind::Brivo,
+        ids: Some(ProviderUserIds { id: user.id(), platform_id: None }),
+        email: Email::parse(email).expect("valid"),
+        state: UserState::Active,
+        created_at: chrono::Utc::now(),
+        invited: false,
+        retired: Vec::new(),
+    }
+}
+
+fn brivo_group(id: u64) -> Target {
+    Target::BrivoGroup(id.to_string().as_str().into())
+}
+
+fn brivo_provider(sim: &BrivoSim) -> BrivoProvider {
+    BrivoProvider::new(sim.client_config(), shared::http::client(), RetryPolicy::fast())
+}
+
+/// A bearer token straight from the simulator, for calls the client never makes.
+async fn brivo_token(sim: &BrivoSim) -> String {
+    let c = sim.config();
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(sim.token_url())
+        .header("api-key", &c.api_key)
+        .basic_auth(&c.client_id, Some(&c.client_secret))
+        .form(&[("grant_type", "password"), ("username", &c.username), ("password", &c.password)])
+        .send()
+        .await
+        .expect("token call")
+        .json()
+        .await
+        .expect("token json");
+    body["access_token"].as_str().expect("access_token").to_owned()
+}
+
+#[tokio::test]
+async fn brivo_no_access_delete_cancels_the_invitation_by_the_documented_path_then_deletes_the_user() {
+    let sim = BrivoSim::start(BrivoSimConfig::default()).await;
+    let brivo = brivo_provider(&sim);
+    let anna = brivo_user(brivo.client(), "anna@example.com").await;
+    brivo.user_action(&anna, UserAction::Invite).await.expect("invited");
+    let invite =
+        sim.calls().into_iter().find(|c| c.method == "POST" && c.path.ends_with("/digital-invitations"));
+    let query = invite.expect("an invitation call").query;
+    assert!(query.contains("nfcEnabled=false") && query.contains("language=en"), "{query}");
+
+    sim.reset_calls();
+    brivo.user_action(&anna, UserAction::Delete).await.expect("deleted");
+    assert_eq!(sim.invitations()[0].status, "CANCELLED");
+    assert!(sim.users().is_empty(), "the user is deleted after the invitation");
+    let id = &anna.ids.as_ref().expect("ids").id;
+    let writes: Vec<(String, String, u16)> =
+        sim.calls().into_iter().map(|c| (c.method, c.path, c.status)).collect();
+    assert_eq!(
+        writes,
+        [
+            ("DELETE".into(), format!("/v1/api/users/{id}/credentials/digital-invitations"), 200),
+            ("DELETE".into(), format!("/v1/api/users/{id}"), 204),
+        ]
+    );
+
+    // No pending invitation (404 "Digital invitation not found") is no reason to stop.
+    let bob = brivo_user(brivo.client(), "bob@example.com").await;
+    assert!(!brivo.client().cancel_invitation(&bob.ids.as_ref().expect("ids").id).await.expect("none"));
+    brivo.user_action(&bob, UserAction::Delete).await.expect("deleted");
+    assert!(sim.users().is_empty());
+}
+
+#[tokio::test]
+async fn brivo_undocumented_paths_answer_596_service_not_found() {
+    let sim = BrivoSim::start(BrivoSimConfig::default()).await;
+    let brivo = brivo_provider(&sim);
+    let anna = brivo_user(brivo.client(), "anna@example.com").await;
+    brivo.user_action(&anna, UserAction::Invite).await.expect("invited");
+    let (id, inv) = (&anna.ids.as_ref().expect("ids").id, sim.invitations()[0].id);
+    let (token, key) = (brivo_token(&sim).await, sim.config().api_key.clone());
+    let http = reqwest::Client::new();
+
+    // The path the client used to call: not a documented endpoint.
+    let url = format!("{}/users/{id}/credentials/digital-invitations/{inv}", sim.base_url());
+    let resp = http.delete(&url).header("api-key", &key).bearer_auth(&token).send().await.expect("call");
+    assert_eq!(resp.status().as_u16(), 596);
+    assert_eq!(resp.text().await.expect("body"), "<h1>596 Service Not Found</h1>");
+    assert_eq!(sim.invitations()[0].status, "PENDING");
+
+    // `POST /users/{id}/groups` is documented without a body schema: unknown fields are refused.
+    let url = format!("{}/users/{id}/groups", sim.base_url());
+    let body = serde_json::json!({ "groupsToAdd": [501] });
+    let resp = http.post(&url).header("api-key", &key).bearer_auth(&token).json(&body).send().await;
+    assert_eq!(resp.expect("call").status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn brivo_memberships_use_one_documented_call_per_group() {
+    let sim = BrivoSim::start(BrivoSimConfig::default()).await;
+    for g in [501, 502, 503] {
+        sim.add_group(g, "Floor");
+    }
+    let brivo = brivo_provider(&sim);
+    let anna = brivo_user(brivo.client(), "anna@example.com").await;
+    let ids = anna.ids.clone().expect("ids");
+    let change = MembershipChange {
+        user: Some(anna.clone()),
+        add: vec![brivo_group(501), brivo_group(502)],
+        remove: Vec::new(),
+        now: chrono::Utc::now(),
+    };
+    let outcome = brivo.change_memberships(&change).await.expect("changed");
+    assert!(outcome.refused.is_empty() && outcome.warnings.is_empty(), "{outcome:?}");
+    assert_eq!(sim.members(501), ["anna@example.com"]);
+    assert_eq!(sim.members(502), ["anna@example.com"]);
+
+    // Removals by the per-group DELETE; a group she is not in (404) is already done.
+    sim.reset_calls();
+    let change = MembershipChange {
+        user: None,
+        add: Vec::new(),
+        remove: vec![(brivo_group(502), ids.clone()), (brivo_group(503), ids.clone())],
+        now: chrono::Utc::now(),
+    };
+    let outcome = brivo.change_memberships(&change).await.expect("changed");
+    assert!(outcome.refused.is_empty(), "{outcome:?}");
+    assert!(sim.members(502).is_empty());
+    let calls: Vec<(String, String, u16)> =
+        sim.calls().into_iter().map(|c| (c.method, c.path, c.status)).collect();
+    let id = &ids.id;
+    assert_eq!(
+        calls,
+        [
+            ("DELETE".into(), format!("/v1/api/groups/502/users/{id}"), 204),
+            ("DELETE".into(), format!("/v1/api/groups/503/users/{id}"), 404),
+        ]
+    );
+    assert_eq!(sim.count("POST", "/groups"), 0, "the schema-less POST is not used");
+
+    // A group that does not exist is refused on its own; the other addition is applied.
+    let change = MembershipChange {
+        user: Some(anna),
+        add: vec![brivo_group(503), brivo_group(999)],
+        remove: Vec::new(),
+        now: chrono::Utc::now(),
+    };
+    let outcome = brivo.change_memberships(&change).await.expect("changed");
+    assert_eq!(outcome.refused.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.refused[0].0, brivo_group(999));
+    assert!(outcome.refused[0].1.contains("check the mapping"), "{outcome:?}");
+    assert_eq!(sim.members(503), ["anna@example.com"]);
+}
+
+#[tokio::test]
+async fn brivo_a_change_past_16_groups_is_refused_before_any_call() {
+    let sim = BrivoSim::start(BrivoSimConfig::default()).await;
+    for g in [501, 502, 503] {
+        sim.add_group(g, "Floor");
+    }
+    let brivo = brivo_provider(&sim);
+    let anna = brivo_user(brivo.client(), "anna@example.com").await;
+    let ids = anna.ids.clone().expect("ids");
+    let id: u64 = ids.id.parse().expect("numeric id");
+    sim.add_to_groups_by_hand(id, &(600..615).collect::<Vec<_>>()); // 15 groups
+    sim.reset_calls();
+    let change = MembershipChange {
+        user: Some(anna.clone()),
+        add: vec![brivo_group(501), brivo_group(502)],
+        remove: Vec::new(),
+        now: chrono::Utc::now(),
+    };
+    let err = brivo.change_memberships(&change).await.expect_err("over the cap");
+    assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("at most 16 groups") && text.contains("applied none"), "{text}");
+    assert_eq!(sim.membership_calls(), 0, "refused before any write");
+    assert_eq!(sim.users()[0].groups.len(), 15);
+
+    // A removal in the same change makes room: 15 - 1 + 2 = 16 is allowed.
+    let change = MembershipChange { remove: vec![(brivo_group(600), ids)], ..change };
+    brivo.change_memberships(&change).await.expect("within the cap");
+    assert_eq!(sim.users()[0].groups.len(), 16);
+}
+
+#[tokio::test]
+async fn brivo_over_rate_is_throttling_and_a_403_on_group_members_names_the_role() {
+    let sim = BrivoSim::start(BrivoSimConfig::default()).await;
+    sim.add_group(501, "Floor");
+    let client = BrivoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    assert!(client.group_members("501").await.expect("listed").is_empty());
+
+    sim.reset_calls();
+    sim.over_rate_next(1);
+    let err = client.group_members("501").await.expect_err("quota used up");
+    assert!(matches!(err, CallError::Retryable { after: Some(OVER_RATE_WAIT), .. }), "{err:?}");
+    assert!(err.to_string().contains("daily call quota"), "{err}");
+    assert_eq!(sim.calls().len(), 1, "not retried within the call: the quota is daily");
+    assert!(client.group_members("501").await.expect("listed again").is_empty());
+
+    sim.set_not_config_admin(true);
+    let err = client.group_members("501").await.expect_err("forbidden");
+    assert!(matches!(err, CallError::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("Account Config Tool Administrators"), "{err}");
 }

@@ -374,3 +374,62 @@ async fn a_listing_past_the_cap_is_an_error_not_a_shorter_list() {
     let err = provider.list_access(&[Target::TapkeyLock(LockId::from(FRONT))]).await.expect_err("cut");
     assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_duplicate_with_another_status_than_409_is_resolved_by_lookup() {
+    let (sim, tapkey) = setup().await;
+    sim.set_duplicate_status(400);
+    let w = window();
+    let existing = sim.add_grant_by_hand("ann@example.com", FRONT, w.from, w.until);
+    let granted = tapkey.grant(&request(FRONT, "ann@example.com", w, false)).await.expect("done");
+    assert_eq!(granted.grant_id.as_str(), existing);
+    let put = sim.calls().into_iter().find(|c| c.method == "PUT").expect("a create");
+    assert_eq!(put.status, 400, "answered 400 Duplicate, looked up instead of failing");
+    assert_eq!(sim.active_grants().len(), 1);
+
+    // A contact the same way.
+    let client = TapkeyClient::new(config(&sim), shared::http::client(), RetryPolicy::fast());
+    let created = client.create_contact(&email("ann@example.com"), Some("Ann")).await.expect("answered");
+    assert_eq!(created, shared::providers::tapkey::client::CreateContact::Duplicate);
+}
+
+#[tokio::test]
+async fn a_refused_filter_falls_back_to_listing_and_matching_locally() {
+    let (sim, _) = setup().await;
+    sim.set_strict_filters(true);
+    let w = window();
+    // Others' grants on the same lock, and Ann's on another: only hers on FRONT may match.
+    sim.add_grant_by_hand("bob@example.com", FRONT, w.from, w.until);
+    sim.add_grant_by_hand("ann@example.com", BACK, w.from, w.until);
+    let existing = sim.add_grant_by_hand("ann@example.com", FRONT, w.from, w.until);
+
+    let tapkey = TapkeyProvider::new(config(&sim), shared::http::client(), RetryPolicy::fast());
+    let granted = tapkey.grant(&request(FRONT, "ANN@example.com", w, true)).await.expect("resumed");
+    assert_eq!(granted.grant_id.as_str(), existing);
+    assert_eq!(sim.count("PUT", "/grants"), 0, "found, not created again");
+    let refused = sim.calls().iter().filter(|c| c.status == 400).count();
+    assert_eq!(refused, 1, "the filter is tried once, then skipped: {:?}", sim.calls());
+
+    // Later lookups list straight away (grants with the documented `active eq true`).
+    sim.reset_calls();
+    tapkey
+        .revoke(&applied(
+            FRONT,
+            "ann@example.com",
+            w,
+            Some(granted.contact_id.as_str()),
+            AppliedState::Intent,
+        ))
+        .await
+        .expect("revoked");
+    assert!(sim.calls().iter().all(|c| c.status != 400), "{:?}", sim.calls());
+    let active = sim.active_grants();
+    assert_eq!(active.len(), 2, "only Ann's grant on the front door is revoked");
+    assert!(active.iter().all(|g| g.id != existing));
+
+    // A new person: the contact is looked up by listing, then created.
+    let other = tapkey.grant(&request(BACK, "cat@example.com", w, false)).await.expect("granted");
+    assert!(
+        sim.contacts().iter().any(|c| c.id == other.contact_id.as_str() && c.identifier == "cat@example.com")
+    );
+}

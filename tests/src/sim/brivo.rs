@@ -1,12 +1,17 @@
-//! Brivo Access API simulator (reference: lock-providers.md §3).
+//! Brivo Access API simulator (reference: lock-providers.md §3 and Brivo's OpenAPI files as
+//! mirrored in `ThatGuyinIT/brivo-velocity`, `references/tags/{user,group,digital_invitations}.yaml`
+//! and `references/brivo-access-api-overview.md`; each route names its file).
 //!
 //! Speaks `POST /oauth/token` (password and refresh grants; HTTP Basic client auth, `api-key`
 //! header, form body only; tokens live 300 s) and `/v1/api/…` with the `api-key` header:
-//! users (`/users`, `/users/{externalId}/external`, `/suspended`), group memberships by
-//! `POST /users/{id}/groups {addGroups, removeGroups}` (idempotent, at most 16 groups, all or
-//! nothing), and Mobile Pass invitations (409 pending, 412 no passes left). Lists are
-//! `{data, offset, pageSize, count}` with `pageSize` ≤ 100; errors `{code, message}`; the
-//! gateway answers HTML (403 "Developer Inactive" without a key, 403 "Over Qps" when throttled).
+//! users (`/users`, `/users/{externalId}/external`, `/suspended`, `/groups`), group memberships
+//! by `PUT`/`DELETE /groups/{groupId}/users/{userId}` (at most 16 groups a user) and the
+//! documented but schema-less `POST /users/{id}/groups` (strict about its body), and Mobile
+//! Pass invitations (409 pending, 412 no passes left, cancelled per user). Lists are
+//! `{data, offset, pageSize, count}` with `pageSize` ≤ 100; errors `{code, message}`; a path
+//! matching no documented endpoint answers 596 `<h1>596 Service Not Found</h1>`; the gateway
+//! answers HTML (403 "Developer Inactive" without a key, 403 "Over Qps" when throttled, 403
+//! "Over Rate" when the daily quota is used up).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -98,10 +103,22 @@ struct Data {
     refresh_tokens: BTreeSet<String>,
     token_requests: usize,
     passes: usize,
+    /// Calls still to answer with the daily-quota 403.
+    over_rate: usize,
+    /// The administrator lacks the "Account Config Tool Administrators" role.
+    not_config_admin: bool,
 }
 
 const OVER_QPS: &str = "<h1>Developer Over Qps</h1>";
+const OVER_RATE: &str = "<h1>Developer Over Rate</h1>";
 const INACTIVE: &str = "<h1>Developer Inactive</h1>";
+/// brivo-access-api-overview.md, error table: "596 | Service Not Found — `<h1>596 Service Not
+/// Found</h1>`. Verify the HTTP verb matches the documented endpoint".
+const SERVICE_NOT_FOUND: &str = "<h1>596 Service Not Found</h1>";
+
+fn service_not_found() -> Response {
+    html_response(StatusCode::from_u16(596).unwrap_or(StatusCode::NOT_FOUND), SERVICE_NOT_FOUND)
+}
 
 impl BrivoSim {
     pub async fn start(cfg: BrivoSimConfig) -> Self {
@@ -234,9 +251,31 @@ impl BrivoSim {
         self.inner.core.count(method, path_contains)
     }
 
-    /// Membership calls (`POST /users/{id}/groups`) answered.
+    /// Membership writes answered: `PUT`/`DELETE /groups/{g}/users/{u}` and any
+    /// `POST /users/{id}/groups`.
     pub fn membership_calls(&self) -> usize {
-        self.calls().iter().filter(|c| c.method == "POST" && c.path.ends_with("/groups")).count()
+        self.calls()
+            .iter()
+            .filter(|c| {
+                let s = segments(&c.path);
+                let s: Vec<&str> = s.iter().map(String::as_str).collect();
+                matches!(
+                    (c.method.as_str(), s.as_slice()),
+                    ("PUT" | "DELETE", [.., "groups", _, "users", _]) | ("POST", [.., "users", _, "groups"])
+                )
+            })
+            .count()
+    }
+
+    /// The next `n` API calls answer the gateway's daily-quota 403 "Developer Over Rate".
+    pub fn over_rate_next(&self, n: usize) {
+        lock(&self.inner.data).over_rate = n;
+    }
+
+    /// When set, the administrator lacks the "Account Config Tool Administrators" role, so
+    /// `GET /groups/{id}/users` answers 403.
+    pub fn set_not_config_admin(&self, on: bool) {
+        lock(&self.inner.data).not_config_admin = on;
     }
 
     pub fn reset_calls(&self) {
@@ -271,8 +310,10 @@ struct EmailBody {
     address: String,
 }
 
+/// No body schema is published for `POST /users/{id}/groups`, so the simulator accepts only
+/// these names and refuses any other field rather than ignoring it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GroupsBody {
     #[serde(default)]
     add_groups: Vec<Value>,
@@ -302,6 +343,18 @@ impl Inner {
         if !self.key_ok(&parts.headers) {
             return html_response(StatusCode::FORBIDDEN, INACTIVE);
         }
+        {
+            let mut d = lock(&self.data);
+            if d.over_rate > 0 {
+                d.over_rate -= 1;
+                let mut resp = html_response(StatusCode::FORBIDDEN, OVER_RATE);
+                resp.headers_mut().insert(
+                    "x-mashery-error-code",
+                    axum::http::HeaderValue::from_static("ERR_403_DEVELOPER_OVER_RATE"),
+                );
+                return resp;
+            }
+        }
         let segs = segments(parts.uri.path());
         let s: Vec<&str> = segs.iter().map(String::as_str).collect();
         let method = parts.method.as_str();
@@ -311,7 +364,7 @@ impl Inner {
         }
         let rest = match s.as_slice() {
             ["v1", "api", rest @ ..] => rest,
-            _ => return err(StatusCode::from_u16(596).unwrap_or(StatusCode::NOT_FOUND), "Service Not Found"),
+            _ => return service_not_found(),
         };
         if !self.authorized(&parts.headers) {
             return json(
@@ -325,10 +378,12 @@ impl Inner {
             return err(StatusCode::BAD_REQUEST, "pageSize must be at most 100");
         }
         match (method, rest) {
+            // user.yaml `CreateUser` (no request schema; camelCase as in its response).
             ("POST", ["users"]) => match body_json::<NewUser>(&parts.headers, body).await {
                 Ok(u) => self.create_user(u),
                 Err(e) => e,
             },
+            // user.yaml `RetrieveUserByExternal`.
             ("GET", ["users", ext, "external"]) => {
                 let d = lock(&self.data);
                 match d.users.iter().find(|u| u.external_id.as_deref() == Some(*ext)) {
@@ -336,6 +391,7 @@ impl Inner {
                     None => err(StatusCode::NOT_FOUND, "User not found"),
                 }
             }
+            // user.yaml `Delete_User`: 204, 404 "User not found".
             ("DELETE", ["users", id]) => {
                 let mut d = lock(&self.data);
                 let Some(pos) = d.users.iter().position(|u| u.id.to_string() == *id) else {
@@ -344,6 +400,7 @@ impl Inner {
                 d.users.remove(pos);
                 StatusCode::NO_CONTENT.into_response()
             }
+            // user.yaml `ToggleSuspendedStatus`.
             ("PUT", ["users", id, "suspended"]) => {
                 #[derive(Deserialize)]
                 struct Body2 {
@@ -362,12 +419,23 @@ impl Inner {
                     None => err(StatusCode::NOT_FOUND, "User not found"),
                 }
             }
+            // user.yaml `UpdateUsersGroups`: documented (all or nothing, at most 16 groups) but
+            // without a body schema; Portier no longer calls it.
             ("POST", ["users", id, "groups"]) => match body_json::<GroupsBody>(&parts.headers, body).await {
                 Ok(b) => self.change_groups(id, b),
                 Err(e) => e,
             },
+            // group.yaml `AddUserToGroup`: 204, 400, 404 "Group not found".
+            ("PUT", ["groups", group, "users", user]) => self.set_member(group, user, true),
+            // group.yaml `RemoveUserFromGroup`: 204, 400, 404.
+            ("DELETE", ["groups", group, "users", user]) => self.set_member(group, user, false),
+            // group.yaml `ListUsersInGroup`: "only available to Brivo Account Config Tool
+            // Administrators"; items without `emails` would be closer to the example.
             ("GET", ["groups", group, "users"]) => {
                 let d = lock(&self.data);
+                if d.not_config_admin {
+                    return err(StatusCode::FORBIDDEN, "You are not allowed to perform that action");
+                }
                 match group.parse::<u64>().ok().filter(|g| d.groups.contains_key(g)) {
                     Some(g) => page(
                         &query,
@@ -376,6 +444,7 @@ impl Inner {
                     None => err(StatusCode::NOT_FOUND, "Group not found"),
                 }
             }
+            // user.yaml `ListUsersGroups`: `{count, data: [{id, name}]}`.
             ("GET", ["users", id, "groups"]) => {
                 let d = lock(&self.data);
                 match d.users.iter().find(|u| u.id.to_string() == *id) {
@@ -386,7 +455,16 @@ impl Inner {
                     None => err(StatusCode::NOT_FOUND, "User not found"),
                 }
             }
-            ("POST", ["users", id, "credentials", "digital-invitations"]) => self.invite(id),
+            // digital_invitations.yaml `CreateUserDigitalInvitation`: `sendInvitationEmail`,
+            // `nfcEnabled` and `language` are all marked required.
+            ("POST", ["users", id, "credentials", "digital-invitations"]) => {
+                let required = ["sendInvitationEmail", "nfcEnabled", "language"];
+                if required.iter().any(|k| param(&query, k).is_none()) {
+                    return err(StatusCode::BAD_REQUEST, "Invalid criteria provided");
+                }
+                self.invite(id)
+            }
+            // digital_invitations.yaml `ListUserDigitalInvitations` (defaults to pending).
             ("GET", ["users", id, "credentials", "digital-invitations"]) => {
                 let d = lock(&self.data);
                 let pending_only =
@@ -399,21 +477,25 @@ impl Inner {
                     .collect();
                 page(&query, items)
             }
-            ("DELETE", ["users", id, "credentials", "digital-invitations", inv]) => {
+            // digital_invitations.yaml `Cancel_user_digital_invitation`: by user, no invitation
+            // id; 200 with the cancelled invitation, 404 "Digital invitation not found".
+            ("DELETE", ["users", id, "credentials", "digital-invitations"]) => {
                 let mut d = lock(&self.data);
-                match d
-                    .invitations
-                    .iter_mut()
-                    .find(|i| i.user_id.to_string() == *id && i.id.to_string() == *inv)
+                match d.invitations.iter_mut().find(|i| i.user_id.to_string() == *id && i.status == "PENDING")
                 {
                     Some(i) => {
                         i.status = "CANCELLED".into();
-                        StatusCode::NO_CONTENT.into_response()
+                        json(
+                            StatusCode::OK,
+                            json!({ "id": i.id, "referenceId": i.email, "status": i.status, "nfcEnabled": false }),
+                        )
                     }
-                    None => err(StatusCode::NOT_FOUND, "Invitation not found"),
+                    None => err(StatusCode::NOT_FOUND, "Digital invitation not found"),
                 }
             }
-            _ => err(StatusCode::from_u16(596).unwrap_or(StatusCode::NOT_FOUND), "Service Not Found"),
+            // Anything else (e.g. `DELETE …/digital-invitations/{id}`, not among the documented
+            // endpoints of brivo-access-api-context.yaml) is what Brivo calls an unknown service.
+            _ => service_not_found(),
         }
     }
 
@@ -516,6 +598,28 @@ impl Inner {
         let data: Vec<Value> =
             user.groups.iter().map(|g| json!({ "id": g, "name": groups.get(g) })).collect();
         json(StatusCode::OK, json!({ "count": data.len(), "data": data }))
+    }
+
+    /// One membership by the documented per-group calls; adding over the cap is refused (400)
+    /// like `UpdateUsersGroups` says, and removing a non-member answers 404 (an assumption:
+    /// group.yaml documents only "Group not found").
+    fn set_member(&self, group: &str, user: &str, member: bool) -> Response {
+        let mut d = lock(&self.data);
+        let Some(g) = group.parse::<u64>().ok().filter(|g| d.groups.contains_key(g)) else {
+            return err(StatusCode::NOT_FOUND, "Group not found");
+        };
+        let Some(u) = d.users.iter_mut().find(|u| u.id.to_string() == user) else {
+            return err(StatusCode::NOT_FOUND, "User not found");
+        };
+        if member {
+            if !u.groups.contains(&g) && u.groups.len() >= MAX_GROUPS {
+                return err(StatusCode::BAD_REQUEST, "A user can be a member of at most 16 groups");
+            }
+            u.groups.insert(g);
+        } else if !u.groups.remove(&g) {
+            return err(StatusCode::NOT_FOUND, "User is not a member of the group");
+        }
+        StatusCode::NO_CONTENT.into_response()
     }
 
     fn invite(&self, id: &str) -> Response {

@@ -4,7 +4,9 @@
 //! collections, OData `$filter`/`$top`/`$skip`, and `{"ErrorCode","Message"}` errors. It copies
 //! the behaviours a sync must cope with: duplicate grant → 409 `Duplicate`, revoking twice →
 //! 409 `Conflict`, 402 when the subscription is insufficient, and grants on inactive or unbound
-//! locks accepted without complaint.
+//! locks accepted without complaint. Two knobs model what the documentation leaves open: a
+//! strict server refusing `$filter` on `identifier`/`contactId`/`boundLockId` (undocumented,
+//! audit T4/T6) and `Duplicate` under another status than 409 (undocumented, audit T8).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,7 +85,14 @@ struct Data {
     tokens: HashMap<String, Instant>,
     token_requests: usize,
     payment_required: bool,
+    /// Refuse (400) `$filter`s on fields the documentation does not show filtering on.
+    strict_filters: bool,
+    /// The status `Duplicate` answers carry (409 unless set).
+    duplicate_status: Option<StatusCode>,
 }
+
+/// Fields Portier filters on that developers.tapkey.io never shows in a `$filter`.
+const UNDOCUMENTED_FILTER_FIELDS: &[&str] = &["identifier", "contactid", "boundlockid"];
 
 struct BoundLock {
     id: String,
@@ -183,6 +192,17 @@ impl TapkeySim {
         lock(&self.inner.data).payment_required = on;
     }
 
+    /// When set, a `$filter` on `identifier`, `contactId` or `boundLockId` answers 400, like a
+    /// server that supports only the documented filters (`active`, `id`) might.
+    pub fn set_strict_filters(&self, on: bool) {
+        lock(&self.inner.data).strict_filters = on;
+    }
+
+    /// Answers `Duplicate` (contacts and grants) with this status instead of 409.
+    pub fn set_duplicate_status(&self, status: u16) {
+        lock(&self.inner.data).duplicate_status = StatusCode::from_u16(status).ok();
+    }
+
     /// Binds a lock (or rebinds and updates one with the same id).
     pub fn add_lock(&self, id: &str, title: &str, active: bool) {
         let mut d = lock(&self.inner.data);
@@ -276,6 +296,19 @@ impl TapkeySim {
 }
 
 impl Data {
+    /// The fields `$filter` accepts: all the simulator knows, or only documented ones.
+    fn filter_fields<'a>(&self, fields: &[&'a str]) -> Vec<&'a str> {
+        fields
+            .iter()
+            .copied()
+            .filter(|f| !self.strict_filters || !UNDOCUMENTED_FILTER_FIELDS.contains(f))
+            .collect()
+    }
+
+    fn duplicate(&self) -> StatusCode {
+        self.duplicate_status.unwrap_or(StatusCode::CONFLICT)
+    }
+
     fn contact(&self, id: &str) -> Option<&Contact> {
         self.contacts.iter().find(|c| c.id.eq_ignore_ascii_case(id))
     }
@@ -532,7 +565,7 @@ impl Inner {
     fn list_locks(&self, query: &[(String, String)]) -> Response {
         let d = lock(&self.data);
         let owner = &self.cfg.owner_account_id;
-        collection(query, LOCK_FIELDS, &d.locks, BoundLock::field, |l| l.to_json(owner))
+        collection(query, &d.filter_fields(LOCK_FIELDS), &d.locks, BoundLock::field, |l| l.to_json(owner))
     }
 
     fn get_lock(&self, id: &str) -> Response {
@@ -545,7 +578,7 @@ impl Inner {
 
     fn list_contacts(&self, query: &[(String, String)]) -> Response {
         let d = lock(&self.data);
-        collection(query, CONTACT_FIELDS, &d.contacts, Contact::field, Contact::to_json)
+        collection(query, &d.filter_fields(CONTACT_FIELDS), &d.contacts, Contact::field, Contact::to_json)
     }
 
     fn get_contact(&self, id: &str) -> Response {
@@ -574,7 +607,7 @@ impl Inner {
         }
         let mut d = lock(&self.data);
         if d.contact_by_identifier(identifier).is_some() {
-            return err(StatusCode::CONFLICT, "Duplicate", "A contact with this identifier already exists");
+            return err(d.duplicate(), "Duplicate", "A contact with this identifier already exists");
         }
         let id = d.ensure_contact(identifier);
         match d.contacts.iter_mut().find(|c| c.id == id) {
@@ -589,7 +622,7 @@ impl Inner {
     fn list_grants(&self, query: &[(String, String)]) -> Response {
         let expand = expands_contact(query);
         let d = lock(&self.data);
-        collection(query, GRANT_FIELDS, &d.grants, Grant::field, |g| {
+        collection(query, &d.filter_fields(GRANT_FIELDS), &d.grants, Grant::field, |g| {
             g.to_json(expand.then(|| d.contact(&g.contact_id)).flatten())
         })
     }
@@ -651,7 +684,7 @@ impl Inner {
                 && g.valid_before == valid_before
         });
         if duplicate {
-            return err(StatusCode::CONFLICT, "Duplicate", "An identical grant already exists");
+            return err(d.duplicate(), "Duplicate", "An identical grant already exists");
         }
         let id = d.add_grant(&lock_id, &contact_id, valid_from, valid_before, body.time_restriction_ical);
         match d.grants.iter().find(|g| g.id == id) {

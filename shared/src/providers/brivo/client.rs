@@ -3,9 +3,14 @@
 //! Every call carries the `api-key` header and a bearer token from the password grant (HTTP
 //! Basic client auth, form body). Tokens live 300 s: the cache refreshes them ahead of expiry
 //! and once on a 401. Lists are `{data, offset, pageSize, count}` paged by at most 100. The
-//! gateway throttles with 429 or an HTML 403 "Over Qps", both retried by [`http::send`].
+//! gateway throttles with 429 or an HTML 403 "Over Qps", both retried by [`http::send`]; its
+//! daily quota ("Over Rate") is a retryable failure with a long wait.
+//!
+//! Paths follow Brivo's OpenAPI files as mirrored in `ThatGuyinIT/brivo-velocity`
+//! (`references/tags/{user,group,digital_invitations}.yaml`); see `docs/providers.md`.
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -22,11 +27,42 @@ pub const PAGE_SIZE: usize = 100;
 /// A user may be a member of at most this many groups.
 pub const MAX_GROUPS_PER_USER: usize = 16;
 
-/// The Mashery gateway's throttle: `403` with an HTML body naming "Over Qps".
+/// How long to wait when the daily quota is used up and the gateway gives no `Retry-After`:
+/// the quota resets once a day, so retrying within seconds only burns calls.
+pub const OVER_RATE_WAIT: Duration = Duration::from_secs(3600);
+
+/// The Mashery gateway's throttle: `403` with an HTML body naming "Over Qps" (or its
+/// `X-Mashery-Error-Code`).
 fn is_over_qps(reply: &Reply) -> bool {
-    reply.status == StatusCode::FORBIDDEN
-        && serde_json::from_slice::<serde_json::Value>(&reply.body).is_err()
-        && String::from_utf8_lossy(&reply.body).to_ascii_lowercase().contains("over qps")
+    is_gateway_403(reply, "ERR_403_DEVELOPER_OVER_QPS", "over qps")
+}
+
+/// The gateway's daily quota: `403` "Developer Over Rate" (Mashery's generic documentation;
+/// Brivo documents no limits), a throttle rather than a bad api-key.
+fn is_over_rate(reply: &Reply) -> bool {
+    is_gateway_403(reply, "ERR_403_DEVELOPER_OVER_RATE", "over rate")
+}
+
+fn is_gateway_403(reply: &Reply, code: &str, words: &str) -> bool {
+    if reply.status != StatusCode::FORBIDDEN {
+        return false;
+    }
+    let header = reply.headers.get("x-mashery-error-code").and_then(|v| v.to_str().ok());
+    header.is_some_and(|h| h.eq_ignore_ascii_case(code))
+        || (serde_json::from_slice::<serde_json::Value>(&reply.body).is_err()
+            && String::from_utf8_lossy(&reply.body).to_ascii_lowercase().contains(words))
+}
+
+/// The failure for a used-up daily quota: retryable, after the gateway's `Retry-After` or
+/// [`OVER_RATE_WAIT`].
+fn over_rate(reply: &Reply) -> CallError {
+    CallError::Retryable {
+        reason: format!(
+            "Brivo's gateway reports the api-key's daily call quota as used up ({}); calls resume later",
+            reply.summary()
+        ),
+        after: Some(reply.retry_after().unwrap_or(OVER_RATE_WAIT)),
+    }
 }
 
 /// Where and as whom to call Brivo. `Debug` redacts the secrets.
@@ -112,15 +148,23 @@ pub struct GroupRef {
     pub id: serde_json::Value,
 }
 
-/// What `POST /users/{id}/groups` did.
+impl GroupRef {
+    /// Brivo ids are numbers; kept as text.
+    pub fn id(&self) -> String {
+        match &self.id {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What `PUT` or `DELETE /groups/{groupId}/users/{userId}` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangeGroups {
-    /// The resulting memberships.
-    Done(usize),
-    /// 400: refused as a whole, nothing applied (the 16-group cap is the usual cause; Brivo's
-    /// wording of it is not documented, so any 400 is reported with the cap as the likely why).
+pub enum GroupChange {
+    Done,
+    /// 400: refused (adding: "credentials already exist in a linked group", or the cap).
     Refused(String),
-    /// 404: the user or a group does not exist.
+    /// 404: the group (or the user) does not exist; for a removal, also "not a member".
     NotFound(String),
 }
 
@@ -215,43 +259,51 @@ impl BrivoClient {
         }
     }
 
-    /// Adds and removes group memberships of one user in one call (idempotent; all or nothing).
-    pub async fn change_groups(
-        &self,
-        id: &str,
-        add: &[String],
-        remove: &[String],
-    ) -> Result<ChangeGroups, CallError> {
+    /// The groups a user belongs to (`GET /users/{userId}/groups`, `ListUsersGroups` in
+    /// user.yaml: `{count, data: [{id, name}]}`, unpaged: at most 16). `None` when the user is
+    /// gone (404).
+    pub async fn user_groups(&self, id: &str) -> Result<Option<Vec<GroupRef>>, CallError> {
+        #[derive(Deserialize)]
+        struct Groups {
+            #[serde(default)]
+            data: Vec<GroupRef>,
+        }
         let url = self.url(&format!("users/{}/groups", http::path_segment(id)));
-        let as_numbers = |ids: &[String]| -> Vec<serde_json::Value> {
-            ids.iter()
-                .map(|g| {
-                    g.parse::<u64>()
-                        .map_or_else(|_| serde_json::Value::from(g.as_str()), serde_json::Value::from)
-                })
-                .collect()
-        };
-        let body = serde_json::json!({ "addGroups": as_numbers(add), "removeGroups": as_numbers(remove) });
-        let reply = self.call(|| self.core.http.post(&url).json(&body)).await?;
+        let reply = self.call(|| self.core.http.get(&url)).await?;
         match reply.status {
-            s if s.is_success() => {
-                #[derive(Deserialize)]
-                struct Groups {
-                    #[serde(default)]
-                    data: Vec<GroupRef>,
-                }
-                Ok(ChangeGroups::Done(reply.json::<Groups>(&API)?.data.len()))
-            }
-            StatusCode::BAD_REQUEST => Ok(ChangeGroups::Refused(reply.summary())),
-            StatusCode::NOT_FOUND => Ok(ChangeGroups::NotFound(reply.summary())),
+            s if s.is_success() => Ok(Some(reply.json::<Groups>(&API)?.data)),
+            StatusCode::NOT_FOUND => Ok(None),
             _ => Err(reply.unexpected(&API)),
         }
     }
 
-    /// Sends a Mobile Pass invitation to the user's email.
+    /// Adds a user to a group: `PUT /groups/{groupId}/users/{userId}` (`AddUserToGroup` in
+    /// group.yaml; 204, 400 "…already exist in a linked group", 404 "Group not found").
+    pub async fn add_to_group(&self, user: &str, group: &str) -> Result<GroupChange, CallError> {
+        let url = self.member_url(user, group);
+        let reply = self.call(|| self.core.http.put(&url)).await?;
+        membership_answer(&reply)
+    }
+
+    /// Takes a user out of a group: `DELETE /groups/{groupId}/users/{userId}`
+    /// (`RemoveUserFromGroup` in group.yaml; 204, 400, 404).
+    pub async fn remove_from_group(&self, user: &str, group: &str) -> Result<GroupChange, CallError> {
+        let url = self.member_url(user, group);
+        let reply = self.call(|| self.core.http.delete(&url)).await?;
+        membership_answer(&reply)
+    }
+
+    fn member_url(&self, user: &str, group: &str) -> String {
+        self.url(&format!("groups/{}/users/{}", http::path_segment(group), http::path_segment(user)))
+    }
+
+    /// Sends a Mobile Pass invitation to the user's email. `nfcEnabled` and `language` are
+    /// marked required in digital_invitations.yaml (`CreateUserDigitalInvitation`), so they are
+    /// sent with their documented defaults.
     pub async fn invite(&self, id: &str) -> Result<Invite, CallError> {
         let url = self.url(&format!("users/{}/credentials/digital-invitations", http::path_segment(id)));
-        let reply = self.call(|| self.core.http.post(&url).query(&[("sendInvitationEmail", "true")])).await?;
+        let query = [("sendInvitationEmail", "true"), ("nfcEnabled", "false"), ("language", "en")];
+        let reply = self.call(|| self.core.http.post(&url).query(&query)).await?;
         match reply.status {
             s if s.is_success() => Ok(Invite::Sent),
             StatusCode::CONFLICT => Ok(Invite::AlreadyPending),
@@ -260,35 +312,38 @@ impl BrivoClient {
         }
     }
 
-    /// Cancels every pending Mobile Pass invitation of a user.
-    pub async fn cancel_invitations(&self, id: &str) -> Result<usize, CallError> {
-        let path = format!("users/{}/credentials/digital-invitations", http::path_segment(id));
-        #[derive(Deserialize)]
-        struct Invitation {
-            id: serde_json::Value,
+    /// Cancels the user's pending Mobile Pass invitation: `DELETE
+    /// /users/{userId}/credentials/digital-invitations` (`Cancel_user_digital_invitation` in
+    /// digital_invitations.yaml, which takes no invitation id). `false` when there was none
+    /// (404 "Digital invitation not found"), which also covers a user already gone.
+    pub async fn cancel_invitation(&self, id: &str) -> Result<bool, CallError> {
+        let url = self.url(&format!("users/{}/credentials/digital-invitations", http::path_segment(id)));
+        let reply = self.call(|| self.core.http.delete(&url)).await?;
+        match reply.status {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(reply.unexpected(&API)),
         }
-        let pending: Vec<Invitation> = self.list(&path, Some("status__eq:pending")).await?;
-        for inv in &pending {
-            let inv_id = match &inv.id {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let url = self.url(&format!("{path}/{}", http::path_segment(&inv_id)));
-            let reply = self.call(|| self.core.http.delete(&url)).await?;
-            if !reply.status.is_success() && reply.status != StatusCode::NOT_FOUND {
-                return Err(reply.unexpected(&API));
-            }
-        }
-        Ok(pending.len())
     }
 
     /// Every member of a group (`GET /groups/{id}/users`, 100 a page), for drift and resync.
+    /// group.yaml: "only available to Brivo Account Config Tool Administrators", so a 403 is
+    /// a configuration problem that names the role.
     pub async fn group_members(&self, group: &str) -> Result<Vec<User>, CallError> {
-        self.list(&format!("groups/{}/users", http::path_segment(group)), None).await
+        let path = format!("groups/{}/users", http::path_segment(group));
+        self.list(&path, None).await.map_err(|e| match e {
+            Forbidden::Reply(reply) => CallError::config(format!(
+                "Brivo refused listing the members of group {group} ({}): listing group members needs \
+                 an administrator with the \"Account Config Tool Administrators\" role",
+                reply.summary()
+            )),
+            Forbidden::Other(e) => e,
+        })
     }
 
-    /// All pages of a `{data, offset, pageSize, count}` list, 100 at a time.
-    async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, CallError> {
+    /// All pages of a `{data, offset, pageSize, count}` list, 100 at a time; a 403 is handed
+    /// back for the caller to name the missing permission.
+    async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, Forbidden> {
         #[derive(Deserialize)]
         struct Page<T> {
             #[serde(default = "Vec::new")]
@@ -311,8 +366,11 @@ impl BrivoClient {
                     }
                 })
                 .await?;
+            if reply.status == StatusCode::FORBIDDEN {
+                return Err(Forbidden::Reply(reply));
+            }
             if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+                return Err(reply.unexpected(&API).into());
             }
             let page: Page<T> = reply.json(&API)?;
             let len = page.data.len();
@@ -326,7 +384,8 @@ impl BrivoClient {
     }
 
     /// An authenticated call with `api-key`: a 401 refreshes the token and tries once more; a
-    /// second 401, or a 403 HTML "Developer Inactive", is a configuration problem.
+    /// second 401, or a 403 HTML "Developer Inactive", is a configuration problem; a 403 "Over
+    /// Rate" (daily quota) is retryable later.
     async fn call<F>(&self, build: F) -> Result<Reply, CallError>
     where
         F: Fn() -> RequestBuilder,
@@ -339,6 +398,9 @@ impl BrivoClient {
                 "",
             )
             .await?;
+        if is_over_rate(&reply) {
+            return Err(over_rate(&reply));
+        }
         if reply.status == StatusCode::FORBIDDEN
             && serde_json::from_slice::<serde_json::Value>(&reply.body).is_err()
         {
@@ -380,6 +442,7 @@ impl BrivoClient {
         .await?;
         match reply.status {
             s if s.is_success() => reply.oauth_token(&API),
+            _ if is_over_rate(&reply) => Err(over_rate(&reply)),
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(CallError::config(format!(
                     "Brivo refused the login of client {} ({})",
@@ -389,6 +452,27 @@ impl BrivoClient {
             }
             _ => Err(reply.unexpected(&API)),
         }
+    }
+}
+
+/// A listing's failure: a 403 for the caller to explain, or any other failure.
+enum Forbidden {
+    Reply(Reply),
+    Other(CallError),
+}
+
+impl From<CallError> for Forbidden {
+    fn from(e: CallError) -> Self {
+        Forbidden::Other(e)
+    }
+}
+
+fn membership_answer(reply: &Reply) -> Result<GroupChange, CallError> {
+    match reply.status {
+        s if s.is_success() => Ok(GroupChange::Done),
+        StatusCode::BAD_REQUEST => Ok(GroupChange::Refused(reply.summary())),
+        StatusCode::NOT_FOUND => Ok(GroupChange::NotFound(reply.summary())),
+        _ => Err(reply.unexpected(&API)),
     }
 }
 
@@ -411,6 +495,20 @@ mod tests {
         assert!(!is_over_qps(&reply(403, "<h1>Developer Inactive</h1>")));
         assert!(!is_over_qps(&reply(403, r#"{"code":403,"message":"Over Qps"}"#)));
         assert!(!is_over_qps(&reply(429, "<h1>Developer Over Qps</h1>")));
+        assert!(!is_over_qps(&reply(403, "<h1>Developer Over Rate</h1>")));
+    }
+
+    #[test]
+    fn the_daily_quota_403_is_told_apart_from_a_bad_key() {
+        assert!(is_over_rate(&reply(403, "<h1>Developer Over Rate</h1>")));
+        assert!(!is_over_rate(&reply(403, "<h1>Developer Inactive</h1>")));
+        let mut by_header = reply(403, "");
+        by_header
+            .headers
+            .insert("x-mashery-error-code", "ERR_403_DEVELOPER_OVER_RATE".parse().expect("value"));
+        assert!(is_over_rate(&by_header));
+        let e = over_rate(&reply(403, "<h1>Developer Over Rate</h1>"));
+        assert!(matches!(e, CallError::Retryable { after: Some(OVER_RATE_WAIT), .. }), "{e:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Brivo: a thin typed client of the Access API ([`client`]) and the
 //! [`Provider`](crate::providers::Provider) built on it ([`provider`]): users found by
-//! `externalId`, group memberships changed with one `POST /users/{id}/groups` per reconcile,
+//! `externalId`, group memberships changed one `PUT`/`DELETE /groups/{g}/users/{u}` per group,
 //! Mobile Pass invitations.
 
 pub mod client;

@@ -1,14 +1,15 @@
 //! Brivo as a membership [`Provider`]: one user per subject, found by `externalId` (Portier's
-//! subject key) and created with it; all of a reconcile's group changes for a user in one
-//! idempotent `POST /users/{id}/groups`, which Brivo applies entirely or not at all (so the
-//! 16-group cap never leaves a change half-applied); Mobile Pass invitations on first access.
+//! subject key) and created with it; group changes with the documented one-call-per-group
+//! `PUT`/`DELETE /groups/{groupId}/users/{userId}` (group.yaml), the 16-group cap checked by
+//! us before any call (so a change over it is refused whole, never half-applied); Mobile Pass
+//! invitations on first access, cancelled before a user is deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
 use super::client::{
-    BrivoClient, BrivoConfig, ChangeGroups, EmailAddress, Invite, MAX_GROUPS_PER_USER, NewUser,
+    BrivoClient, BrivoConfig, EmailAddress, GroupChange, Invite, MAX_GROUPS_PER_USER, NewUser,
 };
 use crate::error::CallError;
 use crate::http::RetryPolicy;
@@ -43,6 +44,40 @@ impl BrivoProvider {
 
     pub fn client(&self) -> &BrivoClient {
         &self.client
+    }
+
+    /// Refuses the whole change, before any call, when the user would end up in more than
+    /// [`MAX_GROUPS_PER_USER`] groups (user.yaml, `UpdateUsersGroups`: "A user can be a member
+    /// of at most 16 groups"). Groups hidden from this administrator may not be listed, so
+    /// Brivo can still refuse an add; that one add is then reported alone.
+    async fn check_cap(
+        &self,
+        user: &str,
+        add: &[(&Target, String)],
+        remove: &[(&Target, String)],
+    ) -> Result<(), CallError> {
+        let Some(current) = self.client.user_groups(user).await? else {
+            return Err(CallError::permanent(format!(
+                "Brivo user {user} no longer exists (404): it was deleted outside Portier"
+            )));
+        };
+        let mut after: BTreeSet<String> = current.iter().map(|g| g.id()).collect();
+        let held = after.len();
+        for (_, g) in remove {
+            after.remove(g);
+        }
+        after.extend(add.iter().map(|(_, g)| g.clone()));
+        if after.len() <= MAX_GROUPS_PER_USER {
+            return Ok(());
+        }
+        Err(CallError::permanent(format!(
+            "Brivo user {user} would be in {} groups, and a user can be a member of at most \
+             {MAX_GROUPS_PER_USER} groups: the user is in {held}, this change would add {} and remove {}; \
+             Portier applied none of it",
+            after.len(),
+            add.len(),
+            remove.len()
+        )))
     }
 }
 
@@ -95,43 +130,56 @@ impl Provider for BrivoProvider {
     }
 
     async fn change_memberships(&self, change: &MembershipChange) -> Result<MembershipOutcome, CallError> {
-        // One call per user: additions for the current user, removals for whichever user each
-        // membership was made for.
-        let mut per_user: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        // Additions for the current user, removals for whichever user each membership was made for.
+        let mut per_user: BTreeMap<String, (Vec<(&Target, String)>, Vec<(&Target, String)>)> =
+            BTreeMap::new();
         if !change.add.is_empty() {
             let Some(ids) = change.user.as_ref().and_then(|u| u.ids.as_ref()) else {
                 return Err(CallError::config("Brivo: memberships to add but no user"));
             };
             let entry = per_user.entry(ids.id.clone()).or_default();
             for t in &change.add {
-                entry.0.push(group_of(t)?.to_string());
+                entry.0.push((t, group_of(t)?.to_string()));
             }
         }
         for (t, ids) in &change.remove {
-            per_user.entry(ids.id.clone()).or_default().1.push(group_of(t)?.to_string());
+            per_user.entry(ids.id.clone()).or_default().1.push((t, group_of(t)?.to_string()));
         }
-        let outcome = MembershipOutcome::default();
-        for (user, (add, mut remove)) in per_user {
-            remove.retain(|r| !add.contains(r));
-            if add.is_empty() && remove.is_empty() {
-                continue;
+        for (add, remove) in per_user.values_mut() {
+            remove.retain(|(_, r)| !add.iter().any(|(_, a)| a == r));
+        }
+        // The cap first, for every user, so a refused change makes no call at all.
+        for (user, (add, remove)) in &per_user {
+            if !add.is_empty() {
+                self.check_cap(user, add, remove).await?;
             }
-            match self.client.change_groups(&user, &add, &remove).await? {
-                ChangeGroups::Done(_) => {}
-                ChangeGroups::Refused(why) => {
-                    return Err(CallError::permanent(format!(
-                        "Brivo refused the group change for user {user} and applied none of it ({why}); \
-                         a user can be a member of at most {MAX_GROUPS_PER_USER} groups: this change would \
-                         add {} and remove {}",
-                        add.len(),
-                        remove.len()
-                    )));
+        }
+        let mut outcome = MembershipOutcome::default();
+        for (user, (add, remove)) in &per_user {
+            // Removals first, so the user never holds more groups mid-way than at the end.
+            for (target, group) in remove {
+                match self.client.remove_from_group(user, group).await? {
+                    // 404: already not a member (or the group is gone), which is the goal.
+                    GroupChange::Done | GroupChange::NotFound(_) => {}
+                    GroupChange::Refused(why) => outcome.refused.push((
+                        (*target).clone(),
+                        format!("Brivo refused removing user {user} from group {group} ({why})"),
+                    )),
                 }
-                ChangeGroups::NotFound(why) => {
-                    return Err(CallError::permanent(format!(
-                        "Brivo user {user} or one of the groups {} does not exist ({why}): check the mapping",
-                        add.iter().chain(&remove).cloned().collect::<Vec<_>>().join(", ")
-                    )));
+            }
+            for (target, group) in add {
+                match self.client.add_to_group(user, group).await? {
+                    GroupChange::Done => {}
+                    GroupChange::Refused(why) => outcome.refused.push((
+                        (*target).clone(),
+                        format!("Brivo refused adding user {user} to group {group} ({why})"),
+                    )),
+                    GroupChange::NotFound(why) => outcome.refused.push((
+                        (*target).clone(),
+                        format!(
+                            "Brivo group {group} or user {user} does not exist ({why}): check the mapping"
+                        ),
+                    )),
                 }
             }
         }
@@ -144,10 +192,11 @@ impl Provider for BrivoProvider {
             UserAction::Suspend => self.client.set_suspended(&ids.id, true).await,
             UserAction::Reactivate => self.client.set_suspended(&ids.id, false).await,
             UserAction::Delete => {
-                let cancelled = self.client.cancel_invitations(&ids.id).await?;
+                // A pending invitation would otherwise outlive the user and still be redeemable.
+                let cancelled = self.client.cancel_invitation(&ids.id).await?;
                 tracing::debug!(
                     cancelled,
-                    "pending Mobile Pass invitations cancelled before deleting the user"
+                    "pending Mobile Pass invitation cancelled before deleting the user"
                 );
                 self.client.delete_user(&ids.id).await
             }
@@ -181,9 +230,9 @@ impl Provider for BrivoProvider {
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
         let Target::BrivoGroup(group) = &held.target else { return Ok(()) };
         let user = held.id.rsplit_once('#').map_or(held.id.as_str(), |(_, u)| u);
-        match self.client.change_groups(user, &[], &[group.to_string()]).await? {
-            ChangeGroups::Done(_) | ChangeGroups::NotFound(_) => Ok(()),
-            ChangeGroups::Refused(reason) => {
+        match self.client.remove_from_group(user, group.as_str()).await? {
+            GroupChange::Done | GroupChange::NotFound(_) => Ok(()),
+            GroupChange::Refused(reason) => {
                 Err(CallError::permanent(format!("Brivo refused the removal: {reason}")))
             }
         }

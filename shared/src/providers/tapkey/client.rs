@@ -6,6 +6,7 @@
 //! creation) lives in [`super::provider`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::{RequestBuilder, StatusCode};
@@ -183,7 +184,8 @@ pub fn iso(t: &DateTime<Utc>) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateContact {
     Created(Contact),
-    /// A contact with this identifier exists already (409): look it up.
+    /// A contact with this identifier exists already (409, or `ErrorCode: "Duplicate"` with
+    /// any status): look it up.
     Duplicate,
 }
 
@@ -191,7 +193,8 @@ pub enum CreateContact {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateGrant {
     Created(Grant),
-    /// An identical active grant exists already (409 `Duplicate`): look it up.
+    /// An identical active grant exists already (`ErrorCode: "Duplicate"`, whatever the
+    /// status): look it up.
     Duplicate,
     /// The lock or the contact does not exist (404); the reason quotes Tapkey.
     NotFound {
@@ -212,6 +215,9 @@ pub struct TapkeyClient {
     cfg: TapkeyConfig,
     /// The client-side limit in it is shared by every worker task.
     core: ApiClient,
+    /// Set once Tapkey answered 400 to a `$filter` on `identifier`, `contactId` or
+    /// `boundLockId` (none is documented): lookups then list and match here.
+    field_filters_refused: AtomicBool,
 }
 
 impl fmt::Debug for TapkeyClient {
@@ -223,7 +229,7 @@ impl fmt::Debug for TapkeyClient {
 impl TapkeyClient {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient { max_listed: MAX_LISTED, ..ApiClient::new(API, &cfg.base_url, http, policy) };
-        Self { cfg, core }
+        Self { cfg, core, field_filters_refused: AtomicBool::new(false) }
     }
 
     /// Fails any listing of more than `max` items (default 200 000) instead of trusting it.
@@ -261,15 +267,10 @@ impl TapkeyClient {
 
     /// The contact with this email, if there is one.
     pub async fn find_contact(&self, email: &Email) -> Result<Option<Contact>, CallError> {
-        let url = self.owner_url("Contacts");
         let filter = format!("identifier eq {}", http::odata_quote(email.as_str()));
-        let reply = self.call(|| self.core.http.get(&url).query(&[("$filter", filter.as_str())])).await?;
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(&API));
-        }
         // Matched here too, in case the filter is ignored.
-        let contacts: Vec<Contact> = list_body(&reply)?;
-        Ok(contacts.into_iter().find(|c| c.is(email)))
+        let contacts = self.list_where("Contacts", &filter, None, |c: &Contact| c.is(email)).await?;
+        Ok(contacts.into_iter().next())
     }
 
     /// Creates a Tapkey-identity contact for this email, titled with the person's name.
@@ -286,6 +287,7 @@ impl TapkeyClient {
         let reply = self.call(|| self.core.http.put(&url).json(&body)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(CreateContact::Created),
+            _ if is_duplicate(&reply) => Ok(CreateContact::Duplicate),
             StatusCode::CONFLICT => Ok(CreateContact::Duplicate),
             _ => Err(reply.unexpected(&API)),
         }
@@ -298,8 +300,13 @@ impl TapkeyClient {
             http::odata_quote(contact.as_str()),
             http::odata_quote(lock.as_str())
         );
-        let grants: Vec<Grant> = self.list("Grants", Some(&filter)).await?;
-        Ok(grants.into_iter().filter(Grant::is_active).collect())
+        let wanted = |g: &Grant| {
+            g.is_active()
+                && g.contact_id.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(contact.as_str()))
+                && g.bound_lock_id.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(lock.as_str()))
+        };
+        // The fallback keeps `active eq true`, the one filter Tapkey's own sample uses.
+        self.list_where("Grants", &filter, Some("active eq true"), wanted).await
     }
 
     /// Every contact of the owner account.
@@ -319,11 +326,9 @@ impl TapkeyClient {
         let reply = self.call(|| self.core.http.put(&url).json(grant)).await?;
         match reply.status {
             s if s.is_success() => reply.json(&API).map(CreateGrant::Created),
-            StatusCode::CONFLICT
-                if reply.error_code().is_some_and(|c| c.eq_ignore_ascii_case("duplicate")) =>
-            {
-                Ok(CreateGrant::Duplicate)
-            }
+            // The status of a duplicate is not documented; the one public client checks only
+            // the code (audit T8).
+            _ if is_duplicate(&reply) => Ok(CreateGrant::Duplicate),
             StatusCode::CONFLICT => Err(CallError::Retryable {
                 reason: format!("Tapkey answered {} while creating a grant", reply.summary()),
                 after: reply.retry_after(),
@@ -354,6 +359,43 @@ impl TapkeyClient {
 
     /// All pages of a collection under the owner account.
     async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, CallError> {
+        self.pages(path, filter).await?.map_err(|reply| reply.unexpected(&API))
+    }
+
+    /// The items of a collection that `keep` accepts, asked for with an undocumented field
+    /// `filter`. When Tapkey refuses that filter (400) the whole collection is listed, with the
+    /// documented `fallback` filter if any, and matched here; the refusal is remembered, so
+    /// later lookups skip the doomed call.
+    async fn list_where<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        filter: &str,
+        fallback: Option<&str>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, CallError> {
+        if !self.field_filters_refused.load(Ordering::Relaxed) {
+            match self.pages(path, Some(filter)).await? {
+                Ok(items) => return Ok(items.into_iter().filter(|i| keep(i)).collect()),
+                Err(reply) if reply.status == StatusCode::BAD_REQUEST => {
+                    tracing::warn!(
+                        answer = %reply.summary(),
+                        "Tapkey refused a $filter on {path}; listing everything and matching locally from now on"
+                    );
+                    self.field_filters_refused.store(true, Ordering::Relaxed);
+                }
+                Err(reply) => return Err(reply.unexpected(&API)),
+            }
+        }
+        let items: Vec<T> = self.list(path, fallback).await?;
+        Ok(items.into_iter().filter(|i| keep(i)).collect())
+    }
+
+    /// All pages, or the first unsuccessful answer for the caller to classify.
+    async fn pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        filter: Option<&str>,
+    ) -> Result<Result<Vec<T>, Reply>, CallError> {
         let url = self.owner_url(path);
         let mut all = Vec::new();
         loop {
@@ -370,7 +412,7 @@ impl TapkeyClient {
                 })
                 .await?;
             if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+                return Ok(Err(reply));
             }
             let page: Vec<T> = list_body(&reply)?;
             let len = page.len();
@@ -378,7 +420,7 @@ impl TapkeyClient {
             // Also the guard against a server that ignores `$skip` and pages forever.
             self.core.check_listed(all.len(), path)?;
             if len < PAGE_SIZE {
-                return Ok(all);
+                return Ok(Ok(all));
             }
         }
     }
@@ -447,6 +489,11 @@ fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
     reply.json::<ListBody<T>>(&API).map(|b| match b {
         ListBody::Bare(v) | ListBody::Envelope { value: v } => v,
     })
+}
+
+/// `ErrorCode: "Duplicate"` on an unsuccessful answer, whatever its status.
+fn is_duplicate(reply: &Reply) -> bool {
+    !reply.status.is_success() && reply.error_code().is_some_and(|c| c.eq_ignore_ascii_case("duplicate"))
 }
 
 /// Tapkey's `Message` (or the status when there is none).
