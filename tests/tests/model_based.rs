@@ -154,6 +154,11 @@ enum Step {
     DeleteCustomer {
         person: usize,
     },
+    /// A deleted customer is back (Nexudus has them again, with what they held).
+    RestoreCustomer {
+        person: usize,
+        delivery: Delivery,
+    },
     KBook {
         email: usize,
         unit: usize,
@@ -270,6 +275,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(person, active, delivery)| Step::SetActive { person, active, delivery }),
         2 => (0..3usize, delivery()).prop_map(|(person, delivery)| Step::ChangeEmail { person, delivery }),
         1 => (0..3usize).prop_map(|person| Step::DeleteCustomer { person }),
+        1 => (0..3usize, delivery()).prop_map(|(person, delivery)| Step::RestoreCustomer { person, delivery }),
         4 => (0..4usize, 0..2usize, -2i64..4, days.clone())
             .prop_map(|(email, unit, move_in_d, move_out_d)| Step::KBook { email, unit, move_in_d, move_out_d }),
         3 => (0..6usize, days, delivery())
@@ -926,6 +932,16 @@ impl Run<'_> {
                     m.deleted = true;
                 }
                 self.nexudus_hook("CoworkerDelete", dto, Delivery::Once).await?;
+            }
+            Step::RestoreCustomer { person, delivery } => {
+                let p = PEOPLE[person % PEOPLE.len()];
+                let Some(m) = self.model.people.get_mut(&p).filter(|m| m.deleted) else { return Ok(()) };
+                m.deleted = false;
+                m.active = true;
+                let email = nx_email(p, m.generation);
+                self.app.nexudus.add_coworker(p, &format!("Person {person}"), &email);
+                let dto = self.app.nexudus.coworker_dto(p);
+                self.nexudus_hook("CoworkerCreate", dto, delivery).await?;
             }
             Step::KBook { email, unit, move_in_d, move_out_d } => {
                 let (move_in, move_out) =
