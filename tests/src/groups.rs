@@ -36,15 +36,9 @@ pub const VISITORS_BRIVO: u64 = 506;
 /// A resource whose bookings open the coworking floor (the groups the passes open).
 pub const FLOOR_ROOM: i64 = 13;
 
-/// Adds Salto KS and Brivo to the tenant, pointed at the simulators, with the pass mappings.
-pub fn add_group_providers(
-    config: &mut TenantConfig,
-    salto: &SaltoSim,
-    brivo: &BrivoSim,
-    no_access: NoAccess,
-) {
-    config.policy.no_access = no_access;
-    config.providers.salto_ks = Some(SaltoProviderConfig {
+/// A tenant's Salto KS provider pointed at the simulator, naming the secrets of [`group_secrets`].
+pub fn salto_config(salto: &SaltoSim) -> SaltoProviderConfig {
+    SaltoProviderConfig {
         site_id: salto.config().site_id.clone(),
         client_id_env: "SALTO_CLIENT_ID".into(),
         client_secret_env: "SALTO_CLIENT_SECRET".into(),
@@ -54,7 +48,18 @@ pub fn add_group_providers(
         base_url: salto.base_url(),
         token_url: salto.token_url(),
         calls_per_second: None,
-    });
+    }
+}
+
+/// Adds Salto KS and Brivo to the tenant, pointed at the simulators, with the pass mappings.
+pub fn add_group_providers(
+    config: &mut TenantConfig,
+    salto: &SaltoSim,
+    brivo: &BrivoSim,
+    no_access: NoAccess,
+) {
+    config.policy.no_access = no_access;
+    config.providers.salto_ks = Some(salto_config(salto));
     config.providers.brivo = Some(BrivoProviderConfig {
         api_key_env: "BRIVO_API_KEY".into(),
         client_id_env: "BRIVO_CLIENT_ID".into(),
@@ -93,20 +98,29 @@ pub fn add_group_providers(
     }
 }
 
-/// The secrets [`add_group_providers`] names.
-pub fn group_secrets(salto: &SaltoSim, brivo: &BrivoSim) -> BTreeMap<String, String> {
-    let (s, b) = (salto.config(), brivo.config());
+/// The Salto KS secrets [`salto_config`] names.
+pub fn salto_secrets(salto: &SaltoSim) -> BTreeMap<String, String> {
+    let s = salto.config();
     BTreeMap::from([
         ("SALTO_CLIENT_ID".into(), s.client_id.clone()),
         ("SALTO_CLIENT_SECRET".into(), s.client_secret.clone()),
         ("SALTO_USERNAME".into(), s.username.clone()),
         ("SALTO_PASSWORD".into(), s.password.clone()),
+    ])
+}
+
+/// The secrets [`add_group_providers`] names.
+pub fn group_secrets(salto: &SaltoSim, brivo: &BrivoSim) -> BTreeMap<String, String> {
+    let b = brivo.config();
+    let mut secrets = salto_secrets(salto);
+    secrets.extend([
         ("BRIVO_API_KEY".into(), b.api_key.clone()),
         ("BRIVO_CLIENT_ID".into(), b.client_id.clone()),
         ("BRIVO_CLIENT_SECRET".into(), b.client_secret.clone()),
         ("BRIVO_ADMIN_ID".into(), b.username.clone()),
         ("BRIVO_PASSWORD".into(), b.password.clone()),
-    ])
+    ]);
+    secrets
 }
 
 /// Starts both group simulators with the coworking groups (the access group has a time

@@ -60,15 +60,7 @@ impl AwsApp {
     }
 
     fn holders(&self) -> Vec<String> {
-        let contacts = self.tapkey.contacts();
-        let mut h: Vec<String> = self
-            .tapkey
-            .active_grants()
-            .iter()
-            .filter_map(|g| contacts.iter().find(|c| c.id == g.contact_id).map(|c| c.identifier.clone()))
-            .collect();
-        h.sort();
-        h
+        self.tapkey.active_holders()
     }
 }
 

@@ -25,7 +25,7 @@ use proptest::test_runner::{
     Config as PtConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
 use shared::clock::{Clock, ManualClock};
-use shared::config::{Adoption, Config, NoAccess, SaltoProviderConfig, StaticSecrets, TenantConfig};
+use shared::config::{Adoption, Config, NoAccess, StaticSecrets, TenantConfig};
 use shared::http::RetryPolicy;
 use shared::lambda::{LambdaEnv, kinnovis_http, nexudus_http, worker_sqs};
 use shared::model::{AppliedState, ItemKind, ItemRef, Mapping, Target, TenantId};
@@ -607,17 +607,7 @@ async fn spawn(lambda: bool) -> App {
             targets: vec![Target::TapkeyLock(LOCK_DESK.into())],
         },
     ];
-    nx.providers.salto_ks = Some(SaltoProviderConfig {
-        site_id: salto.config().site_id.clone(),
-        client_id_env: "SALTO_CLIENT_ID".into(),
-        client_secret_env: "SALTO_CLIENT_SECRET".into(),
-        username_env: Some("SALTO_USERNAME".into()),
-        password_env: Some("SALTO_PASSWORD".into()),
-        refresh_token_env: None,
-        base_url: salto.base_url(),
-        token_url: salto.token_url(),
-        calls_per_second: None,
-    });
+    nx.providers.salto_ks = Some(testkit::groups::salto_config(&salto));
     let mut kv = kinnovis_app::storage_config(&kinnovis, &tapkey_kv);
     kv.mappings = UNITS
         .iter()
@@ -628,15 +618,7 @@ async fn spawn(lambda: bool) -> App {
         .collect();
     let mut secrets = harness::secrets(&tapkey_nx);
     secrets.0.extend(kinnovis_app::storage_secrets(&kinnovis, &tapkey_kv).0);
-    let sc = salto.config();
-    for (k, v) in [
-        ("SALTO_CLIENT_ID", &sc.client_id),
-        ("SALTO_CLIENT_SECRET", &sc.client_secret),
-        ("SALTO_USERNAME", &sc.username),
-        ("SALTO_PASSWORD", &sc.password),
-    ] {
-        secrets.0.insert(k.into(), v.clone());
-    }
+    secrets.0.extend(testkit::groups::salto_secrets(&salto));
     let secrets = StaticSecrets(secrets.0);
 
     let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());

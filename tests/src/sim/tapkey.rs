@@ -243,6 +243,18 @@ impl TapkeySim {
         self.grants().into_iter().filter(|g| g.active).collect()
     }
 
+    /// Who holds an active grant (the contacts' identifiers), sorted, once per grant.
+    pub fn active_holders(&self) -> Vec<String> {
+        let contacts = self.contacts();
+        let mut holders: Vec<String> = self
+            .active_grants()
+            .iter()
+            .filter_map(|g| contacts.iter().find(|c| c.id == g.contact_id).map(|c| c.identifier.clone()))
+            .collect();
+        holders.sort();
+        holders
+    }
+
     pub fn contacts(&self) -> Vec<SimContact> {
         lock(&self.inner.data)
             .contacts
