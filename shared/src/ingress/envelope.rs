@@ -46,10 +46,8 @@ fn nexudus_people(action: &str, fields: &serde_json::Map<String, Value>) -> Resu
         // One message for the team, whatever the body lists: the worker reads the team by id
         // from Nexudus and brings every member (current and former) in line. A body listing
         // thousands of ids therefore queues one message, and names nobody who gets anything.
-        if fields.get("Id").is_none_or(Value::is_null) {
-            return Err(Unparseable("a team without `Id`".into()));
-        }
-        id(fields.get("Id").unwrap_or(&Value::Null), "Id")?;
+        let team = fields.get("Id").ok_or_else(|| Unparseable("a team without `Id`".into()))?;
+        id(team, "Id")?;
         let first_member = match fields.get("TeamMembers") {
             Some(Value::Array(members)) => members.first(),
             Some(m) if !m.is_null() => return Err(Unparseable("`TeamMembers` is not an array".into())),
