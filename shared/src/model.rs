@@ -771,6 +771,29 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_version_is_the_oldest_and_an_inferred_deletion_gives_way_to_a_later_read() {
+        let at = t(9);
+        let stored = Profile {
+            email: Some(Email::parse("anna@example.com").expect("email")),
+            name: "Anna".into(),
+            source_version: Some(at),
+            deleted: false,
+            gone_at: None,
+            suspended: Some("suspended".into()),
+        };
+        // A body without `UpdatedOn` never lifts a newer suspension; a read of the source may.
+        let unversioned = Profile { source_version: None, suspended: None, ..stored.clone() };
+        assert!(!unversioned.supersedes(&stored, Seen::Body));
+        assert!(unversioned.supersedes(&stored, Seen::Read(t(10))));
+        // A deletion Portier inferred at 10:00 gives way to a read that started later, only.
+        let gone = stored.clone().gone(t(10));
+        assert!(gone.supersedes(&stored, Seen::Read(t(10))));
+        assert!(!stored.supersedes(&gone, Seen::Read(t(10))));
+        assert!(!stored.supersedes(&gone, Seen::Body), "a replayed body never undoes it");
+        assert!(stored.supersedes(&gone, Seen::Read(t(11))));
+    }
+
+    #[test]
     fn subject_key_round_trips() {
         let k = SubjectKey::new(&"space-berlin".into(), SourceKind::Nexudus, "456");
         assert_eq!(k.to_string(), "space-berlin#nexudus#456");

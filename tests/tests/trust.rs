@@ -170,3 +170,20 @@ async fn quarantine_dedupes_by_body_expires_and_is_capped_per_day() {
     app.advance(chrono::Duration::days(31));
     assert!(app.records.quarantined(&tenant).await.expect("store").is_empty());
 }
+
+/// Issue 12.9: a short webhook secret or token is refused when the configuration loads.
+#[tokio::test]
+async fn a_short_webhook_secret_or_token_is_refused_when_the_config_loads() {
+    let app = spawn_app(HookAuth::Both).await;
+    for name in ["NEXUDUS_HOOK_SECRET", "NEXUDUS_HOOK_TOKEN"] {
+        let mut secrets = testkit::harness::secrets(&app.tapkey);
+        secrets.0.insert(name.into(), "short-secret".into());
+        let built = shared::tenants::StaticTenants::build(
+            &shared::config::Config { tenants: vec![app.config.clone()] },
+            &secrets,
+            testkit::harness::fast_retries(),
+        );
+        let err = built.err().map(|e| e.0).unwrap_or_default();
+        assert!(err.contains(name) && err.contains("at least 16"), "{name}: {err}");
+    }
+}

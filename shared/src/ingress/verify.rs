@@ -233,6 +233,20 @@ mod tests {
     }
 
     #[test]
+    fn a_token_is_compared_whole_whatever_its_length() {
+        let token = "nx-url-token-7f3a-2026";
+        assert!(token_matches(token, Some(token)));
+        for wrong in ["", "n", &token[..token.len() - 1], "nx-url-token-7f3a-2027", &format!("{token}x")] {
+            assert!(!token_matches(token, Some(wrong)), "{wrong:?}");
+        }
+        assert!(!token_matches(token, None));
+    }
+
+    fn token_matches(expected: &str, given: Option<&str>) -> bool {
+        token(expected, given)
+    }
+
+    #[test]
     fn accepts_both_encodings_of_the_reference_vector() {
         assert!(nexudus_signature(SECRET, BODY.as_bytes(), OVER_UTF8));
         assert!(nexudus_signature(SECRET, BODY.as_bytes(), OVER_ASCII));

@@ -126,13 +126,23 @@ impl EmbeddedQueue {
         let mut out = Vec::new();
         loop {
             let wanted = i64::try_from(max - out.len()).unwrap_or(1);
-            // Visible messages, oldest first, of groups with nothing in flight.
+            // Visible messages of groups with nothing in flight, taken in turns across tenants
+            // (the group's prefix before `#`): each tenant's oldest first, then each one's
+            // second, so one tenant's backlog never delays another tenant's work. Within a
+            // tenant (and so within a group) the order is the order of sending.
             let candidates = tx
                 .prepare_cached(
-                    "SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count FROM queue_messages m
-                     WHERE m.visible_at <= ?1
-                       AND NOT EXISTS (SELECT 1 FROM queue_messages p WHERE p.grp = m.grp AND p.visible_at > ?1)
-                     ORDER BY m.seq LIMIT ?2",
+                    "WITH ready AS (
+                        SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count,
+                               substr(m.grp, 1, instr(m.grp || '#', '#') - 1) AS tenant
+                        FROM queue_messages m
+                        WHERE m.visible_at <= ?1
+                          AND NOT EXISTS (SELECT 1 FROM queue_messages p WHERE p.grp = m.grp AND p.visible_at > ?1)
+                     ), ranked AS (
+                        SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY seq) AS turn FROM ready
+                     )
+                     SELECT seq, message_id, grp, body, receive_count FROM ranked
+                     ORDER BY turn, seq LIMIT ?2",
                 )
                 .and_then(|mut stmt| {
                     stmt.query_map(params![now, wanted], |r| {
@@ -305,5 +315,33 @@ impl Queue for EmbeddedQueue {
             .collect()
         })
         .map_err(|e| sql_error("dead_letters", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::queue::{Outgoing, Queue};
+
+    #[tokio::test]
+    async fn one_tenants_backlog_never_delays_another_tenants_work() {
+        let q = EmbeddedQueue::open_in_memory(Arc::new(SystemClock), 5).expect("queue");
+        let send =
+            |group: String, n: usize| Outgoing { group, dedup_id: format!("d{n}"), body: format!("{n}") };
+        for n in 0..200 {
+            q.send(&send(format!("busy#nexudus#{n}"), n)).await.expect("send");
+        }
+        q.send(&send("quiet#kinnovis#em-1".into(), 999)).await.expect("send");
+        let first = q.receive(10, Duration::from_secs(30), Duration::ZERO).await.expect("receive");
+        assert_eq!(first.len(), 10);
+        assert!(
+            first.iter().any(|d| d.group.starts_with("quiet#")),
+            "the quiet tenant is served in the first batch"
+        );
+        // Within a group the order holds, and a group with a message in flight gives none.
+        q.send(&send("quiet#kinnovis#em-1".into(), 1000)).await.expect("send");
+        let rest = q.receive(10, Duration::from_secs(30), Duration::ZERO).await.expect("receive");
+        assert!(rest.iter().all(|d| d.group != "quiet#kinnovis#em-1"), "its first message is in flight");
     }
 }
