@@ -92,8 +92,23 @@ pub struct ResyncReport {
 }
 
 impl ResyncReport {
+    /// Every change the run makes (or would make): access and user operations, and the
+    /// unjustified access `clean_slate` removes.
     pub fn op_count(&self) -> usize {
-        self.plans.iter().map(|p| p.ops.len() + p.user_ops.len()).sum()
+        self.plans.iter().map(|p| p.ops.len() + p.user_ops.len()).sum::<usize>() + self.removed_unjustified
+    }
+
+    /// How many of those take access away (revocations, suspensions, deletions, removals).
+    pub fn removals(&self) -> usize {
+        let revokes =
+            self.plans.iter().flat_map(|p| &p.ops).filter(|o| matches!(o, Op::Revoke { .. })).count();
+        let users = self
+            .plans
+            .iter()
+            .flat_map(|p| &p.user_ops)
+            .filter(|o| matches!(o, UserOp::Suspend { .. } | UserOp::Delete { .. }))
+            .count();
+        revokes + users + self.removed_unjustified
     }
 }
 

@@ -122,6 +122,11 @@ async fn drift_finds_a_hand_made_grant_and_only_clean_slate_removes_it() {
     let intruder = app.tapkey.add_grant_by_hand("mallory@example.com", LOCK, None, None);
     let dry = app.resync(true).await.expect("dry run");
     assert_eq!(dry.removed_unjustified, 1);
+    // Counted in the summary as what it is: a removal (issue 15.1: it used to say "0 operations").
+    assert_eq!(
+        (dry.op_count(), dry.removals()),
+        (dry.plans.iter().map(|p| p.ops.len()).sum::<usize>() + 1, 1)
+    );
     assert!(app.tapkey.active_grants().iter().any(|g| g.id == intruder), "a dry run removes nothing");
     let real = app.resync(false).await.expect("resync");
     assert_eq!(real.removed_unjustified, 1);

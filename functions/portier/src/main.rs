@@ -1,5 +1,6 @@
 //! `portier`: the single-machine runtime and the operator's command line (design §6.3).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -71,7 +72,7 @@ enum Command {
         /// Only this tenant [default: all].
         #[arg(long)]
         tenant: Option<String>,
-        /// Only this lock system: tapkey.
+        /// Only this lock system: tapkey, salto_ks or brivo.
         #[arg(long)]
         provider: Option<String>,
         #[arg(long)]
@@ -79,6 +80,10 @@ enum Command {
         /// Only what changed in the source since the last resync (quick; no drift check).
         #[arg(long)]
         incremental: bool,
+        /// Remove access without asking (on a terminal, a run that would remove access shows
+        /// the plan and asks first).
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -212,23 +217,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain { email, tenant, data, json } => {
             explain(&email, tenant.as_deref(), &data, json).await
         }
-        Command::Resync { local, tenant, provider, dry_run, incremental, json } => {
+        Command::Resync { local, tenant, provider, dry_run, incremental, yes, json } => {
             let provider = match provider.as_deref() {
                 None => None,
                 Some("tapkey") => Some(ProviderKind::Tapkey),
+                Some("salto_ks") => Some(ProviderKind::Salto),
+                Some("brivo") => Some(ProviderKind::Brivo),
                 Some(other) => {
-                    eprintln!("portier: unknown provider {other:?} (known: tapkey)");
+                    eprintln!("portier: unknown provider {other:?} (known: tapkey, salto_ks, brivo)");
                     return Ok(ExitCode::from(2));
                 }
             };
-            resync_cmd(
-                &local,
-                tenant.as_deref(),
-                ResyncOptions { dry_run, incremental, provider },
-                json,
-                Mode::Resync,
-            )
-            .await
+            let opts = ResyncOptions { dry_run, incremental, provider };
+            if !dry_run
+                && !yes
+                && !json
+                && std::io::stdin().is_terminal()
+                && !confirm_removals(&local, tenant.as_deref(), opts).await?
+            {
+                println!("Nothing changed.");
+                return Ok(ExitCode::from(1));
+            }
+            resync_cmd(&local, tenant.as_deref(), opts, json, Mode::Resync).await
         }
         Command::Drift { local, tenant, json } => {
             resync_cmd(
@@ -464,6 +474,36 @@ fn progress_bar(label: String) -> impl FnMut(usize, usize) + Send {
     }
 }
 
+/// On a terminal, before a real run: the dry run's plan, and a question when it takes access
+/// away. True when the run may go ahead.
+async fn confirm_removals(local: &Local, tenant: Option<&str>, opts: ResyncOptions) -> Result<bool> {
+    let parts = local_parts(local).await?;
+    let ids = match tenant {
+        Some(t) => vec![shared::model::TenantId(t.to_owned())],
+        None => parts.tenants.ids().await?,
+    };
+    let mut removals = 0;
+    for id in ids {
+        let Some(runtime) = parts.tenants.get(&id).await? else { continue };
+        let dry = ResyncOptions { dry_run: true, ..opts };
+        let report =
+            shared::resync::resync(&parts.records, &runtime, parts.queue.as_ref(), dry, &mut |_, _| {})
+                .await?;
+        if report.removals() > 0 {
+            print!("{}", render_resync(&report));
+        }
+        removals += report.removals();
+    }
+    if removals == 0 {
+        return Ok(true);
+    }
+    print!("\nThis run takes away {removals} access(es) listed above. Go ahead? [y/N] ");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 async fn resync_cmd(
     local: &Local,
     tenant: Option<&str>,
@@ -558,7 +598,20 @@ fn render_resync(r: &ResyncReport) -> String {
             let _ = writeln!(out, "    * {op}");
         }
     }
-    if !r.drift.unjustified.is_empty() {
+    if r.removed_unjustified > 0 {
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        let _ = writeln!(out, "\n  Access no entitlement justifies, which adoption = \"clean_slate\" {verb}");
+        for h in &r.drift.unjustified {
+            let who = h.email.as_ref().map_or("(unknown contact)".to_owned(), ToString::to_string);
+            let _ = writeln!(
+                out,
+                "    - remove  {:<50} {}  ({who}, id {})",
+                h.target.to_string(),
+                h.window,
+                h.id
+            );
+        }
+    } else if !r.drift.unjustified.is_empty() {
         let _ = writeln!(
             out,
             "\n  {} grants at the providers that no entitlement justifies (see `portier drift`)",
