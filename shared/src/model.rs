@@ -444,14 +444,14 @@ impl Profile {
     /// Source state only moves forward (design §2.2): a newer source version wins; at the same
     /// version a read of the source, or a deletion, may change the record. A missing version
     /// is the oldest. A deletion Portier inferred (at `gone_at`) gives way only to the person
-    /// seen by a read that started later.
+    /// seen by a read that started no earlier (an earlier read may predate the deletion).
     pub fn supersedes(&self, old: &Profile, seen: Seen) -> bool {
         if self == old {
             return false;
         }
         match (self.gone_at, old.gone_at) {
             (None, Some(at)) => {
-                return matches!(seen, Seen::Read(t) if t > at) && self.source_version >= old.source_version;
+                return matches!(seen, Seen::Read(t) if t >= at) && self.source_version >= old.source_version;
             }
             (Some(_), Some(_)) => return false,
             (Some(_), None) => return self.source_version >= old.source_version && !old.deleted,
@@ -559,7 +559,7 @@ impl Entitlement {
         }
         match (&self.state, &old.state) {
             (EntitlementState::Gone { .. }, EntitlementState::Gone { .. }) => false,
-            (_, EntitlementState::Gone { at, .. }) => matches!(seen, Seen::Read(t) if t > *at),
+            (_, EntitlementState::Gone { at, .. }) => matches!(seen, Seen::Read(t) if t >= *at),
             (EntitlementState::Gone { .. }, old) => *old == EntitlementState::Active,
             (new, _) => matches!(seen, Seen::Read(_)) || *new != EntitlementState::Active,
         }
@@ -788,7 +788,7 @@ mod tests {
         // A deletion Portier inferred at 10:00 gives way to a read that started later, only.
         let gone = stored.clone().gone(t(10));
         assert!(gone.supersedes(&stored, Seen::Read(t(10))));
-        assert!(!stored.supersedes(&gone, Seen::Read(t(10))));
+        assert!(!stored.supersedes(&gone, Seen::Read(t(9))), "a read from before the deletion");
         assert!(!stored.supersedes(&gone, Seen::Body), "a replayed body never undoes it");
         assert!(stored.supersedes(&gone, Seen::Read(t(11))));
     }

@@ -1543,3 +1543,14 @@ fn a_user_left_by_an_email_change_and_suspended_is_deleted_when_the_policy_becom
         Step::Policy { no_access: NoAccess::Delete },
     ]);
 }
+
+/// Found by the model: a customer deleted and restored within the same instant stayed deleted
+/// (the restoring read had to start strictly after the inferred deletion).
+#[test]
+fn a_customer_restored_right_after_a_deletion_gets_access_again() {
+    regression(&[
+        Step::DeleteCustomer { person: 0 },
+        Step::RestoreCustomer { person: 0, delivery: Delivery::Once },
+        Step::Book { person: 0, from_h: 0, len_h: 1, delivery: Delivery::Once },
+    ]);
+}
