@@ -74,20 +74,10 @@ impl Worker {
             )),
             WorkMessage::Reconcile { .. } => None,
         };
-        let started = self.records.now();
-        let merge_key = match &msg {
-            WorkMessage::NexudusEvent { hint: Some(h), received_at, .. } => Some((h, *received_at)),
-            _ => None,
-        };
-        // Marked first, before the source is read: a repeat arriving from now on is queued.
+        // Marked first, before the source is read: a repeat arriving from now on is queued
+        // again instead of merged into this one (see `Ingress::merges_into_queued`).
         if let WorkMessage::NexudusEvent { hint: Some(h), event_id, .. } = &msg {
             self.records.hint_started(&subject, h, event_id).await?;
-        }
-        if let Some((hint, received_at)) = merge_key
-            && self.records.hint_covered(&subject, hint, received_at).await?
-        {
-            tracing::debug!("hint merged into a reconcile that started after it arrived");
-            return Ok(None);
         }
         if let Some((event_id, hint)) = &event {
             if self.records.event_done(event_id).await? {
@@ -106,9 +96,6 @@ impl Worker {
         let outcome = reconcile::reconcile(&self.records, &tenant, &subject).await?;
         if let Some((event_id, _)) = &event {
             self.records.mark_event_done(event_id).await?;
-        }
-        if let Some((hint, _)) = merge_key {
-            self.records.hint_done(&subject, hint, started).await?;
         }
         Ok(Some(outcome))
     }

@@ -93,8 +93,8 @@ pub enum WorkMessage {
         payload: Option<Value>,
         received_at: Instant,
         /// What the hint says, whatever the second it came in and the action: the same body for
-        /// the same person. A message is merged into a reconcile of the same hint that started after it
-        /// arrived (see [`crate::store::Records::hint_covered`]), never into one that ran before.
+        /// the same person. A repeat is merged into a queued message of the same hint whose
+        /// reconcile has not started, never into one that already ran.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hint: Option<String>,
     },
@@ -166,8 +166,7 @@ pub fn nexudus(
     let people = nexudus_people(action, fields)?;
     // Nexudus sends the same Coworker DTO for different access changes (a pass used, a pass
     // removed), so the body cannot name an event: every delivery is an event of its own, and
-    // repeats are merged by the worker (a reconcile of the same hint that started after this
-    // one arrived has already read what it points to).
+    // the ingress merges a repeat into a queued one of the same hint that has not started.
     let payload = (body.len() <= MAX_QUEUED_PAYLOAD).then_some(dto);
     Ok(people
         .into_iter()

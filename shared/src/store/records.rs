@@ -25,16 +25,6 @@ pub const TIMER_CATCH_UP_HOURS: i64 = 24;
 /// window ended must still be removed).
 pub const TIMER_KEEP_DAYS: i64 = 31;
 
-/// A hint counts as covered only by a reconcile that started this much after it arrived, so
-/// clocks of different machines (ingress and worker) a little apart never merge it too early.
-pub const HINT_MERGE_MARGIN_SECONDS: i64 = 2;
-
-/// When the last finished reconcile of one hint started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct HintDone {
-    started: Instant,
-}
-
 /// One provider mutation with its cause, kept for audit and `explain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -321,26 +311,6 @@ impl Records {
 
     // ── hints (merging repeated webhooks) ───────────────────────────────────────────────
 
-    fn hint_sk(hint: &str) -> String {
-        format!("HINT#{hint}")
-    }
-
-    /// True when a reconcile of the same hint started (and finished) at least
-    /// [`HINT_MERGE_MARGIN_SECONDS`] after `received_at`: it read the source after this hint
-    /// arrived, so the hint has nothing left to say. One that started earlier never covers it.
-    pub async fn hint_covered(
-        &self,
-        s: &SubjectKey,
-        hint: &str,
-        received_at: Instant,
-    ) -> Result<bool, InfraError> {
-        let Some(item) = self.store.get(&subject_pk(s), &Self::hint_sk(hint)).await? else {
-            return Ok(false);
-        };
-        let done: HintDone = decode(&item)?;
-        Ok(done.started > received_at + Duration::seconds(HINT_MERGE_MARGIN_SECONDS))
-    }
-
     fn queued_sk(hint: &str) -> String {
         format!("HINTQ#{hint}")
     }
@@ -374,20 +344,6 @@ impl Records {
         let Some(queued) = queued else { return Ok(false) };
         let started = event(self.store.get(&subject_pk(s), &Self::started_sk(hint)).await?);
         Ok(started.as_ref() != Some(&queued))
-    }
-
-    /// Records that a reconcile of `hint` that started at `started` has finished.
-    pub async fn hint_done(&self, s: &SubjectKey, hint: &str, started: Instant) -> Result<(), InfraError> {
-        let (pk, sk) = (subject_pk(s), Self::hint_sk(hint));
-        let done = HintDone { started };
-        let item = Item {
-            expires_at: Some((started + Duration::days(1)).timestamp()),
-            ..Item::new(pk.as_str(), sk.as_str(), encode(&done)?)
-        };
-        match self.store.get(&pk, &sk).await? {
-            Some(old) if decode::<HintDone>(&old)?.started >= started => Ok(()),
-            _ => self.store.put(&item, Cond::Always).await,
-        }
     }
 
     // ── quarantine ───────────────────────────────────────────────────────────────────────
