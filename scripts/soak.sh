@@ -5,12 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if scripts/moto.sh env >/dev/null 2>&1; then
-    eval "$(scripts/moto.sh env)"
-else
-    eval "$(scripts/moto.sh start)"
-    trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
-fi
+# shellcheck source=with-moto.sh
+source scripts/with-moto.sh
 
 PORTIER_SOAK_MEMBERS=1000 PORTIER_CRASH_WEBHOOKS=1000 \
     cargo test --workspace --test fault_injection --test crash -- --nocapture

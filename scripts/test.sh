@@ -4,12 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if scripts/moto.sh env >/dev/null 2>&1; then
-    eval "$(scripts/moto.sh env)"
-else
-    eval "$(scripts/moto.sh start)"
-    trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
-fi
+# shellcheck source=with-moto.sh
+source scripts/with-moto.sh
 
 cargo test --workspace --all-targets
 # Doc examples too (cheap, and they must not rot).
