@@ -359,6 +359,13 @@ pub async fn resync(
                     subject: subject.clone(),
                     reason: "resync".into(),
                     at: state.started,
+                    urgent: plan.ops.iter().any(|op| matches!(op, crate::plan::Op::Revoke { .. }))
+                        || planned.users.ops.iter().any(|op| {
+                            matches!(
+                                op,
+                                crate::plan::UserOp::Suspend { .. } | crate::plan::UserOp::Delete { .. }
+                            )
+                        }),
                 };
                 queue.send(&msg.to_outgoing()).await?;
             }

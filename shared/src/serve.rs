@@ -168,12 +168,42 @@ pub async fn tick(records: &Records, queue: &dyn Queue) -> Result<usize, WorkErr
     let now = records.now();
     let due = records.due_timers(now).await?;
     for (subject, at) in &due {
-        let msg = WorkMessage::Reconcile { subject: subject.clone(), reason: "timer".into(), at: *at };
+        // A window edge: often an end, and always due now.
+        let msg = WorkMessage::Reconcile {
+            subject: subject.clone(),
+            reason: "timer".into(),
+            at: *at,
+            urgent: true,
+        };
         queue.send(&msg.to_outgoing()).await?;
         records.clear_timer(subject, *at).await?;
     }
     records.tick_done(now).await?;
     Ok(due.len())
+}
+
+/// Resyncs every tenant whose queue overflowed (webhooks accepted but not queued) once its
+/// backlog is down to half the bound, then clears the mark unless more overflowed meanwhile.
+/// Returns the tenants resynced.
+pub async fn overflow_resyncs(
+    rt: &Runtime,
+    tenants: &dyn crate::tenants::Tenants,
+) -> Result<usize, WorkError> {
+    let mut resynced = 0;
+    for id in tenants.ids().await? {
+        let Some((overflow, version)) = rt.records.overflow(&id).await? else { continue };
+        let backlog = rt.queue.tenant_backlog(&id.0).await?;
+        if backlog.is_some_and(|b| b >= rt.ingress.backlog_limit / 2) {
+            continue;
+        }
+        let Some(tenant) = tenants.get(&id).await? else { continue };
+        tracing::info!(tenant = %id, webhooks = overflow.webhooks, "resync after a queue overflow");
+        let opts = crate::resync::ResyncOptions::default();
+        crate::resync::resync(&rt.records, &tenant, rt.queue.as_ref(), opts, &mut |_, _| {}).await?;
+        rt.records.clear_overflow(&id, version).await?;
+        resynced += 1;
+    }
+    Ok(resynced)
 }
 
 /// How often `portier serve` runs a full resync of every tenant.
@@ -222,8 +252,13 @@ pub async fn run_background(rt: Runtime, workers: usize, shutdown: tokio::sync::
             let mut every = tokio::time::interval(Duration::from_secs(30));
             while !*stop.borrow() {
                 tokio::select! {
-                    _ = every.tick() => if let Err(e) = tick(&rt.records, rt.queue.as_ref()).await {
-                        tracing::error!(error = %e, "tick failed; the next one catches up");
+                    _ = every.tick() => {
+                        if let Err(e) = tick(&rt.records, rt.queue.as_ref()).await {
+                            tracing::error!(error = %e, "tick failed; the next one catches up");
+                        }
+                        if let Err(e) = overflow_resyncs(&rt, rt.worker.tenants.as_ref()).await {
+                            tracing::error!(error = %e, "overflow resync failed; the next tick tries again");
+                        }
                     },
                     _ = stop.changed() => {}
                 }

@@ -25,6 +25,10 @@ pub struct TenantStatus {
     /// A few of the reasons, for a first look (`portier explain` has the rest).
     pub examples: Vec<String>,
     pub last_resync: Option<LastResync>,
+    /// Webhooks accepted but not queued because the tenant's queue was full, until the
+    /// overflow resync has read them from the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<crate::store::records::Overflow>,
 }
 
 impl Status {
@@ -53,6 +57,7 @@ pub async fn status(records: &Records, queue: &dyn Queue, tenants: &[TenantId]) 
             failures,
             examples,
             last_resync: resync::last(records, tenant).await?,
+            overflow: records.overflow(tenant).await?.map(|(o, _)| o),
         });
     }
     Ok(Status { queue: queue.stats().await?, tenants: out })
@@ -84,6 +89,14 @@ pub fn render(s: &Status) -> String {
             None => {
                 let _ = writeln!(out, "  no resync yet");
             }
+        }
+        if let Some(o) = &t.overflow {
+            let _ = writeln!(
+                out,
+                "  queue full since {}: {} webhooks not queued; the next tick resyncs the tenant",
+                o.since.format("%Y-%m-%d %H:%M UTC"),
+                o.webhooks
+            );
         }
         if t.failures.is_empty() {
             let _ = writeln!(out, "  no failures");

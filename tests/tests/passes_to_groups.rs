@@ -149,7 +149,12 @@ async fn a_future_window_is_added_at_its_start_and_removed_at_its_end_by_the_tic
         .save_entitlement(&subject, &ent, shared::model::Seen::Read(app.records.now()))
         .await
         .expect("store");
-    let msg = WorkMessage::Reconcile { subject: subject.clone(), reason: "test".into(), at: app.clock.now() };
+    let msg = WorkMessage::Reconcile {
+        subject: subject.clone(),
+        reason: "test".into(),
+        at: app.clock.now(),
+        urgent: false,
+    };
     app.queue.send(&msg.to_outgoing()).await.expect("queue");
     app.drain().await;
     assert!(app.salto.members(SALTO_GROUP).is_empty(), "not added ahead of time");

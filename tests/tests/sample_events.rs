@@ -83,7 +83,7 @@ fn worker_batch() -> Value {
         hint: None,
     }
     .to_outgoing();
-    let timer = WorkMessage::Reconcile { subject, reason: "timer".into(), at }.to_outgoing();
+    let timer = WorkMessage::Reconcile { subject, reason: "timer".into(), at, urgent: true }.to_outgoing();
     testkit::events::sqs_batch(&[
         ("059f36b4-87a3-44ab-83d2-661975830a7d".into(), event.group, event.body),
         ("2e1424d4-f796-459a-8184-9c92662be6da".into(), timer.group, timer.body),

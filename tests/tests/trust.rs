@@ -187,3 +187,104 @@ async fn a_short_webhook_secret_or_token_is_refused_when_the_config_loads() {
         assert!(err.contains(name) && err.contains("at least 16"), "{name}: {err}");
     }
 }
+
+/// Issue 12.3: a tenant's queued work is bounded, within a tenant what may take access away goes
+/// first, and another tenant's webhook waits for none of the flood. Past the bound a webhook is
+/// answered 202 but not queued; the next tick resyncs the tenant, which reads what it said.
+#[tokio::test]
+async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_waits_for_nothing() {
+    use shared::config::{Config, SourceConfig};
+    use shared::ingress::{Ingress, NexudusRequest};
+    use shared::model::TenantId;
+    use shared::tenants::{StaticTenants, Tenants};
+    use std::sync::Arc;
+    use testkit::harness::{fast_retries, secrets, spawn_app_with};
+
+    const FLOOD: i64 = 200;
+    const LIMIT: u64 = 50;
+    const CARL: i64 = 7_000;
+    const BEA: i64 = 9_000;
+    let unthrottled = |t: &mut shared::config::TenantConfig| {
+        if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut t.source {
+            *calls_per_minute = Some(60_000);
+        }
+    };
+    let app = spawn_app_with(HookAuth::Signature, unthrottled, Default::default()).await;
+    let email = |id: i64| format!("p{id}@example.com");
+    for id in (10_000..10_000 + FLOOD).chain([CARL, BEA]) {
+        app.nexudus.add_coworker(id, &format!("Person {id}"), &email(id));
+        app.nexudus.give_pass(id, BIKE_STORAGE, None);
+    }
+    // A second tenant on the same store, queue and workers.
+    let mut munich = app.config.clone();
+    munich.id = TenantId("space-munich".into());
+    let config = Config { tenants: vec![app.config.clone(), munich.clone()] };
+    let tenants: Arc<dyn Tenants> =
+        Arc::new(StaticTenants::build(&config, &secrets(&app.tapkey), fast_retries()).expect("tenants"));
+    let mut rt = app.runtime.clone();
+    rt.ingress = Ingress {
+        backlog_limit: LIMIT,
+        ..Ingress::new(tenants.clone(), app.queue.clone(), app.records.clone())
+    };
+    rt.worker = shared::worker::Worker::new(app.records.clone(), tenants.clone());
+    let carl_dto = app.nexudus.coworker_dto(CARL);
+    let deliver = |tenant: &'static str, action: &'static str, id: i64| {
+        let dto = if id == CARL { carl_dto.clone() } else { app.nexudus.coworker_dto(id) };
+        let hook = app.nexudus.webhook(action, &dto);
+        let rt = rt.clone();
+        async move {
+            let signature =
+                hook.headers.iter().find(|(k, _)| k.contains("Signature")).map(|(_, v)| v.clone());
+            let req = NexudusRequest {
+                tenant,
+                action,
+                token: None,
+                signature: signature.as_deref(),
+                body: &hook.body,
+            };
+            rt.ingress.nexudus(req).await.status
+        }
+    };
+    let berlin = TenantId(testkit::harness::TENANT.into());
+
+    // Carl holds a grant before the flood; then Nexudus deletes him.
+    assert_eq!(deliver(testkit::harness::TENANT, "AccessControlUpdate", CARL).await, 202);
+    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    assert!(app.tapkey.active_holders().contains(&email(CARL)));
+    app.nexudus.delete_coworker(CARL);
+
+    let started = std::time::Instant::now();
+    for id in 10_000..10_000 + FLOOD {
+        assert_eq!(deliver(testkit::harness::TENANT, "AccessControlUpdate", id).await, 202);
+    }
+    let flood_ms = started.elapsed().as_millis();
+    assert_eq!(app.queue.tenant_backlog(&berlin.0).await.expect("backlog"), Some(LIMIT), "bounded");
+    let (overflow, _) = app.records.overflow(&berlin).await.expect("store").expect("overflow marked");
+    assert_eq!(overflow.webhooks, (FLOOD as u64) - LIMIT);
+    // The delete comes last but may take access away: queued past the bound, worked first.
+    assert_eq!(deliver(testkit::harness::TENANT, "CoworkerDelete", CARL).await, 202);
+    assert_eq!(deliver("space-munich", "AccessControlUpdate", BEA).await, 202);
+
+    let waited = std::time::Instant::now();
+    let first = shared::serve::work_batch(&rt, std::time::Duration::ZERO).await.expect("worker");
+    let other_tenant_ms = waited.elapsed().as_millis();
+    let holders = app.tapkey.active_holders();
+    assert!(holders.contains(&email(BEA)), "the other tenant's webhook is in the first batch");
+    assert!(!holders.contains(&email(CARL)), "the revocation is in the first batch");
+    println!(
+        "tenant flood: {FLOOD} signed webhooks answered in {flood_ms} ms; {LIMIT} queued (the bound), {} left \
+         to the overflow resync; the other tenant's webhook and the delete applied in the first batch \
+         ({} messages, {other_tenant_ms} ms)",
+        overflow.webhooks, first.done
+    );
+
+    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    let resynced = shared::serve::overflow_resyncs(&rt, tenants.as_ref()).await.expect("overflow resync");
+    assert_eq!(resynced, 1);
+    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    let holders = app.tapkey.active_holders();
+    let missing: Vec<i64> = (10_000..10_000 + FLOOD).filter(|id| !holders.contains(&email(*id))).collect();
+    assert!(missing.is_empty(), "every overflowed webhook is covered by the resync: missing {missing:?}");
+    assert!(!holders.contains(&email(CARL)));
+    assert_eq!(app.records.overflow(&berlin).await.expect("store"), None, "cleared once covered");
+}

@@ -108,7 +108,14 @@ pub enum WorkMessage {
         received_at: Instant,
     },
     /// Look at a subject again (a timer fired, or an operator asked).
-    Reconcile { subject: SubjectKey, reason: String, at: Instant },
+    Reconcile {
+        subject: SubjectKey,
+        reason: String,
+        at: Instant,
+        /// It may take access away (a window ends, a resync found access to revoke).
+        #[serde(default)]
+        urgent: bool,
+    },
 }
 
 impl WorkMessage {
@@ -117,6 +124,22 @@ impl WorkMessage {
             WorkMessage::NexudusEvent { subject, .. }
             | WorkMessage::KinnovisEvent { subject, .. }
             | WorkMessage::Reconcile { subject, .. } => subject,
+        }
+    }
+
+    /// True when the work may take access away, so a tenant's backlog of grants never delays
+    /// it: a delete or cancellation hint (still confirmed by the source before anything is
+    /// revoked), a revoking Kinnovis event, or an urgent reconcile.
+    pub fn urgent(&self) -> bool {
+        match self {
+            WorkMessage::NexudusEvent { action, .. } => {
+                ["Delete", "Deleted", "Cancel"].iter().any(|end| action.ends_with(end))
+            }
+            WorkMessage::KinnovisEvent { event, .. } => matches!(
+                event.get("type").and_then(Value::as_str),
+                Some("booking.cancelled" | "access.revoked")
+            ),
+            WorkMessage::Reconcile { urgent, .. } => *urgent,
         }
     }
 
@@ -135,6 +158,7 @@ impl WorkMessage {
             dedup_id,
             // Serialising plain data cannot fail; an empty body would be quarantined by the worker.
             body: serde_json::to_string(self).unwrap_or_default(),
+            urgent: self.urgent(),
         }
     }
 }

@@ -22,6 +22,13 @@ use envelope::Proof;
 /// Largest webhook body accepted (design §6.1).
 pub const MAX_BODY: usize = 256 * 1024;
 
+/// Messages one tenant may have queued (where the queue can count them). Past it, a webhook is
+/// still answered 202, so the sender neither retries it into a bigger flood nor disables the
+/// webhook (Nexudus does after 10 failures), but it is not queued: the tenant is marked, and
+/// the next tick resyncs the tenant from the source, which covers whatever it said. Work that
+/// may take access away is queued up to twice the bound.
+pub const TENANT_BACKLOG_LIMIT: u64 = 5_000;
+
 /// The HTTP answer to a webhook.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -61,6 +68,15 @@ pub struct Ingress {
     pub tenants: Arc<dyn Tenants>,
     pub queue: Arc<dyn Queue>,
     pub records: Records,
+    /// [`TENANT_BACKLOG_LIMIT`], lower in tests.
+    pub backlog_limit: u64,
+}
+
+/// What became of one webhook's messages.
+#[derive(Debug, Default)]
+struct Sent {
+    merged: usize,
+    overflowed: usize,
 }
 
 impl Ingress {
@@ -73,7 +89,41 @@ impl Ingress {
     }
 
     pub fn new(tenants: Arc<dyn Tenants>, queue: Arc<dyn Queue>, records: Records) -> Self {
-        Self { tenants, queue, records }
+        Self { tenants, queue, records, backlog_limit: TENANT_BACKLOG_LIMIT }
+    }
+
+    /// Queues a webhook's messages: each one merged into a queued one of the same hint, sent,
+    /// or (the tenant's queue at its bound) left to the overflow resync.
+    async fn enqueue(&self, tenant: &TenantId, messages: &[WorkMessage]) -> Result<Sent, Answer> {
+        let unavailable = |what: &str, e: crate::error::InfraError| {
+            tracing::error!(error = %e, "{what} unavailable");
+            Answer::new(503, &format!("{what} unavailable, retry later"))
+        };
+        let backlog = self.queue.tenant_backlog(&tenant.0).await.map_err(|e| unavailable("queue", e))?;
+        let mut sent = Sent::default();
+        for (i, msg) in messages.iter().enumerate() {
+            if self.merges_into_queued(msg).await.map_err(|e| unavailable("store", e))? {
+                sent.merged += 1;
+                continue;
+            }
+            let limit = if msg.urgent() { self.backlog_limit.saturating_mul(2) } else { self.backlog_limit };
+            if backlog.is_some_and(|b| b.saturating_add(i as u64) >= limit) {
+                self.records.note_overflow(tenant).await.map_err(|e| unavailable("store", e))?;
+                sent.overflowed += 1;
+                continue;
+            }
+            self.queue.send(&msg.to_outgoing()).await.map_err(|e| unavailable("queue", e))?;
+            if let WorkMessage::NexudusEvent { subject, hint: Some(h), event_id, .. } = msg
+                && let Err(e) = self.records.hint_queued(subject, h, event_id).await
+            {
+                // Only merging is lost: the next repeat is queued as well.
+                tracing::warn!(error = %e, "could not remember the queued hint");
+            }
+        }
+        if sent.overflowed > 0 {
+            tracing::warn!(tenant = %tenant, overflowed = sent.overflowed, "tenant queue full: not queued, the next tick resyncs the tenant");
+        }
+        Ok(sent)
     }
 
     /// Accepts a Nexudus webhook. Nothing is queued unless it is verified and parseable.
@@ -136,32 +186,19 @@ impl Ingress {
             }
         };
 
-        let mut merged = 0;
-        for msg in &messages {
-            match self.merges_into_queued(msg).await {
-                Ok(true) => {
-                    merged += 1;
-                    continue;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "store unavailable");
-                    return Answer::new(503, "store unavailable, retry later");
-                }
-            }
-            if let Err(e) = self.queue.send(&msg.to_outgoing()).await {
-                tracing::error!(error = %e, "queue unavailable");
-                return Answer::new(503, "queue unavailable, retry later");
-            }
-            if let WorkMessage::NexudusEvent { subject, hint: Some(h), event_id, .. } = msg
-                && let Err(e) = self.records.hint_queued(subject, h, event_id).await
-            {
-                // Only merging is lost: the next repeat is queued as well.
-                tracing::warn!(error = %e, "could not remember the queued hint");
-            }
-        }
+        let sent = match self.enqueue(&tenant_id, &messages).await {
+            Ok(sent) => sent,
+            Err(answer) => return answer,
+        };
+        let merged = sent.merged;
         tracing::info!(tenant = %tenant_id, action = req.action, merged, "webhook accepted");
-        let message = if merged == messages.len() { "queued (merged into a queued one)" } else { "queued" };
+        let message = if sent.overflowed > 0 {
+            "accepted; the tenant's queue is full, so a resync reads this from the source"
+        } else if merged == messages.len() {
+            "queued (merged into a queued one)"
+        } else {
+            "queued"
+        };
         Answer { status: 202, body: json!({ "status": 202, "message": message }) }
     }
 
@@ -238,13 +275,10 @@ impl Ingress {
                 return Answer::new(503, "store unavailable, retry later");
             }
         }
-        for msg in &messages {
-            if let Err(e) = self.queue.send(&msg.to_outgoing()).await {
-                tracing::error!(error = %e, "queue unavailable");
-                return Answer::new(503, "queue unavailable, retry later");
-            }
+        if let Err(answer) = self.enqueue(&tenant_id, &messages).await {
+            return answer;
         }
-        // Remembered only once queued, so a failed send is retried by the sender. If this
+        // Remembered only once queued (or left to the overflow resync), so a failed send is retried by the sender. If this
         // write fails, a redelivery is queued again and the worker's per-subject ids drop it.
         if let Err(e) = self.records.mark_event_done(&seen_key).await {
             tracing::warn!(error = %e, "could not remember the webhook-id; the worker deduplicates");

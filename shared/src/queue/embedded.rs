@@ -41,9 +41,11 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     sent_at       INTEGER NOT NULL,
     visible_at    INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt       TEXT
+    receipt       TEXT,
+    priority      INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (grp, visible_at);
+CREATE INDEX IF NOT EXISTS queue_messages_head ON queue_messages (grp, seq);
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (visible_at);
 CREATE UNIQUE INDEX IF NOT EXISTS queue_messages_receipt ON queue_messages (receipt) WHERE receipt IS NOT NULL;
 CREATE TABLE IF NOT EXISTS queue_dedup (
@@ -102,6 +104,15 @@ impl EmbeddedQueue {
         max_receives: u32,
     ) -> Result<Self, InfraError> {
         conn.execute_batch(SCHEMA).map_err(|e| sql_error("queue schema", e))?;
+        // Files written before priorities existed: every queued message is ordinary.
+        let has_priority = conn
+            .prepare("SELECT 1 FROM pragma_table_info('queue_messages') WHERE name = 'priority'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(|e| sql_error("queue schema", e))?;
+        if !has_priority {
+            conn.execute_batch("ALTER TABLE queue_messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
+                .map_err(|e| sql_error("queue schema", e))?;
+        }
         Ok(Self { conn: Mutex::new(conn), clock, max_receives, sent: Notify::new() })
     }
 
@@ -126,23 +137,24 @@ impl EmbeddedQueue {
         let mut out = Vec::new();
         loop {
             let wanted = i64::try_from(max - out.len()).unwrap_or(1);
-            // Visible messages of groups with nothing in flight, taken in turns across tenants
-            // (the group's prefix before `#`): each tenant's oldest first, then each one's
-            // second, so one tenant's backlog never delays another tenant's work. Within a
-            // tenant (and so within a group) the order is the order of sending.
+            // The head of every group with nothing in flight, taken in turns across tenants
+            // (the group's prefix before `#`): each tenant's first, then each one's second, so
+            // one tenant's backlog never delays another tenant's work. Within a tenant, heads
+            // that may take access away come first, then the order of sending; within a group
+            // the order is always the order of sending (only its head is ever a candidate).
             let candidates = tx
                 .prepare_cached(
-                    "WITH ready AS (
-                        SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count,
+                    "WITH heads AS (
+                        SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count, m.priority,
                                substr(m.grp, 1, instr(m.grp || '#', '#') - 1) AS tenant
                         FROM queue_messages m
                         WHERE m.visible_at <= ?1
-                          AND NOT EXISTS (SELECT 1 FROM queue_messages p WHERE p.grp = m.grp AND p.visible_at > ?1)
+                          AND m.seq = (SELECT MIN(h.seq) FROM queue_messages h WHERE h.grp = m.grp)
                      ), ranked AS (
-                        SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY seq) AS turn FROM ready
+                        SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority, seq) AS turn FROM heads
                      )
                      SELECT seq, message_id, grp, body, receive_count FROM ranked
-                     ORDER BY turn, seq LIMIT ?2",
+                     ORDER BY turn, priority, seq LIMIT ?2",
                 )
                 .and_then(|mut stmt| {
                     stmt.query_map(params![now, wanted], |r| {
@@ -219,8 +231,8 @@ impl Queue for EmbeddedQueue {
                 return Ok(());
             }
             tx.execute(
-                "INSERT INTO queue_messages (message_id, grp, body, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![uuid::Uuid::new_v4().to_string(), msg.group, msg.body, now],
+                "INSERT INTO queue_messages (message_id, grp, body, sent_at, visible_at, priority) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![uuid::Uuid::new_v4().to_string(), msg.group, msg.body, now, if msg.urgent { 0 } else { 1 }],
             )
             .map_err(|e| sql_error("send", e))?;
             tx.commit().map_err(|e| sql_error("send", e))?;
@@ -294,6 +306,19 @@ impl Queue for EmbeddedQueue {
         Ok(QueueStats { visible: count(visible), in_flight: count(in_flight), dead: count(dead) })
     }
 
+    async fn tenant_backlog(&self, tenant: &str) -> Result<Option<u64>, InfraError> {
+        // Groups are `tenant#…`; '$' sorts right after '#', so this is a range on the index.
+        let n: i64 = self
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM queue_messages WHERE grp >= ?1 AND grp < ?2",
+                params![format!("{tenant}#"), format!("{tenant}$")],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error("backlog", e))?;
+        Ok(Some(u64::try_from(n).unwrap_or(0)))
+    }
+
     async fn dead_letters(&self, max: usize) -> Result<Vec<Delivery>, InfraError> {
         let conn = self.conn();
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
@@ -327,8 +352,12 @@ mod tests {
     #[tokio::test]
     async fn one_tenants_backlog_never_delays_another_tenants_work() {
         let q = EmbeddedQueue::open_in_memory(Arc::new(SystemClock), 5).expect("queue");
-        let send =
-            |group: String, n: usize| Outgoing { group, dedup_id: format!("d{n}"), body: format!("{n}") };
+        let send = |group: String, n: usize| Outgoing {
+            group,
+            dedup_id: format!("d{n}"),
+            body: format!("{n}"),
+            urgent: false,
+        };
         for n in 0..200 {
             q.send(&send(format!("busy#nexudus#{n}"), n)).await.expect("send");
         }
@@ -343,5 +372,28 @@ mod tests {
         q.send(&send("quiet#kinnovis#em-1".into(), 1000)).await.expect("send");
         let rest = q.receive(10, Duration::from_secs(30), Duration::ZERO).await.expect("receive");
         assert!(rest.iter().all(|d| d.group != "quiet#kinnovis#em-1"), "its first message is in flight");
+    }
+
+    #[tokio::test]
+    async fn within_a_tenant_what_may_take_access_away_goes_first_but_never_past_its_group() {
+        let q = EmbeddedQueue::open_in_memory(Arc::new(SystemClock), 5).expect("queue");
+        let send = |group: &str, n: usize, urgent: bool| Outgoing {
+            group: group.into(),
+            dedup_id: format!("d{n}"),
+            body: format!("{n}"),
+            urgent,
+        };
+        for n in 0..50 {
+            q.send(&send(&format!("t#nexudus#{n}"), n, false)).await.expect("send");
+        }
+        // An urgent message behind an ordinary one of its own group waits for it.
+        q.send(&send("t#nexudus#0", 100, true)).await.expect("send");
+        q.send(&send("t#nexudus#revoked", 101, true)).await.expect("send");
+        assert_eq!(q.tenant_backlog("t").await.expect("backlog"), Some(52));
+        assert_eq!(q.tenant_backlog("other").await.expect("backlog"), Some(0));
+        let first = q.receive(10, Duration::from_secs(30), Duration::ZERO).await.expect("receive");
+        let bodies: Vec<&str> = first.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies.first(), Some(&"101"), "the urgent head goes first: {bodies:?}");
+        assert!(bodies.contains(&"0") && !bodies.contains(&"100"), "group order holds: {bodies:?}");
     }
 }

@@ -21,6 +21,10 @@ pub struct Outgoing {
     /// Deduplication id: a second send with the same id within 5 minutes is dropped.
     pub dedup_id: String,
     pub body: String,
+    /// May take access away (a delete, a cancellation, a window's end): the embedded queue
+    /// delivers it before a tenant's other work. SQS FIFO has no priorities; there it waits
+    /// its turn with the rest.
+    pub urgent: bool,
 }
 
 /// A received message; it comes back after its visibility timeout unless deleted.
@@ -64,6 +68,13 @@ pub trait Queue: Send + Sync {
     async fn retry_later(&self, handle: &str, delay: Duration) -> Result<(), InfraError>;
 
     async fn stats(&self) -> Result<QueueStats, InfraError>;
+
+    /// Messages waiting or in flight whose group starts with `tenant#`, where the backend can
+    /// count them (the embedded queue); `None` where it cannot (one SQS queue holds every
+    /// tenant and counts only the whole).
+    async fn tenant_backlog(&self, _tenant: &str) -> Result<Option<u64>, InfraError> {
+        Ok(None)
+    }
 
     /// Looks at (without removing) up to `max` messages in the dead-letter queue.
     async fn dead_letters(&self, max: usize) -> Result<Vec<Delivery>, InfraError>;

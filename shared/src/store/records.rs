@@ -53,6 +53,18 @@ pub struct Quarantined {
     pub repeats: u32,
 }
 
+/// The tenant record that says webhooks were accepted but not queued (the queue was full).
+pub const OVERFLOW_RECORD: &str = "OVERFLOW";
+
+/// Webhooks accepted while the tenant's queue was at its bound: what they said is read back
+/// from the source by a resync of the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overflow {
+    pub since: Instant,
+    pub last: Instant,
+    pub webhooks: u64,
+}
+
 /// The typed view of the table, shared by every runtime.
 #[derive(Clone)]
 pub struct Records {
@@ -344,6 +356,40 @@ impl Records {
         let Some(queued) = queued else { return Ok(false) };
         let started = event(self.store.get(&subject_pk(s), &Self::started_sk(hint)).await?);
         Ok(started.as_ref() != Some(&queued))
+    }
+
+    // ── overflow (a tenant's queue at its bound) ─────────────────────────────────────────
+
+    /// Remembers that a webhook of `tenant` was accepted but not queued because the tenant's
+    /// queue was full; the next tick's resync of the tenant reads what it said from the source.
+    pub async fn note_overflow(&self, tenant: &TenantId) -> Result<(), InfraError> {
+        let now = self.now();
+        self.update_tenant_record(tenant, OVERFLOW_RECORD, |o: Option<&Overflow>| {
+            Some(Overflow {
+                since: o.map_or(now, |o| o.since),
+                last: now,
+                webhooks: o.map_or(0, |o| o.webhooks) + 1,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The tenant's overflow, with the version [`Records::clear_overflow`] needs.
+    pub async fn overflow(&self, tenant: &TenantId) -> Result<Option<(Overflow, u64)>, InfraError> {
+        let Some(item) = self.store.get(&format!("TENANT#{tenant}"), OVERFLOW_RECORD).await? else {
+            return Ok(None);
+        };
+        Ok(Some((decode(&item)?, item.version)))
+    }
+
+    /// Clears the overflow a resync has covered, unless another webhook overflowed meanwhile
+    /// (then the version moved, and the next tick resyncs again).
+    pub async fn clear_overflow(&self, tenant: &TenantId, version: u64) -> Result<(), InfraError> {
+        match self.store.delete(&format!("TENANT#{tenant}"), OVERFLOW_RECORD, Cond::Version(version)).await {
+            Ok(()) | Err(InfraError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     // ── quarantine ───────────────────────────────────────────────────────────────────────
