@@ -90,7 +90,8 @@ impl TenantRuntime {
                 );
                 let zone = crate::localtime::Zone::parse(&config.timezone)
                     .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
-                let rules = crate::sources::nexudus::source::NexudusRules::of(&config.policy, zone);
+                let rules =
+                    crate::sources::nexudus::source::NexudusRules::of(&config.policy, zone, &config.mappings);
                 (
                     Arc::new(NexudusSource::new(config.id.clone(), nexudus, rules)),
                     webhook_secret,

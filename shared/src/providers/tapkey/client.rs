@@ -153,22 +153,48 @@ fn same_second(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> bool {
     a.map(|t| t.timestamp()) == b.map(|t| t.timestamp())
 }
 
-/// The body of `PUT …/Grants`.
+/// The body of `PUT …/Grants`: the contact by id, or inline by its email, as Tapkey's official
+/// .NET sample creates grants (`contact: { identifier }`, tapkey-api-samples-dotnet
+/// `src/HowTo/HowToWebApiClientCredentials/Program.cs`), so a new person costs one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewGrant {
     pub bound_lock_id: String,
-    pub contact_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<InlineContact>,
     /// ISO-8601 UTC with `Z`, whole seconds; `null` when open.
     pub valid_from: Option<String>,
     pub valid_before: Option<String>,
 }
 
+/// A contact named inside a new grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InlineContact {
+    pub identifier: String,
+}
+
+/// Who a new grant is for.
+#[derive(Debug, Clone, Copy)]
+pub enum GrantHolder<'a> {
+    Contact(&'a ContactId),
+    /// Tapkey finds or creates the contact with this email.
+    Email(&'a Email),
+}
+
 impl NewGrant {
-    pub fn new(lock: &LockId, contact: &ContactId, window: &Window) -> Self {
+    pub fn new(lock: &LockId, holder: GrantHolder<'_>, window: &Window) -> Self {
+        let (contact_id, contact) = match holder {
+            GrantHolder::Contact(id) => (Some(id.as_str().to_owned()), None),
+            GrantHolder::Email(email) => {
+                (None, Some(InlineContact { identifier: email.as_str().to_owned() }))
+            }
+        };
         Self {
             bound_lock_id: lock.as_str().to_owned(),
-            contact_id: contact.as_str().to_owned(),
+            contact_id,
+            contact,
             valid_from: window.from.as_ref().map(iso),
             valid_before: window.until.as_ref().map(iso),
         }
@@ -536,12 +562,20 @@ mod tests {
     #[test]
     fn new_grant_body_uses_utc_seconds_and_nulls() {
         let w = Window::new(Some(t(10) + chrono::Duration::milliseconds(250)), None);
-        let body =
-            serde_json::to_value(NewGrant::new(&"lock-1".into(), &"c-1".into(), &w)).expect("serialises");
+        let by_id = NewGrant::new(&"lock-1".into(), GrantHolder::Contact(&"c-1".into()), &w);
         assert_eq!(
-            body,
+            serde_json::to_value(by_id).expect("serialises"),
             serde_json::json!({
                 "boundLockId": "lock-1", "contactId": "c-1",
+                "validFrom": "2026-12-01T10:00:00Z", "validBefore": null
+            })
+        );
+        let email = Email::parse("anna@example.com").expect("email");
+        let inline = NewGrant::new(&"lock-1".into(), GrantHolder::Email(&email), &w);
+        assert_eq!(
+            serde_json::to_value(inline).expect("serialises"),
+            serde_json::json!({
+                "boundLockId": "lock-1", "contact": { "identifier": "anna@example.com" },
                 "validFrom": "2026-12-01T10:00:00Z", "validBefore": null
             })
         );

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::client::{CreateContact, CreateGrant, NewGrant, TapkeyClient, TapkeyConfig};
+use super::client::{CreateContact, CreateGrant, GrantHolder, NewGrant, TapkeyClient, TapkeyConfig};
 use crate::error::CallError;
 use crate::http::RetryPolicy;
 use crate::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, ProviderKind, Target, Window};
@@ -176,31 +176,64 @@ impl Provider for TapkeyProvider {
     async fn grant(&self, req: &GrantRequest) -> Result<Granted, CallError> {
         let lock = lock_of(&req.target)?;
         self.check_lock(lock).await?;
+        // A grant that may exist already (an intent was recorded) is looked up first; that
+        // needs the contact. A first grant for an email nobody knows here names the contact
+        // inline: one call where a look-up, a contact and a grant would be three.
+        let cached = guard(&self.contacts).get(&req.email).cloned();
+        let mut contact = match (cached, req.resume) {
+            (Some(id), _) => Some(id),
+            (None, true) => self.known_contact(&req.email).await?,
+            (None, false) => None,
+        };
+        if req.resume
+            && let Some(id) = &contact
+            && let Some(grant_id) = self.matching_grants(id, lock, &req.window).await?.into_iter().next()
+        {
+            return Ok(Granted { contact_id: id.clone(), grant_id });
+        }
         // A 404 on create means the cached contact (or lock) vanished: re-resolve once.
         let mut second_try = false;
         loop {
-            let contact = self.contact(&req.email, &req.name).await?;
-            if req.resume
-                && let Some(grant_id) =
-                    self.matching_grants(&contact, lock, &req.window).await?.into_iter().next()
-            {
-                return Ok(Granted { contact_id: contact, grant_id });
-            }
-            match self.client.create_grant(&NewGrant::new(lock, &contact, &req.window)).await? {
+            let holder = match &contact {
+                Some(id) => GrantHolder::Contact(id),
+                None => GrantHolder::Email(&req.email),
+            };
+            match self.client.create_grant(&NewGrant::new(lock, holder, &req.window)).await? {
                 CreateGrant::Created(g) => {
-                    return Ok(Granted { contact_id: contact, grant_id: GrantId(g.id) });
+                    let contact_id = match (g.contact_id, contact) {
+                        (Some(id), _) => ContactId(id),
+                        (None, Some(id)) => id,
+                        // Not in the answer (undocumented): look it up, so the record is whole.
+                        (None, None) => self.contact(&req.email, &req.name).await?,
+                    };
+                    guard(&self.contacts).insert(req.email.clone(), contact_id.clone());
+                    return Ok(Granted { contact_id, grant_id: GrantId(g.id) });
                 }
                 CreateGrant::Duplicate => {
-                    return match self.matching_grants(&contact, lock, &req.window).await?.into_iter().next() {
-                        Some(grant_id) => Ok(Granted { contact_id: contact, grant_id }),
-                        None => Err(CallError::retryable(
-                            "Tapkey reported the grant as a duplicate but no matching active grant was found yet",
-                        )),
+                    // The same grant exists (a lost answer of ours), or Tapkey refused the
+                    // inline contact because one exists: resolve the contact and look.
+                    let inline = contact.is_none();
+                    let id = match contact.take() {
+                        Some(id) => id,
+                        None => self.contact(&req.email, &req.name).await?,
                     };
+                    if let Some(grant_id) =
+                        self.matching_grants(&id, lock, &req.window).await?.into_iter().next()
+                    {
+                        return Ok(Granted { contact_id: id, grant_id });
+                    }
+                    if inline {
+                        contact = Some(id);
+                        continue;
+                    }
+                    return Err(CallError::retryable(
+                        "Tapkey reported the grant as a duplicate but no matching active grant was found yet",
+                    ));
                 }
                 CreateGrant::NotFound { .. } if !second_try => {
                     second_try = true;
                     self.forget(&req.email, lock);
+                    contact = None;
                     self.check_lock(lock).await?;
                 }
                 CreateGrant::NotFound { reason } => {

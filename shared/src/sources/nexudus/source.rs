@@ -48,14 +48,45 @@ pub struct NexudusRules {
     pub booking_lag: Duration,
     /// The tenant's time zone: a visit lasts to the end of the local day.
     pub zone: Zone,
+    /// The entity kinds the tenant maps: only those are read.
+    pub reads: Reads,
+}
+
+/// Why an entitlement of a kind no mapping uses is ended.
+const NOT_MAPPED: &str = "no mapping uses this kind any more";
+
+/// Which Nexudus entities a tenant's mappings can turn into access. A kind no mapping uses is
+/// never read (a pass-only tenant reads no bookings or contracts: Nexudus allows 120 calls a
+/// minute), and what was stored of it is ended, so a mapping added later never acts on a
+/// record nobody kept up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    pub passes: bool,
+    pub bookings: bool,
+    /// Contracts, their desks and offices, and the teams that share them.
+    pub contracts: bool,
+}
+
+impl Reads {
+    pub const ALL: Reads = Reads { passes: true, bookings: true, contracts: true };
+
+    pub fn of(mappings: &[crate::model::Mapping]) -> Self {
+        let maps = |kinds: &[ItemKind]| mappings.iter().any(|m| kinds.contains(&m.item.kind));
+        Reads {
+            passes: maps(&[ItemKind::Pass]),
+            bookings: maps(&[ItemKind::Resource]),
+            contracts: maps(&[ItemKind::Desk, ItemKind::Office]),
+        }
+    }
 }
 
 impl NexudusRules {
-    pub fn of(policy: &crate::config::Policy, zone: Zone) -> Self {
+    pub fn of(policy: &crate::config::Policy, zone: Zone, mappings: &[crate::model::Mapping]) -> Self {
         Self {
             booking_lead: Duration::minutes(i64::from(policy.booking_lead_minutes)),
             booking_lag: Duration::minutes(i64::from(policy.booking_lag_minutes)),
             zone,
+            reads: Reads::of(mappings),
         }
     }
 }
@@ -557,40 +588,59 @@ impl Source for NexudusSource {
         };
         records.save_profile(subject, &profile_of(&coworker), seen).await?;
 
-        // What: passes, bookings and contracts, always from the REST API.
-        let passes = self.client.time_passes_for(id).await?;
+        // What: passes, bookings and contracts the tenant maps, always from the REST API.
+        let reads = self.rules.reads;
+        let passes = if reads.passes { self.client.time_passes_for(id).await? } else { Vec::new() };
         let mut present = BTreeSet::new();
         for pass in passes.iter().filter(|p| p.coworker_id == id) {
             let ent = pass_entitlement(pass, now);
             present.insert(ent.key());
             records.save_entitlement(subject, &ent, Seen::Read(now)).await?;
         }
-        end_where(records, subject, now, "pass removed in Nexudus", |e| {
-            e.kind == EntitlementKind::Pass && !present.contains(&e.key())
-        })
+        end_where(
+            records,
+            subject,
+            now,
+            if reads.passes { "pass removed in Nexudus" } else { NOT_MAPPED },
+            |e| e.kind == EntitlementKind::Pass && !present.contains(&e.key()),
+        )
         .await?;
 
-        let bookings = self.client.bookings_for(id, &self.bookings_ending_from(now)).await?;
+        let bookings = if reads.bookings {
+            self.client.bookings_for(id, &self.bookings_ending_from(now)).await?
+        } else {
+            Vec::new()
+        };
         let mut present = BTreeSet::new();
         for b in bookings.iter().filter(|b| b.coworker_id == id) {
             let ent = booking_entitlement(b, &self.rules, now);
             present.insert(ent.key());
             records.save_entitlement(subject, &ent, Seen::Read(now)).await?;
         }
-        end_where(records, subject, now, "booking deleted in Nexudus", |e| {
-            e.kind == EntitlementKind::Booking && !present.contains(&e.key())
-        })
+        end_where(
+            records,
+            subject,
+            now,
+            if reads.bookings { "booking deleted in Nexudus" } else { NOT_MAPPED },
+            |e| e.kind == EntitlementKind::Booking && !present.contains(&e.key()),
+        )
         .await?;
 
-        let mut contracts: Vec<Entitlement> = self
-            .contracts_of(id, None, now, &mut cache)
-            .await?
-            .iter()
-            .flat_map(|cd| cd.desks.iter().map(|d| contract_entitlement(&cd.contract, d, None, now)))
-            .collect();
+        let mut contracts: Vec<Entitlement> = Vec::new();
+        if reads.contracts {
+            contracts.extend(
+                self.contracts_of(id, None, now, &mut cache)
+                    .await?
+                    .iter()
+                    .flat_map(|cd| cd.desks.iter().map(|d| contract_entitlement(&cd.contract, d, None, now))),
+            );
+        }
         // Teams: the customer's own list, and the team a `Team*` hint names (they may have left it).
         let mut teams: BTreeSet<i64> = coworker.teams.clone().unwrap_or_default().into_iter().collect();
         teams.extend(payload_team(hint));
+        if !reads.contracts {
+            teams.clear();
+        }
         // Members come from the team as Nexudus holds it, never from a webhook body; a team
         // Nexudus no longer has (`TeamDeleted`, confirmed here) gives nobody anything.
         for team_id in teams {
@@ -614,9 +664,13 @@ impl Source for NexudusSource {
         for ent in &contracts {
             records.save_entitlement(subject, ent, Seen::Read(now)).await?;
         }
-        end_where(records, subject, now, "contract, desk or team membership ended in Nexudus", |e| {
-            e.kind == EntitlementKind::Contract && !present.contains(&e.key())
-        })
+        end_where(
+            records,
+            subject,
+            now,
+            if reads.contracts { "contract, desk or team membership ended in Nexudus" } else { NOT_MAPPED },
+            |e| e.kind == EntitlementKind::Contract && !present.contains(&e.key()),
+        )
         .await?;
         Ok(())
     }
@@ -643,18 +697,25 @@ impl Source for NexudusSource {
             })
             .collect();
         let mut ents: Vec<(String, Entitlement)> = Vec::new();
-        for pass in self.client.all_time_passes(from).await? {
-            ents.push((pass.coworker_id.to_string(), pass_entitlement(&pass, now)));
+        let reads = self.rules.reads;
+        if reads.passes {
+            for pass in self.client.all_time_passes(from).await? {
+                ents.push((pass.coworker_id.to_string(), pass_entitlement(&pass, now)));
+            }
         }
-        for b in self.client.all_bookings(from, &self.bookings_ending_from(now)).await? {
-            ents.push((b.coworker_id.to_string(), booking_entitlement(&b, &self.rules, now)));
+        if reads.bookings {
+            for b in self.client.all_bookings(from, &self.bookings_ending_from(now)).await? {
+                ents.push((b.coworker_id.to_string(), booking_entitlement(&b, &self.rules, now)));
+            }
         }
 
         // Contracts (read by id for their desks), grouped by customer.
         let mut cache = ReadCache::default();
         let mut by_customer: BTreeMap<i64, Vec<CoworkerContract>> = BTreeMap::new();
-        for c in self.client.all_contracts(from).await? {
-            by_customer.entry(c.coworker_id).or_default().push(c);
+        if reads.contracts {
+            for c in self.client.all_contracts(from).await? {
+                by_customer.entry(c.coworker_id).or_default().push(c);
+            }
         }
         let changed_holders: BTreeSet<i64> = by_customer.keys().copied().collect();
         for (customer, listed) in by_customer {
@@ -670,10 +731,13 @@ impl Source for NexudusSource {
         // matter: in a full listing when the paying member holds contracts, in an incremental
         // one when the team or the paying member's contracts changed.
         let changed_teams: BTreeSet<i64> = match from {
-            Some(f) => self.client.all_teams(Some(f)).await?.iter().map(|t| t.id).collect(),
-            None => BTreeSet::new(),
+            Some(f) if reads.contracts => {
+                self.client.all_teams(Some(f)).await?.iter().map(|t| t.id).collect()
+            }
+            _ => BTreeSet::new(),
         };
-        for listed in self.client.all_teams(None).await? {
+        let teams = if reads.contracts { self.client.all_teams(None).await? } else { Vec::new() };
+        for listed in teams {
             let Some(paying) = listed.paying_member_id else { continue };
             let relevant = match since {
                 None => cache.contracts.get(&paying).is_some_and(|c| !c.is_empty()),
@@ -765,6 +829,7 @@ mod tests {
             booking_lead: Duration::minutes(lead),
             booking_lag: Duration::minutes(lag),
             zone: Zone::parse("Europe/Berlin").expect("zone"),
+            reads: Reads::ALL,
         }
     }
 

@@ -1,0 +1,84 @@
+//! Calls per change (issue 14), asserted as counts, never as times: a lone webhook at a
+//! pass-only tenant reads only what the tenant maps, and a new grant is one Tapkey call.
+
+use testkit::harness::{ANNA, BIKE_STORAGE, HookAuth, spawn_app};
+
+fn api_calls(calls: Vec<testkit::sim::Call>) -> Vec<String> {
+    calls
+        .into_iter()
+        .filter(|c| !c.path.to_ascii_lowercase().contains("token"))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lone_signed_webhook_at_a_pass_only_tenant_reads_only_passes_and_grants_in_one_call() {
+    let app = spawn_app(HookAuth::Signature).await;
+    // An ASCII name: the whole body is signed (Anna Müller's is covered only by the ASCII copy,
+    // which proves the sender and not the person, so hers would be read).
+    const BEN: i64 = 457;
+    app.nexudus.add_coworker(BEN, "Ben Weber", "ben@example.com");
+    app.nexudus.give_pass(BEN, BIKE_STORAGE, None);
+    app.nexudus.reset_calls();
+    app.tapkey.reset_calls();
+    assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(BEN)).await, 202);
+    app.drain().await;
+    assert_eq!(app.tapkey.active_holders(), ["ben@example.com"]);
+
+    let nexudus = api_calls(app.nexudus.calls());
+    assert_eq!(nexudus.len(), 1, "the signed body is the person; only the passes are read: {nexudus:?}");
+    assert!(nexudus[0].to_ascii_lowercase().contains("coworkertimepasses"), "{nexudus:?}");
+    let tapkey = api_calls(app.tapkey.calls());
+    let writes: Vec<&String> = tapkey.iter().filter(|c| !c.starts_with("GET")).collect();
+    assert_eq!(writes.len(), 1, "one grant, its contact inline: {tapkey:?}");
+    assert!(tapkey.len() <= 2, "the grant and the lock's first read: {tapkey:?}");
+}
+
+#[tokio::test]
+async fn a_kind_no_mapping_uses_is_not_read_and_what_was_stored_of_it_ends() {
+    use shared::clock::Clock;
+    use shared::model::{ItemKind, ItemRef, Mapping, Target};
+    use std::sync::Arc;
+    // Bookings were mapped once, so a booking was stored. Unmapped, bookings are no longer read
+    // and the stored one ends, so mapping them again never acts on a record nobody kept.
+    let room = |t: &mut shared::config::TenantConfig| {
+        t.mappings.push(Mapping {
+            item: ItemRef { kind: ItemKind::Resource, id: "12".into() },
+            targets: vec![Target::TapkeyLock(testkit::harness::LOCK.into())],
+        })
+    };
+    let app = testkit::harness::spawn_app_with(HookAuth::Signature, room, Default::default()).await;
+    let now = app.clock.now();
+    app.nexudus.book(ANNA, 12, "Room 12", now + chrono::Duration::hours(1), now + chrono::Duration::hours(2));
+    assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA)).await, 202);
+    app.drain().await;
+    let subject = app.subject(ANNA);
+    let active = |ents: &[shared::model::Entitlement]| ents.iter().filter(|e| e.is_active()).count();
+    assert_eq!(active(&app.records.entitlements(&subject).await.expect("store")), 1);
+
+    let mut pass_only = app.config.clone();
+    pass_only.mappings.retain(|m| m.item.kind == ItemKind::Pass);
+    let config = shared::config::Config { tenants: vec![pass_only] };
+    let tenants: Arc<dyn shared::tenants::Tenants> = Arc::new(
+        shared::tenants::StaticTenants::build(
+            &config,
+            &testkit::harness::secrets(&app.tapkey),
+            testkit::harness::fast_retries(),
+        )
+        .expect("tenants"),
+    );
+    let mut rt = app.runtime.clone();
+    rt.ingress = shared::ingress::Ingress::new(tenants.clone(), app.queue.clone(), app.records.clone());
+    rt.worker = shared::worker::Worker::new(app.records.clone(), tenants);
+    app.nexudus.reset_calls();
+    let hook = app.nexudus.webhook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA));
+    app.nexudus.deliver(&app.hook_url("AccessControlUpdate"), &hook).await;
+    // Delivered to the old router's queue; the pass-only runtime works it.
+    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    assert_eq!(app.nexudus.count("GET", "bookings"), 0, "bookings are not read");
+    assert_eq!(
+        active(&app.records.entitlements(&subject).await.expect("store")),
+        0,
+        "the stored booking ended"
+    );
+}
