@@ -427,7 +427,9 @@ async fn salto_users_listing_does_not_stop_on_a_short_page_and_follows_the_link_
     // Members come in the envelope: the second and third requests are the links themselves.
     assert_eq!(client.group_members(&SaltoGroupId::from(GROUP)).await.expect("listed").len(), 5);
     let queries: Vec<String> = sim.calls().into_iter().map(|c| c.query).collect();
-    assert_eq!(queries[1..], ["$top=2&$skip=2".to_owned(), "$top=2&$skip=4".to_owned()]);
+    assert_eq!(queries[0], "excluded=false&%24top=100&%24skip=0");
+    let linked = ["excluded=false&$top=2&$skip=2".to_owned(), "excluded=false&$top=2&$skip=4".to_owned()];
+    assert_eq!(queries[1..], linked);
 }
 
 #[tokio::test]

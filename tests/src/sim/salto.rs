@@ -556,9 +556,17 @@ impl Inner {
         let Some((members, _)) = d.groups.get(ag) else {
             return err(StatusCode::NOT_FOUND, "1101", "Access group not found");
         };
+        // `excluded` is a documented boolean flag ("return excluded users"); nobody is excluded
+        // here, so `true` lists nobody.
+        let excluded = match param(query, "excluded") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return err(StatusCode::BAD_REQUEST, "1101", "excluded must be true or false"),
+        };
         let skip = number("$skip").unwrap_or(0);
         let top = number("$top").unwrap_or(usize::MAX).min(d.page_size.unwrap_or(usize::MAX));
-        let all: Vec<&SimSaltoUser> = d.users.iter().filter(|u| members.contains(&u.platform_id)).collect();
+        let all: Vec<&SimSaltoUser> =
+            d.users.iter().filter(|u| !excluded && members.contains(&u.platform_id)).collect();
         let items: Vec<Value> = all
             .iter()
             .skip(skip)
@@ -573,7 +581,11 @@ impl Inner {
         let next = skip + count;
         // A link relative to the host, as the client must follow it (not recompute `$skip`).
         let next_page_link = (count > 0 && next < all.len()).then(|| {
-            format!("/v1.1/sites/{}/access_groups/{ag}/users?$top={top}&$skip={next}", self.cfg.site_id)
+            let flag = if excluded { "true" } else { "false" };
+            format!(
+                "/v1.1/sites/{}/access_groups/{ag}/users?excluded={flag}&$top={top}&$skip={next}",
+                self.cfg.site_id
+            )
         });
         json(StatusCode::OK, json!({ "items": items, "next_page_link": next_page_link, "count": count }))
     }

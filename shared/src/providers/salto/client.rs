@@ -269,11 +269,14 @@ impl SaltoClient {
         self.list_all(&self.site_url("v1.2", "users"), "site users").await
     }
 
-    /// Every member of an access group (`GET …/access_groups/{ag}/users`, OData paging), for
-    /// drift and resync. Members excluded from the group do not count.
+    /// Every member of an access group, for drift and resync: `GET /v1.1/…/access_groups/{ag}/users`
+    /// with OData paging and `excluded=false` (a documented query flag; saltoks.com
+    /// get-users-in-an-access-group). An item marked excluded anyway does not count either.
     pub async fn group_members(&self, group: &SaltoGroupId) -> Result<Vec<SiteUser>, CallError> {
-        let url =
-            self.site_url("v1.2", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
+        let url = self.site_url(
+            "v1.1",
+            &format!("access_groups/{}/users?excluded=false", http::path_segment(group.as_str())),
+        );
         let what = format!("members of access group {group}");
         Ok(self.list_all::<SiteUser>(&url, &what).await?.into_iter().filter(|u| !u.excluded).collect())
     }
