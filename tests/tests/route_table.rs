@@ -220,3 +220,102 @@ async fn kinnovis_client_speaks_only_its_contract_routes() {
     client.units().await.expect("listed");
     assert_documented("Kinnovis", &sim.calls(), sim.routes());
 }
+
+/// Sends each documented route (token routes aside) with `{…}` filled from `fill` and an empty
+/// JSON body, and asserts the simulator's dispatch knows it: the answer is not its "no such
+/// route" one. Keeps `ROUTES` and the dispatch from drifting apart.
+async fn assert_dispatched(
+    system: &str,
+    origin: &str,
+    routes: &[Route],
+    headers: &[(&str, String)],
+    fill: &dyn Fn(&str) -> String,
+    no_route: &dyn Fn(u16, &str) -> bool,
+) {
+    let http = reqwest::Client::new();
+    for r in routes.iter().filter(|r| !r.path.ends_with("/token")) {
+        let path: Vec<String> = r
+            .path
+            .split('/')
+            .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => fill(name),
+                None => seg.to_owned(),
+            })
+            .collect();
+        let method = reqwest::Method::from_bytes(r.method.as_bytes()).expect("a method");
+        let mut req = http
+            .request(method, format!("{origin}{}", path.join("/")))
+            .header("content-type", "application/json")
+            .body("{}");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.expect("answers");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        assert!(
+            !no_route(status, &body),
+            "{system}: {} {} is in ROUTES but not dispatched: {status} {body}",
+            r.method,
+            r.path
+        );
+    }
+}
+
+fn origin_of(base: &str) -> String {
+    let url = reqwest::Url::parse(base).expect("a URL");
+    format!(
+        "{}://{}",
+        url.scheme(),
+        url.host_str().zip(url.port()).map(|(h, p)| format!("{h}:{p}")).expect("host")
+    )
+}
+
+#[tokio::test]
+async fn every_documented_route_is_dispatched_by_its_simulator() {
+    let tapkey = TapkeySim::start(TapkeySimConfig::default()).await;
+    let owner = tapkey.config().owner_account_id.clone();
+    let auth = [("authorization", format!("Bearer {}", tapkey.access_token()))];
+    let fill = |name: &str| if name == "ownerAccountId" { owner.clone() } else { "1".to_owned() };
+    let no_route = |status: u16, body: &str| status == 404 && body.contains("Resource '");
+    assert_dispatched("Tapkey", &origin_of(&tapkey.base_url()), tapkey.routes(), &auth, &fill, &no_route)
+        .await;
+
+    let salto = SaltoSim::start(SaltoSimConfig::default()).await;
+    let site = salto.config().site_id.clone();
+    let auth = [("authorization", format!("Bearer {}", salto.access_token()))];
+    let fill = |name: &str| if name == "site_id" { site.clone() } else { "1".to_owned() };
+    let no_route =
+        |status: u16, body: &str| matches!(status, 404 | 405) && body.contains("Resource not found");
+    assert_dispatched("Salto KS", &salto.base_url(), salto.routes(), &auth, &fill, &no_route).await;
+
+    let brivo = BrivoSim::start(BrivoSimConfig::default()).await;
+    let auth = [
+        ("authorization", format!("Bearer {}", brivo.access_token())),
+        ("api-key", brivo.config().api_key.clone()),
+    ];
+    let one = |_: &str| "1".to_owned();
+    let no_route = |status: u16, _: &str| status == 596;
+    assert_dispatched("Brivo", &origin_of(&brivo.base_url()), brivo.routes(), &auth, &one, &no_route).await;
+
+    let nexudus = NexudusSim::start(NexudusSimConfig::default()).await;
+    let auth = [("authorization", format!("Bearer {}", nexudus.access_token()))];
+    let no_route = |_: u16, body: &str| body.contains("No HTTP resource was found");
+    assert_dispatched("Nexudus", &origin_of(&nexudus.base_url()), nexudus.routes(), &auth, &one, &no_route)
+        .await;
+
+    let kinnovis = KinnovisSim::start(KinnovisSimConfig::default()).await;
+    let location = kinnovis.config().location_id.clone();
+    let auth = [("authorization", format!("Bearer {}", kinnovis.config().api_key))];
+    let fill = |_: &str| location.clone();
+    let no_route = |status: u16, body: &str| status == 404 && body.contains("no such resource");
+    assert_dispatched(
+        "Kinnovis",
+        &origin_of(&kinnovis.base_url()),
+        kinnovis.routes(),
+        &auth,
+        &fill,
+        &no_route,
+    )
+    .await;
+}

@@ -188,6 +188,13 @@ impl BrivoSim {
         ROUTES
     }
 
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).tokens.insert(token.clone(), Instant::now() + TOKEN_TTL);
+        token
+    }
+
     pub async fn start(cfg: BrivoSimConfig) -> Self {
         let inner = Arc::new(Inner {
             core: Core::new(Profile {

@@ -342,6 +342,7 @@ impl Inner {
             return self.core.error(StatusCode::UNAUTHORIZED, "missing or invalid API key");
         }
         match (req.method().as_str(), segs.as_slice()) {
+            // Each route's source is in [`ROUTES`].
             ("GET", ["api", "locations", loc, rest]) if *loc != self.cfg.location_id => {
                 let _ = rest;
                 self.core.error(StatusCode::NOT_FOUND, "unknown location")

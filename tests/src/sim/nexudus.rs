@@ -253,6 +253,13 @@ impl NexudusSim {
         ROUTES
     }
 
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).access_tokens.insert(token.clone(), Instant::now() + ACCESS_TTL);
+        token
+    }
+
     /// Starts a fresh simulator on its own loopback port; its clock reads the current time.
     pub async fn start(cfg: NexudusSimConfig) -> Self {
         let inner = Arc::new(Inner {
@@ -924,6 +931,7 @@ impl Inner {
         if !self.authorized(&parts.headers) {
             return message(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request.");
         }
+        // Each route's source is in [`ROUTES`]; `route_table.rs` checks they agree.
         match (method, &lower[1..]) {
             // developers.nexudus.com get-coworkers-batch: `?id=[…]`, a bare array of full records.
             ("GET", ["spaces", "coworkers"]) if param(&query, "id").is_some() => {

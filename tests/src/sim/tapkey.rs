@@ -160,6 +160,13 @@ impl TapkeySim {
         ROUTES
     }
 
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).tokens.insert(token.clone(), Instant::now() + TOKEN_TTL);
+        token
+    }
+
     /// Starts a fresh simulator on its own loopback port with no locks, contacts or grants.
     pub async fn start(cfg: TapkeySimConfig) -> Self {
         let inner = Arc::new(Inner {
@@ -548,6 +555,7 @@ impl Inner {
                 "The client is not a co-administrator of this owner account",
             );
         }
+        // Each route's source is in [`ROUTES`]; `route_table.rs` checks they agree.
         match (method, rest) {
             ("GET", ["owners"]) => json(
                 StatusCode::OK,
