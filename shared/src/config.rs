@@ -173,6 +173,10 @@ pub struct SaltoProviderConfig {
     pub base_url: String,
     #[serde(default = "salto_token")]
     pub token_url: String,
+    /// The role Portier's users get: a role id, code or name from the site's `GET …/roles`
+    /// (default: the documented plain user role, code `site_user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_role: Option<String>,
     /// Client-side limit on API calls per second, shared by every worker of the process
     /// (none when absent). Set it at or under the provider's limit for this account.
     #[serde(default, skip_serializing_if = "Option::is_none")]

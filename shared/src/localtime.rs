@@ -52,6 +52,45 @@ impl Zone {
             .ok_or_else(|| format!("instant {t} is out of range"))
     }
 
+    /// The instant of a local wall-clock time in this zone. A time that a DST change skips or
+    /// repeats is read as the clocks showed it before the change (jiff's "compatible" rule).
+    pub fn instant_of(&self, t: chrono::NaiveDateTime) -> Result<Instant, String> {
+        let out_of_range = || format!("local time {t} is out of range");
+        let (date, time) = (t.date(), t.time());
+        let year = i16::try_from(date.year()).map_err(|_| out_of_range())?;
+        use chrono::Timelike;
+        // Every field comes from a valid chrono value, so each fits.
+        let civil = jiff::civil::DateTime::new(
+            year,
+            date.month() as i8,
+            date.day() as i8,
+            time.hour() as i8,
+            time.minute() as i8,
+            time.second().min(59) as i8,
+            0,
+        )
+        .map_err(|_| out_of_range())?;
+        let ts =
+            civil.to_zoned(self.tz.clone()).map_err(|e| format!("{t} in {}: {e}", self.name))?.timestamp();
+        chrono::DateTime::from_timestamp(ts.as_second(), time.nanosecond().min(999_999_999))
+            .ok_or_else(out_of_range)
+    }
+
+    /// The local wall-clock time at instant `t` in this zone (for filters a source reads as
+    /// local time).
+    pub fn local_of(&self, t: Instant) -> Result<chrono::NaiveDateTime, String> {
+        let local = self.tz.to_datetime(
+            jiff::Timestamp::from_second(t.timestamp()).map_err(|e| format!("instant {t}: {e}"))?,
+        );
+        let date = NaiveDate::from_ymd_opt(i32::from(local.year()), local.month() as u32, local.day() as u32);
+        let time = chrono::NaiveTime::from_hms_opt(
+            local.hour() as u32,
+            local.minute() as u32,
+            local.second() as u32,
+        );
+        date.zip(time).map(|(d, t)| d.and_time(t)).ok_or_else(|| format!("instant {t} is out of range"))
+    }
+
     /// The first instant after `date` ends (start of the next day): the exclusive end of an
     /// access that lasts "to the end of" `date`.
     pub fn end_of_day(&self, date: NaiveDate) -> Result<Instant, String> {

@@ -155,6 +155,7 @@ impl TenantRuntime {
                     username: optional_secret(&s.username_env)?,
                     password: optional_secret(&s.password_env)?,
                     refresh_token: optional_secret(&s.refresh_token_env)?,
+                    user_role: s.user_role.clone(),
                 },
                 http.clone(),
                 policy.clone(),

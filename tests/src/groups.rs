@@ -47,6 +47,7 @@ pub fn salto_config(salto: &SaltoSim) -> SaltoProviderConfig {
         refresh_token_env: None,
         base_url: salto.base_url(),
         token_url: salto.token_url(),
+        user_role: None,
         calls_per_second: None,
     }
 }

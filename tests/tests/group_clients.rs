@@ -7,8 +7,9 @@ use shared::model::{Email, ProviderKind, ProviderUser, ProviderUserIds, SaltoGro
 use shared::providers::brivo::client::{EmailAddress, NewUser as NewBrivoUser, OVER_RATE_WAIT};
 use shared::providers::brivo::{BrivoClient, BrivoConfig, BrivoProvider};
 use shared::providers::salto::client::NewUser;
-use shared::providers::salto::{SaltoClient, SaltoConfig};
+use shared::providers::salto::{SaltoClient, SaltoConfig, SaltoProvider};
 use shared::providers::{MembershipChange, Provider, UserAction};
+use testkit::sim::salto::documented_roles;
 use testkit::sim::{BrivoSim, BrivoSimConfig, SaltoSim, SaltoSimConfig};
 
 /// No way to log in yet: each test adds the one it is about.
@@ -22,7 +23,14 @@ async fn salto_logs_in_with_a_stored_refresh_token_and_follows_its_rotation() {
     let cfg = SaltoConfig { refresh_token: Some(sim.issue_refresh_token()), ..salto_config(&sim) };
     let client = SaltoClient::new(cfg, shared::http::client(), RetryPolicy::fast());
     let email = Email::parse("ann@x.com").expect("valid");
-    let user = client.create_user(&NewUser::new("Ann", "Lee", &email)).await.expect("created");
+    let role = client
+        .roles()
+        .await
+        .expect("roles")
+        .into_iter()
+        .find(|r| r.is("Site User"))
+        .expect("documented role");
+    let user = client.create_user(&NewUser::new("Ann", "Lee", &email, &role.id)).await.expect("created");
     assert!(user.platform_id().is_some() && user.is_subscribed());
     // The access token is rejected: the rotated refresh token (the stored one is spent) works.
     sim.expire_tokens();
@@ -76,16 +84,22 @@ async fn brivo_needs_the_api_key_and_pages_by_at_most_100() {
 
 const GROUP: &str = "3f1c2a7e-0000-4000-8000-0000000000aa";
 
-#[tokio::test]
-async fn salto_reads_every_page_a_next_page_link_promises_and_fails_past_the_cap() {
+/// Five members of [`GROUP`], on a site that answers two items a page whatever `$top` asks.
+async fn salto_paging_by_two() -> (SaltoSim, SaltoClient) {
     let sim = SaltoSim::start(SaltoSimConfig::default()).await;
     sim.add_access_group(GROUP, true);
     for i in 0..5 {
         sim.add_user_by_hand("Guest", &format!("No{i}"), &format!("guest{i}@example.com"), &[GROUP]);
     }
-    // Salto KS pages by two, fewer than asked: a short page with a next link is not the last.
     sim.set_page_size(Some(2));
     let client = SaltoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    (sim, client)
+}
+
+#[tokio::test]
+async fn salto_reads_every_page_a_next_page_link_promises_and_fails_past_the_cap() {
+    // Salto KS pages by two, fewer than asked: a short page with a next link is not the last.
+    let (sim, client) = salto_paging_by_two().await;
     let group = SaltoGroupId::from(GROUP);
     assert_eq!(client.group_members(&group).await.expect("listed").len(), 5);
     assert_eq!(sim.count("GET", "/access_groups/"), 3);
@@ -320,4 +334,115 @@ async fn brivo_over_rate_is_throttling_and_a_403_on_group_members_names_the_role
     let err = client.group_members("501").await.expect_err("forbidden");
     assert!(matches!(err, CallError::Config { .. }), "{err:?}");
     assert!(err.to_string().contains("Account Config Tool Administrators"), "{err}");
+}
+
+fn salto_person(email: &str) -> shared::providers::Person {
+    let subject = shared::model::SubjectKey::new(
+        &shared::model::TenantId("space-berlin".into()),
+        shared::model::SourceKind::Nexudus,
+        "456",
+    );
+    shared::providers::Person::new(subject, Email::parse(email).expect("valid"), "Anna Müller")
+}
+
+fn salto_provider(sim: &SaltoSim, user_role: Option<&str>) -> SaltoProvider {
+    let cfg = SaltoConfig { user_role: user_role.map(str::to_owned), ..sim.client_config() };
+    SaltoProvider::new(cfg, shared::http::client(), RetryPolicy::fast())
+}
+
+#[tokio::test]
+async fn salto_user_is_created_with_the_sites_default_user_role_read_from_the_api() {
+    let sim = SaltoSim::start(SaltoSimConfig::default()).await;
+    let salto = salto_provider(&sim, None);
+    let now = chrono::Utc::now();
+    salto.ensure_user(&salto_person("anna@example.com"), None, now).await.expect("created");
+    salto.ensure_user(&salto_person("bob@example.com"), None, now).await.expect("created");
+    let site_user = documented_roles().into_iter().find(|r| r.1 == "site_user").expect("documented").0;
+    assert_eq!(
+        sim.user_roles(),
+        [
+            (Some("anna@example.com".into()), vec![site_user.clone()]),
+            (Some("bob@example.com".into()), vec![site_user])
+        ]
+    );
+    // The roles are read once per process, before the first create.
+    assert_eq!(sim.count("GET", "/roles"), 1);
+    assert!(sim.calls().iter().any(|c| c.method == "GET" && c.path.starts_with("/v1.1/sites/")));
+}
+
+#[tokio::test]
+async fn salto_configured_role_by_name_code_or_id_and_a_readable_config_error_when_none_fits() {
+    let sim = SaltoSim::start(SaltoSimConfig::default()).await;
+    let mobile = documented_roles().into_iter().find(|r| r.1 == "site_mobile_user").expect("documented").0;
+    for wanted in ["site mobile user", "SITE_MOBILE_USER", mobile.as_str()] {
+        let salto = salto_provider(&sim, Some(wanted));
+        let email = format!("{}@example.com", wanted.len());
+        let made = salto.ensure_user(&salto_person(&email), None, chrono::Utc::now()).await.expect("created");
+        let roles = sim.user_roles();
+        let (_, role_ids) = roles.iter().find(|(e, _)| e.as_deref() == Some(email.as_str())).expect("made");
+        assert_eq!(role_ids, &vec![mobile.clone()], "{wanted}: {made:?}");
+    }
+
+    let before = sim.users().len();
+    let err = salto_provider(&sim, Some("Door Opener"))
+        .ensure_user(&salto_person("carl@example.com"), None, chrono::Utc::now())
+        .await
+        .expect_err("no such role");
+    assert!(matches!(err, CallError::Config { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("user_role = \"Door Opener\"") && text.contains("\"Site User\" (site_user"),
+        "{text}"
+    );
+    // A site whose roles have no plain user role: nothing is guessed.
+    sim.set_roles(vec![("r-1".into(), "site_admin".into(), "Site Admin".into())]);
+    let err = salto_provider(&sim, None)
+        .ensure_user(&salto_person("dora@example.com"), None, chrono::Utc::now())
+        .await
+        .expect_err("no default role");
+    assert!(matches!(err, CallError::Config { .. }) && err.to_string().contains("set user_role"), "{err}");
+    assert_eq!(sim.users().len(), before, "no user is created without a fitting role");
+}
+
+#[tokio::test]
+async fn salto_sim_refuses_a_user_without_a_valid_role() {
+    let sim = SaltoSim::start(SaltoSimConfig::default()).await;
+    let client = SaltoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    let email = Email::parse("ann@x.com").expect("valid");
+    let mut user = NewUser::new("Ann", "Lee", &email, "not-a-role-of-this-site");
+    let err = client.create_user(&user).await.expect_err("unknown role");
+    assert!(err.to_string().contains("1101"), "{err}");
+    user.role_ids.clear();
+    assert!(client.create_user(&user).await.is_err(), "no role");
+    assert!(sim.users().is_empty());
+}
+
+#[tokio::test]
+async fn salto_users_listing_does_not_stop_on_a_short_page_and_follows_the_link_as_given() {
+    let (sim, client) = salto_paging_by_two().await;
+    // Users come as a bare array (no link): short pages of 2 until an empty one.
+    assert_eq!(client.users().await.expect("listed").len(), 5);
+    assert_eq!(sim.count("GET", "/users"), 4);
+    sim.reset_calls();
+    // Members come in the envelope: the second and third requests are the links themselves.
+    assert_eq!(client.group_members(&SaltoGroupId::from(GROUP)).await.expect("listed").len(), 5);
+    let queries: Vec<String> = sim.calls().into_iter().map(|c| c.query).collect();
+    assert_eq!(queries[0], "excluded=false&%24top=100&%24skip=0");
+    let linked = ["excluded=false&$top=2&$skip=2".to_owned(), "excluded=false&$top=2&$skip=4".to_owned()];
+    assert_eq!(queries[1..], linked);
+}
+
+#[tokio::test]
+async fn salto_safety_net_finds_a_lost_create_by_the_documented_email_field() {
+    let sim = SaltoSim::start(SaltoSimConfig::default()).await;
+    let salto = salto_provider(&sim, None);
+    let anna = salto_person("anna@example.com");
+    // The create happened but its answer was lost: the retry looks the email up first.
+    sim.faults().drop_after_write_next(1);
+    let made = salto.ensure_user(&anna, None, chrono::Utc::now()).await.expect("found");
+    assert_eq!(sim.users().len(), 1, "no second user");
+    assert_eq!(made.ids.expect("ids").id, sim.users()[0].id);
+    // The site user carries the email at the top level, as the create body names it.
+    let listed = salto.client().users().await.expect("listed");
+    assert_eq!(listed[0].email.as_deref(), Some("anna@example.com"));
 }

@@ -132,3 +132,73 @@ async fn wrong_password_and_repeated_401_are_configuration_errors() {
     assert!(matches!(err, CallError::Config { .. }), "{err:?}");
     assert!(!err.to_string().contains("not-it"), "the password never appears: {err}");
 }
+
+#[tokio::test]
+async fn batch_reads_carry_desks_and_teams_in_one_call_per_chunk() {
+    let (sim, nexudus) = setup().await;
+    sim.add_coworker(789, "Bob", "bob@example.com");
+    sim.add_desk(31, "Desk 31", 2);
+    sim.add_desk(32, "Office 32", 1);
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("valid");
+    let a = sim.add_contract(ANN, "Fixed desk", start, &[31]);
+    let b = sim.add_contract(789, "Office", start, &[32, 31]);
+    sim.add_team(900, "Acme", Some(ANN), &[ANN, 789]);
+
+    let mut contracts = nexudus.contracts_by_ids(&[b, a, a, 424242]).await.expect("read");
+    contracts.sort_by_key(|c| c.id);
+    let desks: Vec<(i64, Option<Vec<i64>>)> = contracts.iter().map(|c| (c.id, c.desks.clone())).collect();
+    assert_eq!(desks, [(a, Some(vec![31])), (b, Some(vec![32, 31]))], "unknown ids are absent");
+    let coworkers = nexudus.coworkers_by_ids(&[ANN, 789]).await.expect("read");
+    assert!(coworkers.iter().all(|c| c.teams == Some(vec![900])), "{coworkers:?}");
+    let batches: Vec<String> =
+        sim.calls().into_iter().filter(|c| c.query.contains("id=")).map(|c| c.query).collect();
+    assert_eq!(batches.len(), 2, "one call each");
+    assert!(batches[0].contains("id=%5B") || batches[0].contains("id=["), "{batches:?}");
+
+    // More ids than one batch holds: one call per BATCH_SIZE.
+    sim.reset_calls();
+    let many: Vec<i64> = (0..120).map(|i| 10_000 + i).collect();
+    assert!(nexudus.contracts_by_ids(&many).await.expect("read").is_empty());
+    assert_eq!(sim.count("GET", "/billing/coworkercontracts"), 3);
+    assert!(nexudus.contracts_by_ids(&[]).await.expect("nothing to read").is_empty());
+    assert_eq!(sim.count("GET", "/billing/coworkercontracts"), 3, "no call for no ids");
+}
+
+#[tokio::test]
+async fn the_oauth_client_id_is_the_same_for_every_process_of_the_installation() {
+    let (sim, first) = setup().await;
+    first.coworker(ANN).await.expect("read");
+    // Another process (a second Lambda container, a restart) of the same installation.
+    let second = NexudusClient::new(config(&sim), shared::http::client(), RetryPolicy::fast());
+    second.coworker(ANN).await.expect("read");
+    let ids = sim.token_client_ids();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(first.client_id(), ids[0]);
+    // The refresh token is bound to that id (the sim refuses another), so a refresh works.
+    sim.expire_tokens();
+    assert!(second.coworker(ANN).await.expect("refreshed").is_some());
+    assert_eq!(sim.token_requests(), 3, "a refresh, not a new login");
+    // Another account gets another id.
+    let other = NexudusConfig { username: "someone.else@example.com".into(), ..config(&sim) };
+    let other = NexudusClient::new(other, shared::http::client(), RetryPolicy::fast());
+    assert_ne!(other.client_id(), first.client_id());
+}
+
+#[tokio::test]
+async fn calls_are_spaced_by_the_documented_100_ms() {
+    let (sim, nexudus) = setup().await;
+    nexudus.coworker(ANN).await.expect("read");
+    sim.reset_calls();
+    for _ in 0..5 {
+        nexudus.coworker(ANN).await.expect("read");
+    }
+    let at: Vec<Instant> = sim.calls().into_iter().map(|c| c.at).collect();
+    for pair in at.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap >= Duration::from_millis(95), "no burst: {gap:?}");
+    }
+    let quotas = shared::sources::nexudus::client::DOCUMENTED_QUOTAS;
+    let per: Vec<(u32, u64)> = quotas.iter().map(|q| (q.calls, q.per.as_millis() as u64)).collect();
+    assert_eq!(per, [(1, 100), (120, 60_000), (5_000, 3_600_000)]);
+}

@@ -263,7 +263,7 @@ async fn a_salto_user_create_with_an_unknown_outcome_is_looked_up_before_it_is_s
     for (fault, posts) in [("failed before the write", 2), ("answer lost after the write", 1)] {
         let app = spawn_groups_app(NoAccess::Keep).await;
         match posts {
-            2 => app.salto.faults().fail_next(503, 1),
+            2 => app.salto.faults().fail_next_writes(503, 1),
             _ => app.salto.faults().drop_after_write_next(1),
         }
         app.nexudus.give_pass(ANNA, COWORKING, None);

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Call, Core, FaultHandle, Profile, Server, basic_auth, bearer, body_bytes, html_response, is_json, json,
-    lock, param, parse_form, segments,
+    Call, Core, FaultHandle, Profile, Route, Server, basic_auth, bearer, body_bytes, html_response, is_json,
+    json, lock, param, parse_form, segments,
 };
 
 /// Brivo access tokens live five minutes.
@@ -82,6 +82,68 @@ pub struct SimInvitation {
     pub status: String,
 }
 
+/// Every route this simulator answers, with its source (the OpenAPI files of apidocs.brivo.com
+/// mirrored in ThatGuyinIT/brivo-velocity `references/`); anything else is 596.
+pub const ROUTES: &[Route] = &[
+    Route::new(
+        "POST",
+        "/oauth/token",
+        "ThatGuyinIT/brivo-velocity references/brivo-access-api-overview.md (password grant)",
+    ),
+    Route::new("POST", "/v1/api/users", "brivo-velocity references/tags/user.yaml CreateUser"),
+    Route::new(
+        "GET",
+        "/v1/api/users/{externalId}/external",
+        "brivo-velocity references/tags/user.yaml RetrieveUserByExternal",
+    ),
+    Route::new("DELETE", "/v1/api/users/{id}", "brivo-velocity references/tags/user.yaml Delete_User"),
+    Route::new(
+        "PUT",
+        "/v1/api/users/{id}/suspended",
+        "brivo-velocity references/tags/user.yaml ToggleSuspendedStatus",
+    ),
+    Route::new(
+        "GET",
+        "/v1/api/users/{id}/groups",
+        "brivo-velocity references/tags/user.yaml ListUsersGroups",
+    ),
+    Route::new(
+        "POST",
+        "/v1/api/users/{id}/groups",
+        "brivo-velocity references/tags/user.yaml UpdateUsersGroups (no body schema; unused)",
+    ),
+    Route::new(
+        "PUT",
+        "/v1/api/groups/{groupId}/users/{userId}",
+        "brivo-velocity references/tags/group.yaml AddUserToGroup",
+    ),
+    Route::new(
+        "DELETE",
+        "/v1/api/groups/{groupId}/users/{userId}",
+        "brivo-velocity references/tags/group.yaml RemoveUserFromGroup",
+    ),
+    Route::new(
+        "GET",
+        "/v1/api/groups/{groupId}/users",
+        "brivo-velocity references/tags/group.yaml ListUsersInGroup",
+    ),
+    Route::new(
+        "POST",
+        "/v1/api/users/{userId}/credentials/digital-invitations",
+        "brivo-velocity references/tags/digital_invitations.yaml CreateUserDigitalInvitation",
+    ),
+    Route::new(
+        "GET",
+        "/v1/api/users/{userId}/credentials/digital-invitations",
+        "brivo-velocity references/tags/digital_invitations.yaml ListUserDigitalInvitations",
+    ),
+    Route::new(
+        "DELETE",
+        "/v1/api/users/{userId}/credentials/digital-invitations",
+        "brivo-velocity references/tags/digital_invitations.yaml Cancel_user_digital_invitation",
+    ),
+];
+
 pub struct BrivoSim {
     server: Server,
     inner: Arc<Inner>,
@@ -121,6 +183,18 @@ fn service_not_found() -> Response {
 }
 
 impl BrivoSim {
+    /// The documented routes this simulator answers ([`ROUTES`]).
+    pub fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).tokens.insert(token.clone(), Instant::now() + TOKEN_TTL);
+        token
+    }
+
     pub async fn start(cfg: BrivoSimConfig) -> Self {
         let inner = Arc::new(Inner {
             core: Core::new(Profile {

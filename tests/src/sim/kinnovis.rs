@@ -23,7 +23,7 @@ use sha2::Sha256;
 
 use super::nexudus::SimWebhook;
 use super::{
-    Call, Core, FaultHandle, Profile, Server, bearer, iso, json, lock, param, parse_form, parse_time,
+    Call, Core, FaultHandle, Profile, Route, Server, bearer, iso, json, lock, param, parse_form, parse_time,
     segments,
 };
 
@@ -76,6 +76,21 @@ struct Inner {
     data: Mutex<Data>,
 }
 
+/// Every route this simulator answers. Kinnovis publishes no API: these are Portier's own
+/// contract (`reference/source-systems.md` §6); anything else is 404.
+pub const ROUTES: &[Route] = &[
+    Route::new(
+        "GET",
+        "/api/locations/{location_id}/bookings",
+        "reference/source-systems.md §6 (Portier's contract)",
+    ),
+    Route::new(
+        "GET",
+        "/api/locations/{location_id}/units",
+        "reference/source-systems.md §6 (Portier's contract)",
+    ),
+];
+
 /// A running Kinnovis simulator; stops when dropped.
 pub struct KinnovisSim {
     server: Server,
@@ -84,6 +99,11 @@ pub struct KinnovisSim {
 }
 
 impl KinnovisSim {
+    /// The documented routes this simulator answers ([`ROUTES`]).
+    pub fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
     pub async fn start(cfg: KinnovisSimConfig) -> Self {
         let inner = Arc::new(Inner {
             cfg,
@@ -322,6 +342,7 @@ impl Inner {
             return self.core.error(StatusCode::UNAUTHORIZED, "missing or invalid API key");
         }
         match (req.method().as_str(), segs.as_slice()) {
+            // Each route's source is in [`ROUTES`].
             ("GET", ["api", "locations", loc, rest]) if *loc != self.cfg.location_id => {
                 let _ = rest;
                 self.core.error(StatusCode::NOT_FOUND, "unknown location")

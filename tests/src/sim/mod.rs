@@ -43,6 +43,49 @@ pub struct Call {
     pub at: Instant,
 }
 
+/// One documented route of a simulated API: the method, the path with `{name}` standing for
+/// one segment, and the public source that documents it. Each simulator's `ROUTES` lists what
+/// its dispatch answers; anything else gets the real system's "no such route" answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub source: &'static str,
+}
+
+impl Route {
+    pub const fn new(method: &'static str, path: &'static str, source: &'static str) -> Self {
+        Self { method, path, source }
+    }
+
+    /// Whether a request's method and (raw) path match, segments compared case-insensitively
+    /// as the real APIs route; a trailing slash does not matter.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        let want: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
+        let got: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.method.eq_ignore_ascii_case(method)
+            && want.len() == got.len()
+            && want
+                .iter()
+                .zip(&got)
+                .all(|(w, g)| (w.starts_with('{') && w.ends_with('}')) || w.eq_ignore_ascii_case(g))
+    }
+}
+
+/// The calls that match none of `routes` (simulator-only `/_sim/` paths aside).
+pub fn undocumented<'a>(calls: &'a [Call], routes: &[Route]) -> Vec<&'a Call> {
+    calls
+        .iter()
+        .filter(|c| !c.path.starts_with("/_sim/"))
+        .filter(|c| !routes.iter().any(|r| r.matches(&c.method, &c.path)))
+        .collect()
+}
+
+/// The routes none of `calls` reached.
+pub fn unreached<'a>(calls: &[Call], routes: &'a [Route]) -> Vec<&'a Route> {
+    routes.iter().filter(|r| !calls.iter().any(|c| r.matches(&c.method, &c.path))).collect()
+}
+
 /// Locks sim state. A panicking test thread must not poison every later call, and each mutation
 /// is a single step, so the data behind a poisoned lock is still consistent.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,6 +99,7 @@ pub struct Faults {
     latency: Duration,
     bucket: Option<TokenBucket>,
     fail_next: VecDeque<u16>,
+    fail_next_writes: VecDeque<u16>,
     fail_rate: f64,
     fail_statuses: Vec<u16>,
     drop_after_write: usize,
@@ -124,6 +168,12 @@ impl FaultHandle {
         lock(&self.0).fail_next.extend(std::iter::repeat_n(status, n));
     }
 
+    /// The next `n` mutating API calls (PUT/POST/PATCH/DELETE) answer `status` before any write;
+    /// reads pass (a provider's setup reads, such as Salto KS's roles, do not take the fault).
+    pub fn fail_next_writes(&self, status: u16, n: usize) {
+        lock(&self.0).fail_next_writes.extend(std::iter::repeat_n(status, n));
+    }
+
     /// Each API call fails with probability `rate` (0..1) with a status picked from `statuses`
     /// (500 when empty).
     pub fn set_fail_rate(&self, rate: f64, statuses: Vec<u16>) {
@@ -172,7 +222,7 @@ impl FaultHandle {
         lock(&self.0).latency
     }
 
-    fn admit(&self) -> Verdict {
+    fn admit(&self, method: &Method) -> Verdict {
         let mut f = lock(&self.0);
         if let Some(bucket) = f.bucket.as_mut()
             && !bucket.try_take(Instant::now())
@@ -186,6 +236,11 @@ impl FaultHandle {
             return Verdict::Throttle;
         }
         if let Some(status) = f.fail_next.pop_front() {
+            return Verdict::Fail(status);
+        }
+        if is_write(method)
+            && let Some(status) = f.fail_next_writes.pop_front()
+        {
             return Verdict::Fail(status);
         }
         if f.fail_rate > 0.0 && fastrand::f64() < f.fail_rate {
@@ -307,7 +362,7 @@ impl Core {
         F: FnOnce(Request) -> Fut,
         Fut: Future<Output = Response>,
     {
-        match self.faults.admit() {
+        match self.faults.admit(method) {
             Verdict::Throttle => {
                 let mut resp = match self.profile.throttle_html {
                     Some(html) => html_response(self.profile.throttle_status, html),
@@ -332,12 +387,15 @@ impl Core {
             Verdict::Pass => {}
         }
         let resp = route(req).await;
-        let mutating = matches!(*method, Method::PUT | Method::POST | Method::PATCH | Method::DELETE);
-        if mutating && resp.status().is_success() && self.faults.take_drop() {
+        if is_write(method) && resp.status().is_success() && self.faults.take_drop() {
             return self.error(StatusCode::INTERNAL_SERVER_ERROR, "Simulated lost response");
         }
         resp
     }
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(*method, Method::PUT | Method::POST | Method::PATCH | Method::DELETE)
 }
 
 /// A running simulator server. Dropping it starts a graceful shutdown (the oneshot sender

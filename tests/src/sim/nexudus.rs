@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{
-    Call, Core, FaultHandle, Profile, Server, bearer, body_bytes, is_json, iso, iso_opt, json, lock, param,
-    parse_form, parse_time, segments,
+    Call, Core, FaultHandle, Profile, Route, Server, bearer, body_bytes, is_json, iso, iso_opt, json, lock,
+    param, parse_form, parse_time, segments,
 };
 
 const ACCESS_TTL: Duration = Duration::from_secs(604_799);
@@ -62,6 +62,73 @@ pub struct SimWebhook {
     pub headers: Vec<(String, String)>,
 }
 
+/// Every route this simulator answers, with its source (developers.nexudus.com reference
+/// pages); anything else is 404 `{"Message":"No HTTP resource was found that matches the
+/// request URI."}` as ASP.NET Web API answers.
+pub const ROUTES: &[Route] = &[
+    Route::new(
+        "POST",
+        "/api/token",
+        "developers.nexudus.com/reference/token-authentication-oauth, /reference/get-bearer-token",
+    ),
+    Route::new(
+        "GET",
+        "/api/spaces/coworkers",
+        "developers.nexudus.com/rest-api/spaces/get-coworkers (list, Coworker_* filters; ?id=[…] get-coworkers-batch)",
+    ),
+    Route::new(
+        "GET",
+        "/api/spaces/coworkers/{id}",
+        "developers.nexudus.com/rest-api/spaces/get-coworkers-by-id",
+    ),
+    Route::new("GET", "/api/spaces/bookings", "developers.nexudus.com/rest-api/spaces/get-bookings"),
+    Route::new(
+        "GET",
+        "/api/spaces/bookings/{id}",
+        "developers.nexudus.com/rest-api/spaces/get-bookings-by-id",
+    ),
+    Route::new(
+        "GET",
+        "/api/billing/coworkercontracts",
+        "developers.nexudus.com/rest-api/billing/get-coworkercontracts (?id=[…] get-coworkercontracts-batch)",
+    ),
+    Route::new(
+        "GET",
+        "/api/billing/coworkercontracts/{id}",
+        "developers.nexudus.com/rest-api/billing/get-coworkercontracts-by-id",
+    ),
+    Route::new("GET", "/api/sys/floorplandesks", "developers.nexudus.com/rest-api/sys/get-floorplandesks"),
+    Route::new(
+        "GET",
+        "/api/sys/floorplandesks/{id}",
+        "developers.nexudus.com/rest-api/sys/get-floorplandesks-by-id",
+    ),
+    Route::new("GET", "/api/spaces/teams", "developers.nexudus.com/rest-api/spaces/get-teams"),
+    Route::new("GET", "/api/spaces/teams/{id}", "developers.nexudus.com/rest-api/spaces/get-teams-by-id"),
+    Route::new("GET", "/api/spaces/visitors", "developers.nexudus.com/rest-api/spaces/get-visitors"),
+    Route::new(
+        "GET",
+        "/api/spaces/visitors/{id}",
+        "developers.nexudus.com/rest-api/spaces/get-visitors-by-id",
+    ),
+    Route::new(
+        "GET",
+        "/api/billing/coworkertimepasses",
+        "developers.nexudus.com/rest-api/billing/get-coworkertimepasses",
+    ),
+    Route::new(
+        "GET",
+        "/api/billing/coworkertimepasses/{id}",
+        "developers.nexudus.com/rest-api/billing/get-coworkertimepasses-by-id",
+    ),
+    Route::new("GET", "/api/billing/timepasses", "developers.nexudus.com/rest-api/billing/get-timepasses"),
+    Route::new(
+        "GET",
+        "/api/billing/timepasses/{id}",
+        "developers.nexudus.com/rest-api/billing/get-timepasses-by-id",
+    ),
+];
+
 /// A running Nexudus simulator; stops when dropped.
 pub struct NexudusSim {
     server: Server,
@@ -87,8 +154,11 @@ struct Data {
     visitors: BTreeMap<i64, SimVisitor>,
     next_pass_id: i64,
     access_tokens: HashMap<String, Instant>,
-    refresh_tokens: HashMap<String, Instant>,
+    /// Refresh token → (expiry, the `client_id` it was issued to).
+    refresh_tokens: HashMap<String, (Instant, String)>,
     token_requests: usize,
+    /// The `client_id` header of every token request, in order.
+    token_client_ids: Vec<String>,
 }
 
 struct Coworker {
@@ -178,6 +248,18 @@ pub const DESK_OFFICE: i64 = 1;
 pub const DESK_DEDICATED: i64 = 2;
 
 impl NexudusSim {
+    /// The documented routes this simulator answers ([`ROUTES`]).
+    pub fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).access_tokens.insert(token.clone(), Instant::now() + ACCESS_TTL);
+        token
+    }
+
     /// Starts a fresh simulator on its own loopback port; its clock reads the current time.
     pub async fn start(cfg: NexudusSimConfig) -> Self {
         let inner = Arc::new(Inner {
@@ -201,6 +283,7 @@ impl NexudusSim {
                 next_pass_id: 5001,
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
+                token_client_ids: Vec::new(),
                 token_requests: 0,
             }),
         });
@@ -240,6 +323,11 @@ impl NexudusSim {
     }
 
     /// Invalidates refresh tokens too, forcing a password login.
+    /// The `client_id` header of every token request so far.
+    pub fn token_client_ids(&self) -> Vec<String> {
+        lock(&self.inner.data).token_client_ids.clone()
+    }
+
     pub fn expire_refresh_tokens(&self) {
         lock(&self.inner.data).refresh_tokens.clear();
     }
@@ -843,7 +931,12 @@ impl Inner {
         if !self.authorized(&parts.headers) {
             return message(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request.");
         }
+        // Each route's source is in [`ROUTES`]; `route_table.rs` checks they agree.
         match (method, &lower[1..]) {
+            // developers.nexudus.com get-coworkers-batch: `?id=[…]`, a bare array of full records.
+            ("GET", ["spaces", "coworkers"]) if param(&query, "id").is_some() => {
+                self.batch(&query, |d, id| d.coworkers.get(&id).map(|c| c.to_json(d, true)))
+            }
             ("GET", ["spaces", "coworkers"]) => self.list_coworkers(&query),
             ("GET", ["spaces", "coworkers", _]) => {
                 self.by_id(&segs[3], |d, id| d.coworkers.get(&id).map(|c| c.to_json(d, true)))
@@ -851,6 +944,10 @@ impl Inner {
             ("GET", ["spaces", "bookings"]) => self.list_bookings(&query),
             ("GET", ["spaces", "bookings", _]) => {
                 self.by_id(&segs[3], |d, id| d.bookings.get(&id).map(SimBooking::to_json))
+            }
+            // developers.nexudus.com get-coworkercontracts-batch: as above, each with `Desks`.
+            ("GET", ["billing", "coworkercontracts"]) if param(&query, "id").is_some() => {
+                self.batch(&query, |d, id| d.contracts.get(&id).map(|c| c.to_json(d, true)))
             }
             ("GET", ["billing", "coworkercontracts"]) => self.list_contracts(&query),
             ("GET", ["billing", "coworkercontracts", _]) => {
@@ -899,7 +996,19 @@ impl Inner {
             return oauth_error("invalid_request", "Unreadable body.");
         };
         let form = parse_form(&String::from_utf8_lossy(&bytes));
+        // developers.nexudus.com get-bearer-token: the `client_id` header is required, and a
+        // refresh "must [use] the same client id you passed in when creating the access token".
+        let Some(client_id) = headers
+            .get("client_id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+        else {
+            return oauth_error("invalid_clientId", "client_id is required.");
+        };
         let mut d = lock(&self.data);
+        d.token_client_ids.push(client_id.clone());
         match param(&form, "grant_type") {
             Some("password") => {
                 if param(&form, "username") != Some(self.cfg.username.as_str())
@@ -910,7 +1019,10 @@ impl Inner {
             }
             Some("refresh_token") => {
                 let presented = param(&form, "refresh_token").unwrap_or_default();
-                let valid = d.refresh_tokens.remove(presented).is_some_and(|exp| exp > Instant::now());
+                let valid = d
+                    .refresh_tokens
+                    .remove(presented)
+                    .is_some_and(|(exp, issued_to)| exp > Instant::now() && issued_to == client_id);
                 if !valid {
                     return oauth_error("invalid_grant", "The refresh token is invalid.");
                 }
@@ -921,7 +1033,7 @@ impl Inner {
         let refresh = uuid::Uuid::new_v4().simple().to_string();
         let now = Instant::now();
         d.access_tokens.insert(access.clone(), now + ACCESS_TTL);
-        d.refresh_tokens.insert(refresh.clone(), now + REFRESH_TTL);
+        d.refresh_tokens.insert(refresh.clone(), (now + REFRESH_TTL, client_id));
         json(
             StatusCode::OK,
             json!({
@@ -946,6 +1058,23 @@ impl Inner {
             .and_then(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
             .and_then(|raw| String::from_utf8(raw).ok());
         basic.is_some_and(|creds| creds == format!("{}:{}", self.cfg.username, self.cfg.password))
+    }
+
+    /// A batch read: `id` is required as "a comma-separated list of Ids enclosed in square
+    /// brackets". Unknown ids are left out (inferred: the pages show no error for them).
+    fn batch(&self, query: &Query, find: impl Fn(&Data, i64) -> Option<Value>) -> Response {
+        let raw = param(query, "id").unwrap_or_default().trim();
+        let ids: Option<Vec<i64>> = raw
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .map(|inner| inner.split(',').map(|i| i.trim().parse::<i64>().ok()).collect::<Option<Vec<_>>>())
+            .unwrap_or(None)
+            .filter(|ids| !ids.is_empty());
+        let Some(ids) = ids else {
+            return bad_request("The request is invalid.");
+        };
+        let d = lock(&self.data);
+        json(StatusCode::OK, Value::Array(ids.into_iter().filter_map(|id| find(&d, id)).collect()))
     }
 
     fn by_id(&self, raw_id: &str, find: impl FnOnce(&Data, i64) -> Option<Value>) -> Response {
@@ -1170,6 +1299,7 @@ mod tests {
         let cfg = sim.config();
         let resp = http
             .post(format!("{}/token", sim.base_url()))
+            .header("client_id", "sim-test")
             .form(&[
                 ("grant_type", "password"),
                 ("username", cfg.username.as_str()),
@@ -1218,6 +1348,7 @@ mod tests {
         assert_eq!(resp.json::<Value>().await.expect("json")["error"], "unsupported_grant_type");
         let resp = http
             .post(&token_url)
+            .header("client_id", "sim-test")
             .form(&[("grant_type", "password"), ("username", "x"), ("password", "y")])
             .send()
             .await
@@ -1238,12 +1369,19 @@ mod tests {
         assert_eq!(get(&http, &me, access).await.0, 401);
         let refresh = pair["refresh_token"].as_str().expect("refresh");
         let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
-        let resp = http.post(&token_url).form(&form).send().await.expect("call");
+        let other = http.post(&token_url).header("client_id", "another").form(&form).send().await;
+        assert_eq!(other.expect("call").status(), 400, "a refresh token is bound to its client_id");
+        let pair = login(&sim, &http).await;
+        let refresh = pair["refresh_token"].as_str().expect("refresh");
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+        let resp =
+            http.post(&token_url).header("client_id", "sim-test").form(&form).send().await.expect("call");
         assert_eq!(resp.status(), 200);
         let fresh: Value = resp.json().await.expect("json");
         let fresh_access = fresh["access_token"].as_str().expect("access");
         assert_eq!(get(&http, &me, fresh_access).await.0, 200);
-        let reused = http.post(&token_url).form(&form).send().await.expect("call");
+        let reused =
+            http.post(&token_url).header("client_id", "sim-test").form(&form).send().await.expect("call");
         assert_eq!(reused.status(), 400, "the old refresh token is spent");
 
         let cfg = sim.config();

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Call, Core, FaultHandle, Profile, Server, basic_auth, bearer, body_bytes, json, lock, param, parse_form,
-    segments,
+    Call, Core, FaultHandle, Profile, Route, Server, basic_auth, bearer, body_bytes, json, lock, param,
+    parse_form, segments,
 };
 
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -64,7 +64,75 @@ pub struct SimSaltoUser {
     pub email: Option<String>,
     /// `"subscribed"` or `"suspended"`.
     pub subscription_state: String,
+    /// The roles it was created with.
+    pub role_ids: Vec<String>,
 }
+
+/// Every route this simulator answers, with its source; anything else is 404 `1101`.
+pub const ROUTES: &[Route] = &[
+    Route::new(
+        "POST",
+        "/connect/token",
+        "developer.saltosystems.com/ks/connect-api/getting-authenticated; commitsun/roomdoo-smartlocks provider.py",
+    ),
+    Route::new(
+        "GET",
+        "/v1.1/sites/{site_id}/roles",
+        "saltoks.com/developers/connect/adding-users-to-a-site; Clay support article 101000411312 \"KS role\"",
+    ),
+    Route::new(
+        "GET",
+        "/v1.2/sites/{site_id}/roles",
+        "commitsun/roomdoo-smartlocks provider.py (_get_roles_from_site)",
+    ),
+    Route::new(
+        "POST",
+        "/v1.1/sites/{site_id}/users",
+        "saltoks.com/developers/connect/adding-users-to-a-site",
+    ),
+    Route::new(
+        "POST",
+        "/v1.2/sites/{site_id}/users",
+        "commitsun/roomdoo-smartlocks provider.py (_add_user_to_site)",
+    ),
+    Route::new(
+        "GET",
+        "/v1.1/sites/{site_id}/users",
+        "ECCdigital/smart-city-booking-backend docs/research/salto-ks-api-contract.md",
+    ),
+    Route::new(
+        "GET",
+        "/v1.2/sites/{site_id}/users",
+        "ECCdigital/smart-city-booking-backend docs/research/salto-ks-api-contract.md (bare array)",
+    ),
+    Route::new("DELETE", "/v1.1/sites/{site_id}/users/{id}", "saltoks.com/developers/connect/delete-user/"),
+    Route::new("DELETE", "/v1.2/sites/{site_id}/users/{id}", "ECCdigital salto-ks-api-contract.md (202)"),
+    Route::new(
+        "PATCH",
+        "/v1.2/sites/{site_id}/users/{id}/subscription",
+        "commitsun/roomdoo-smartlocks provider.py; ECCdigital salto-ks-api-contract.md (field `state`)",
+    ),
+    Route::new(
+        "PATCH",
+        "/v1.1/sites/{site_id}/access_groups/{access_group_id}/users",
+        "saltoks.com/developers/connect/add-remove-multiple-users-to-an-access-group/",
+    ),
+    Route::new(
+        "GET",
+        "/v1.1/sites/{site_id}/access_groups/{access_group_id}/users",
+        "saltoks.com/developers/connect/get-users-in-an-access-group",
+    ),
+    Route::new(
+        "GET",
+        "/v1.2/sites/{site_id}/access_groups/{access_group_id}/users",
+        "ECCdigital salto-ks-api-contract.md (v1.2 access-group calls)",
+    ),
+    Route::new(
+        "GET",
+        "/v1.1/sites/{site_id}/access_groups/{access_group_id}/time_schedules",
+        "commitsun/roomdoo-smartlocks provider.py (_get_time_schedules_from_access_group)",
+    ),
+];
 
 /// A running Salto KS simulator; stops when dropped.
 pub struct SaltoSim {
@@ -91,11 +159,39 @@ struct Data {
     consistency_lag: usize,
     /// Platform id → group calls left before the user is visible.
     invisible: HashMap<String, usize>,
-    /// Most items a member listing answers in one page (`None`: as many as `$top` asks).
+    /// Most items a listing answers in one page (`None`: as many as `$top` asks).
     page_size: Option<usize>,
+    /// The site's roles: (id, code, customer_reference).
+    roles: Vec<(String, String, String)>,
+}
+
+/// The roles of a new site as the Clay support article "KS role" (101000411312) lists them;
+/// the ids are made up here (they differ per site).
+pub fn documented_roles() -> Vec<(String, String, String)> {
+    [
+        ("7d5ded97-0000-4000-8000-00000000a001", "site_admin", "Site Admin"),
+        ("7d9378cf-0000-4000-8000-00000000a002", "site_super_user", "Site Super User"),
+        ("7e40b5e1-0000-4000-8000-00000000a003", "site_user", "Site User"),
+        ("9df437bb-0000-4000-8000-00000000a004", "site_mobile_user", "Site Mobile User"),
+    ]
+    .into_iter()
+    .map(|(id, code, name)| (id.to_owned(), code.to_owned(), name.to_owned()))
+    .collect()
 }
 
 impl SaltoSim {
+    /// The documented routes this simulator answers ([`ROUTES`]).
+    pub fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).tokens.insert(token.clone(), Instant::now() + TOKEN_TTL);
+        token
+    }
+
     pub async fn start(cfg: SaltoSimConfig) -> Self {
         let inner = Arc::new(Inner {
             core: Core::new(Profile {
@@ -113,7 +209,7 @@ impl SaltoSim {
                 },
                 throttle_html: None,
             }),
-            data: Mutex::new(Data { seats: cfg.seats, ..Data::default() }),
+            data: Mutex::new(Data { seats: cfg.seats, roles: documented_roles(), ..Data::default() }),
             cfg,
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
@@ -146,6 +242,7 @@ impl SaltoSim {
             username: Some(c.username.clone()),
             password: Some(c.password.clone()),
             refresh_token: None,
+            user_role: None,
         }
     }
 
@@ -191,6 +288,7 @@ impl SaltoSim {
             last_name: last_name.into(),
             email: Some(email.into()),
             subscription_state: "subscribed".into(),
+            role_ids: documented_roles().into_iter().filter(|r| r.1 == "site_user").map(|r| r.0).collect(),
         };
         for g in groups {
             let (members, _) = d.groups.get_mut(*g).unwrap_or_else(|| panic!("SaltoSim has no group {g}"));
@@ -201,10 +299,20 @@ impl SaltoSim {
         platform_id
     }
 
-    /// Group member listings answer at most `size` items a page whatever `$top` asks, with a
-    /// `next_page_link` while more remain, as Salto KS does past its own page size.
+    /// Listings answer at most `size` items a page whatever `$top` asks (group members with a
+    /// `next_page_link` while more remain), as Salto KS does past its own page size.
     pub fn set_page_size(&self, size: Option<usize>) {
         lock(&self.inner.data).page_size = size;
+    }
+
+    /// Replaces the site's roles (id, code, name).
+    pub fn set_roles(&self, roles: Vec<(String, String, String)>) {
+        lock(&self.inner.data).roles = roles;
+    }
+
+    /// The role ids each user was created with, by email.
+    pub fn user_roles(&self) -> Vec<(Option<String>, Vec<String>)> {
+        lock(&self.inner.data).users.iter().map(|u| (u.email.clone(), u.role_ids.clone())).collect()
     }
 
     /// Seats of the subscription; users created beyond them come back `suspended`.
@@ -275,6 +383,8 @@ struct NewUser {
     first_name: Option<String>,
     last_name: Option<String>,
     email: Option<String>,
+    #[serde(default)]
+    role_ids: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,7 +426,19 @@ impl Inner {
         if site != self.cfg.site_id {
             return err(StatusCode::BAD_REQUEST, "1100", "Invalid site id (use the site UUID)");
         }
+        // Each arm's source is in [`ROUTES`].
         match (method, version, rest) {
+            ("GET", "v1.1" | "v1.2", ["roles"]) => {
+                let d = lock(&self.data);
+                let items: Vec<Value> = d
+                    .roles
+                    .iter()
+                    .map(|(id, code, name)| {
+                        json!({ "id": id, "customer_reference": name, "code": code, "parent_id": null, "is_hierarchical": true })
+                    })
+                    .collect();
+                json(StatusCode::OK, json!({ "items": items, "next_page_link": null, "count": null }))
+            }
             ("POST", "v1.1" | "v1.2", ["users"]) => match body_json::<NewUser>(body).await {
                 Ok(u) => self.create_user(u),
                 Err(e) => e,
@@ -409,6 +531,11 @@ impl Inner {
             return err(StatusCode::BAD_REQUEST, "1101", "first_name and last_name are required");
         };
         let mut d = lock(&self.data);
+        // "A user has a certain role" (saltoks.com adding-users-to-a-site); RDO: "without one
+        // Salto rejects creation". Every id must be one of the site's roles.
+        if u.role_ids.is_empty() || !u.role_ids.iter().all(|id| d.roles.iter().any(|r| &r.0 == id)) {
+            return err(StatusCode::BAD_REQUEST, "1101", "role_ids must name at least one role of the site");
+        }
         let subscribed = d.users.iter().filter(|u| u.subscription_state == "subscribed").count();
         let state = if d.seats.is_some_and(|s| subscribed >= s) { "suspended" } else { "subscribed" };
         let user = SimSaltoUser {
@@ -418,12 +545,13 @@ impl Inner {
             last_name: last,
             email: u.email,
             subscription_state: state.into(),
+            role_ids: u.role_ids,
         };
         if d.consistency_lag > 0 {
             let lag = d.consistency_lag;
             d.invisible.insert(user.platform_id.clone(), lag);
         }
-        let body = user_json(&user);
+        let body = d.user_json(&user);
         d.users.push(user);
         json(StatusCode::CREATED, body)
     }
@@ -435,23 +563,36 @@ impl Inner {
         let Some((members, _)) = d.groups.get(ag) else {
             return err(StatusCode::NOT_FOUND, "1101", "Access group not found");
         };
+        // `excluded` is a documented boolean flag ("return excluded users"); nobody is excluded
+        // here, so `true` lists nobody.
+        let excluded = match param(query, "excluded") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return err(StatusCode::BAD_REQUEST, "1101", "excluded must be true or false"),
+        };
         let skip = number("$skip").unwrap_or(0);
         let top = number("$top").unwrap_or(usize::MAX).min(d.page_size.unwrap_or(usize::MAX));
-        let all: Vec<&SimSaltoUser> = d.users.iter().filter(|u| members.contains(&u.platform_id)).collect();
+        let all: Vec<&SimSaltoUser> =
+            d.users.iter().filter(|u| !excluded && members.contains(&u.platform_id)).collect();
         let items: Vec<Value> = all
             .iter()
             .skip(skip)
             .take(top)
             .map(|u| {
-                let mut item = user_json(u);
+                let mut item = d.user_json(u);
                 item["excluded"] = json!(false);
                 item
             })
             .collect();
         let count = items.len();
         let next = skip + count;
+        // A link relative to the host, as the client must follow it (not recompute `$skip`).
         let next_page_link = (count > 0 && next < all.len()).then(|| {
-            format!("/v1.2/sites/{}/access_groups/{ag}/users?$top={top}&$skip={next}", self.cfg.site_id)
+            let flag = if excluded { "true" } else { "false" };
+            format!(
+                "/v1.1/sites/{}/access_groups/{ag}/users?excluded={flag}&$top={top}&$skip={next}",
+                self.cfg.site_id
+            )
         });
         json(StatusCode::OK, json!({ "items": items, "next_page_link": next_page_link, "count": count }))
     }
@@ -459,13 +600,9 @@ impl Inner {
     fn list_users(&self, query: &[(String, String)]) -> Response {
         let number = |k: &str| param(query, k).and_then(|v| v.parse::<usize>().ok());
         let d = lock(&self.data);
-        let page: Vec<Value> = d
-            .users
-            .iter()
-            .skip(number("$skip").unwrap_or(0))
-            .take(number("$top").unwrap_or(usize::MAX))
-            .map(user_json)
-            .collect();
+        let top = number("$top").unwrap_or(usize::MAX).min(d.page_size.unwrap_or(usize::MAX));
+        let page: Vec<Value> =
+            d.users.iter().skip(number("$skip").unwrap_or(0)).take(top).map(|u| d.user_json(u)).collect();
         // Users come back as a bare array (measured), unlike access groups.
         json(StatusCode::OK, Value::Array(page))
     }
@@ -489,10 +626,11 @@ impl Inner {
         };
         let mut d = lock(&self.data);
         match d.users.iter_mut().find(|u| u.id == id) {
-            Some(u) => {
-                u.subscription_state = state;
-                json(StatusCode::OK, user_json(u))
-            }
+            Some(u) => u.subscription_state = state,
+            None => return err(StatusCode::NOT_FOUND, "2202", "User not found"),
+        }
+        match d.users.iter().find(|u| u.id == id) {
+            Some(u) => json(StatusCode::OK, d.user_json(u)),
             None => err(StatusCode::NOT_FOUND, "2202", "User not found"),
         }
     }
@@ -527,14 +665,25 @@ impl Inner {
     }
 }
 
-fn user_json(u: &SimSaltoUser) -> Value {
-    json!({
-        "id": u.id,
-        "user": { "id": u.platform_id, "email": u.email, "first_name": u.first_name, "last_name": u.last_name },
-        "first_name": u.first_name,
-        "last_name": u.last_name,
-        "email": u.email,
-        "roles": [],
-        "subscription_state": u.subscription_state,
-    })
+impl Data {
+    /// A site user as measured (ECC: `{id, user:{id}, roles[], alias, subscription_state, …}`),
+    /// with the create body's documented `first_name`, `last_name` and `email` echoed.
+    fn user_json(&self, u: &SimSaltoUser) -> Value {
+        let roles: Vec<Value> = self
+            .roles
+            .iter()
+            .filter(|r| u.role_ids.contains(&r.0))
+            .map(|(id, code, name)| json!({ "id": id, "code": code, "customer_reference": name }))
+            .collect();
+        json!({
+            "id": u.id,
+            "user": { "id": u.platform_id },
+            "first_name": u.first_name,
+            "last_name": u.last_name,
+            "alias": format!("{} {}", u.first_name, u.last_name),
+            "email": u.email,
+            "roles": roles,
+            "subscription_state": u.subscription_state,
+        })
+    }
 }

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Call, Core, FaultHandle, Profile, Server, bearer, body_bytes, is_json, iso, iso_opt, json, lock, param,
-    parse_form, parse_time, segments,
+    Call, Core, FaultHandle, Profile, Route, Server, bearer, body_bytes, is_json, iso, iso_opt, json, lock,
+    param, parse_form, parse_time, segments,
 };
 
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -64,6 +64,41 @@ pub struct SimContact {
     pub id: String,
     pub identifier: String,
 }
+
+/// Every route this simulator answers, with its source; anything else is 404 as at Tapkey.
+pub const ROUTES: &[Route] = &[
+    Route::new(
+        "POST",
+        "/connect/token",
+        "tapkey/tapkey-api-samples-dotnet src/HowTo/HowToWebApiClientCredentials/Authentication.cs",
+    ),
+    Route::new("GET", "/api/v1/Owners", "developers.tapkey.io/api/owner-accounts (GET /Owners)"),
+    Route::new("GET", "/api/v1/Owners/{ownerAccountId}/BoundLocks", "developers.tapkey.io/api/bound-locks/"),
+    Route::new(
+        "GET",
+        "/api/v1/Owners/{ownerAccountId}/BoundLocks/{id}",
+        "developers.tapkey.io/api/bound-locks/",
+    ),
+    Route::new("GET", "/api/v1/Owners/{ownerAccountId}/Contacts", "developers.tapkey.io/api/contacts/"),
+    Route::new("PUT", "/api/v1/Owners/{ownerAccountId}/Contacts", "developers.tapkey.io/api/contacts/"),
+    Route::new("GET", "/api/v1/Owners/{ownerAccountId}/Contacts/{id}", "developers.tapkey.io/api/contacts/"),
+    Route::new(
+        "GET",
+        "/api/v1/Owners/{ownerAccountId}/Grants",
+        "developers.tapkey.io/api/grants/; tapkey-api-samples-java SampleTapkeyManagementService.java",
+    ),
+    Route::new(
+        "PUT",
+        "/api/v1/Owners/{ownerAccountId}/Grants",
+        "developers.tapkey.io/api/grants/; tapkey-api-samples-dotnet Models/Grant.cs",
+    ),
+    Route::new("GET", "/api/v1/Owners/{ownerAccountId}/Grants/{id}", "developers.tapkey.io/api/grants/"),
+    Route::new(
+        "POST",
+        "/api/v1/Owners/{ownerAccountId}/Grants/{id}/Revoke",
+        "developers.tapkey.io/mobile/concepts/revoking_access",
+    ),
+];
 
 /// A running Tapkey simulator; stops when dropped.
 pub struct TapkeySim {
@@ -120,6 +155,18 @@ struct Grant {
 }
 
 impl TapkeySim {
+    /// The documented routes this simulator answers ([`ROUTES`]).
+    pub fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    /// A valid access token issued without a token call, for tests that speak raw HTTP.
+    pub fn access_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.inner.data).tokens.insert(token.clone(), Instant::now() + TOKEN_TTL);
+        token
+    }
+
     /// Starts a fresh simulator on its own loopback port with no locks, contacts or grants.
     pub async fn start(cfg: TapkeySimConfig) -> Self {
         let inner = Arc::new(Inner {
@@ -508,6 +555,7 @@ impl Inner {
                 "The client is not a co-administrator of this owner account",
             );
         }
+        // Each route's source is in [`ROUTES`]; `route_table.rs` checks they agree.
         match (method, rest) {
             ("GET", ["owners"]) => json(
                 StatusCode::OK,

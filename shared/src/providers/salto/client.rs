@@ -20,7 +20,7 @@ const API: Api = Api::new("Salto KS");
 /// `user_api.full_access` for the Connect API, `offline_access` for a refresh token.
 pub const SCOPES: &str = "user_api.full_access offline_access";
 
-/// Items asked for per page of a listing; a shorter page without a `next_page_link` is the last.
+/// Items asked for per page of a listing (`$top`).
 pub const PAGE_SIZE: usize = 100;
 
 /// Where and as whom to call Salto KS. `Debug` redacts the secrets.
@@ -39,6 +39,66 @@ pub struct SaltoConfig {
     pub password: Option<String>,
     /// A stored refresh token (used first; rotated ones are kept in memory).
     pub refresh_token: Option<String>,
+    /// The role new users get: a role's id, `code` or name (`customer_reference`) as
+    /// `GET …/roles` lists them; `None` is the site's documented user role, [`DEFAULT_ROLE_CODE`].
+    pub user_role: Option<String>,
+}
+
+/// The code of the plain door-opening user role every site lists (Clay support article
+/// 101000411312 "KS role": `site_user`, "Site User"; its id differs per site).
+pub const DEFAULT_ROLE_CODE: &str = "site_user";
+
+/// A role of the site (`GET /v1.1/sites/{site}/roles`, `{items:[{id, customer_reference, code,
+/// parent_id, is_hierarchical}]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Role {
+    pub id: String,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub customer_reference: Option<String>,
+}
+
+impl Role {
+    /// Whether `wanted` names this role by id, code or readable name (case-insensitive).
+    pub fn is(&self, wanted: &str) -> bool {
+        let wanted = wanted.trim();
+        [Some(self.id.as_str()), self.code.as_deref(), self.customer_reference.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|n| n.trim().eq_ignore_ascii_case(wanted))
+    }
+}
+
+/// The role new users get: the configured one, else [`DEFAULT_ROLE_CODE`]; a Config error that
+/// lists the site's roles when none fits (Salto KS refuses a user without a role).
+pub fn pick_role<'r>(roles: &'r [Role], configured: Option<&str>, site: &str) -> Result<&'r Role, CallError> {
+    let wanted = configured.map(str::trim).filter(|w| !w.is_empty());
+    let found = match wanted {
+        Some(w) => roles.iter().find(|r| r.is(w)),
+        None => roles
+            .iter()
+            .find(|r| r.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(DEFAULT_ROLE_CODE))),
+    };
+    found.ok_or_else(|| {
+        let listed: Vec<String> = roles
+            .iter()
+            .map(|r| match (&r.customer_reference, &r.code) {
+                (Some(name), Some(code)) => format!("\"{name}\" ({code}, {})", r.id),
+                (Some(name), None) => format!("\"{name}\" ({})", r.id),
+                (None, Some(code)) => format!("{code} ({})", r.id),
+                (None, None) => r.id.clone(),
+            })
+            .collect();
+        let what = match wanted {
+            Some(w) => format!("no role matches user_role = \"{w}\""),
+            None => format!("no role has the default code {DEFAULT_ROLE_CODE}: set user_role"),
+        };
+        CallError::config(format!(
+            "Salto KS site {site}: {what} in [tenant.providers.salto_ks]; the site's roles: {}",
+            if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
+        ))
+    })
 }
 
 impl fmt::Debug for SaltoConfig {
@@ -52,16 +112,19 @@ impl fmt::Debug for SaltoConfig {
             .field("username", &self.username.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .field("user_role", &self.user_role)
             .finish()
     }
 }
 
-/// A site user: `id` is the site-user id, `user.id` the platform user id.
+/// A site user: `id` is the site-user id, `user.id` the platform user id (measured, ECC).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SiteUser {
     pub id: String,
     #[serde(default)]
     pub user: Option<PlatformUser>,
+    /// The site user's `email`, the field the create body documents (saltoks.com adding-users;
+    /// RDO sends it). The platform profile's fields are not documented, so nothing else is read.
     #[serde(default)]
     pub email: Option<String>,
     /// `"subscribed"`, or `"suspended"` when the site has no free seat.
@@ -75,8 +138,6 @@ pub struct SiteUser {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PlatformUser {
     pub id: String,
-    #[serde(default)]
-    pub email: Option<String>,
 }
 
 impl SiteUser {
@@ -84,11 +145,9 @@ impl SiteUser {
         self.user.as_ref().map(|u| u.id.as_str())
     }
 
+    /// Whether this site user has `email` (the duplicate-user safety net matches on it).
     pub fn is(&self, email: &Email) -> bool {
-        [self.email.as_deref(), self.user.as_ref().and_then(|u| u.email.as_deref())]
-            .into_iter()
-            .flatten()
-            .any(|e| e.trim().eq_ignore_ascii_case(email.as_str()))
+        self.email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(email.as_str()))
     }
 
     pub fn is_subscribed(&self) -> bool {
@@ -112,12 +171,13 @@ pub struct NewUser<'a> {
 }
 
 impl<'a> NewUser<'a> {
-    pub fn new(first_name: &'a str, last_name: &'a str, email: &'a Email) -> Self {
+    /// A user with one role (the site's roles come from [`SaltoClient::roles`]).
+    pub fn new(first_name: &'a str, last_name: &'a str, email: &'a Email, role_id: &str) -> Self {
         Self {
             first_name,
             last_name,
             email: email.as_str(),
-            role_ids: Vec::new(),
+            role_ids: vec![role_id.to_owned()],
             blocked: false,
             use_pin: false,
             toggle_easy_office_mode: false,
@@ -193,6 +253,12 @@ impl SaltoClient {
         }
     }
 
+    /// The site's roles (`GET /v1.1/sites/{site}/roles`, saltoks.com/developers/connect
+    /// adding-users-to-a-site: "to see the available roles on your site do GET …/roles").
+    pub async fn roles(&self) -> Result<Vec<Role>, CallError> {
+        self.list_all(&self.site_url("v1.1", "roles"), "roles").await
+    }
+
     /// How this client retries (the provider paces its own create-or-find retries by it).
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.core.policy
@@ -203,36 +269,67 @@ impl SaltoClient {
         self.list_all(&self.site_url("v1.2", "users"), "site users").await
     }
 
-    /// Every member of an access group (`GET …/access_groups/{ag}/users`, OData paging), for
-    /// drift and resync. Members excluded from the group do not count.
+    /// Every member of an access group, for drift and resync: `GET /v1.1/…/access_groups/{ag}/users`
+    /// with OData paging and `excluded=false` (a documented query flag; saltoks.com
+    /// get-users-in-an-access-group). An item marked excluded anyway does not count either.
     pub async fn group_members(&self, group: &SaltoGroupId) -> Result<Vec<SiteUser>, CallError> {
-        let url =
-            self.site_url("v1.2", &format!("access_groups/{}/users", http::path_segment(group.as_str())));
+        let url = self.site_url(
+            "v1.1",
+            &format!("access_groups/{}/users?excluded=false", http::path_segment(group.as_str())),
+        );
         let what = format!("members of access group {group}");
         Ok(self.list_all::<SiteUser>(&url, &what).await?.into_iter().filter(|u| !u.excluded).collect())
     }
 
-    /// Every item of an OData-paged collection (`$top`/`$skip`). The last page is a short one
-    /// without a `next_page_link` (a server may page by fewer than asked), or an empty one.
+    /// Every item of an OData-paged collection. A page's `next_page_link` is followed as given
+    /// (whatever the page's length: Salto KS may page by fewer than `$top` asks); an envelope
+    /// without one is the last page. A bare array carries no link, so `$skip` moves on until an
+    /// empty page: a short page is no proof of the end.
     async fn list_all<T: DeserializeOwned>(&self, url: &str, what: &str) -> Result<Vec<T>, CallError> {
         let mut all = Vec::new();
+        let mut link: Option<reqwest::Url> = None;
         loop {
-            let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
-            let reply = self
-                .call(|| self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]))
-                .await?;
+            let reply = match link.take() {
+                Some(next) => self.call(|| self.core.http.get(next.clone())).await?,
+                None => {
+                    let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
+                    self.call(|| {
+                        self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())])
+                    })
+                    .await?
+                }
+            };
             if !reply.status.is_success() {
                 return Err(reply.unexpected(&API));
             }
             let page = list_page::<T>(&reply)?;
             let len = page.items.len();
             all.extend(page.items);
-            // Also the guard against a server that ignores `$skip` and pages forever.
+            // Also the guard against a server that ignores `$skip` or links in a circle.
             self.core.check_listed(all.len(), what)?;
-            if len == 0 || (len < PAGE_SIZE && !page.more) {
-                return Ok(all);
+            match page.next {
+                Some(next) => link = Some(self.same_origin(url, &next)?),
+                None if page.enveloped || len == 0 => return Ok(all),
+                None => {}
             }
         }
+    }
+
+    /// A `next_page_link` resolved against the listing's URL. Only the API host is followed:
+    /// the bearer token never goes to another origin.
+    fn same_origin(&self, url: &str, link: &str) -> Result<reqwest::Url, CallError> {
+        let base = reqwest::Url::parse(url)
+            .map_err(|e| CallError::config(format!("Salto KS base URL {url} is not a URL ({e})")))?;
+        let next = base
+            .join(link)
+            .map_err(|e| CallError::permanent(format!("Salto KS sent an unusable next_page_link ({e})")))?;
+        if next.origin() != base.origin() {
+            return Err(CallError::permanent(format!(
+                "Salto KS sent a next_page_link to another host ({}): not followed",
+                next.host_str().unwrap_or("?")
+            )));
+        }
+        Ok(next)
     }
 
     /// Deletes a site user (202; the seat is freed at once). Already gone (404) counts as done.
@@ -394,18 +491,22 @@ enum ListBody<T> {
     },
 }
 
-/// One page of a listing; `more` when the answer links a next page.
+/// One page of a listing: its `next_page_link`, and whether it came in the envelope (where a
+/// missing link marks the last page).
 struct Page<T> {
     items: Vec<T>,
-    more: bool,
+    next: Option<String>,
+    enveloped: bool,
 }
 
 fn list_page<T: DeserializeOwned>(reply: &Reply) -> Result<Page<T>, CallError> {
     reply.json::<ListBody<T>>(&API).map(|b| match b {
-        ListBody::Bare(items) => Page { items, more: false },
-        ListBody::Envelope { items, next_page_link } => {
-            Page { items, more: next_page_link.is_some_and(|l| !l.trim().is_empty()) }
-        }
+        ListBody::Bare(items) => Page { items, next: None, enveloped: false },
+        ListBody::Envelope { items, next_page_link } => Page {
+            items,
+            next: next_page_link.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
+            enveloped: true,
+        },
     })
 }
 
@@ -419,7 +520,7 @@ mod tests {
 
     #[test]
     fn users_read_both_ids_and_both_envelopes() {
-        let json = r#"{"items":[{"id":"su-1","user":{"id":"pu-1","email":"Ann@X.com"},"subscription_state":"subscribed"}],"count":1}"#;
+        let json = r#"{"items":[{"id":"su-1","user":{"id":"pu-1"},"email":"Ann@X.com","subscription_state":"subscribed"}],"count":1}"#;
         let reply =
             Reply { status: StatusCode::OK, headers: Default::default(), body: json.as_bytes().to_vec() };
         let users: Vec<SiteUser> = list_body(&reply).expect("envelope");
@@ -442,6 +543,7 @@ mod tests {
             username: Some("admin@x.com".into()),
             password: Some("pw-hunter2".into()),
             refresh_token: Some("rt-xyz".into()),
+            user_role: None,
         };
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("hunter2") && !shown.contains("rt-xyz"));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig};
+use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, pick_role};
 use crate::error::CallError;
 use crate::http::RetryPolicy;
 use crate::model::{
@@ -35,11 +35,17 @@ pub struct SaltoProvider {
     client: SaltoClient,
     /// Access groups whose time schedules were checked by this process.
     checked_groups: Mutex<HashSet<SaltoGroupId>>,
+    /// The role id new users get, read from the site once per process.
+    role: tokio::sync::OnceCell<String>,
 }
 
 impl SaltoProvider {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
-        Self { client: SaltoClient::new(cfg, http, policy), checked_groups: Mutex::default() }
+        Self {
+            client: SaltoClient::new(cfg, http, policy),
+            checked_groups: Mutex::default(),
+            role: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// API calls at most `per_second` (see [`SaltoClient::with_calls_per_second`]).
@@ -56,6 +62,19 @@ impl SaltoProvider {
 
     pub fn client(&self) -> &SaltoClient {
         &self.client
+    }
+
+    /// The id of the role new users get: the configured `user_role` or the site's default user
+    /// role, looked up in `GET …/roles` (ids differ per site). Only a success is kept.
+    async fn role_id(&self) -> Result<&str, CallError> {
+        let cfg = self.client.config();
+        self.role
+            .get_or_try_init(|| async {
+                let roles = self.client.roles().await?;
+                pick_role(&roles, cfg.user_role.as_deref(), &cfg.site_id).map(|r| r.id.clone())
+            })
+            .await
+            .map(String::as_str)
     }
 
     /// A warning when the group has no time schedule (it would never reach the lock).
@@ -126,6 +145,8 @@ impl Provider for SaltoProvider {
             Some(_) if k.email != person.email => Some((now, None)),
             Some(_) => None,
         });
+        // Before any lookup or create: no user is made without a role that fits.
+        let role = self.role_id().await?;
         let mut tries = 0;
         let created = loop {
             if let Some((created_at, after)) = unknown {
@@ -145,7 +166,7 @@ impl Provider for SaltoProvider {
             tries += 1;
             match self
                 .client
-                .create_user(&NewUser::new(&person.first_name, &person.last_name, &person.email))
+                .create_user(&NewUser::new(&person.first_name, &person.last_name, &person.email, role))
                 .await
             {
                 Ok(created) => break created,

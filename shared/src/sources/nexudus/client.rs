@@ -6,12 +6,13 @@
 //! helper treats like a 429 (the client only reads, so a 409 is never a real conflict).
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
 
 use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Page, Team, Visitor};
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, FreshToken, Quota, RateLimit, Reply, RetryPolicy, Secret};
 
 const API: Api = Api::with_throttle("Nexudus", is_throttle);
 
@@ -25,6 +26,33 @@ pub const PAGE_SIZE: u32 = 100;
 
 /// Nexudus's documented allowance for all calls of an account.
 pub const DEFAULT_CALLS_PER_MINUTE: u32 = 120;
+
+/// The documented limits for all calls of an account: "1 req/100ms", "120 requests per minute",
+/// "5000 requests per hour" (developers.nexudus.com/reference/api-limitations). The daily
+/// 200 000 is never reached under the hourly one.
+pub const DOCUMENTED_QUOTAS: [Quota; 3] = [
+    Quota::new(1, Duration::from_millis(100)),
+    Quota::new(DEFAULT_CALLS_PER_MINUTE, Duration::from_secs(60)),
+    Quota::new(5_000, Duration::from_secs(3600)),
+];
+
+/// The documented quotas scaled to a share of `calls` a minute (several processes share one
+/// account, see `TenantConfig::share_rate_limits`; tests lift it).
+pub fn quotas_for(calls_per_minute: u32) -> [Quota; 3] {
+    let share = f64::from(calls_per_minute.max(1)) / f64::from(DEFAULT_CALLS_PER_MINUTE);
+    DOCUMENTED_QUOTAS.map(|q| {
+        let calls = (f64::from(q.calls) * share).max(1.0);
+        // One call per window stays one; a narrower share spaces it out instead.
+        if q.calls == 1 {
+            Quota::new(1, q.per.div_f64(share))
+        } else {
+            Quota::new(calls.min(f64::from(u32::MAX)) as u32, q.per)
+        }
+    })
+}
+
+/// Ids per batch read. The documentation gives no maximum (inferred: 50 keeps the URL short).
+pub const BATCH_SIZE: usize = 50;
 
 /// A list still claiming more pages after this many is refused rather than followed forever.
 const MAX_PAGES: u32 = 1000;
@@ -57,13 +85,30 @@ impl fmt::Debug for NexudusConfig {
     }
 }
 
+/// The `client_id` for this installation's Nexudus account: "Make sure to use the same client_id
+/// for all requests made by the same app", and a refresh token "must [use] the same client id you
+/// passed in when creating the access token" (developers.nexudus.com token-authentication-oauth,
+/// get-bearer-token). Derived from the account (API host and user), so every process and every
+/// cold start of the deployment sends the same one without storing it; a UUID-shaped digest, as
+/// the documentation's examples are UUIDs.
+pub fn installation_client_id(cfg: &NexudusConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!(
+        "portier/nexudus-client/{}/{}",
+        cfg.base_url.trim_end_matches('/'),
+        cfg.username.trim().to_lowercase()
+    ));
+    let h = hex::encode(&digest[..16]);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 /// Reads one Nexudus account. Cheap to share; holds the token cache.
 pub struct NexudusClient {
     cfg: NexudusConfig,
-    /// Its limit: Nexudus allows 120 calls a minute and one per 100 ms per account (reference
-    /// §1.4).
+    /// Its limit: [`DOCUMENTED_QUOTAS`] or a share of them.
     core: ApiClient,
     /// Sent as the `client_id` header: Nexudus ties refresh tokens to it.
+    /// [`installation_client_id`].
     client_id: String,
 }
 
@@ -76,13 +121,20 @@ impl fmt::Debug for NexudusClient {
 impl NexudusClient {
     pub fn new(cfg: NexudusConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let mut core = ApiClient::new(API, &cfg.base_url, http, policy);
-        core.limit = Some(RateLimit::per_minute(DEFAULT_CALLS_PER_MINUTE, 10.0));
-        Self { cfg, core, client_id: uuid::Uuid::new_v4().to_string() }
+        core.limit = Some(RateLimit::new(&DOCUMENTED_QUOTAS));
+        let client_id = installation_client_id(&cfg);
+        Self { cfg, core, client_id }
     }
 
-    /// Sets the client-side limit (calls per minute) to this account's allowance.
+    /// The `client_id` header of token requests (the same for every process of this account).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Sets the client-side limit to this share (calls per minute) of the account's
+    /// allowance; the 100 ms and hourly quotas scale with it ([`quotas_for`]).
     pub fn with_calls_per_minute(mut self, calls: u32) -> Self {
-        self.core.limit = Some(RateLimit::per_minute(calls, f64::from(calls.clamp(1, 600)) / 12.0));
+        self.core.limit = Some(RateLimit::new(&quotas_for(calls)));
         self
     }
 
@@ -99,6 +151,42 @@ impl NexudusClient {
     /// One contract with its `Desks` (lists omit them); `None` on 404.
     pub async fn contract(&self, id: i64) -> Result<Option<CoworkerContract>, CallError> {
         self.by_id("billing/coworkercontracts", id).await
+    }
+
+    /// Several customers in one call (`GET /api/spaces/coworkers/?id=[…]`, each as by id, with
+    /// `Teams`; developers.nexudus.com get-coworkers-batch), [`BATCH_SIZE`] ids a request.
+    /// Ids Nexudus does not return are simply absent.
+    pub async fn coworkers_by_ids(&self, ids: &[i64]) -> Result<Vec<Coworker>, CallError> {
+        self.batch("spaces/coworkers", ids).await
+    }
+
+    /// Several contracts in one call, each with `Desks` (`GET /api/billing/coworkercontracts/?id=[…]`;
+    /// developers.nexudus.com get-coworkercontracts-batch), [`BATCH_SIZE`] ids a request.
+    pub async fn contracts_by_ids(&self, ids: &[i64]) -> Result<Vec<CoworkerContract>, CallError> {
+        self.batch("billing/coworkercontracts", ids).await
+    }
+
+    /// `GET {path}/?id=[a,b,…]` per chunk of ids; the answer is a bare array of full records.
+    async fn batch<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        ids: &[i64],
+    ) -> Result<Vec<T>, CallError> {
+        let url = format!("{}/{path}/", self.core.base);
+        let mut unique: Vec<i64> = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut all = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_SIZE) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let id = format!("[{list}]");
+            let reply = self.call(|| self.core.http.get(&url).query(&[("id", id.as_str())])).await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(&API));
+            }
+            all.extend(reply.json::<Vec<T>>(&API)?);
+        }
+        Ok(all)
     }
 
     /// One floor-plan desk (its `ItemType` tells an office from a desk); `None` on 404.
@@ -325,6 +413,24 @@ mod tests {
     fn config_debug_redacts_the_password() {
         let shown = format!("{:?}", NexudusConfig::new("admin@x.com", "pa55word"));
         assert!(!shown.contains("pa55word") && shown.contains("spaces.nexudus.com"));
+    }
+
+    #[test]
+    fn a_share_of_the_allowance_scales_every_quota() {
+        let share = quotas_for(40);
+        assert_eq!(share[0], Quota::new(1, Duration::from_millis(300)));
+        assert_eq!(share[1], Quota::new(40, Duration::from_secs(60)));
+        assert_eq!(share[2].calls, 1_666);
+        assert_eq!(quotas_for(DEFAULT_CALLS_PER_MINUTE), DOCUMENTED_QUOTAS);
+        assert_eq!(quotas_for(0)[1].calls, 1, "never below one call");
+    }
+
+    #[test]
+    fn the_client_id_is_derived_from_the_account() {
+        let a = installation_client_id(&NexudusConfig::new("Admin@X.com", "p1"));
+        assert_eq!(a, installation_client_id(&NexudusConfig::new("admin@x.com", "another password")));
+        assert_ne!(a, installation_client_id(&NexudusConfig::new("other@x.com", "p1")));
+        assert_eq!(a.len(), 36);
     }
 
     #[test]

@@ -114,17 +114,77 @@ pub struct Visitor {
     pub email: Option<String>,
     #[serde(default)]
     pub coworker_id: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_time")]
-    pub expected_arrival: Option<DateTime<Utc>>,
+    /// Business-local unless it carries a zone (see [`VisitTime`]).
+    #[serde(default, deserialize_with = "lenient_visit_time")]
+    pub expected_arrival: Option<VisitTime>,
     /// Checked in at reception (`VisitorCheckedin`), at `ArrivalDate`.
     #[serde(default)]
     pub arrived: Option<bool>,
-    #[serde(default, deserialize_with = "lenient_time")]
-    pub arrival_date: Option<DateTime<Utc>>,
+    /// Business-local unless it carries a zone (see [`VisitTime`]).
+    #[serde(default, deserialize_with = "lenient_visit_time")]
+    pub arrival_date: Option<VisitTime>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub departure_date: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub updated_on: Option<DateTime<Utc>>,
+}
+
+/// A visitor's `ExpectedArrival` or `ArrivalDate`. The admin Visitor DTO has no UTC twin for
+/// them, and the portal API documents both as "business-local time" (next to a separate
+/// `UtcExpectedArrival`; learn.nexudus.com list-visitors). So a time with `Z` or an offset is
+/// that instant, and one without is wall-clock time in the tenant's zone, never guessed as UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisitTime {
+    Utc(DateTime<Utc>),
+    Local(NaiveDateTime),
+}
+
+impl VisitTime {
+    /// Parses an RFC 3339 time (an instant) or a zone-less one (business-local).
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Some(Self::Utc(t.with_timezone(&Utc)));
+        }
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .map(Self::Local)
+    }
+
+    /// The instant, reading a local time in the business's zone.
+    pub fn instant(&self, zone: &crate::localtime::Zone) -> Result<DateTime<Utc>, String> {
+        match self {
+            Self::Utc(t) => Ok(*t),
+            Self::Local(t) => zone.instant_of(*t),
+        }
+    }
+}
+
+impl From<DateTime<Utc>> for VisitTime {
+    fn from(t: DateTime<Utc>) -> Self {
+        Self::Utc(t)
+    }
+}
+
+/// Written back as read: an instant with `Z`, a local time without a zone.
+impl Serialize for VisitTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Utc(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            Self::Local(t) => s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
+        }
+    }
+}
+
+fn lenient_visit_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VisitTime>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => VisitTime::parse(&s)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a date: {s:?}"))),
+    }
 }
 
 /// A pass given to one customer (`/api/billing/coworkertimepasses`).
@@ -214,6 +274,27 @@ mod tests {
         assert_eq!(with, parse_time("2026-12-01T11:00:00+01:00"));
         assert_eq!(parse_time(""), None);
         assert_eq!(parse_time("tomorrow"), None);
+    }
+
+    #[test]
+    fn visit_times_with_a_zone_are_instants_and_without_are_business_local() {
+        let berlin = crate::localtime::Zone::parse("Europe/Berlin").expect("zone");
+        let at = |json: &str| {
+            let v: Visitor = serde_json::from_str(json).expect("parses");
+            v.expected_arrival.expect("set").instant(&berlin).expect("in range")
+        };
+        let ten_utc = parse_time("2026-12-01T10:00:00Z").expect("valid");
+        assert_eq!(at(r#"{"Id":1,"ExpectedArrival":"2026-12-01T10:00:00Z"}"#), ten_utc);
+        assert_eq!(at(r#"{"Id":1,"ExpectedArrival":"2026-12-01T11:00:00+01:00"}"#), ten_utc);
+        // 11:00 in Berlin in winter is 10:00 UTC; in summer 11:00 is 09:00 UTC.
+        assert_eq!(at(r#"{"Id":1,"ExpectedArrival":"2026-12-01T11:00:00"}"#), ten_utc);
+        let summer = parse_time("2026-07-01T09:00:00Z").expect("valid");
+        assert_eq!(at(r#"{"Id":1,"ExpectedArrival":"2026-07-01T11:00"}"#), summer);
+        // Written back as read, so a queued copy means the same.
+        let v: Visitor = serde_json::from_str(r#"{"Id":1,"ArrivalDate":"2026-12-01T11:00:00"}"#).expect("ok");
+        let again: Visitor = serde_json::from_str(&serde_json::to_string(&v).expect("json")).expect("ok");
+        assert_eq!(again.arrival_date, v.arrival_date);
+        assert!(serde_json::from_str::<Visitor>(r#"{"Id":1,"ArrivalDate":"soon"}"#).is_err());
     }
 
     #[test]

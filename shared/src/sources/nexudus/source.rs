@@ -244,8 +244,10 @@ pub fn contract_entitlement(
 /// (no expected arrival) gets access from the check-in (`VisitorCheckedin`); a visitor neither
 /// expected nor checked in is given nothing.
 pub fn visit_entitlement(v: &Visitor, rules: &NexudusRules, seen_at: Instant) -> Result<Entitlement, String> {
-    let checked_in = v.arrival_date.filter(|_| v.arrived == Some(true));
-    let start = match (v.expected_arrival.map(|a| (a, a - rules.booking_lead)), checked_in) {
+    let checked_in =
+        v.arrival_date.filter(|_| v.arrived == Some(true)).map(|t| t.instant(&rules.zone)).transpose()?;
+    let expected = v.expected_arrival.map(|t| t.instant(&rules.zone)).transpose()?;
+    let start = match (expected.map(|a| (a, a - rules.booking_lead)), checked_in) {
         (Some((day_of, from)), Some(arrived)) => Some((day_of, from.min(arrived))),
         (Some(expected), None) => Some(expected),
         (None, Some(arrived)) => Some((arrived, arrived)),
@@ -765,7 +767,14 @@ impl Source for NexudusSource {
             }
         }
         // Visitors expected or checked in from yesterday on: older visits are over.
-        let arriving_from = (now - Duration::days(1)).format("%Y-%m-%dT%H:%M").to_string();
+        // The filter reads business-local time, as the visitor times are (see `VisitTime`).
+        let arriving_from = self
+            .rules
+            .zone
+            .local_of(now - Duration::days(1))
+            .map_err(WorkError::BadMessage)?
+            .format("%Y-%m-%dT%H:%M")
+            .to_string();
         for v in self.client.all_visitors(from, &arriving_from).await? {
             let person = visitor_person(v.id);
             let ent = visit_entitlement(&v, &self.rules, now).map_err(WorkError::BadMessage)?;
@@ -926,7 +935,7 @@ mod tests {
             full_name: Some("Vera".into()),
             email: Some("vera@example.com".into()),
             coworker_id: Some(456),
-            expected_arrival: Some(t(23, 14, 0)),
+            expected_arrival: Some(t(23, 14, 0).into()),
             arrived: None,
             arrival_date: None,
             departure_date: None,
@@ -941,10 +950,10 @@ mod tests {
         assert_eq!(left.window.until, Some(t(23, 16, 0)));
         // Checked in early: from the check-in. Late: from the lead as planned.
         v.departure_date = None;
-        (v.arrived, v.arrival_date) = (Some(true), Some(t(23, 12, 30)));
+        (v.arrived, v.arrival_date) = (Some(true), Some(t(23, 12, 30).into()));
         let early = visit_entitlement(&v, &rules(15, 15), t(23, 12, 30)).expect("entitlement");
         assert_eq!(early.window, Window::new(Some(t(23, 12, 30)), Some(t(23, 23, 0))));
-        v.arrival_date = Some(t(23, 14, 20));
+        v.arrival_date = Some(t(23, 14, 20).into());
         let late = visit_entitlement(&v, &rules(15, 15), t(23, 14, 20)).expect("entitlement");
         assert_eq!(late.window.from, Some(t(23, 13, 45)));
         // A walk-in: from the check-in; an ArrivalDate without `Arrived` is not a check-in.
