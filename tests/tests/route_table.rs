@@ -10,7 +10,7 @@ use shared::providers::brivo::client::{EmailAddress, NewUser as NewBrivoUser};
 use shared::providers::salto::SaltoClient;
 use shared::providers::salto::client::NewUser as NewSaltoUser;
 use shared::providers::tapkey::TapkeyClient;
-use shared::providers::tapkey::client::{CreateContact, CreateGrant, NewGrant};
+use shared::providers::tapkey::client::{CreateContact, CreateGrant, GrantHolder, NewGrant};
 use shared::sources::kinnovis::KinnovisClient;
 use shared::sources::kinnovis::client::KinnovisConfig;
 use shared::sources::nexudus::client::{NexudusClient, NexudusConfig};
@@ -60,13 +60,27 @@ async fn tapkey_client_speaks_only_documented_routes() {
     assert_eq!(client.contacts().await.expect("listed").len(), 1);
     let start = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("valid");
     let window = Window::new(Some(start), Some(start + Duration::days(1)));
-    let grant = match client.create_grant(&NewGrant::new(&lock, &contact, &window)).await.expect("created") {
+    let grant = match client
+        .create_grant(&NewGrant::new(&lock, GrantHolder::Contact(&contact), &window))
+        .await
+        .expect("created")
+    {
         CreateGrant::Created(g) => GrantId::from(g.id.as_str()),
         other => panic!("new grant: {other:?}"),
     };
     assert_eq!(client.active_grants(&contact, &lock).await.expect("listed").len(), 1);
     assert_eq!(client.grants(Some("active eq true")).await.expect("listed").len(), 1);
     client.revoke_grant(&grant).await.expect("revoked");
+    // A grant naming its contact inline, as Tapkey's .NET sample does.
+    let ben = Email::parse("ben@example.com").expect("valid");
+    match client
+        .create_grant(&NewGrant::new(&lock, GrantHolder::Email(&ben), &window))
+        .await
+        .expect("created")
+    {
+        CreateGrant::Created(g) => assert!(g.contact_id.is_some(), "the answer names the contact"),
+        other => panic!("new grant: {other:?}"),
+    }
     assert_documented("Tapkey", &sim.calls(), sim.routes());
 
     // An undocumented path, with a valid token: 404, as Tapkey answers.

@@ -1387,7 +1387,7 @@ mod tests {
         let cfg = sim.config();
         let basic = http.get(&me).basic_auth(&cfg.username, Some(&cfg.password)).send().await.expect("call");
         assert_eq!(basic.status(), 200);
-        assert_eq!(sim.token_requests(), 5);
+        assert_eq!(sim.token_requests(), 7);
     }
 
     #[tokio::test]
