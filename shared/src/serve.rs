@@ -1,5 +1,6 @@
 //! `portier serve`: webhook routes, the worker loop and the tick, in one process.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,13 +138,29 @@ pub struct Drained {
 /// Receives one batch and works it: done messages are deleted, failed ones come back later.
 pub async fn work_batch(rt: &Runtime, wait: Duration) -> Result<Drained, WorkError> {
     let batch = rt.queue.receive(10, visibility(), wait).await?;
-    let mut drained = Drained::default();
-    for delivery in batch {
-        if work_one(rt, &delivery).await? {
-            drained.done += 1;
-        } else {
-            drained.retried += 1;
+    // Groups are worked at once (each group's messages in order), so refreshes that wait for
+    // the same source share its reads (`sources::nexudus::coalesce`).
+    let mut groups: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
+    for d in &batch {
+        groups.entry(d.group.as_str()).or_default().push(d);
+    }
+    let worked = futures_util::future::join_all(groups.into_values().map(|group| async move {
+        let mut drained = Drained::default();
+        for d in group {
+            if work_one(rt, d).await? {
+                drained.done += 1;
+            } else {
+                drained.retried += 1;
+            }
         }
+        Ok::<_, WorkError>(drained)
+    }))
+    .await;
+    let mut drained = Drained::default();
+    for group in worked {
+        let group = group?;
+        drained.done += group.done;
+        drained.retried += group.retried;
     }
     Ok(drained)
 }

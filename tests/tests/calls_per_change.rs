@@ -82,3 +82,43 @@ async fn a_kind_no_mapping_uses_is_not_read_and_what_was_stored_of_it_ends() {
         "the stored booking ended"
     );
 }
+
+/// Issue 14: a burst of webhooks for many people is served by shared reads: one listing of
+/// every pass started after they came in serves them all.
+#[tokio::test]
+async fn a_burst_of_three_hundred_webhooks_shares_its_nexudus_reads() {
+    const BURST: i64 = 300;
+    let unthrottled = |t: &mut shared::config::TenantConfig| {
+        if let shared::config::SourceConfig::Nexudus { calls_per_minute, .. } = &mut t.source {
+            *calls_per_minute = Some(60_000);
+        }
+    };
+    let app = testkit::harness::spawn_app_with(HookAuth::Signature, unthrottled, Default::default()).await;
+    let first = 20_000;
+    for id in first..first + BURST {
+        app.nexudus.add_coworker(id, &format!("Member {id}"), &format!("m{id}@example.com"));
+        app.nexudus.give_pass(id, BIKE_STORAGE, None);
+    }
+    app.nexudus.reset_calls();
+    app.tapkey.reset_calls();
+    for id in first..first + BURST {
+        assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(id)).await, 202);
+    }
+    // The workers pick the burst up a few seconds after it came in.
+    app.advance(chrono::Duration::seconds(5));
+    app.drain().await;
+    assert_eq!(app.tapkey.active_holders().len(), BURST as usize);
+
+    let nexudus = api_calls(app.nexudus.calls());
+    let tapkey = api_calls(app.tapkey.calls());
+    let per = |n: usize| n as f64 / BURST as f64;
+    println!(
+        "burst of {BURST}: {} Nexudus reads ({:.3} per change, goal <= 0.1), {} Tapkey calls ({:.3} per new grant, goal <= 1.1)",
+        nexudus.len(),
+        per(nexudus.len()),
+        tapkey.len(),
+        per(tapkey.len())
+    );
+    assert!(per(nexudus.len()) <= 0.1, "{nexudus:?}");
+    assert!(per(tapkey.len()) <= 1.1);
+}

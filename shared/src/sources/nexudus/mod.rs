@@ -1,6 +1,8 @@
-//! Nexudus: webhook meaning ([`source`]), REST client ([`client`]) and entities ([`dto`]).
+//! Nexudus: webhook meaning ([`source`]), REST client ([`client`]), reads shared by concurrent
+//! refreshes ([`coalesce`]) and entities ([`dto`]).
 
 pub mod client;
+pub mod coalesce;
 pub mod dto;
 pub mod source;
 

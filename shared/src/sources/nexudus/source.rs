@@ -22,6 +22,7 @@
 //!   grants nothing until a newer version lifts it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::Duration;
@@ -29,8 +30,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::NexudusClient;
+use super::coalesce::{Coalescer, Snapshot};
 use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Team, Visitor};
-use crate::error::WorkError;
+use crate::error::{CallError, WorkError};
 use crate::localtime::Zone;
 use crate::model::{
     Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, Seen,
@@ -50,6 +52,29 @@ pub struct NexudusRules {
     pub zone: Zone,
     /// The entity kinds the tenant maps: only those are read.
     pub reads: Reads,
+}
+
+/// Pages a listing of `records` records takes.
+fn pages(records: usize) -> usize {
+    records.div_ceil(super::client::PAGE_SIZE as usize).max(1)
+}
+
+/// A complete listing, grouped by customer and kept as the kind's snapshot; answers the
+/// wanted ids' records (a customer it does not name holds none).
+fn kept<T: Clone>(
+    listing: &Snapshot<Vec<T>>,
+    started: Instant,
+    ids: Vec<i64>,
+    all: Vec<T>,
+    owner: impl Fn(&T) -> i64,
+) -> HashMap<i64, Vec<T>> {
+    let mut by_owner: HashMap<i64, Vec<T>> = HashMap::new();
+    for record in all {
+        by_owner.entry(owner(&record)).or_default().push(record);
+    }
+    let wanted = ids.into_iter().map(|i| (i, by_owner.get(&i).cloned().unwrap_or_default())).collect();
+    listing.keep(started, by_owner);
+    wanted
 }
 
 /// Why an entitlement of a kind no mapping uses is ended.
@@ -96,11 +121,105 @@ pub struct NexudusSource {
     tenant: TenantId,
     client: NexudusClient,
     rules: NexudusRules,
+    /// Reads shared by refreshes that wait for Nexudus at the same time.
+    coworkers: Coalescer<Option<Coworker>>,
+    passes: Coalescer<Vec<CoworkerTimePass>>,
+    bookings: Coalescer<Vec<Booking>>,
+    pass_listing: Snapshot<Vec<CoworkerTimePass>>,
+    booking_listing: Snapshot<Vec<Booking>>,
+    /// Pages a listing of every pass (or booking) took last time: listing everything pays
+    /// once more people wait than that. Until one is seen, [`FIRST_LISTING_PAGES`].
+    pass_pages: AtomicUsize,
+    booking_pages: AtomicUsize,
 }
+
+/// What a first listing of a kind is assumed to cost, in pages.
+const FIRST_LISTING_PAGES: usize = 5;
 
 impl NexudusSource {
     pub fn new(tenant: TenantId, client: NexudusClient, rules: NexudusRules) -> Self {
-        Self { tenant, client, rules }
+        Self {
+            tenant,
+            client,
+            rules,
+            coworkers: Coalescer::default(),
+            passes: Coalescer::default(),
+            bookings: Coalescer::default(),
+            pass_listing: Snapshot::default(),
+            booking_listing: Snapshot::default(),
+            pass_pages: AtomicUsize::new(FIRST_LISTING_PAGES),
+            booking_pages: AtomicUsize::new(FIRST_LISTING_PAGES),
+        }
+    }
+
+    /// The customer as Nexudus holds it (`None`: 404), read with everyone else's waiting:
+    /// one batch by id (`?id=[…]`, which carries `Teams`).
+    async fn read_coworker(&self, id: i64) -> Result<Option<Coworker>, CallError> {
+        let client = &self.client;
+        let batch = move |ids: Vec<i64>| async move {
+            if let [only] = ids[..] {
+                return Ok(HashMap::from([(only, client.coworker(only).await?)]));
+            }
+            Ok(client.coworkers_by_ids(&ids).await?.into_iter().map(|c| (c.id, Some(c))).collect())
+        };
+        self.coworkers.get(id, batch, move |i| client.coworker(i)).await
+    }
+
+    /// The customer's passes, as read after `since` (the webhook's arrival): from the last
+    /// listing of every pass if it started well after that, else read with everyone else's
+    /// waiting, each alone while that is cheaper, or in one new listing of every pass.
+    async fn read_passes(
+        &self,
+        id: i64,
+        since: Instant,
+        records: &Records,
+    ) -> Result<Vec<CoworkerTimePass>, CallError> {
+        if let Some(held) = self.pass_listing.get(id, since) {
+            return Ok(held);
+        }
+        let (client, listing_pages, listing) = (&self.client, &self.pass_pages, &self.pass_listing);
+        let batch = move |ids: Vec<i64>| async move {
+            if ids.len() <= listing_pages.load(Ordering::Relaxed) {
+                let mut each = HashMap::new();
+                for i in ids {
+                    each.insert(i, client.time_passes_for(i).await?);
+                }
+                return Ok(each);
+            }
+            let started = records.now();
+            let all = client.all_time_passes(None).await?;
+            listing_pages.store(pages(all.len()), Ordering::Relaxed);
+            Ok(kept(listing, started, ids, all, |p| p.coworker_id))
+        };
+        self.passes.get(id, batch, move |i| client.time_passes_for(i)).await
+    }
+
+    /// The customer's bookings ending from `ends_from`, read as [`Self::read_passes`].
+    async fn read_bookings(
+        &self,
+        id: i64,
+        ends_from: &str,
+        since: Instant,
+        records: &Records,
+    ) -> Result<Vec<Booking>, CallError> {
+        if let Some(held) = self.booking_listing.get(id, since) {
+            return Ok(held);
+        }
+        let (client, listing_pages, listing) = (&self.client, &self.booking_pages, &self.booking_listing);
+        let batch = move |ids: Vec<i64>| async move {
+            if ids.len() <= listing_pages.load(Ordering::Relaxed) {
+                let mut each = HashMap::new();
+                for i in ids {
+                    each.insert(i, client.bookings_for(i, ends_from).await?);
+                }
+                return Ok(each);
+            }
+            let started = records.now();
+            let all = client.all_bookings(None, ends_from).await?;
+            listing_pages.store(pages(all.len()), Ordering::Relaxed);
+            Ok(kept(listing, started, ids, all, |b| b.coworker_id))
+        };
+        self.bookings.get(id, batch, move |i| client.bookings_for(i, ends_from)).await
     }
 
     pub fn client(&self) -> &NexudusClient {
@@ -556,7 +675,7 @@ impl Source for NexudusSource {
         };
         let (coworker, seen) = match believed {
             Some(c) => (Some(c), Seen::Body),
-            None => match self.client.coworker(id).await {
+            None => match self.read_coworker(id).await {
                 Ok(c) => (c, Seen::Read(now)),
                 // Nexudus answers 500 for a deleted customer. A person already recorded as
                 // deleted holds nothing, so a late hint about them has nothing left to do; one
@@ -592,7 +711,8 @@ impl Source for NexudusSource {
 
         // What: passes, bookings and contracts the tenant maps, always from the REST API.
         let reads = self.rules.reads;
-        let passes = if reads.passes { self.client.time_passes_for(id).await? } else { Vec::new() };
+        let passes =
+            if reads.passes { self.read_passes(id, hint.received_at, records).await? } else { Vec::new() };
         let mut present = BTreeSet::new();
         for pass in passes.iter().filter(|p| p.coworker_id == id) {
             let ent = pass_entitlement(pass, now);
@@ -609,7 +729,7 @@ impl Source for NexudusSource {
         .await?;
 
         let bookings = if reads.bookings {
-            self.client.bookings_for(id, &self.bookings_ending_from(now)).await?
+            self.read_bookings(id, &self.bookings_ending_from(now), hint.received_at, records).await?
         } else {
             Vec::new()
         };
