@@ -127,6 +127,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Every mistake in the file at once (with file, line and field), including secrets
+    /// missing from the environment; exit 1 when there is any.
+    Check {
+        #[arg(long, default_value = "portier.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Checks portier.toml, then writes each tenant's document to the deployment's table
     /// (AWS credentials and region from the usual places: environment, profile, SSO).
     Push {
@@ -151,11 +159,15 @@ struct Local {
 
 #[derive(Subcommand)]
 enum MappingCommand {
-    /// Imports a CSV with the header `Tapkey Lock ID,Kinnovis Unit Name`; all lines or none.
+    /// Imports a CSV with the header `Tapkey Lock ID,Kinnovis Unit Name` (`,` or `;`, as Excel
+    /// writes it); all lines or none. Each unit is checked at Kinnovis and each lock at Tapkey.
     Import {
         file: PathBuf,
         #[arg(long)]
         tenant: String,
+        /// Check the file only, not its units and locks against Kinnovis and Tapkey.
+        #[arg(long)]
+        offline: bool,
         #[arg(long, default_value = "portier.toml")]
         config: PathBuf,
         #[arg(long, default_value = ".portier")]
@@ -205,9 +217,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_demo_help(&demo, listen, &data);
                 serve_with(&demo.config, &demo.secrets, &data, listen, workers).await?;
             } else {
-                let text = std::fs::read_to_string(&config)
-                    .with_context(|| format!("reading {}", config.display()))?;
-                let config = Config::parse_toml(&text)?;
+                let config = load_config(&config)?;
                 serve_with(&config, &EnvSecrets, &data, listen, workers).await?;
             }
             Ok(ExitCode::SUCCESS)
@@ -254,7 +264,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config { command: ConfigCommand::Push { table, config, json } } => {
             config_push(&config, &table, json).await
         }
+        Command::Config { command: ConfigCommand::Check { config, json } } => config_check(&config, json),
     }
+}
+
+/// Reads and checks a configuration file; the error lists every mistake, each with the file,
+/// line and field.
+fn load_config(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::load(&text, &path.display().to_string())
+        .map_err(|e| anyhow!("{} problem(s) in {}, nothing done:\n{e}", e.problems.len(), path.display()))
+}
+
+/// `portier config check`: every mistake at once, including secrets missing from the
+/// environment; exit 1 when there is any.
+fn config_check(path: &Path, json: bool) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = path.display().to_string();
+    let problems = match Config::load(&text, &file) {
+        Ok(config) => Config::missing_env(&text, &config),
+        Err(e) => e.problems,
+    };
+    let tenants = Config::load(&text, &file).map(|c| c.tenants.len()).unwrap_or(0);
+    let report = shared::config::ConfigProblems { file: file.clone(), problems };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.problems.is_empty() {
+        println!("{file}: ok ({tenants} tenant(s))");
+    } else {
+        println!("{report}");
+        println!("{} problem(s) in {file}", report.problems.len());
+    }
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn open_store(data: &Path, clock: Arc<dyn Clock>) -> Result<Records> {
@@ -273,8 +314,22 @@ async fn serve_with(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(data, clock.clone())?;
     let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?);
-    let tenants: Arc<dyn Tenants> = Arc::new(StaticTenants::build(config, secrets, RetryPolicy::default())?);
+    // A tenant whose secrets are missing is left out and shown in `status` and `/healthz`;
+    // the others are served.
+    let (built, broken) = StaticTenants::build_each(config, secrets, RetryPolicy::default());
     store_configs(&records, config).await?;
+    for t in &config.tenants {
+        let reason = broken.iter().find(|(id, _)| id == &t.id).map(|(_, e)| e.0.as_str());
+        if let Some(reason) = reason {
+            tracing::error!(tenant = %t.id, reason, "tenant not served: fix its configuration and restart");
+        }
+        shared::status::set_not_served(&records, &t.id, reason).await?;
+    }
+    // People whose mappings or policy changed since the last start are reconciled now.
+    for t in config.tenants.iter().filter(|t| !broken.iter().any(|(id, _)| id == &t.id)) {
+        shared::changes::enqueue_affected(&records, queue.as_ref(), t).await?;
+    }
+    let tenants: Arc<dyn Tenants> = Arc::new(built);
     let rt = Runtime {
         ingress: Ingress::new(tenants.clone(), queue.clone(), records.clone()),
         worker: Worker::new(records.clone(), tenants),
@@ -432,9 +487,7 @@ struct LocalParts {
 }
 
 async fn local_parts(local: &Local) -> Result<LocalParts> {
-    let text = std::fs::read_to_string(&local.config)
-        .with_context(|| format!("reading {}", local.config.display()))?;
-    let config = Config::parse_toml(&text)?;
+    let config = load_config(&local.config)?;
     std::fs::create_dir_all(&local.data).with_context(|| format!("creating {}", local.data.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(&local.data, clock.clone())?;
@@ -535,18 +588,7 @@ async fn resync_cmd(
     if !opts.dry_run {
         // Work the fanned-out reconciles here too, so the change is made even if no
         // `portier serve` is running; a running one shares the work.
-        let rt = Runtime {
-            ingress: Ingress::new(parts.tenants.clone(), parts.queue.clone(), parts.records.clone()),
-            worker: Worker::new(parts.records.clone(), parts.tenants.clone()),
-            queue: parts.queue.clone(),
-            records: parts.records.clone(),
-        };
-        loop {
-            let r = serve::work_batch(&rt, std::time::Duration::ZERO).await?;
-            if r.done + r.retried == 0 {
-                break;
-            }
-        }
+        drain(&parts).await?;
     }
     if json {
         let value = match mode {
@@ -562,6 +604,26 @@ async fn resync_cmd(
     let findings = mode == Mode::Drift
         && reports.iter().any(|r| !r.drift.unjustified.is_empty() || !r.drift.vanished.is_empty());
     Ok(if failed || findings { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Works the local queue until it is empty (what a running `portier serve` would do).
+async fn drain(parts: &LocalParts) -> Result<()> {
+    let rt = Runtime {
+        ingress: Ingress::new(parts.tenants.clone(), parts.queue.clone(), parts.records.clone()),
+        worker: Worker::new(parts.records.clone(), parts.tenants.clone()),
+        queue: parts.queue.clone(),
+        records: parts.records.clone(),
+    };
+    loop {
+        let r = serve::work_batch(&rt, std::time::Duration::ZERO).await?;
+        if r.done + r.retried == 0 {
+            return Ok(());
+        }
+    }
+}
+
+async fn work_queue(local: &Local) -> Result<()> {
+    drain(&local_parts(local).await?).await
 }
 
 fn describe(op: &shared::plan::Op) -> String {
@@ -676,8 +738,7 @@ async fn tenant_and_store(
     tenant: &str,
     data: &Path,
 ) -> Result<(Records, shared::tenants::TenantRuntime)> {
-    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let config = Config::parse_toml(&text)?;
+    let config = load_config(config)?;
     let tenant_config = config
         .tenant(&tenant.into())
         .ok_or_else(|| anyhow!("tenant {tenant} is not in the configuration"))?;
@@ -693,24 +754,72 @@ async fn tenant_and_store(
 
 async fn mapping(command: MappingCommand) -> Result<ExitCode> {
     match command {
-        MappingCommand::Import { file, tenant, config, data, json } => {
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
-            match shared::mapping::import(&records, &runtime, &text).await {
-                Ok(report) if json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Ok(report) => println!(
-                    "imported {} unit mapping(s) for tenant {tenant} ({} replaced)",
-                    report.imported, report.replaced
-                ),
+        MappingCommand::Import { file, tenant, offline, config, data, json } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display())
+            })?;
+            let config_doc = load_config(&config)?;
+            let tenant_config = config_doc
+                .tenant(&tenant.as_str().into())
+                .ok_or_else(|| anyhow!("tenant {tenant} is not in {}", config.display()))?;
+            std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let records = open_store(&data, clock.clone())?;
+            let runtime = if offline {
+                None
+            } else {
+                Some(shared::tenants::TenantRuntime::build(
+                    tenant_config,
+                    &EnvSecrets,
+                    &shared::http::client(),
+                    RetryPolicy::default(),
+                )?)
+            };
+            let check = match &runtime {
+                Some(r) => shared::mapping::Check::Online(r),
+                None => shared::mapping::Check::Offline,
+            };
+            let report = match shared::mapping::import(&records, tenant_config, check, &text).await {
+                Ok(report) => report,
                 Err(shared::mapping::ImportError::Invalid(errors)) => {
-                    eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
-                    for e in errors {
-                        eprintln!("  {e}");
+                    if json {
+                        let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
+                        println!("{}", serde_json::to_string_pretty(&out)?);
+                    } else {
+                        eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
+                        for e in errors {
+                            eprintln!("  {e}");
+                        }
                     }
                     return Ok(ExitCode::FAILURE);
                 }
                 Err(e) => return Err(e.into()),
+            };
+            // The people whose units changed are reconciled now, not at the next resync.
+            let queue = EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?;
+            let queued = shared::changes::enqueue_affected(&records, &queue, tenant_config).await?;
+            drop(queue);
+            let worked = if queued > 0 && !offline {
+                work_queue(&Local { config: config.clone(), data: data.clone() }).await.is_ok()
+            } else {
+                false
+            };
+            if json {
+                let mut out = serde_json::to_value(&report)?;
+                out["queued"] = queued.into();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!(
+                    "imported {} unit mapping(s) for tenant {tenant} ({} replaced{})",
+                    report.imported,
+                    report.replaced,
+                    if report.checked { "" } else { "; not checked against Kinnovis and Tapkey: --offline" }
+                );
+                if queued > 0 {
+                    let how = if worked { "reconciled" } else { "queued for `portier serve`" };
+                    println!("{queued} person(s) whose units changed {how}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -730,8 +839,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
 /// `portier config push`: the whole file is checked before anything is written; tenants are
 /// written one by one (each write is a plain overwrite, so a repeated push is harmless).
 async fn config_push(path: &Path, table: &str, json: bool) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = Config::parse_toml(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    let config = load_config(path)?;
     if config.tenants.is_empty() {
         bail!("{} has no [[tenant]]: nothing to push", path.display());
     }
