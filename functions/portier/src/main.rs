@@ -24,6 +24,23 @@ use shared::store::sqlite::SqliteStore;
 use shared::tenants::{StaticTenants, Tenants};
 use shared::worker::Worker;
 
+/// `println!` that returns an error instead of panicking when stdout is closed
+/// (`portier status | head -1`); `main` ends quietly on that error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` that returns an error instead of panicking when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// How many times a message is received before it goes to the dead-letter queue.
 const MAX_RECEIVES: u32 = 10;
 
@@ -98,6 +115,9 @@ enum Command {
     },
     /// Queue depth, dead letters, failures per tenant and provider, last resync.
     Status {
+        /// Also list this file's tenants, even before anything is stored for them.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
         #[arg(long)]
@@ -113,12 +133,17 @@ enum Command {
         email: String,
         #[arg(long)]
         tenant: Option<String>,
+        /// Read tenants and mappings from this file instead of the store's copy.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
         #[arg(long)]
         json: bool,
     },
-    /// The configuration of a Lambda deployment.
+    /// Shell completions: `portier completions bash > /etc/bash_completion.d/portier`.
+    Completions { shell: clap_complete::Shell },
+    /// The configuration file, and that of a Lambda deployment.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -189,7 +214,18 @@ enum MappingCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // With --json, a script reads stdout: usage errors and failures come as JSON there too.
+    let json = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            let _ = print_json_error(first);
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -199,11 +235,30 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing more to say, and no one to say it to.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) if json => {
+            let _ = print_json_error(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("portier: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_json_error(message: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let v = serde_json::json!({ "error": message });
+    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v).unwrap_or_default())
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -214,7 +269,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if demo {
                 let demo = testkit::demo::start().await;
                 write_demo_config(&demo, &data)?;
-                print_demo_help(&demo, listen, &data);
+                print_demo_help(&demo, listen, &data)?;
                 serve_with(&demo.config, &demo.secrets, &data, listen, workers).await?;
             } else {
                 let config = load_config(&config)?;
@@ -222,10 +277,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "portier", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send { file, to, secret_env } => send(&file, &to, secret_env.as_deref()).await,
         Command::Mapping { command } => mapping(command).await,
-        Command::Explain { email, tenant, data, json } => {
-            explain(&email, tenant.as_deref(), &data, json).await
+        Command::Explain { email, tenant, config, data, json } => {
+            explain(&email, tenant.as_deref(), config.as_deref(), &data, json).await
         }
         Command::Resync { local, tenant, provider, dry_run, incremental, yes, json } => {
             let provider = match provider.as_deref() {
@@ -245,7 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 && std::io::stdin().is_terminal()
                 && !confirm_removals(&local, tenant.as_deref(), opts).await?
             {
-                println!("Nothing changed.");
+                outln!("Nothing changed.");
                 return Ok(ExitCode::from(1));
             }
             resync_cmd(&local, tenant.as_deref(), opts, json, Mode::Resync).await
@@ -260,7 +322,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
-        Command::Status { data, json } => status_cmd(&data, json).await,
+        Command::Status { config, data, json } => status_cmd(config.as_deref(), &data, json).await,
         Command::Config { command: ConfigCommand::Push { table, config, json } } => {
             config_push(&config, &table, json).await
         }
@@ -288,12 +350,12 @@ fn config_check(path: &Path, json: bool) -> Result<ExitCode> {
     let tenants = Config::load(&text, &file).map(|c| c.tenants.len()).unwrap_or(0);
     let report = shared::config::ConfigProblems { file: file.clone(), problems };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.problems.is_empty() {
-        println!("{file}: ok ({tenants} tenant(s))");
+        outln!("{file}: ok ({tenants} tenant(s))");
     } else {
-        println!("{report}");
-        println!("{} problem(s) in {file}", report.problems.len());
+        outln!("{report}");
+        outln!("{} problem(s) in {file}", report.problems.len());
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -377,8 +439,8 @@ fn write_demo_config(demo: &testkit::demo::Demo, data: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) {
-    println!(
+fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) -> Result<()> {
+    outln!(
         "Portier demo\n\
          \n  webhooks   http://{listen}/hooks/nexudus/demo/{{action}}\
          \n  Nexudus    {} (simulator; customer 456 Anna Müller holds \"Bike Storage\" and \"Coworking\")\
@@ -403,6 +465,7 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
         data.display(),
         demo.kinnovis.base_url(),
     );
+    Ok(())
 }
 
 /// Replays an API Gateway event file against a running Portier.
@@ -446,18 +509,25 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
     };
     let response = request.body(body).send().await.with_context(|| format!("sending to {to}"))?;
     let status = response.status();
-    println!("{} {}", status.as_u16(), response.text().await.unwrap_or_default());
+    outln!("{} {}", status.as_u16(), response.text().await.unwrap_or_default());
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn explain(email: &str, tenant: Option<&str>, data: &Path, json: bool) -> Result<ExitCode> {
+async fn explain(
+    email: &str,
+    tenant: Option<&str>,
+    config: Option<&Path>,
+    data: &Path,
+    json: bool,
+) -> Result<ExitCode> {
+    let configured = config.map(load_config).transpose()?;
     let email = Email::parse(email).map_err(|e| anyhow!(e))?;
     if !data.join("portier.db").exists() {
         bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
     }
     let records = open_store(data, Arc::new(SystemClock))?;
-    let mut configs: Vec<TenantConfig> = Vec::new();
-    for id in records.tenant_ids().await? {
+    let mut configs: Vec<TenantConfig> = configured.map(|c| c.tenants).unwrap_or_default();
+    for id in records.tenant_ids().await?.into_iter().filter(|_| config.is_none()) {
         if let Some(doc) = records.tenant_config(&id).await? {
             configs
                 .push(serde_json::from_value(doc).with_context(|| format!("stored config of tenant {id}"))?);
@@ -465,9 +535,9 @@ async fn explain(email: &str, tenant: Option<&str>, data: &Path, json: bool) -> 
     }
     let reports = shared::explain::explain(&records, &configs, &email, tenant).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        print!("{}", shared::explain::render(&reports, &email));
+        out!("{}", shared::explain::render(&reports, &email));
     }
     let failing = reports.iter().any(|r| !r.failures.is_empty());
     Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -543,14 +613,14 @@ async fn confirm_removals(local: &Local, tenant: Option<&str>, opts: ResyncOptio
             shared::resync::resync(&parts.records, &runtime, parts.queue.as_ref(), dry, &mut |_, _| {})
                 .await?;
         if report.removals() > 0 {
-            print!("{}", render_resync(&report));
+            out!("{}", render_resync(&report));
         }
         removals += report.removals();
     }
     if removals == 0 {
         return Ok(true);
     }
-    print!("\nThis run takes away {removals} access(es) listed above. Go ahead? [y/N] ");
+    out!("\nThis run takes away {removals} access(es) listed above. Go ahead? [y/N] ");
     std::io::Write::flush(&mut std::io::stdout())?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
@@ -595,14 +665,18 @@ async fn resync_cmd(
             Mode::Resync => serde_json::to_value(&reports)?,
             Mode::Drift => serde_json::to_value(reports.iter().map(drift_json).collect::<Vec<_>>())?,
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         for r in &reports {
-            print!("{}", if mode == Mode::Drift { render_drift(r) } else { render_resync(r) });
+            out!("{}", if mode == Mode::Drift { render_drift(r) } else { render_resync(r) });
         }
     }
     let findings = mode == Mode::Drift
-        && reports.iter().any(|r| !r.drift.unjustified.is_empty() || !r.drift.vanished.is_empty());
+        && reports.iter().any(|r| {
+            !r.drift.unjustified.is_empty()
+                || !r.drift.vanished.is_empty()
+                || !shared::resync::Drift::missing(&r.plans).is_empty()
+        });
     Ok(if failed || findings { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -715,19 +789,25 @@ fn render_drift(r: &ResyncReport) -> String {
     out
 }
 
-async fn status_cmd(data: &Path, json: bool) -> Result<ExitCode> {
+async fn status_cmd(config: Option<&Path>, data: &Path, json: bool) -> Result<ExitCode> {
+    let configured = config.map(load_config).transpose()?;
     if !data.join("portier.db").exists() {
         bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(data, clock.clone())?;
     let queue = EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?;
-    let tenants = records.tenant_ids().await?;
+    let mut tenants = records.tenant_ids().await?;
+    for t in configured.iter().flat_map(|c| &c.tenants) {
+        if !tenants.contains(&t.id) {
+            tenants.push(t.id.clone());
+        }
+    }
     let status = shared::status::status(&records, &queue, &tenants).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", shared::status::render(&status));
+        out!("{}", shared::status::render(&status));
     }
     Ok(if status.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -785,7 +865,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
                 Err(shared::mapping::ImportError::Invalid(errors)) => {
                     if json {
                         let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
-                        println!("{}", serde_json::to_string_pretty(&out)?);
+                        outln!("{}", serde_json::to_string_pretty(&out)?);
                     } else {
                         eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
                         for e in errors {
@@ -808,9 +888,9 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             if json {
                 let mut out = serde_json::to_value(&report)?;
                 out["queued"] = queued.into();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!(
+                outln!(
                     "imported {} unit mapping(s) for tenant {tenant} ({} replaced{})",
                     report.imported,
                     report.replaced,
@@ -818,7 +898,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
                 );
                 if queued > 0 {
                     let how = if worked { "reconciled" } else { "queued for `portier serve`" };
-                    println!("{queued} person(s) whose units changed {how}");
+                    outln!("{queued} person(s) whose units changed {how}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -827,9 +907,9 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
             let report = shared::mapping::locks(&records, &runtime).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", shared::mapping::render_locks(&report));
+                out!("{}", shared::mapping::render_locks(&report));
             }
             Ok(if report.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -863,19 +943,19 @@ async fn config_push(path: &Path, table: &str, json: bool) -> Result<ExitCode> {
     let stale: Vec<_> = before.iter().filter(|id| config.tenant(id).is_none()).collect();
     if json {
         let out = serde_json::json!({ "table": table, "pushed": pushed, "not_in_file": stale });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for p in &pushed {
             let keys: Vec<&str> =
                 p["secret_keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
-            println!(
+            outln!(
                 "pushed tenant {}; its secret needs the keys: {}",
                 p["tenant"].as_str().unwrap_or_default(),
                 keys.join(", ")
             );
         }
         for id in &stale {
-            println!("tenant {id} is in the table but not in {}: left as it is", path.display());
+            outln!("tenant {id} is in the table but not in {}: left as it is", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
