@@ -49,6 +49,8 @@ pub async fn enqueue_affected(
                 subject: subject.clone(),
                 reason: "configuration changed".into(),
                 at: records.now(),
+                // A changed mapping may take access away (the old lock): that goes first.
+                urgent: true,
             };
             queue.send(&msg.to_outgoing()).await?;
             queued += 1;

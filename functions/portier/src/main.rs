@@ -334,8 +334,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// line and field.
 fn load_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Config::load(&text, &path.display().to_string())
-        .map_err(|e| anyhow!("{} problem(s) in {}, nothing done:\n{e}", e.problems.len(), path.display()))
+    Config::load(&text, &path.display().to_string()).map_err(|e| {
+        anyhow!(
+            "{} problem(s) in {}, nothing done (file:line: tenant: field: problem):\n{e}",
+            e.problems.len(),
+            path.display()
+        )
+    })
 }
 
 /// `portier config check`: every mistake at once, including secrets missing from the
