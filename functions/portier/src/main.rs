@@ -176,10 +176,56 @@ enum ConfigCommand {
 /// Where a local Portier keeps its configuration and data.
 #[derive(clap::Args)]
 struct Local {
-    #[arg(long, default_value = "portier.toml")]
-    config: PathBuf,
+    /// [default: <data>/demo.toml when `serve --demo` wrote one there, else portier.toml]
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[arg(long, default_value = ".portier")]
     data: PathBuf,
+}
+
+impl Local {
+    fn config(&self) -> PathBuf {
+        config_path(self.config.as_deref(), &self.data)
+    }
+}
+
+/// The configuration file: the one given, or the demo's in the data folder (so the commands
+/// `serve --demo` prints work as printed), or `portier.toml`.
+fn config_path(given: Option<&Path>, data: &Path) -> PathBuf {
+    match given {
+        Some(p) => p.to_owned(),
+        None if data.join(DEMO_CONFIG).is_file() => data.join(DEMO_CONFIG),
+        None => PathBuf::from("portier.toml"),
+    }
+}
+
+const DEMO_CONFIG: &str = "demo.toml";
+const DEMO_SECRETS: &str = "demo-secrets.json";
+
+/// Secrets from the environment; in a demo's data folder, those the environment lacks come
+/// from the demo's own `demo-secrets.json` (simulator credentials, nothing real).
+struct LocalSecrets(Option<shared::config::StaticSecrets>);
+
+impl LocalSecrets {
+    fn of(data: &Path) -> Result<Self> {
+        let path = data.join(DEMO_SECRETS);
+        if !path.is_file() {
+            return Ok(Self(None));
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let map = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        Ok(Self(Some(shared::config::StaticSecrets(map))))
+    }
+}
+
+impl Secrets for LocalSecrets {
+    fn get(&self, name: &str) -> Result<shared::config::Secret, shared::config::ConfigError> {
+        match (EnvSecrets.get(name), &self.0) {
+            (Ok(s), _) => Ok(s),
+            (Err(_), Some(file)) if file.get(name).is_ok() => file.get(name),
+            (Err(e), _) => Err(e),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -193,8 +239,9 @@ enum MappingCommand {
         /// Check the file only, not its units and locks against Kinnovis and Tapkey.
         #[arg(long)]
         offline: bool,
-        #[arg(long, default_value = "portier.toml")]
-        config: PathBuf,
+        /// [default: <data>/demo.toml when the demo wrote one, else portier.toml]
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
         #[arg(long)]
@@ -204,8 +251,9 @@ enum MappingCommand {
     Locks {
         #[arg(long)]
         tenant: String,
-        #[arg(long, default_value = "portier.toml")]
-        config: PathBuf,
+        /// [default: <data>/demo.toml when the demo wrote one, else portier.toml]
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
         #[arg(long)]
@@ -441,35 +489,66 @@ fn write_demo_config(demo: &testkit::demo::Demo, data: &Path) -> Result<()> {
     std::fs::write(data.join("demo.toml"), toml).context("writing demo.toml")?;
     let secrets = serde_json::to_string_pretty(&demo.secrets.0)?;
     std::fs::write(data.join("demo-secrets.json"), secrets).context("writing demo-secrets.json")?;
+    // The sample webhooks beside them, so the printed `portier send` lines work from any folder.
+    let events = data.join("events");
+    std::fs::create_dir_all(&events).with_context(|| format!("creating {}", events.display()))?;
+    for (name, body) in DEMO_EVENTS {
+        std::fs::write(events.join(name), body).with_context(|| format!("writing events/{name}"))?;
+    }
     Ok(())
 }
 
+/// The sample webhooks the demo suggests, built into the binary (a test keeps `events/` current).
+const DEMO_EVENTS: [(&str, &str); 5] = [
+    (
+        "nexudus-access-control-update.json",
+        include_str!("../../../events/nexudus-access-control-update.json"),
+    ),
+    ("nexudus-coworker-delete.json", include_str!("../../../events/nexudus-coworker-delete.json")),
+    ("kinnovis-booking-created.json", include_str!("../../../events/kinnovis-booking-created.json")),
+    ("kinnovis-access-revoked.json", include_str!("../../../events/kinnovis-access-revoked.json")),
+    ("kinnovis-access-restored.json", include_str!("../../../events/kinnovis-access-restored.json")),
+];
+
 fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) -> Result<()> {
+    // Absolute paths: every line works as printed, from any folder.
+    let data = std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
+    let d = data.display();
+    let ev = |name: &str| data.join("events").join(name).display().to_string();
     outln!(
-        "Portier demo\n\
+        "Portier demo (config {d}/demo.toml, simulator secrets {d}/demo-secrets.json)\n\
          \n  webhooks   http://{listen}/hooks/nexudus/demo/{{action}}\
          \n  Nexudus    {} (simulator; customer 456 Anna Müller holds \"Bike Storage\" and \"Coworking\")\
          \n  Tapkey     {} (simulator; lock \"Bike Storage Door\")\
          \n  Salto KS   {} (simulator; the coworking floor's access group, for the pass \"Coworking\")\
          \n  Brivo      {} (simulator; group \"Coworking floor\", same pass)\
          \n\nTry, in another terminal:\
-         \n  portier send events/nexudus-access-control-update.json --to http://{listen}\
+         \n  portier send {} --to http://{listen}\
          \n  curl -s {}/_sim/state        # the Tapkey grant for anna@example.com\
-         \n  portier explain anna@example.com --data {}\
-         \n  portier send events/nexudus-coworker-delete.json --to http://{listen}   # revokes it\
+         \n  portier explain anna@example.com --data {d}\
+         \n  portier resync --dry-run --data {d}\
+         \n  portier drift --data {d}\
+         \n  portier status --data {d}\
+         \n  portier send {} --to http://{listen}   # revokes it\
          \n\nSelf-storage (tenant demo-storage, Kinnovis simulator {}; booking B-1042 of unit A-017\
          \nfor anna@example.com, shared with ben@example.com):\
-         \n  portier send events/kinnovis-booking-created.json --to http://{listen}   # grants both\
-         \n  portier send events/kinnovis-access-revoked.json --to http://{listen}    # overdue: locked out\
-         \n  portier send events/kinnovis-access-restored.json --to http://{listen}   # paid: restored\n",
+         \n  portier send {} --to http://{listen}   # grants both\
+         \n  portier mapping locks --tenant demo-storage --data {d}\
+         \n  portier send {} --to http://{listen}    # overdue: locked out\
+         \n  portier send {} --to http://{listen}   # paid: restored\n",
         demo.nexudus.base_url(),
         demo.tapkey.base_url(),
         demo.salto.base_url(),
         demo.brivo.base_url(),
+        ev("nexudus-access-control-update.json"),
         demo.tapkey.base_url().trim_end_matches("/api/v1"),
-        data.display(),
+        ev("nexudus-coworker-delete.json"),
         demo.kinnovis.base_url(),
+        ev("kinnovis-booking-created.json"),
+        ev("kinnovis-access-revoked.json"),
+        ev("kinnovis-access-restored.json"),
     );
+    std::io::Write::flush(&mut std::io::stdout())?;
     Ok(())
 }
 
@@ -562,14 +641,14 @@ struct LocalParts {
 }
 
 async fn local_parts(local: &Local) -> Result<LocalParts> {
-    let config = load_config(&local.config)?;
+    let config = load_config(&local.config())?;
     std::fs::create_dir_all(&local.data).with_context(|| format!("creating {}", local.data.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(&local.data, clock.clone())?;
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open(&local.data.join("queue.db"), clock, MAX_RECEIVES)?);
     let tenants: Arc<dyn Tenants> =
-        Arc::new(StaticTenants::build(&config, &EnvSecrets, RetryPolicy::default())?);
+        Arc::new(StaticTenants::build(&config, &LocalSecrets::of(&local.data)?, RetryPolicy::default())?);
     store_configs(&records, &config).await?;
     Ok(LocalParts { records, queue, tenants })
 }
@@ -648,7 +727,7 @@ async fn resync_cmd(
     let mut failed = false;
     for id in ids {
         let Some(runtime) = parts.tenants.get(&id).await? else {
-            eprintln!("portier: no tenant {id} in {}", local.config.display());
+            eprintln!("portier: no tenant {id} in {}", local.config().display());
             return Ok(ExitCode::from(2));
         };
         let mut bar = progress_bar(format!("{} {id}", if opts.dry_run { "planning" } else { "resyncing" }));
@@ -829,7 +908,7 @@ async fn tenant_and_store(
         .ok_or_else(|| anyhow!("tenant {tenant} is not in the configuration"))?;
     let runtime = shared::tenants::TenantRuntime::build(
         tenant_config,
-        &EnvSecrets,
+        &LocalSecrets::of(data)?,
         &shared::http::client(),
         RetryPolicy::default(),
     )?;
@@ -840,6 +919,7 @@ async fn tenant_and_store(
 async fn mapping(command: MappingCommand) -> Result<ExitCode> {
     match command {
         MappingCommand::Import { file, tenant, offline, config, data, json } => {
+            let config = config_path(config.as_deref(), &data);
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display())
@@ -856,7 +936,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             } else {
                 Some(shared::tenants::TenantRuntime::build(
                     tenant_config,
-                    &EnvSecrets,
+                    &LocalSecrets::of(&data)?,
                     &shared::http::client(),
                     RetryPolicy::default(),
                 )?)
@@ -886,7 +966,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             let queued = shared::changes::enqueue_affected(&records, &queue, tenant_config).await?;
             drop(queue);
             let worked = if queued > 0 && !offline {
-                work_queue(&Local { config: config.clone(), data: data.clone() }).await.is_ok()
+                work_queue(&Local { config: Some(config.clone()), data: data.clone() }).await.is_ok()
             } else {
                 false
             };
@@ -909,6 +989,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MappingCommand::Locks { tenant, config, data, json } => {
+            let config = config_path(config.as_deref(), &data);
             let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
             let report = shared::mapping::locks(&records, &runtime).await?;
             if json {
