@@ -13,7 +13,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, EnvSecrets, Secrets, TenantConfig};
 use shared::http::RetryPolicy;
 use shared::ingress::Ingress;
-use shared::model::{Email, ProviderKind};
+use shared::model::ProviderKind;
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::resync::{ResyncOptions, ResyncReport};
@@ -130,7 +130,13 @@ enum Command {
     },
     /// Every entitlement, mapping, grant and recent failure for one person.
     Explain {
-        email: String,
+        /// An email, a source person id (e.g. the Nexudus customer id), or part of a name.
+        #[arg(value_name = "EMAIL|ID|NAME")]
+        who: String,
+        /// Every provider change from this date (YYYY-MM-DD, UTC) or instant (RFC 3339) on,
+        /// instead of the last ten.
+        #[arg(long)]
+        since: Option<String>,
         #[arg(long)]
         tenant: Option<String>,
         /// Read tenants and mappings from this file instead of the store's copy.
@@ -334,8 +340,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Send { file, to, secret_env } => send(&file, &to, secret_env.as_deref()).await,
         Command::Mapping { command } => mapping(command).await,
-        Command::Explain { email, tenant, config, data, json } => {
-            explain(&email, tenant.as_deref(), config.as_deref(), &data, json).await
+        Command::Explain { who, since, tenant, config, data, json } => {
+            let since = match since.as_deref().map(parse_since).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("portier: --since: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            explain(&who, since, tenant.as_deref(), config.as_deref(), &data, json).await
         }
         Command::Resync { local, tenant, provider, dry_run, incremental, yes, json } => {
             let provider = match provider.as_deref() {
@@ -597,15 +610,30 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// `--since`: a date (from 00:00 UTC that day) or an RFC 3339 instant.
+fn parse_since(raw: &str) -> std::result::Result<shared::model::Instant, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!("{raw:?} is neither a date (2026-11-01) nor an instant (2026-11-01T08:00:00Z)")
+        })
+}
+
 async fn explain(
-    email: &str,
+    who: &str,
+    since: Option<shared::model::Instant>,
     tenant: Option<&str>,
     config: Option<&Path>,
     data: &Path,
     json: bool,
 ) -> Result<ExitCode> {
     let configured = config.map(load_config).transpose()?;
-    let email = Email::parse(email).map_err(|e| anyhow!(e))?;
+    let who = shared::explain::Who::parse(who);
     if !data.join("portier.db").exists() {
         bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
     }
@@ -617,11 +645,11 @@ async fn explain(
                 .push(serde_json::from_value(doc).with_context(|| format!("stored config of tenant {id}"))?);
         }
     }
-    let reports = shared::explain::explain(&records, &configs, &email, tenant).await?;
+    let reports = shared::explain::explain_who(&records, &configs, &who, tenant, since).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        out!("{}", shared::explain::render(&reports, &email));
+        out!("{}", shared::explain::render_for(&reports, &who));
     }
     let failing = reports.iter().any(|r| !r.failures.is_empty());
     Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })

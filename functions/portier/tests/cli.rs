@@ -155,3 +155,29 @@ async fn command_line_habits_version_completions_json_errors_closed_pipes_and_dr
     assert_eq!(code(&why), 0, "{}", text(&why));
     std::fs::remove_dir_all(&s.dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_finds_a_person_by_id_or_name_with_the_whole_history_in_the_tenants_time_zone() {
+    let s = setup().await;
+    let config = std::fs::read_to_string(s.dir.join("portier.toml")).unwrap_or_default();
+    let config =
+        config.replace("id = \"space-berlin\"\n", "id = \"space-berlin\"\ntimezone = \"Europe/Berlin\"\n");
+    std::fs::write(s.dir.join("portier.toml"), config).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code(&s.portier(&["resync", "--yes"]).await), 0);
+
+    for who in ["456", "anna", "Anna Müller", "anna@example.com"] {
+        let why = s.portier(&["explain", who, "--since", "2020-01-01"]).await;
+        assert_eq!(code(&why), 0, "{who}: {}", text(&why));
+        let out = text(&why);
+        assert!(out.contains("Anna Müller <anna@example.com>"), "{who}: {out}");
+        assert!(out.contains("Recent changes") && out.contains("Europe/Berlin"), "{who}: {out}");
+    }
+    let nobody = s.portier(&["explain", "zoe"]).await;
+    assert!(text(&nobody).contains("No person with the id or name \"zoe\""), "{}", text(&nobody));
+    let later = s.portier(&["explain", "456", "--since", "2999-01-01", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&later.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v[0]["recent"], serde_json::json!([]), "nothing after --since");
+    assert_eq!(v[0]["timezone"], "Europe/Berlin");
+    assert_eq!(code(&s.portier(&["explain", "456", "--since", "last week"]).await), 2);
+    std::fs::remove_dir_all(&s.dir).ok();
+}
