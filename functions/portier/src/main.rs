@@ -120,6 +120,8 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
+        #[command(flatten)]
+        aws: Deployment,
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +146,9 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
+        /// Read the AWS deployment's table instead of `--data` (the stack's `TableName`).
+        #[arg(long)]
+        table: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -177,6 +182,28 @@ enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The AWS deployment to read instead of `--data` (credentials and region from the usual AWS
+/// environment: variables, profile, SSO).
+#[derive(clap::Args)]
+struct Deployment {
+    /// The deployment's table (the stack's `TableName` output).
+    #[arg(long)]
+    table: Option<String>,
+    /// The work queue (the stack's `QueueUrl` output), for `status` with `--table`.
+    #[arg(long, requires = "table")]
+    queue_url: Option<String>,
+    /// The dead-letter queue (the stack's `DeadLetterQueueUrl` output).
+    #[arg(long, requires = "table")]
+    dlq_url: Option<String>,
+}
+
+/// The deployment's table as Portier's records.
+async fn table_records(table: &str) -> Records {
+    let sdk = shared::aws::sdk_config(None).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Records::new(Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone())), clock)
 }
 
 /// Where a local Portier keeps its configuration and data.
@@ -340,7 +367,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Send { file, to, secret_env } => send(&file, &to, secret_env.as_deref()).await,
         Command::Mapping { command } => mapping(command).await,
-        Command::Explain { who, since, tenant, config, data, json } => {
+        Command::Explain { who, since, tenant, config, data, table, json } => {
             let since = match since.as_deref().map(parse_since).transpose() {
                 Ok(s) => s,
                 Err(e) => {
@@ -348,7 +375,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            explain(&who, since, tenant.as_deref(), config.as_deref(), &data, json).await
+            explain(&who, since, tenant.as_deref(), config.as_deref(), &data, table.as_deref(), json).await
         }
         Command::Resync { local, tenant, provider, dry_run, incremental, yes, json } => {
             let provider = match provider.as_deref() {
@@ -383,7 +410,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
-        Command::Status { config, data, json } => status_cmd(config.as_deref(), &data, json).await,
+        Command::Status { config, data, aws, json } => status_cmd(config.as_deref(), &data, &aws, json).await,
         Command::Config { command: ConfigCommand::Push { table, config, json } } => {
             config_push(&config, &table, json).await
         }
@@ -630,14 +657,18 @@ async fn explain(
     tenant: Option<&str>,
     config: Option<&Path>,
     data: &Path,
+    table: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
     let configured = config.map(load_config).transpose()?;
     let who = shared::explain::Who::parse(who);
-    if !data.join("portier.db").exists() {
-        bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
-    }
-    let records = open_store(data, Arc::new(SystemClock))?;
+    let records = match table {
+        Some(table) => table_records(table).await,
+        None if !data.join("portier.db").exists() => {
+            bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+        }
+        None => open_store(data, Arc::new(SystemClock))?,
+    };
     let mut configs: Vec<TenantConfig> = configured.map(|c| c.tenants).unwrap_or_default();
     for id in records.tenant_ids().await?.into_iter().filter(|_| config.is_none()) {
         if let Some(doc) = records.tenant_config(&id).await? {
@@ -901,21 +932,37 @@ fn render_drift(r: &ResyncReport) -> String {
     out
 }
 
-async fn status_cmd(config: Option<&Path>, data: &Path, json: bool) -> Result<ExitCode> {
+async fn status_cmd(config: Option<&Path>, data: &Path, aws: &Deployment, json: bool) -> Result<ExitCode> {
     let configured = config.map(load_config).transpose()?;
-    if !data.join("portier.db").exists() {
-        bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
-    }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let records = open_store(data, clock.clone())?;
-    let queue = EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?;
+    let (records, queue): (Records, Box<dyn Queue>) = match &aws.table {
+        Some(table) => {
+            let Some(url) = &aws.queue_url else {
+                bail!("with --table, pass --queue-url too (the stack's QueueUrl output)");
+            };
+            let sdk = shared::aws::sdk_config(None).await;
+            let sqs = shared::queue::sqs::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                url.clone(),
+                aws.dlq_url.clone(),
+            );
+            (table_records(table).await, Box::new(sqs))
+        }
+        None => {
+            if !data.join("portier.db").exists() {
+                bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+            }
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let records = open_store(data, clock.clone())?;
+            (records, Box::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?))
+        }
+    };
     let mut tenants = records.tenant_ids().await?;
     for t in configured.iter().flat_map(|c| &c.tenants) {
         if !tenants.contains(&t.id) {
             tenants.push(t.id.clone());
         }
     }
-    let status = shared::status::status(&records, &queue, &tenants).await?;
+    let status = shared::status::status(&records, queue.as_ref(), &tenants).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
