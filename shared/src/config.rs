@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::IntoDeserializer as _;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ItemRef, Mapping, ProviderKind, TenantId};
 
 /// The whole configuration document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(rename = "tenant", default)]
@@ -257,9 +258,101 @@ pub struct ConfigError(pub String);
 impl Config {
     /// Parses and checks a `portier.toml`; errors name the line and field.
     pub fn parse_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(format!("portier.toml: {e}")))?;
-        config.check()?;
-        Ok(config)
+        Self::load(text, "portier.toml").map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Parses and checks the configuration file `file`, reporting every mistake at once, each
+    /// with the file, line and field it is at.
+    pub fn load(text: &str, file: &str) -> Result<Config, ConfigProblems> {
+        let fail = |problems| ConfigProblems { file: file.to_owned(), problems };
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            // Past a syntax error the structure is a guess: report the syntax only.
+            return Err(fail(syntax.iter().map(|e| Problem::of_toml(text, e, None)).collect()));
+        }
+        let lines = Lines(text);
+        let doc = toml::de::DeValue::Table(doc.into_inner());
+        let tenants: &[toml::Spanned<toml::de::DeValue<'_>>] = match child(&doc, "tenant") {
+            Some(toml::de::DeValue::Array(a)) => a,
+            _ => &[],
+        };
+        let mut problems = Vec::new();
+        // Everything but the tenants, on its own, so a mistake there does not hide theirs.
+        let mut rest = match &doc {
+            toml::de::DeValue::Table(t) => t.clone(),
+            _ => toml::de::DeTable::new(),
+        };
+        rest.remove("tenant");
+        let mut config: Config = match Config::deserialize(
+            toml::Spanned::new(0..0, toml::de::DeValue::Table(rest)).into_deserializer(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(Problem::of_toml(text, &e, None));
+                Config::default()
+            }
+        };
+        let mut seen: BTreeMap<TenantId, usize> = BTreeMap::new();
+        for raw in tenants {
+            let t = match TenantConfig::deserialize(raw.clone().into_deserializer()) {
+                Ok(t) => t,
+                Err(e) => {
+                    let id = child(raw.get_ref(), "id").and_then(|v| match v {
+                        toml::de::DeValue::String(s) => Some(s.to_string()),
+                        _ => None,
+                    });
+                    problems.push(Problem::of_toml(text, &e, id.as_deref()));
+                    continue;
+                }
+            };
+            let at = |path: &[&str]| locate(raw, path).map(|span| lines.of(span.start));
+            if let Some(first) = seen.get(&t.id) {
+                problems.push(Problem {
+                    line: at(&["id"]),
+                    tenant: Some(t.id.to_string()),
+                    field: "id".into(),
+                    message: format!("tenant {} is defined twice (first at line {first})", t.id),
+                });
+            } else {
+                seen.insert(t.id.clone(), at(&["id"]).unwrap_or(0));
+            }
+            for (path, message) in t.problems() {
+                let parts: Vec<&str> = path.split('.').collect();
+                problems.push(Problem {
+                    line: at(&parts).or_else(|| at(&parts[..parts.len().saturating_sub(1)])),
+                    tenant: Some(t.id.to_string()),
+                    field: path,
+                    message,
+                });
+            }
+            config.tenants.push(t);
+        }
+        if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
+    }
+
+    /// Every `…_env` of every tenant that names no set environment variable, each at its line.
+    pub fn missing_env(text: &str, config: &Config) -> Vec<Problem> {
+        let lines = Lines(text);
+        let Ok(doc) = toml::de::DeTable::parse(text) else { return Vec::new() };
+        let doc = toml::de::DeValue::Table(doc.into_inner());
+        let mut out = Vec::new();
+        if let Some(toml::de::DeValue::Array(tenants)) = child(&doc, "tenant") {
+            for (raw, t) in tenants.iter().zip(&config.tenants) {
+                let mut found = Vec::new();
+                env_fields(raw, String::new(), &mut found);
+                for (field, name, span) in found {
+                    if std::env::var(&name).map_or(true, |v| v.is_empty()) {
+                        out.push(Problem {
+                            line: Some(lines.of(span.start)),
+                            tenant: Some(t.id.to_string()),
+                            field,
+                            message: format!("environment variable {name} is not set"),
+                        });
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Parses the JSON form pushed to DynamoDB for Lambda.
@@ -273,14 +366,6 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let mut seen = BTreeMap::new();
         for t in &self.tenants {
-            if t.id.as_str().is_empty()
-                || !t.id.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(ConfigError(format!(
-                    "tenant id {:?}: use letters, digits, '-' and '_' only",
-                    t.id.as_str()
-                )));
-            }
             if seen.insert(t.id.clone(), ()).is_some() {
                 return Err(ConfigError(format!("tenant {} is defined twice", t.id)));
             }
@@ -322,26 +407,39 @@ impl TenantConfig {
         }
     }
 
-    /// The checks a tenant gets wherever its configuration comes from (file or table).
+    /// The checks a tenant gets wherever its configuration comes from (file or table); the
+    /// first problem, naming the tenant.
     pub fn check(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some((field, message)) => Err(ConfigError(format!("tenant {}: {field}: {message}", self.id))),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem of the tenant, as (field path such as `mapping.2.targets`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut problem = |field: &str, message: String| out.push((field.to_owned(), message));
+        if self.id.as_str().is_empty()
+            || !self.id.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problem("id", format!("tenant id {:?}: use letters, digits, '-' and '_' only", self.id.as_str()));
+        }
         match &self.source {
             SourceConfig::Nexudus { webhook_secret_env, webhook_token_env, calls_per_minute, .. } => {
                 if *calls_per_minute == Some(0) {
-                    return Err(ConfigError(format!(
-                        "tenant {}: source.calls_per_minute must be at least 1",
-                        self.id
-                    )));
+                    problem("source.calls_per_minute", "must be at least 1".into());
                 }
                 if webhook_secret_env.is_none() && webhook_token_env.is_none() {
-                    return Err(ConfigError(format!(
-                        "tenant {}: set source.webhook_secret_env or source.webhook_token_env, or webhooks cannot be verified",
-                        self.id
-                    )));
+                    problem(
+                        "source",
+                        "set source.webhook_secret_env or source.webhook_token_env, or webhooks cannot be verified".into(),
+                    );
                 }
             }
             SourceConfig::Kinnovis { location_id, .. } => {
                 if location_id.trim().is_empty() {
-                    return Err(ConfigError(format!("tenant {}: source.location_id is empty", self.id)));
+                    problem("source.location_id", "is empty".into());
                 }
             }
         }
@@ -352,35 +450,42 @@ impl TenantConfig {
             ("brivo", p.brivo.as_ref().and_then(|t| t.calls_per_second)),
         ] {
             if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-                return Err(ConfigError(format!(
-                    "tenant {}: providers.{section}.calls_per_second must be a positive number",
-                    self.id
-                )));
+                problem(&format!("providers.{section}.calls_per_second"), "must be a positive number".into());
             }
         }
         // Local dates (Kinnovis move-in/move-out) are converted with this zone.
-        crate::localtime::Zone::parse(&self.timezone)
-            .map_err(|e| ConfigError(format!("tenant {}: timezone: {e}", self.id)))?;
+        if let Err(e) = crate::localtime::Zone::parse(&self.timezone) {
+            problem("timezone", e.to_string());
+        }
         let mut items = BTreeMap::new();
-        for m in &self.mappings {
-            if items.insert(m.item.clone(), ()).is_some() {
-                return Err(ConfigError(format!("tenant {}: item {} is mapped twice", self.id, m.item)));
+        for (i, m) in self.mappings.iter().enumerate() {
+            if let Some(first) = items.insert(m.item.clone(), i) {
+                problem(
+                    &format!("mapping.{i}.item"),
+                    format!(
+                        "item {} is mapped twice (also in [[tenant.mapping]] number {})",
+                        m.item,
+                        first + 1
+                    ),
+                );
             }
             if m.item.kind == crate::model::ItemKind::Visitors && m.item.id != "*" {
-                return Err(ConfigError(format!(
-                    "tenant {}: item {} must have id \"*\" (the tenant's visitor access)",
-                    self.id, m.item
-                )));
+                problem(
+                    &format!("mapping.{i}.item"),
+                    format!("item {} must have id \"*\" (the tenant's visitor access)", m.item),
+                );
             }
             for target in &m.targets {
                 let kind = target.provider();
                 if !self.providers.has(kind) {
-                    return Err(ConfigError(format!(
-                        "tenant {}: item {} maps to {target}, but [tenant.providers.{}] is not configured",
-                        self.id,
-                        m.item,
-                        kind.as_str()
-                    )));
+                    problem(
+                        &format!("mapping.{i}.targets"),
+                        format!(
+                            "item {} maps to {target}, but [tenant.providers.{}] is not configured",
+                            m.item,
+                            kind.as_str()
+                        ),
+                    );
                 }
             }
         }
@@ -388,16 +493,120 @@ impl TenantConfig {
             && s.refresh_token_env.is_none()
             && (s.username_env.is_none() || s.password_env.is_none())
         {
-            return Err(ConfigError(format!(
-                "tenant {}: [tenant.providers.salto_ks] needs username_env and password_env, or refresh_token_env",
-                self.id
-            )));
+            problem(
+                "providers.salto_ks",
+                "[tenant.providers.salto_ks] needs username_env and password_env, or refresh_token_env"
+                    .into(),
+            );
         }
-        Ok(())
+        out
     }
 
     pub fn mapping(&self, item: &ItemRef) -> Option<&Mapping> {
         self.mappings.iter().find(|m| &m.item == item)
+    }
+}
+
+/// One mistake in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// 1-based line, when the place is known.
+    pub line: Option<usize>,
+    pub tenant: Option<String>,
+    /// The field, as a dotted path inside the tenant (`source.username_env`, `mapping.2.targets`).
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn of_toml(text: &str, e: &toml::de::Error, tenant: Option<&str>) -> Problem {
+        let line = e.span().map(|s| Lines(text).of(s.start));
+        // The field is the key the error points at, when it points at one.
+        let field = e
+            .span()
+            .and_then(|s| text.get(s))
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or_default()
+            .to_owned();
+        Problem { line, tenant: tenant.map(str::to_owned), field, message: e.message().trim().to_owned() }
+    }
+}
+
+/// Every mistake found in one configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct ConfigProblems {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigProblems {
+    /// One line per problem, `file:line: tenant t: field: message`, as compilers print them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            write!(f, ":")?;
+            if let Some(t) = &p.tenant {
+                write!(f, " tenant {t}:")?;
+            }
+            if !p.field.is_empty() {
+                write!(f, " {}:", p.field)?;
+            }
+            write!(f, " {}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Byte offsets to 1-based line numbers.
+struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    fn of(&self, offset: usize) -> usize {
+        self.0.as_bytes().iter().take(offset).filter(|b| **b == b'\n').count() + 1
+    }
+}
+
+fn child<'a, 'i>(v: &'a toml::de::DeValue<'i>, key: &str) -> Option<&'a toml::de::DeValue<'i>> {
+    match v {
+        toml::de::DeValue::Table(t) => t.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v.get_ref()),
+        _ => None,
+    }
+}
+
+/// The span of the value at `path` (table keys, or array indexes as numbers).
+fn locate(v: &toml::Spanned<toml::de::DeValue<'_>>, path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let Some((first, rest)) = path.split_first() else { return Some(v.span()) };
+    let next = match v.get_ref() {
+        toml::de::DeValue::Table(t) => t.iter().find(|(k, _)| k.get_ref() == first).map(|(_, v)| v),
+        toml::de::DeValue::Array(a) => first.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    }?;
+    locate(next, rest)
+}
+
+/// Every `…_env` string under `v`: (field path, variable name, span).
+fn env_fields(
+    v: &toml::Spanned<toml::de::DeValue<'_>>,
+    path: String,
+    out: &mut Vec<(String, String, std::ops::Range<usize>)>,
+) {
+    if let toml::de::DeValue::Table(t) = v.get_ref() {
+        for (k, child) in t.iter() {
+            let field =
+                if path.is_empty() { k.get_ref().to_string() } else { format!("{path}.{}", k.get_ref()) };
+            match child.get_ref() {
+                toml::de::DeValue::String(name) if k.get_ref().ends_with("_env") => {
+                    out.push((field, name.to_string(), child.span()));
+                }
+                _ => env_fields(child, field, out),
+            }
+        }
     }
 }
 
@@ -578,7 +787,7 @@ targets = [ { salto_group = "ag-1" }, { brivo_group = "42" } ]
     fn errors_name_the_place() {
         let typo = EXAMPLE.replace("owner_account_id", "owner_acount_id");
         let err = Config::parse_toml(&typo).expect_err("typo rejected").0;
-        assert!(err.contains("owner_acount_id") && err.contains("line"), "{err}");
+        assert!(err.contains("owner_acount_id") && err.starts_with("portier.toml:9:"), "{err}");
 
         let unverifiable = EXAMPLE.replace(
             ", webhook_secret_env = \"NEXUDUS_HOOK_SECRET\", webhook_token_env = \"NEXUDUS_HOOK_TOKEN\"",

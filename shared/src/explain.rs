@@ -27,7 +27,37 @@ pub struct SubjectReport {
     pub blocked_users: Vec<(UserOp, String)>,
     pub unmapped: Vec<ItemRef>,
     pub next_check: Option<Instant>,
+    /// The last ten provider changes, or every one since `--since`.
     pub recent: Vec<AuditEntry>,
+    /// The tenant's time zone, in which the text report shows times.
+    pub timezone: String,
+}
+
+/// Whom `explain` looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    Email(Email),
+    /// A source person id (exact), or a part of a name (any case).
+    IdOrName(String),
+}
+
+impl Who {
+    /// An email when it parses as one, otherwise an id or name.
+    pub fn parse(raw: &str) -> Who {
+        match Email::parse(raw) {
+            Ok(e) if raw.contains('@') => Who::Email(e),
+            _ => Who::IdOrName(raw.trim().to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Email(e) => write!(f, "the email {e}"),
+            Who::IdOrName(s) => write!(f, "the id or name {s:?}"),
+        }
+    }
 }
 
 /// One entitlement with the targets its mapping names.
@@ -44,9 +74,45 @@ pub async fn explain(
     email: &Email,
     tenant: Option<&str>,
 ) -> Result<Vec<SubjectReport>, InfraError> {
+    explain_who(records, configs, &Who::Email(email.clone()), tenant, None).await
+}
+
+/// The subjects `who` names: by email, or by person id or part of the name in every tenant.
+async fn find(records: &Records, who: &Who) -> Result<Vec<SubjectKey>, InfraError> {
+    match who {
+        Who::Email(e) => records.subjects_by_email(e).await,
+        Who::IdOrName(text) => {
+            let needle = text.to_lowercase();
+            let mut out = Vec::new();
+            for tenant in records.tenant_ids().await? {
+                for s in records.subjects(&tenant).await? {
+                    let named = || async {
+                        records.profile(&s).await.map(|p| {
+                            p.is_some_and(|p| !needle.is_empty() && p.name.to_lowercase().contains(&needle))
+                        })
+                    };
+                    if s.person == *text || named().await? {
+                        out.push(s);
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Reports for every subject `who` names; `since` gives every provider change from then on
+/// (otherwise the last ten).
+pub async fn explain_who(
+    records: &Records,
+    configs: &[TenantConfig],
+    who: &Who,
+    tenant: Option<&str>,
+    since: Option<Instant>,
+) -> Result<Vec<SubjectReport>, InfraError> {
     let now = records.now();
     let mut reports = Vec::new();
-    for subject in records.subjects_by_email(email).await? {
+    for subject in find(records, who).await? {
         if tenant.is_some_and(|t| t != subject.tenant.as_str()) {
             continue;
         }
@@ -65,8 +131,14 @@ pub async fn explain(
         let (desired, plan, users) = (planned.desired, planned.plan, planned.users);
         let plan::SubjectState { profile, entitlements, applied, failures, .. } = state;
         let mut recent = records.audit_log(&subject).await?;
-        let keep_from = recent.len().saturating_sub(10);
-        recent.drain(..keep_from);
+        match since {
+            Some(from) => recent.retain(|a| a.at >= from),
+            None => {
+                let keep_from = recent.len().saturating_sub(10);
+                recent.drain(..keep_from);
+            }
+        }
+        let timezone = config.map_or_else(|| "UTC".to_owned(), |c| c.timezone.clone());
         let lines = entitlements
             .into_iter()
             .map(|e| EntitlementLine {
@@ -91,24 +163,38 @@ pub async fn explain(
             unmapped: desired.unmapped,
             next_check: plan.next_check,
             recent,
+            timezone,
         });
     }
     Ok(reports)
 }
 
-fn when(t: Instant) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
 /// The report as text for a terminal.
 pub fn render(reports: &[SubjectReport], email: &Email) -> String {
+    render_for(reports, &Who::Email(email.clone()))
+}
+
+/// The report as text for a terminal; times are the tenant's wall clock, labelled with its zone.
+pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     if reports.is_empty() {
-        let _ = writeln!(out, "No person with the email {email} is known to Portier.");
+        let _ = writeln!(out, "No person with {who} is known to Portier.");
         return out;
     }
     for r in reports {
+        let zone =
+            crate::localtime::Zone::parse(&r.timezone).or_else(|_| crate::localtime::Zone::parse("UTC")).ok();
+        let when = |t: Instant| match &zone {
+            Some(z) => z.format(t),
+            None => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
+        let email = r.profile.as_ref().and_then(|p| p.email.clone());
+        let email = match (who, &email) {
+            (Who::Email(e), _) => e.to_string(),
+            (_, Some(e)) => e.to_string(),
+            _ => "(no email)".to_owned(),
+        };
         let name = r.profile.as_ref().map(|p| p.name.as_str()).unwrap_or("(unknown)");
         let _ = writeln!(
             out,
@@ -124,7 +210,7 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
             Some(Profile { suspended: Some(reason), .. }) => {
                 let _ = writeln!(out, "  {reason}: no access is granted until it is lifted");
             }
-            Some(p) if p.email.as_ref() != Some(email) => {
+            Some(p) if matches!(who, Who::Email(e) if p.email.as_ref() != Some(e)) => {
                 let _ = writeln!(
                     out,
                     "  email is now {}: access follows the new address",

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod store;
 
 pub mod aws;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -27,6 +27,14 @@ impl Zone {
         &self.name
     }
 
+    /// `t` as the location's wall clock, labelled with the zone: `2026-12-01 14:00 Europe/Vienna`.
+    pub fn format(&self, t: Instant) -> String {
+        match jiff::Timestamp::from_second(t.timestamp()) {
+            Ok(ts) => format!("{} {}", ts.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M"), self.name),
+            Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
+
     /// The first instant of `date` in this zone: usually 00:00 local, or the end of the gap on
     /// the rare days whose midnight a DST change skips.
     pub fn start_of_day(&self, date: NaiveDate) -> Result<Instant, String> {

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::config::TenantConfig;
 use crate::error::{CallError, InfraError};
 use crate::model::{ItemKind, ItemRef, LockId, Mapping, Target};
 use crate::sources::kinnovis::dto::{AccessState, BookingStatus};
@@ -43,80 +44,78 @@ pub enum ImportError {
     Infra(#[from] InfraError),
 }
 
-/// Splits one CSV line into fields (RFC 4180 quoting, `""` inside quotes; no line breaks in
-/// fields, which unit names and lock ids never have).
-fn fields(line: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.trim().is_empty() && !was_quoted => {
-                field.clear();
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, ',') => {
-                out.push(std::mem::take(&mut field).trim().to_owned());
-                was_quoted = false;
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("a quoted field is not closed".into());
-    }
-    out.push(field.trim().to_owned());
-    Ok(out)
-}
-
 /// A Tapkey bound lock id is a GUID in its usual 8-4-4-4-12 form.
 fn lock_id(raw: &str) -> Option<LockId> {
     let ok = raw.len() == 36 && uuid::Uuid::try_parse(raw).is_ok();
     ok.then(|| LockId(raw.to_ascii_lowercase()))
 }
 
+/// The field separator: Excel writes `;` where the decimal mark is a comma (DE, AT), `,`
+/// elsewhere. The header has neither inside a name, so its first line decides.
+fn delimiter(text: &str) -> u8 {
+    let first = text.lines().next().unwrap_or_default();
+    if first.matches(';').count() > first.matches(',').count() { b';' } else { b',' }
+}
+
 /// Parses and checks the CSV on its own (syntax, duplicates); every problem names its line.
+/// Comma- or semicolon-separated, RFC 4180 quoting, with or without Excel's UTF-8 BOM.
 pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, Vec<String>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text); // Excel writes a BOM
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .delimiter(delimiter(text))
+        .from_reader(text.as_bytes());
     let mut errors = Vec::new();
-    match lines.next() {
-        Some((n, header)) => {
-            let got = fields(header).unwrap_or_default();
-            let want: Vec<&str> = CSV_HEADER.split(',').collect();
-            let matches =
-                got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g.eq_ignore_ascii_case(w));
-            if !matches {
-                errors
-                    .push(format!("line {n}: expected the header `{CSV_HEADER}`, found `{}`", header.trim()));
+    let mut records = Vec::new();
+    for record in reader.records() {
+        match record {
+            // Lines holding only separators or spaces are as blank as empty ones.
+            Ok(r) if r.iter().all(str::is_empty) => {}
+            Ok(r) => records.push((r.position().map_or(0, |p| line_of(text, p.byte())), r)),
+            Err(e) => {
+                let line = e.position().map_or(0, |p| line_of(text, p.byte()));
+                errors.push(format!("line {line}: {}", csv_problem(&e)));
             }
         }
-        None => return Err(vec![format!("the file is empty: expected the header `{CSV_HEADER}`")]),
+    }
+    let mut lines = records.into_iter();
+    match lines.next() {
+        Some((n, header)) => {
+            let want: Vec<&str> = CSV_HEADER.split(',').collect();
+            let matches = header.len() == want.len()
+                && header.iter().zip(&want).all(|(g, w)| g.eq_ignore_ascii_case(w));
+            if !matches {
+                let found: Vec<&str> = header.iter().collect();
+                errors.push(format!(
+                    "line {n}: expected the header `{CSV_HEADER}` (or `;`-separated), found `{}`",
+                    found.join(",")
+                ));
+            }
+        }
+        None if errors.is_empty() => {
+            return Err(vec![format!("the file is empty: expected the header `{CSV_HEADER}`")]);
+        }
+        None => return Err(errors),
     }
     let mut rows: Vec<CsvRow> = Vec::new();
     let mut units: BTreeMap<String, usize> = BTreeMap::new();
     let mut locks: BTreeMap<LockId, (usize, String)> = BTreeMap::new();
-    for (n, line) in lines {
-        let f = match fields(line) {
-            Ok(f) => f,
-            Err(e) => {
-                errors.push(format!("line {n}: {e}"));
-                continue;
-            }
-        };
+    for (n, record) in lines {
+        let f: Vec<&str> = record.iter().collect();
+        // A quote left open swallows the rest of the file into one field; no unit name or
+        // lock id holds a line break, so an odd count of quotes on the line gives it away.
+        let raw = text.lines().nth(n.saturating_sub(1)).unwrap_or_default();
+        if raw.matches('"').count() % 2 == 1 {
+            errors.push(format!("line {n}: a quoted field is not closed (it runs into the next line)"));
+            continue;
+        }
         let [raw_lock, unit] = f.as_slice() else {
             errors.push(format!("line {n}: expected 2 fields (lock id, unit name), found {}", f.len()));
             continue;
         };
+        let (raw_lock, unit) = (*raw_lock, (*unit).to_owned());
         let Some(lock) = lock_id(raw_lock) else {
             errors.push(format!(
                 "line {n}: {raw_lock:?} is not a Tapkey lock id (a GUID such as ea610634-4fc0-4084-85b2-bebf52c3595f)"
@@ -127,7 +126,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, Vec<String>> {
             errors.push(format!("line {n}: the unit name is empty"));
             continue;
         }
-        if let Some(first) = units.get(unit) {
+        if let Some(first) = units.get(&unit) {
             errors.push(format!("line {n}: unit {unit} is listed twice (first on line {first})"));
             continue;
         }
@@ -139,9 +138,27 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, Vec<String>> {
         }
         units.insert(unit.clone(), n);
         locks.insert(lock.clone(), (n, unit.clone()));
-        rows.push(CsvRow { line: n, lock, unit: unit.clone() });
+        rows.push(CsvRow { line: n, lock, unit });
     }
     if errors.is_empty() { Ok(rows) } else { Err(errors) }
+}
+
+/// The 1-based line where a record starts. The csv crate's own line count skips blank lines,
+/// and after `\r\n` its offset can point at the `\n`: step over line ends first.
+fn line_of(text: &str, byte: u64) -> usize {
+    let bytes = text.as_bytes();
+    let mut at = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
+    while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+        at += 1;
+    }
+    bytes[..at].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+fn csv_problem(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8 text (save the file as \"CSV UTF-8\")".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// What an import did.
@@ -150,40 +167,46 @@ pub struct ImportReport {
     pub imported: usize,
     /// Units that had a stored mapping before (now replaced).
     pub replaced: usize,
+    /// Whether units and locks were checked against Kinnovis and Tapkey (not `--offline`).
+    pub checked: bool,
+    /// Units whose locks differ from before: the people booking them need a reconcile.
+    pub changed: Vec<ItemRef>,
 }
 
-/// Checks the CSV against Kinnovis (every unit must exist at the location) and stores it,
-/// or stores nothing and names every bad line.
+/// What [`import`] checks the file against, besides its own syntax.
+pub enum Check<'a> {
+    /// Every unit exists at the Kinnovis location; every lock is bound to the tenant's Tapkey
+    /// owner account and active (a grant on any other lock fails, and the next webhook would
+    /// take away access that works today).
+    Online(&'a TenantRuntime),
+    /// The file alone (`--offline`), for preparing a mapping without the systems at hand.
+    Offline,
+}
+
+/// Checks the CSV (with [`Check::Online`], against Kinnovis and Tapkey) and stores it, or
+/// stores nothing and names every bad line.
 pub async fn import(
     records: &Records,
-    tenant: &TenantRuntime,
+    config: &TenantConfig,
+    check: Check<'_>,
     text: &str,
 ) -> Result<ImportReport, ImportError> {
-    let (Some(kinnovis), Some(_)) = (tenant.kinnovis(), tenant.tapkey()) else {
-        return Err(ImportError::NotApplicable(tenant.config.id.to_string()));
-    };
+    if config.source.kind() != crate::model::SourceKind::Kinnovis || config.providers.tapkey.is_none() {
+        return Err(ImportError::NotApplicable(config.id.to_string()));
+    }
     let rows = parse_csv(text).map_err(ImportError::Invalid)?;
-    let known = kinnovis.client().units().await?;
-    let mut errors = Vec::new();
-    for row in &rows {
-        if known.iter().any(|u| u.name == row.unit) {
-            continue;
+    let checked = match check {
+        Check::Online(tenant) => {
+            let errors = check_online(tenant, &rows).await?;
+            if !errors.is_empty() {
+                return Err(ImportError::Invalid(errors));
+            }
+            true
         }
-        let hint = match known.iter().find(|u| u.name.eq_ignore_ascii_case(&row.unit)) {
-            Some(u) => format!(" (did you mean {}?)", u.name),
-            None => String::new(),
-        };
-        errors.push(format!(
-            "line {}: unit {} is not a unit of Kinnovis location {}{hint}",
-            row.line,
-            row.unit,
-            kinnovis.client().config().location_id
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ImportError::Invalid(errors));
-    }
-    let before = records.stored_mappings(&tenant.config.id).await?;
+        Check::Offline => false,
+    };
+    let before_stored = records.stored_mappings(&config.id).await?;
+    let before = records.mappings_for(config).await?;
     let mappings: Vec<Mapping> = rows
         .iter()
         .map(|r| Mapping {
@@ -191,9 +214,74 @@ pub async fn import(
             targets: vec![Target::TapkeyLock(r.lock.clone())],
         })
         .collect();
-    let replaced = mappings.iter().filter(|m| before.iter().any(|b| b.item == m.item)).count();
-    records.put_mappings(&tenant.config.id, &mappings).await?;
-    Ok(ImportReport { imported: mappings.len(), replaced })
+    let replaced = mappings.iter().filter(|m| before_stored.iter().any(|b| b.item == m.item)).count();
+    records.put_mappings(&config.id, &mappings).await?;
+    let after = records.mappings_for(config).await?;
+    Ok(ImportReport { imported: mappings.len(), replaced, checked, changed: changed_items(&before, &after) })
+}
+
+/// Items whose targets differ between two mapping sets (added, removed or changed).
+pub fn changed_items(before: &[Mapping], after: &[Mapping]) -> Vec<ItemRef> {
+    let targets = |set: &[Mapping]| -> BTreeMap<ItemRef, Vec<String>> {
+        set.iter()
+            .map(|m| {
+                let mut t: Vec<String> = m.targets.iter().map(ToString::to_string).collect();
+                t.sort();
+                (m.item.clone(), t)
+            })
+            .collect()
+    };
+    let (a, b) = (targets(before), targets(after));
+    let mut changed: Vec<ItemRef> =
+        a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// Every row whose unit Kinnovis does not know or whose lock Tapkey cannot grant on.
+async fn check_online(tenant: &TenantRuntime, rows: &[CsvRow]) -> Result<Vec<String>, ImportError> {
+    let (Some(kinnovis), Some(tapkey)) = (tenant.kinnovis(), tenant.tapkey()) else {
+        return Err(ImportError::NotApplicable(tenant.config.id.to_string()));
+    };
+    let known = kinnovis.client().units().await?;
+    let bound = tapkey.client().bound_locks().await?;
+    let owner = &tapkey.client().config().owner_account_id;
+    let mut errors = Vec::new();
+    for row in rows {
+        if !known.iter().any(|u| u.name == row.unit) {
+            let hint = match known.iter().find(|u| u.name.eq_ignore_ascii_case(&row.unit)) {
+                Some(u) => format!(" (did you mean {}?)", u.name),
+                None => String::new(),
+            };
+            errors.push(format!(
+                "line {}: unit {} is not a unit of Kinnovis location {}{hint}",
+                row.line,
+                row.unit,
+                kinnovis.client().config().location_id
+            ));
+        }
+        match bound.iter().find(|l| l.id.eq_ignore_ascii_case(row.lock.as_str())) {
+            None => errors.push(format!(
+                "line {}: lock {} is not a bound lock of Tapkey owner account {owner} (`portier mapping locks` lists them)",
+                row.line, row.lock
+            )),
+            Some(l) if l.unbind_date.is_some() => errors.push(format!(
+                "line {}: lock {} ({}) is unbound from Tapkey owner account {owner}; bind it again first",
+                row.line,
+                row.lock,
+                l.label()
+            )),
+            Some(l) if l.active == Some(false) => errors.push(format!(
+                "line {}: lock {} ({}) is not active in Tapkey (no licence); activate it first",
+                row.line,
+                row.lock,
+                l.label()
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(errors)
 }
 
 /// One Tapkey bound lock as `mapping locks` shows it.
@@ -314,7 +402,7 @@ mod tests {
     #[test]
     fn a_good_file_parses_with_quotes_a_bom_and_blank_lines() {
         let csv = format!(
-            "\u{feff}Tapkey Lock ID,Kinnovis Unit Name\r\n{L1},A-017\r\n\r\n\"{}\", \"B-1, \"\"corner\"\"\"\n",
+            "\u{feff}Tapkey Lock ID,Kinnovis Unit Name\r\n{L1},A-017\r\n\r\n\"{}\",\"B-1, \"\"corner\"\"\"\n",
             L2.to_uppercase()
         );
         let rows = parse_csv(&csv).expect("valid");
@@ -325,6 +413,36 @@ mod tests {
                 CsvRow { line: 4, lock: LockId(L2.into()), unit: "B-1, \"corner\"".into() },
             ]
         );
+    }
+
+    #[test]
+    fn excel_in_germany_writes_semicolons_a_bom_and_quotes() {
+        let csv = format!(
+            "\u{feff}Tapkey Lock ID;Kinnovis Unit Name\r\n{L1};\"A-017; Ecke\"\r\n;\r\n\"{L2}\";B-2\r\n"
+        );
+        let rows = parse_csv(&csv).expect("valid");
+        assert_eq!(
+            rows,
+            vec![
+                CsvRow { line: 2, lock: LockId(L1.into()), unit: "A-017; Ecke".into() },
+                CsvRow { line: 4, lock: LockId(L2.into()), unit: "B-2".into() },
+            ]
+        );
+        let bad = format!("Tapkey Lock ID;Kinnovis Unit Name\n{L1};A-017;extra\n");
+        assert!(parse_csv(&bad).expect_err("3 fields")[0].starts_with("line 2: expected 2 fields"));
+    }
+
+    #[test]
+    fn changed_items_are_the_ones_whose_targets_differ() {
+        let m = |id: &str, lock: &str| Mapping {
+            item: ItemRef { kind: ItemKind::Unit, id: id.into() },
+            targets: vec![Target::TapkeyLock(LockId(lock.into()))],
+        };
+        let before = [m("A", L1), m("B", L2)];
+        let after = [m("A", L1), m("B", L1), m("C", L2)];
+        let ids: Vec<String> = changed_items(&before, &after).into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["B", "C"]);
+        assert!(changed_items(&before, &before).is_empty());
     }
 
     #[test]

@@ -131,6 +131,17 @@ pub async fn reconcile(
         }
     }
 
+    // A failure whose target nothing asks for any more (the mapping was fixed, the
+    // entitlement ended) has no cause left: clear it, or `status` shows it for ever.
+    let applied_now = records.applied(subject).await?;
+    for f in records.failures(subject).await? {
+        let wanted = desired.access.iter().any(|d| d.target == f.target)
+            || applied_now.iter().any(|a| a.target == f.target);
+        if !wanted {
+            records.clear_failure(subject, &f.target).await?;
+        }
+    }
+
     if let Some(at) = plan.next_check {
         records.set_timer(subject, at).await?;
     }
@@ -248,6 +259,7 @@ async fn audit_line(
         outcome: outcome.into(),
     };
     tracing::info!(
+        tenant = %subject.tenant,
         subject = %crate::telemetry::hash_for_logs(&subject.to_string()),
         email = %email.hashed(),
         action,

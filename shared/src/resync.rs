@@ -26,6 +26,14 @@ use crate::tenants::TenantRuntime;
 const CHECKPOINT_EVERY: usize = 20;
 const RUN_RECORD: &str = "RESYNC#RUN";
 const LAST_RECORD: &str = "RESYNC#LAST";
+const FAILED_RECORD: &str = "RESYNC#FAILED";
+
+/// The last resync that stopped with an error, until one finishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FailedResync {
+    pub at: Instant,
+    pub error: String,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResyncOptions {
@@ -225,6 +233,36 @@ pub type Progress<'a> = &'a mut (dyn FnMut(usize, usize) + Send);
 
 /// Resyncs one tenant. See the module documentation.
 pub async fn resync(
+    records: &Records,
+    tenant: &TenantRuntime,
+    queue: &dyn Queue,
+    opts: ResyncOptions,
+    progress: Progress<'_>,
+) -> Result<ResyncReport, WorkError> {
+    let result = run(records, tenant, queue, opts, progress).await;
+    let id = &tenant.config.id;
+    match &result {
+        // A stopped run is shown by `status` (and makes it exit 1) until a run finishes.
+        Err(e) if !opts.dry_run => {
+            tracing::error!(tenant = %id, error = %e, "resync stopped");
+            let failed = FailedResync { at: records.now(), error: e.to_string() };
+            records.put_tenant_record(id, FAILED_RECORD, &failed).await?;
+        }
+        Ok(_) if !opts.dry_run => records.delete_tenant_record(id, FAILED_RECORD).await?,
+        _ => {}
+    }
+    result
+}
+
+/// The last resync of a tenant that stopped with an error, unless one finished since.
+pub async fn last_failed(
+    records: &Records,
+    tenant: &crate::model::TenantId,
+) -> Result<Option<FailedResync>, WorkError> {
+    Ok(records.tenant_record(tenant, FAILED_RECORD).await?)
+}
+
+async fn run(
     records: &Records,
     tenant: &TenantRuntime,
     queue: &dyn Queue,

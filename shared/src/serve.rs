@@ -114,8 +114,19 @@ async fn healthz(State(rt): State<Runtime>) -> Response {
     let queue = rt.queue.stats().await;
     match (store, queue) {
         (Ok(()), Ok(stats)) => {
-            (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok", "queue": stats })))
-                .into_response()
+            // Still 200 (the process serves the other tenants), but a tenant left out at
+            // start-up is named, so a monitor sees it.
+            let mut not_served = Vec::new();
+            for id in rt.records.tenant_ids().await.unwrap_or_default() {
+                if let Ok(Some(n)) = crate::status::not_served(&rt.records, &id).await {
+                    not_served
+                        .push(serde_json::json!({ "tenant": id, "reason": n.reason, "since": n.since }));
+                }
+            }
+            let status = if not_served.is_empty() { "ok" } else { "degraded" };
+            let body =
+                serde_json::json!({ "status": status, "queue": stats, "tenants_not_served": not_served });
+            (StatusCode::OK, axum::Json(body)).into_response()
         }
         (s, q) => {
             let detail = serde_json::json!({

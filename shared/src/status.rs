@@ -29,11 +29,53 @@ pub struct TenantStatus {
     /// overflow resync has read them from the source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overflow: Option<crate::store::records::Overflow>,
+    /// The last resync that stopped with an error, unless one finished since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failed_resync: Option<resync::FailedResync>,
+    /// Why `portier serve` could not start this tenant (a missing secret), when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_served: Option<NotServed>,
+}
+
+/// A tenant `portier serve` left out at start-up, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NotServed {
+    pub reason: String,
+    pub since: crate::model::Instant,
+}
+
+const NOT_SERVED: &str = "NOT_SERVED";
+
+/// Records (`Some`) or clears (`None`) why a tenant is not served, for `status` and `/healthz`.
+pub async fn set_not_served(
+    records: &Records,
+    tenant: &TenantId,
+    reason: Option<&str>,
+) -> Result<(), crate::error::InfraError> {
+    match reason {
+        Some(r) => {
+            let v = NotServed { reason: r.to_owned(), since: records.now() };
+            records.put_tenant_record(tenant, NOT_SERVED, &v).await
+        }
+        None => records.delete_tenant_record(tenant, NOT_SERVED).await,
+    }
+}
+
+/// Why the tenant is not served, if it is not.
+pub async fn not_served(
+    records: &Records,
+    tenant: &TenantId,
+) -> Result<Option<NotServed>, crate::error::InfraError> {
+    records.tenant_record(tenant, NOT_SERVED).await
 }
 
 impl Status {
     pub fn has_failures(&self) -> bool {
-        self.queue.dead > 0 || self.tenants.iter().any(|t| !t.failures.is_empty())
+        self.queue.dead > 0
+            || self
+                .tenants
+                .iter()
+                .any(|t| !t.failures.is_empty() || t.not_served.is_some() || t.last_failed_resync.is_some())
     }
 }
 
@@ -58,6 +100,8 @@ pub async fn status(records: &Records, queue: &dyn Queue, tenants: &[TenantId]) 
             examples,
             last_resync: resync::last(records, tenant).await?,
             overflow: records.overflow(tenant).await?.map(|(o, _)| o),
+            last_failed_resync: resync::last_failed(records, tenant).await?,
+            not_served: not_served(records, tenant).await?,
         });
     }
     Ok(Status { queue: queue.stats().await?, tenants: out })
@@ -74,6 +118,10 @@ pub fn render(s: &Status) -> String {
     );
     for t in &s.tenants {
         let _ = writeln!(out, "\nTenant {} — {} people", t.tenant, t.people);
+        if let Some(n) = &t.not_served {
+            let _ =
+                writeln!(out, "  NOT SERVED since {}: {}", n.since.format("%Y-%m-%d %H:%M UTC"), n.reason);
+        }
         match &t.last_resync {
             Some(r) => {
                 let _ = writeln!(
@@ -86,9 +134,13 @@ pub fn render(s: &Status) -> String {
                     r.operations
                 );
             }
-            None => {
+            None if t.last_failed_resync.is_none() => {
                 let _ = writeln!(out, "  no resync yet");
             }
+            None => {}
+        }
+        if let Some(f) = &t.last_failed_resync {
+            let _ = writeln!(out, "  last resync FAILED {}: {}", f.at.format("%Y-%m-%d %H:%M UTC"), f.error);
         }
         if let Some(o) = &t.overflow {
             let _ = writeln!(

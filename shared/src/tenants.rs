@@ -236,6 +236,27 @@ impl StaticTenants {
         }
         Ok(Self(tenants))
     }
+
+    /// Builds every tenant that can be built; the others come back with their reason, so one
+    /// tenant's missing secret does not stop the rest from being served.
+    pub fn build_each(
+        config: &Config,
+        secrets: &dyn Secrets,
+        policy: RetryPolicy,
+    ) -> (Self, Vec<(TenantId, ConfigError)>) {
+        let http = crate::http::client();
+        let mut tenants = BTreeMap::new();
+        let mut broken = Vec::new();
+        for t in &config.tenants {
+            match TenantRuntime::build(t, secrets, &http, policy.clone()) {
+                Ok(r) => {
+                    tenants.insert(t.id.clone(), Arc::new(r));
+                }
+                Err(e) => broken.push((t.id.clone(), e)),
+            }
+        }
+        (Self(tenants), broken)
+    }
 }
 
 #[async_trait]

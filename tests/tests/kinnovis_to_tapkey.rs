@@ -3,7 +3,7 @@
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use serde_json::json;
-use shared::mapping::{self, ImportError};
+use shared::mapping::{self, Check, ImportError};
 use shared::model::{Email, EntitlementState};
 use testkit::kinnovis_app::{
     ANNA, BEN, KinnovisApp, UNIT, UNIT_2, UNIT_2_LOCK, UNIT_LOCK, spawn_kinnovis_app,
@@ -233,13 +233,14 @@ async fn a_csv_import_maps_units_all_or_nothing_and_the_planner_uses_it() {
     let bad = format!(
         "Tapkey Lock ID,Kinnovis Unit Name\n{UNIT_2_LOCK},{UNIT_2}\n{UNIT_LOCK},Z-999\n3c4d5e6f-0000-4000-8000-000000000001,a-017\n"
     );
-    match mapping::import(&app.records, &app.tenant, &bad).await {
+    match mapping::import(&app.records, &app.config, Check::Online(&app.tenant), &bad).await {
         Err(ImportError::Invalid(errors)) => {
-            assert_eq!(errors.len(), 2, "{errors:?}");
+            assert_eq!(errors.len(), 3, "{errors:?}");
             assert!(
                 errors[0].starts_with("line 3: unit Z-999 is not a unit of Kinnovis location loc-vienna-1")
             );
             assert!(errors[1].starts_with("line 4: unit a-017") && errors[1].contains("did you mean A-017?"));
+            assert!(errors[2].starts_with("line 4: lock 3c4d5e6f") && errors[2].contains("not a bound lock"));
         }
         other => panic!("expected line errors, got {other:?}"),
     }
@@ -249,7 +250,9 @@ async fn a_csv_import_maps_units_all_or_nothing_and_the_planner_uses_it() {
     );
 
     let good = format!("Tapkey Lock ID,Kinnovis Unit Name\n{UNIT_2_LOCK},{UNIT_2}\n");
-    let report = mapping::import(&app.records, &app.tenant, &good).await.expect("imported");
+    let report = mapping::import(&app.records, &app.config, Check::Online(&app.tenant), &good)
+        .await
+        .expect("imported");
     assert_eq!((report.imported, report.replaced), (1, 0));
     assert_eq!(app.kinnovis.count("GET", "/locations/loc-vienna-1/units"), 2);
 
@@ -280,7 +283,8 @@ async fn gradual_adoption_manages_what_a_webhook_names_whatever_the_senders_cloc
         app.kinnovis.sign("booking.updated", "msg_before", now, serde_json::to_vec(&event).expect("json"));
     mapping::import(
         &app.records,
-        &app.tenant,
+        &app.config,
+        Check::Online(&app.tenant),
         &format!("Tapkey Lock ID,Kinnovis Unit Name\n{UNIT_2_LOCK},{UNIT_2}\n"),
     )
     .await

@@ -13,7 +13,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, EnvSecrets, Secrets, TenantConfig};
 use shared::http::RetryPolicy;
 use shared::ingress::Ingress;
-use shared::model::{Email, ProviderKind};
+use shared::model::ProviderKind;
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::resync::{ResyncOptions, ResyncReport};
@@ -23,6 +23,23 @@ use shared::store::dynamo::DynamoStore;
 use shared::store::sqlite::SqliteStore;
 use shared::tenants::{StaticTenants, Tenants};
 use shared::worker::Worker;
+
+/// `println!` that returns an error instead of panicking when stdout is closed
+/// (`portier status | head -1`); `main` ends quietly on that error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` that returns an error instead of panicking when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
 
 /// How many times a message is received before it goes to the dead-letter queue.
 const MAX_RECEIVES: u32 = 10;
@@ -98,8 +115,13 @@ enum Command {
     },
     /// Queue depth, dead letters, failures per tenant and provider, last resync.
     Status {
+        /// Also list this file's tenants, even before anything is stored for them.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
+        #[command(flatten)]
+        aws: Deployment,
         #[arg(long)]
         json: bool,
     },
@@ -110,15 +132,29 @@ enum Command {
     },
     /// Every entitlement, mapping, grant and recent failure for one person.
     Explain {
-        email: String,
+        /// An email, a source person id (e.g. the Nexudus customer id), or part of a name.
+        #[arg(value_name = "EMAIL|ID|NAME")]
+        who: String,
+        /// Every provider change from this date (YYYY-MM-DD, UTC) or instant (RFC 3339) on,
+        /// instead of the last ten.
+        #[arg(long)]
+        since: Option<String>,
         #[arg(long)]
         tenant: Option<String>,
+        /// Read tenants and mappings from this file instead of the store's copy.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
+        /// Read the AWS deployment's table instead of `--data` (the stack's `TableName`).
+        #[arg(long)]
+        table: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// The configuration of a Lambda deployment.
+    /// Shell completions: `portier completions bash > /etc/bash_completion.d/portier`.
+    Completions { shell: clap_complete::Shell },
+    /// The configuration file, and that of a Lambda deployment.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -127,6 +163,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Every mistake in the file at once (with file, line and field), including secrets
+    /// missing from the environment; exit 1 when there is any.
+    Check {
+        #[arg(long, default_value = "portier.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Checks portier.toml, then writes each tenant's document to the deployment's table
     /// (AWS credentials and region from the usual places: environment, profile, SSO).
     Push {
@@ -140,24 +184,97 @@ enum ConfigCommand {
     },
 }
 
+/// The AWS deployment to read instead of `--data` (credentials and region from the usual AWS
+/// environment: variables, profile, SSO).
+#[derive(clap::Args)]
+struct Deployment {
+    /// The deployment's table (the stack's `TableName` output).
+    #[arg(long)]
+    table: Option<String>,
+    /// The work queue (the stack's `QueueUrl` output), for `status` with `--table`.
+    #[arg(long, requires = "table")]
+    queue_url: Option<String>,
+    /// The dead-letter queue (the stack's `DeadLetterQueueUrl` output).
+    #[arg(long, requires = "table")]
+    dlq_url: Option<String>,
+}
+
+/// The deployment's table as Portier's records.
+async fn table_records(table: &str) -> Records {
+    let sdk = shared::aws::sdk_config(None).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Records::new(Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone())), clock)
+}
+
 /// Where a local Portier keeps its configuration and data.
 #[derive(clap::Args)]
 struct Local {
-    #[arg(long, default_value = "portier.toml")]
-    config: PathBuf,
+    /// [default: <data>/demo.toml when `serve --demo` wrote one there, else portier.toml]
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[arg(long, default_value = ".portier")]
     data: PathBuf,
 }
 
+impl Local {
+    fn config(&self) -> PathBuf {
+        config_path(self.config.as_deref(), &self.data)
+    }
+}
+
+/// The configuration file: the one given, or the demo's in the data folder (so the commands
+/// `serve --demo` prints work as printed), or `portier.toml`.
+fn config_path(given: Option<&Path>, data: &Path) -> PathBuf {
+    match given {
+        Some(p) => p.to_owned(),
+        None if data.join(DEMO_CONFIG).is_file() => data.join(DEMO_CONFIG),
+        None => PathBuf::from("portier.toml"),
+    }
+}
+
+const DEMO_CONFIG: &str = "demo.toml";
+const DEMO_SECRETS: &str = "demo-secrets.json";
+
+/// Secrets from the environment; in a demo's data folder, those the environment lacks come
+/// from the demo's own `demo-secrets.json` (simulator credentials, nothing real).
+struct LocalSecrets(Option<shared::config::StaticSecrets>);
+
+impl LocalSecrets {
+    fn of(data: &Path) -> Result<Self> {
+        let path = data.join(DEMO_SECRETS);
+        if !path.is_file() {
+            return Ok(Self(None));
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let map = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        Ok(Self(Some(shared::config::StaticSecrets(map))))
+    }
+}
+
+impl Secrets for LocalSecrets {
+    fn get(&self, name: &str) -> Result<shared::config::Secret, shared::config::ConfigError> {
+        match (EnvSecrets.get(name), &self.0) {
+            (Ok(s), _) => Ok(s),
+            (Err(_), Some(file)) if file.get(name).is_ok() => file.get(name),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum MappingCommand {
-    /// Imports a CSV with the header `Tapkey Lock ID,Kinnovis Unit Name`; all lines or none.
+    /// Imports a CSV with the header `Tapkey Lock ID,Kinnovis Unit Name` (`,` or `;`, as Excel
+    /// writes it); all lines or none. Each unit is checked at Kinnovis and each lock at Tapkey.
     Import {
         file: PathBuf,
         #[arg(long)]
         tenant: String,
-        #[arg(long, default_value = "portier.toml")]
-        config: PathBuf,
+        /// Check the file only, not its units and locks against Kinnovis and Tapkey.
+        #[arg(long)]
+        offline: bool,
+        /// [default: <data>/demo.toml when the demo wrote one, else portier.toml]
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
         #[arg(long)]
@@ -167,8 +284,9 @@ enum MappingCommand {
     Locks {
         #[arg(long)]
         tenant: String,
-        #[arg(long, default_value = "portier.toml")]
-        config: PathBuf,
+        /// [default: <data>/demo.toml when the demo wrote one, else portier.toml]
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
         #[arg(long)]
@@ -177,7 +295,18 @@ enum MappingCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // With --json, a script reads stdout: usage errors and failures come as JSON there too.
+    let json = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            let _ = print_json_error(first);
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -187,11 +316,30 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing more to say, and no one to say it to.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) if json => {
+            let _ = print_json_error(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("portier: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_json_error(message: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let v = serde_json::json!({ "error": message });
+    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v).unwrap_or_default())
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -202,20 +350,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if demo {
                 let demo = testkit::demo::start().await;
                 write_demo_config(&demo, &data)?;
-                print_demo_help(&demo, listen, &data);
+                print_demo_help(&demo, listen, &data)?;
                 serve_with(&demo.config, &demo.secrets, &data, listen, workers).await?;
             } else {
-                let text = std::fs::read_to_string(&config)
-                    .with_context(|| format!("reading {}", config.display()))?;
-                let config = Config::parse_toml(&text)?;
+                let config = load_config(&config)?;
                 serve_with(&config, &EnvSecrets, &data, listen, workers).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "portier", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send { file, to, secret_env } => send(&file, &to, secret_env.as_deref()).await,
         Command::Mapping { command } => mapping(command).await,
-        Command::Explain { email, tenant, data, json } => {
-            explain(&email, tenant.as_deref(), &data, json).await
+        Command::Explain { who, since, tenant, config, data, table, json } => {
+            let since = match since.as_deref().map(parse_since).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("portier: --since: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            explain(&who, since, tenant.as_deref(), config.as_deref(), &data, table.as_deref(), json).await
         }
         Command::Resync { local, tenant, provider, dry_run, incremental, yes, json } => {
             let provider = match provider.as_deref() {
@@ -235,7 +395,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 && std::io::stdin().is_terminal()
                 && !confirm_removals(&local, tenant.as_deref(), opts).await?
             {
-                println!("Nothing changed.");
+                outln!("Nothing changed.");
                 return Ok(ExitCode::from(1));
             }
             resync_cmd(&local, tenant.as_deref(), opts, json, Mode::Resync).await
@@ -250,11 +410,47 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
-        Command::Status { data, json } => status_cmd(&data, json).await,
+        Command::Status { config, data, aws, json } => status_cmd(config.as_deref(), &data, &aws, json).await,
         Command::Config { command: ConfigCommand::Push { table, config, json } } => {
             config_push(&config, &table, json).await
         }
+        Command::Config { command: ConfigCommand::Check { config, json } } => config_check(&config, json),
     }
+}
+
+/// Reads and checks a configuration file; the error lists every mistake, each with the file,
+/// line and field.
+fn load_config(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::load(&text, &path.display().to_string()).map_err(|e| {
+        anyhow!(
+            "{} problem(s) in {}, nothing done (file:line: tenant: field: problem):\n{e}",
+            e.problems.len(),
+            path.display()
+        )
+    })
+}
+
+/// `portier config check`: every mistake at once, including secrets missing from the
+/// environment; exit 1 when there is any.
+fn config_check(path: &Path, json: bool) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = path.display().to_string();
+    let problems = match Config::load(&text, &file) {
+        Ok(config) => Config::missing_env(&text, &config),
+        Err(e) => e.problems,
+    };
+    let tenants = Config::load(&text, &file).map(|c| c.tenants.len()).unwrap_or(0);
+    let report = shared::config::ConfigProblems { file: file.clone(), problems };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.problems.is_empty() {
+        outln!("{file}: ok ({tenants} tenant(s))");
+    } else {
+        outln!("{report}");
+        outln!("{} problem(s) in {file}", report.problems.len());
+    }
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn open_store(data: &Path, clock: Arc<dyn Clock>) -> Result<Records> {
@@ -273,8 +469,22 @@ async fn serve_with(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(data, clock.clone())?;
     let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?);
-    let tenants: Arc<dyn Tenants> = Arc::new(StaticTenants::build(config, secrets, RetryPolicy::default())?);
+    // A tenant whose secrets are missing is left out and shown in `status` and `/healthz`;
+    // the others are served.
+    let (built, broken) = StaticTenants::build_each(config, secrets, RetryPolicy::default());
     store_configs(&records, config).await?;
+    for t in &config.tenants {
+        let reason = broken.iter().find(|(id, _)| id == &t.id).map(|(_, e)| e.0.as_str());
+        if let Some(reason) = reason {
+            tracing::error!(tenant = %t.id, reason, "tenant not served: fix its configuration and restart");
+        }
+        shared::status::set_not_served(&records, &t.id, reason).await?;
+    }
+    // People whose mappings or policy changed since the last start are reconciled now.
+    for t in config.tenants.iter().filter(|t| !broken.iter().any(|(id, _)| id == &t.id)) {
+        shared::changes::enqueue_affected(&records, queue.as_ref(), t).await?;
+    }
+    let tenants: Arc<dyn Tenants> = Arc::new(built);
     let rt = Runtime {
         ingress: Ingress::new(tenants.clone(), queue.clone(), records.clone()),
         worker: Worker::new(records.clone(), tenants),
@@ -319,35 +529,67 @@ fn write_demo_config(demo: &testkit::demo::Demo, data: &Path) -> Result<()> {
     std::fs::write(data.join("demo.toml"), toml).context("writing demo.toml")?;
     let secrets = serde_json::to_string_pretty(&demo.secrets.0)?;
     std::fs::write(data.join("demo-secrets.json"), secrets).context("writing demo-secrets.json")?;
+    // The sample webhooks beside them, so the printed `portier send` lines work from any folder.
+    let events = data.join("events");
+    std::fs::create_dir_all(&events).with_context(|| format!("creating {}", events.display()))?;
+    for (name, body) in DEMO_EVENTS {
+        std::fs::write(events.join(name), body).with_context(|| format!("writing events/{name}"))?;
+    }
     Ok(())
 }
 
-fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) {
-    println!(
-        "Portier demo\n\
+/// The sample webhooks the demo suggests, built into the binary (a test keeps `events/` current).
+const DEMO_EVENTS: [(&str, &str); 5] = [
+    (
+        "nexudus-access-control-update.json",
+        include_str!("../../../events/nexudus-access-control-update.json"),
+    ),
+    ("nexudus-coworker-delete.json", include_str!("../../../events/nexudus-coworker-delete.json")),
+    ("kinnovis-booking-created.json", include_str!("../../../events/kinnovis-booking-created.json")),
+    ("kinnovis-access-revoked.json", include_str!("../../../events/kinnovis-access-revoked.json")),
+    ("kinnovis-access-restored.json", include_str!("../../../events/kinnovis-access-restored.json")),
+];
+
+fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) -> Result<()> {
+    // Absolute paths: every line works as printed, from any folder.
+    let data = std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
+    let d = data.display();
+    let ev = |name: &str| data.join("events").join(name).display().to_string();
+    outln!(
+        "Portier demo (config {d}/demo.toml, simulator secrets {d}/demo-secrets.json)\n\
          \n  webhooks   http://{listen}/hooks/nexudus/demo/{{action}}\
          \n  Nexudus    {} (simulator; customer 456 Anna Müller holds \"Bike Storage\" and \"Coworking\")\
          \n  Tapkey     {} (simulator; lock \"Bike Storage Door\")\
          \n  Salto KS   {} (simulator; the coworking floor's access group, for the pass \"Coworking\")\
          \n  Brivo      {} (simulator; group \"Coworking floor\", same pass)\
          \n\nTry, in another terminal:\
-         \n  portier send events/nexudus-access-control-update.json --to http://{listen}\
+         \n  portier send {} --to http://{listen}\
          \n  curl -s {}/_sim/state        # the Tapkey grant for anna@example.com\
-         \n  portier explain anna@example.com --data {}\
-         \n  portier send events/nexudus-coworker-delete.json --to http://{listen}   # revokes it\
+         \n  portier explain anna@example.com --data {d}\
+         \n  portier resync --dry-run --data {d}\
+         \n  portier drift --data {d}\
+         \n  portier status --data {d}\
+         \n  portier send {} --to http://{listen}   # revokes it\
          \n\nSelf-storage (tenant demo-storage, Kinnovis simulator {}; booking B-1042 of unit A-017\
          \nfor anna@example.com, shared with ben@example.com):\
-         \n  portier send events/kinnovis-booking-created.json --to http://{listen}   # grants both\
-         \n  portier send events/kinnovis-access-revoked.json --to http://{listen}    # overdue: locked out\
-         \n  portier send events/kinnovis-access-restored.json --to http://{listen}   # paid: restored\n",
+         \n  portier send {} --to http://{listen}   # grants both\
+         \n  portier mapping locks --tenant demo-storage --data {d}\
+         \n  portier send {} --to http://{listen}    # overdue: locked out\
+         \n  portier send {} --to http://{listen}   # paid: restored\n",
         demo.nexudus.base_url(),
         demo.tapkey.base_url(),
         demo.salto.base_url(),
         demo.brivo.base_url(),
+        ev("nexudus-access-control-update.json"),
         demo.tapkey.base_url().trim_end_matches("/api/v1"),
-        data.display(),
+        ev("nexudus-coworker-delete.json"),
         demo.kinnovis.base_url(),
+        ev("kinnovis-booking-created.json"),
+        ev("kinnovis-access-revoked.json"),
+        ev("kinnovis-access-restored.json"),
     );
+    std::io::Write::flush(&mut std::io::stdout())?;
+    Ok(())
 }
 
 /// Replays an API Gateway event file against a running Portier.
@@ -391,28 +633,54 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
     };
     let response = request.body(body).send().await.with_context(|| format!("sending to {to}"))?;
     let status = response.status();
-    println!("{} {}", status.as_u16(), response.text().await.unwrap_or_default());
+    outln!("{} {}", status.as_u16(), response.text().await.unwrap_or_default());
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn explain(email: &str, tenant: Option<&str>, data: &Path, json: bool) -> Result<ExitCode> {
-    let email = Email::parse(email).map_err(|e| anyhow!(e))?;
-    if !data.join("portier.db").exists() {
-        bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+/// `--since`: a date (from 00:00 UTC that day) or an RFC 3339 instant.
+fn parse_since(raw: &str) -> std::result::Result<shared::model::Instant, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
     }
-    let records = open_store(data, Arc::new(SystemClock))?;
-    let mut configs: Vec<TenantConfig> = Vec::new();
-    for id in records.tenant_ids().await? {
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!("{raw:?} is neither a date (2026-11-01) nor an instant (2026-11-01T08:00:00Z)")
+        })
+}
+
+async fn explain(
+    who: &str,
+    since: Option<shared::model::Instant>,
+    tenant: Option<&str>,
+    config: Option<&Path>,
+    data: &Path,
+    table: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let configured = config.map(load_config).transpose()?;
+    let who = shared::explain::Who::parse(who);
+    let records = match table {
+        Some(table) => table_records(table).await,
+        None if !data.join("portier.db").exists() => {
+            bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+        }
+        None => open_store(data, Arc::new(SystemClock))?,
+    };
+    let mut configs: Vec<TenantConfig> = configured.map(|c| c.tenants).unwrap_or_default();
+    for id in records.tenant_ids().await?.into_iter().filter(|_| config.is_none()) {
         if let Some(doc) = records.tenant_config(&id).await? {
             configs
                 .push(serde_json::from_value(doc).with_context(|| format!("stored config of tenant {id}"))?);
         }
     }
-    let reports = shared::explain::explain(&records, &configs, &email, tenant).await?;
+    let reports = shared::explain::explain_who(&records, &configs, &who, tenant, since).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        print!("{}", shared::explain::render(&reports, &email));
+        out!("{}", shared::explain::render_for(&reports, &who));
     }
     let failing = reports.iter().any(|r| !r.failures.is_empty());
     Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -432,16 +700,14 @@ struct LocalParts {
 }
 
 async fn local_parts(local: &Local) -> Result<LocalParts> {
-    let text = std::fs::read_to_string(&local.config)
-        .with_context(|| format!("reading {}", local.config.display()))?;
-    let config = Config::parse_toml(&text)?;
+    let config = load_config(&local.config())?;
     std::fs::create_dir_all(&local.data).with_context(|| format!("creating {}", local.data.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(&local.data, clock.clone())?;
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open(&local.data.join("queue.db"), clock, MAX_RECEIVES)?);
     let tenants: Arc<dyn Tenants> =
-        Arc::new(StaticTenants::build(&config, &EnvSecrets, RetryPolicy::default())?);
+        Arc::new(StaticTenants::build(&config, &LocalSecrets::of(&local.data)?, RetryPolicy::default())?);
     store_configs(&records, &config).await?;
     Ok(LocalParts { records, queue, tenants })
 }
@@ -490,14 +756,14 @@ async fn confirm_removals(local: &Local, tenant: Option<&str>, opts: ResyncOptio
             shared::resync::resync(&parts.records, &runtime, parts.queue.as_ref(), dry, &mut |_, _| {})
                 .await?;
         if report.removals() > 0 {
-            print!("{}", render_resync(&report));
+            out!("{}", render_resync(&report));
         }
         removals += report.removals();
     }
     if removals == 0 {
         return Ok(true);
     }
-    print!("\nThis run takes away {removals} access(es) listed above. Go ahead? [y/N] ");
+    out!("\nThis run takes away {removals} access(es) listed above. Go ahead? [y/N] ");
     std::io::Write::flush(&mut std::io::stdout())?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
@@ -520,7 +786,7 @@ async fn resync_cmd(
     let mut failed = false;
     for id in ids {
         let Some(runtime) = parts.tenants.get(&id).await? else {
-            eprintln!("portier: no tenant {id} in {}", local.config.display());
+            eprintln!("portier: no tenant {id} in {}", local.config().display());
             return Ok(ExitCode::from(2));
         };
         let mut bar = progress_bar(format!("{} {id}", if opts.dry_run { "planning" } else { "resyncing" }));
@@ -535,33 +801,46 @@ async fn resync_cmd(
     if !opts.dry_run {
         // Work the fanned-out reconciles here too, so the change is made even if no
         // `portier serve` is running; a running one shares the work.
-        let rt = Runtime {
-            ingress: Ingress::new(parts.tenants.clone(), parts.queue.clone(), parts.records.clone()),
-            worker: Worker::new(parts.records.clone(), parts.tenants.clone()),
-            queue: parts.queue.clone(),
-            records: parts.records.clone(),
-        };
-        loop {
-            let r = serve::work_batch(&rt, std::time::Duration::ZERO).await?;
-            if r.done + r.retried == 0 {
-                break;
-            }
-        }
+        drain(&parts).await?;
     }
     if json {
         let value = match mode {
             Mode::Resync => serde_json::to_value(&reports)?,
             Mode::Drift => serde_json::to_value(reports.iter().map(drift_json).collect::<Vec<_>>())?,
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         for r in &reports {
-            print!("{}", if mode == Mode::Drift { render_drift(r) } else { render_resync(r) });
+            out!("{}", if mode == Mode::Drift { render_drift(r) } else { render_resync(r) });
         }
     }
     let findings = mode == Mode::Drift
-        && reports.iter().any(|r| !r.drift.unjustified.is_empty() || !r.drift.vanished.is_empty());
+        && reports.iter().any(|r| {
+            !r.drift.unjustified.is_empty()
+                || !r.drift.vanished.is_empty()
+                || !shared::resync::Drift::missing(&r.plans).is_empty()
+        });
     Ok(if failed || findings { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Works the local queue until it is empty (what a running `portier serve` would do).
+async fn drain(parts: &LocalParts) -> Result<()> {
+    let rt = Runtime {
+        ingress: Ingress::new(parts.tenants.clone(), parts.queue.clone(), parts.records.clone()),
+        worker: Worker::new(parts.records.clone(), parts.tenants.clone()),
+        queue: parts.queue.clone(),
+        records: parts.records.clone(),
+    };
+    loop {
+        let r = serve::work_batch(&rt, std::time::Duration::ZERO).await?;
+        if r.done + r.retried == 0 {
+            return Ok(());
+        }
+    }
+}
+
+async fn work_queue(local: &Local) -> Result<()> {
+    drain(&local_parts(local).await?).await
 }
 
 fn describe(op: &shared::plan::Op) -> String {
@@ -653,19 +932,41 @@ fn render_drift(r: &ResyncReport) -> String {
     out
 }
 
-async fn status_cmd(data: &Path, json: bool) -> Result<ExitCode> {
-    if !data.join("portier.db").exists() {
-        bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+async fn status_cmd(config: Option<&Path>, data: &Path, aws: &Deployment, json: bool) -> Result<ExitCode> {
+    let configured = config.map(load_config).transpose()?;
+    let (records, queue): (Records, Box<dyn Queue>) = match &aws.table {
+        Some(table) => {
+            let Some(url) = &aws.queue_url else {
+                bail!("with --table, pass --queue-url too (the stack's QueueUrl output)");
+            };
+            let sdk = shared::aws::sdk_config(None).await;
+            let sqs = shared::queue::sqs::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                url.clone(),
+                aws.dlq_url.clone(),
+            );
+            (table_records(table).await, Box::new(sqs))
+        }
+        None => {
+            if !data.join("portier.db").exists() {
+                bail!("no Portier data in {} (run `portier serve` first, or pass --data)", data.display());
+            }
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let records = open_store(data, clock.clone())?;
+            (records, Box::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?))
+        }
+    };
+    let mut tenants = records.tenant_ids().await?;
+    for t in configured.iter().flat_map(|c| &c.tenants) {
+        if !tenants.contains(&t.id) {
+            tenants.push(t.id.clone());
+        }
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let records = open_store(data, clock.clone())?;
-    let queue = EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?;
-    let tenants = records.tenant_ids().await?;
-    let status = shared::status::status(&records, &queue, &tenants).await?;
+    let status = shared::status::status(&records, queue.as_ref(), &tenants).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", shared::status::render(&status));
+        out!("{}", shared::status::render(&status));
     }
     Ok(if status.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -676,14 +977,13 @@ async fn tenant_and_store(
     tenant: &str,
     data: &Path,
 ) -> Result<(Records, shared::tenants::TenantRuntime)> {
-    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let config = Config::parse_toml(&text)?;
+    let config = load_config(config)?;
     let tenant_config = config
         .tenant(&tenant.into())
         .ok_or_else(|| anyhow!("tenant {tenant} is not in the configuration"))?;
     let runtime = shared::tenants::TenantRuntime::build(
         tenant_config,
-        &EnvSecrets,
+        &LocalSecrets::of(data)?,
         &shared::http::client(),
         RetryPolicy::default(),
     )?;
@@ -693,34 +993,84 @@ async fn tenant_and_store(
 
 async fn mapping(command: MappingCommand) -> Result<ExitCode> {
     match command {
-        MappingCommand::Import { file, tenant, config, data, json } => {
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
-            match shared::mapping::import(&records, &runtime, &text).await {
-                Ok(report) if json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Ok(report) => println!(
-                    "imported {} unit mapping(s) for tenant {tenant} ({} replaced)",
-                    report.imported, report.replaced
-                ),
+        MappingCommand::Import { file, tenant, offline, config, data, json } => {
+            let config = config_path(config.as_deref(), &data);
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display())
+            })?;
+            let config_doc = load_config(&config)?;
+            let tenant_config = config_doc
+                .tenant(&tenant.as_str().into())
+                .ok_or_else(|| anyhow!("tenant {tenant} is not in {}", config.display()))?;
+            std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let records = open_store(&data, clock.clone())?;
+            let runtime = if offline {
+                None
+            } else {
+                Some(shared::tenants::TenantRuntime::build(
+                    tenant_config,
+                    &LocalSecrets::of(&data)?,
+                    &shared::http::client(),
+                    RetryPolicy::default(),
+                )?)
+            };
+            let check = match &runtime {
+                Some(r) => shared::mapping::Check::Online(r),
+                None => shared::mapping::Check::Offline,
+            };
+            let report = match shared::mapping::import(&records, tenant_config, check, &text).await {
+                Ok(report) => report,
                 Err(shared::mapping::ImportError::Invalid(errors)) => {
-                    eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
-                    for e in errors {
-                        eprintln!("  {e}");
+                    if json {
+                        let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
+                        outln!("{}", serde_json::to_string_pretty(&out)?);
+                    } else {
+                        eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
+                        for e in errors {
+                            eprintln!("  {e}");
+                        }
                     }
                     return Ok(ExitCode::FAILURE);
                 }
                 Err(e) => return Err(e.into()),
+            };
+            // The people whose units changed are reconciled now, not at the next resync.
+            let queue = EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?;
+            let queued = shared::changes::enqueue_affected(&records, &queue, tenant_config).await?;
+            drop(queue);
+            let worked = if queued > 0 && !offline {
+                work_queue(&Local { config: Some(config.clone()), data: data.clone() }).await.is_ok()
+            } else {
+                false
+            };
+            if json {
+                let mut out = serde_json::to_value(&report)?;
+                out["queued"] = queued.into();
+                outln!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                outln!(
+                    "imported {} unit mapping(s) for tenant {tenant} ({} replaced{})",
+                    report.imported,
+                    report.replaced,
+                    if report.checked { "" } else { "; not checked against Kinnovis and Tapkey: --offline" }
+                );
+                if queued > 0 {
+                    let how = if worked { "reconciled" } else { "queued for `portier serve`" };
+                    outln!("{queued} person(s) whose units changed {how}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         MappingCommand::Locks { tenant, config, data, json } => {
+            let config = config_path(config.as_deref(), &data);
             let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
             let report = shared::mapping::locks(&records, &runtime).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", shared::mapping::render_locks(&report));
+                out!("{}", shared::mapping::render_locks(&report));
             }
             Ok(if report.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -730,8 +1080,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
 /// `portier config push`: the whole file is checked before anything is written; tenants are
 /// written one by one (each write is a plain overwrite, so a repeated push is harmless).
 async fn config_push(path: &Path, table: &str, json: bool) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = Config::parse_toml(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    let config = load_config(path)?;
     if config.tenants.is_empty() {
         bail!("{} has no [[tenant]]: nothing to push", path.display());
     }
@@ -755,19 +1104,19 @@ async fn config_push(path: &Path, table: &str, json: bool) -> Result<ExitCode> {
     let stale: Vec<_> = before.iter().filter(|id| config.tenant(id).is_none()).collect();
     if json {
         let out = serde_json::json!({ "table": table, "pushed": pushed, "not_in_file": stale });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for p in &pushed {
             let keys: Vec<&str> =
                 p["secret_keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
-            println!(
+            outln!(
                 "pushed tenant {}; its secret needs the keys: {}",
                 p["tenant"].as_str().unwrap_or_default(),
                 keys.join(", ")
             );
         }
         for id in &stale {
-            println!("tenant {id} is in the table but not in {}: left as it is", path.display());
+            outln!("tenant {id} is in the table but not in {}: left as it is", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)

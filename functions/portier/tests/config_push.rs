@@ -63,11 +63,18 @@ impl Fixture {
     }
 
     /// Runs `portier config push` as an operator would, with credentials in the environment.
-    fn push(&self, config: &PathBuf, extra: &[&str]) -> Output {
+    fn push(&self, config: &std::path::Path, extra: &[&str]) -> Output {
+        let config = config.display().to_string();
+        let mut args = vec!["config", "push", "--table", &self.table, "--config", &config];
+        args.extend_from_slice(extra);
+        self.portier(&args)
+    }
+
+    /// Runs `portier`, with the loopback AWS credentials in the environment.
+    fn portier(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_portier"))
-            .args(["config", "push", "--table", &self.table, "--config"])
-            .arg(config)
-            .args(extra)
+            .args(args)
+            .current_dir(&self.dir)
             .env("AWS_ENDPOINT_URL", endpoint())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -154,4 +161,32 @@ async fn a_missing_table_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("no-such-table") && stderr.contains("ResourceNotFound"), "{stderr}");
+}
+
+#[tokio::test]
+async fn status_and_explain_read_the_deployment_with_table() {
+    let f = fixture().await;
+    let config = f.write("portier.toml", CONFIG);
+    assert_eq!(f.push(&config, &[]).status.code(), Some(0));
+    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
+    let queue = shared::queue::sqs::SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &f.table, 10)
+        .await
+        .expect("queue");
+    let run = |args: &[&str]| f.portier(args);
+    let status = run(&["status", "--table", &f.table, "--queue-url", queue.queue_url(), "--json"]);
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&status.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let tenants: Vec<&str> =
+        v["tenants"].as_array().into_iter().flatten().filter_map(|t| t["tenant"].as_str()).collect();
+    assert_eq!(tenants, ["space-berlin", "space-munich"], "{v}");
+    assert_eq!(v["queue"]["visible"], 0);
+
+    let without_queue = run(&["status", "--table", &f.table]);
+    assert_eq!(without_queue.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without_queue.stderr).contains("--queue-url"));
+
+    let why = run(&["explain", "anna@example.com", "--table", &f.table]);
+    assert_eq!(why.status.code(), Some(0), "{}", String::from_utf8_lossy(&why.stderr));
+    assert!(String::from_utf8_lossy(&why.stdout).contains("No person with the email anna@example.com"));
 }

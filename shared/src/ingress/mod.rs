@@ -127,7 +127,15 @@ impl Ingress {
     }
 
     /// Accepts a Nexudus webhook. Nothing is queued unless it is verified and parseable.
+    /// One log line per webhook, at info: tenant, action, outcome (no personal data).
     pub async fn nexudus(&self, req: NexudusRequest<'_>) -> Answer {
+        let (tenant, action) = (req.tenant.to_owned(), req.action.to_owned());
+        let answer = self.nexudus_unlogged(req).await;
+        log_webhook("nexudus", &tenant, &action, &answer);
+        answer
+    }
+
+    async fn nexudus_unlogged(&self, req: NexudusRequest<'_>) -> Answer {
         let tenant_id = TenantId(req.tenant.to_owned());
         let tenant = match self.tenants.get(&tenant_id).await {
             Ok(Some(t)) => t,
@@ -191,7 +199,6 @@ impl Ingress {
             Err(answer) => return answer,
         };
         let merged = sent.merged;
-        tracing::info!(tenant = %tenant_id, action = req.action, merged, "webhook accepted");
         let message = if sent.overflowed > 0 {
             "accepted; the tenant's queue is full, so a resync reads this from the source"
         } else if merged == messages.len() {
@@ -210,6 +217,19 @@ impl Ingress {
     /// may not have received our first answer, and anything but 2xx makes it retry for days)
     /// but nothing is queued again: a replay can never cause work twice.
     pub async fn kinnovis(&self, req: KinnovisRequest<'_>) -> Answer {
+        let tenant = req.tenant.to_owned();
+        // The event type, when the body names one in a plain token (never other body content).
+        let action = serde_json::from_slice::<serde_json::Value>(req.body)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_owned))
+            .filter(|t| t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+            .unwrap_or_else(|| "-".into());
+        let answer = self.kinnovis_unlogged(req).await;
+        log_webhook("kinnovis", &tenant, &action, &answer);
+        answer
+    }
+
+    async fn kinnovis_unlogged(&self, req: KinnovisRequest<'_>) -> Answer {
         let tenant_id = TenantId(req.tenant.to_owned());
         let tenant = match self.tenants.get(&tenant_id).await {
             Ok(Some(t)) => t,
@@ -287,5 +307,35 @@ impl Ingress {
             status: 202,
             body: json!({ "status": 202, "message": "queued", "subjects": messages.len() }),
         }
+    }
+}
+
+/// The webhook's one log line: what an unattended operator needs to see that hooks arrive and
+/// why one was refused. The outcome is a fixed word per answer, never the body.
+fn log_webhook(source: &str, tenant: &str, action: &str, answer: &Answer) {
+    let outcome = match answer.status {
+        202 if answer.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("duplicate") || m.contains("merged")) =>
+        {
+            "accepted (duplicate)"
+        }
+        202 => "accepted",
+        400 => "rejected: unparseable or wrong location",
+        401 => "rejected: not authenticated",
+        404 => "rejected: unknown tenant or action",
+        408 => "rejected: body not sent in time",
+        413 => "rejected: too large",
+        _ => "unavailable: sender retries",
+    };
+    // The tenant and action come from the URL: keep only their plain characters.
+    let plain = |s: &str| -> String {
+        s.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(64).collect()
+    };
+    let (tenant, action) = (plain(tenant), plain(action));
+    if answer.status < 500 {
+        tracing::info!(source, tenant, action, status = answer.status, outcome, "webhook");
+    } else {
+        tracing::warn!(source, tenant, action, status = answer.status, outcome, "webhook");
     }
 }
