@@ -102,10 +102,21 @@ async fn an_imported_unit_mapping_is_stored_in_dynamodb_and_used_by_the_worker()
     let app = spawn_aws_app().await;
     let tenant = app.env.tenants.get(&STORAGE_TENANT.into()).await.expect("tenants").expect("tenant");
     let csv = format!("Tapkey Lock ID,Kinnovis Unit Name\n{UNIT_2_LOCK},{UNIT_2}\nnot-a-guid,{UNIT}\n");
-    assert!(shared::mapping::import(&app.env.records, &tenant, &csv).await.is_err());
+    assert!(
+        shared::mapping::import(
+            &app.env.records,
+            &tenant.config,
+            shared::mapping::Check::Online(&tenant),
+            &csv
+        )
+        .await
+        .is_err()
+    );
     assert!(app.env.records.stored_mappings(&tenant.config.id).await.expect("DynamoDB").is_empty());
     let csv = format!("Tapkey Lock ID,Kinnovis Unit Name\n{UNIT_2_LOCK},{UNIT_2}\n");
-    shared::mapping::import(&app.env.records, &tenant, &csv).await.expect("imported");
+    shared::mapping::import(&app.env.records, &tenant.config, shared::mapping::Check::Online(&tenant), &csv)
+        .await
+        .expect("imported");
 
     let id = app.kinnovis.create_booking(UNIT_2, ANNA, "Anna Berger", day(2026, 11, 1), None);
     assert_eq!(app.hook("booking.created", &id).await, 202);
