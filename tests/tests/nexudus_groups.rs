@@ -348,3 +348,27 @@ async fn a_token_only_tenant_takes_the_visit_from_the_api_not_from_the_body() {
     tick_at(&app, day(1) + Duration::hours(9)).await;
     assert_eq!(app.salto.members(VISITORS_SALTO), emails(&["vera@example.com"]));
 }
+
+/// Issue 13.7: the portal API documents visitor times as business-local; a Nexudus that sends
+/// them without a zone gives the same visit day as one that sends UTC.
+#[tokio::test]
+async fn a_visitor_with_business_local_times_is_in_for_the_same_visit_day() {
+    let app = spawn_groups_app(NoAccess::Keep).await;
+    app.nexudus.set_visitor_zone(Some("Europe/Berlin"));
+    // 14:00 UTC is 15:00 in Berlin: the body says "…T15:00:00", no zone.
+    let vera = app.nexudus.register_visitor(ANNA, "Vera Gast", "vera@example.com", at(14, 0));
+    let dto = app.nexudus.visitor_dto(vera);
+    assert_eq!(dto["ExpectedArrival"].as_str().map(|s| s.ends_with("T15:00:00")), Some(true), "{dto}");
+    hook(&app, "VisitorRegistered", &dto).await;
+    assert!(app.salto.members(VISITORS_SALTO).is_empty());
+    tick_at(&app, at(13, 45) + Duration::seconds(30)).await;
+    let vera_only = emails(&["vera@example.com"]);
+    assert_eq!(app.salto.members(VISITORS_SALTO), vera_only, "from the lead before 15:00 Berlin");
+    tick_at(&app, at(22, 59)).await;
+    assert_eq!(app.salto.members(VISITORS_SALTO), vera_only);
+    tick_at(&app, at(23, 0) + Duration::seconds(30)).await;
+    assert!(app.salto.members(VISITORS_SALTO).is_empty(), "until midnight in Berlin");
+    // A full resync lists the visitor through the business-local filter and changes nothing.
+    let report = app.resync(false).await.expect("resync");
+    assert_eq!(report.op_count(), 0);
+}

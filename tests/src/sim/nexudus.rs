@@ -159,6 +159,9 @@ struct Data {
     token_requests: usize,
     /// The `client_id` header of every token request, in order.
     token_client_ids: Vec<String>,
+    /// When set, visitor times go out, and visitor filters are read, as business-local time
+    /// without a zone, as the portal API documents them; else as UTC with `Z`.
+    visitor_zone: Option<shared::localtime::Zone>,
 }
 
 struct Coworker {
@@ -285,6 +288,7 @@ impl NexudusSim {
                 refresh_tokens: HashMap::new(),
                 token_client_ids: Vec::new(),
                 token_requests: 0,
+                visitor_zone: None,
             }),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
@@ -614,15 +618,22 @@ impl NexudusSim {
         id
     }
 
+    /// Visitor times in business-local time of `zone` (no zone in the value), as the portal
+    /// API documents `ExpectedArrival` and `ArrivalDate`; `None`: UTC with `Z`.
+    pub fn set_visitor_zone(&self, zone: Option<&str>) {
+        lock(&self.inner.data).visitor_zone = zone.map(|z| shared::localtime::Zone::parse(z).expect("zone"));
+    }
+
     /// Removes a visitor; returns the last DTO, which `VisitorDeleted` carries.
     pub fn delete_visitor(&self, id: i64) -> Value {
         let mut d = lock(&self.inner.data);
         let v = d.visitors.remove(&id).unwrap_or_else(|| panic!("NexudusSim has no visitor {id}"));
-        v.to_json()
+        v.to_json(d.visitor_zone.as_ref())
     }
 
     pub fn visitor_dto(&self, id: i64) -> Value {
-        lock(&self.inner.data).visitors.get(&id).map_or(Value::Null, SimVisitor::to_json)
+        let d = lock(&self.inner.data);
+        d.visitors.get(&id).map_or(Value::Null, |v| v.to_json(d.visitor_zone.as_ref()))
     }
 
     /// The CoworkerTimePass DTO; `Null` if unknown.
@@ -825,17 +836,23 @@ impl SimTeam {
 }
 
 impl SimVisitor {
-    fn to_json(&self) -> Value {
+    fn to_json(&self, zone: Option<&shared::localtime::Zone>) -> Value {
+        let time = |t: &Option<DateTime<Utc>>| match (t, zone) {
+            (Some(t), Some(z)) => {
+                z.local_of(*t).map_or(Value::Null, |l| json!(l.format("%Y-%m-%dT%H:%M:%S").to_string()))
+            }
+            _ => iso_opt(t),
+        };
         json!({
             "Id": self.id,
             "BusinessId": BUSINESS_ID,
             "FullName": self.full_name,
             "Email": self.email,
             "CoworkerId": self.host,
-            "ExpectedArrival": iso_opt(&self.expected_arrival),
+            "ExpectedArrival": time(&self.expected_arrival),
             "Arrived": self.arrived.is_some(),
-            "ArrivalDate": iso_opt(&self.arrived),
-            "DepartureDate": iso_opt(&self.departure),
+            "ArrivalDate": time(&self.arrived),
+            "DepartureDate": time(&self.departure),
             "HostApprovalStatus": 1,
             "CreatedOn": iso(&self.created_on),
             "UpdatedOn": iso(&self.updated_on),
@@ -966,7 +983,7 @@ impl Inner {
             }
             ("GET", ["spaces", "visitors"]) => self.list_visitors(&query),
             ("GET", ["spaces", "visitors", _]) => {
-                self.by_id(&segs[3], |d, id| d.visitors.get(&id).map(SimVisitor::to_json))
+                self.by_id(&segs[3], |d, id| d.visitors.get(&id).map(|v| v.to_json(d.visitor_zone.as_ref())))
             }
             ("GET", ["billing", "coworkertimepasses"]) => self.list_passes(&query),
             ("GET", ["billing", "coworkertimepasses", _]) => {
@@ -1195,6 +1212,12 @@ impl Inner {
             (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return bad_request(&e),
         };
         let d = lock(&self.data);
+        // Business-local filters: the zone-less value was parsed as UTC; shift it to the instant.
+        let local = |t: Option<DateTime<Utc>>| match (t, &d.visitor_zone) {
+            (Some(t), Some(z)) => z.instant_of(t.naive_utc()).ok(),
+            (t, _) => t,
+        };
+        let (expected_from, arrived_from) = (local(expected_from), local(arrived_from));
         // A range filter on a field the record lacks (null) excludes it, as in Nexudus.
         let records = d
             .visitors
@@ -1202,7 +1225,7 @@ impl Inner {
             .filter(|v| expected_from.is_none_or(|f| v.expected_arrival.is_some_and(|a| a >= f)))
             .filter(|v| arrived_from.is_none_or(|f| v.arrived.is_some_and(|a| a >= f)))
             .filter(|v| in_range(updated, v.updated_on))
-            .map(SimVisitor::to_json)
+            .map(|v| v.to_json(d.visitor_zone.as_ref()))
             .collect();
         paged(query, records)
     }
@@ -1216,7 +1239,7 @@ impl Inner {
             "coworkerContracts": d.contracts.values().map(|c| c.to_json(&d, true)).collect::<Vec<_>>(),
             "floorPlanDesks": d.desks.values().map(SimDesk::to_json).collect::<Vec<_>>(),
             "teams": d.teams.values().map(|t| t.to_json(true)).collect::<Vec<_>>(),
-            "visitors": d.visitors.values().map(SimVisitor::to_json).collect::<Vec<_>>(),
+            "visitors": d.visitors.values().map(|v| v.to_json(d.visitor_zone.as_ref())).collect::<Vec<_>>(),
             "timePasses": d.time_passes.values().map(TimePass::to_json).collect::<Vec<_>>(),
             "coworkerTimePasses": d.passes.values().map(|p| p.to_json(&d)).collect::<Vec<_>>(),
             "tokenRequests": d.token_requests,
