@@ -13,7 +13,7 @@
 //!   visibility timeout is over.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use super::{Delivery, Outgoing, Queue, QueueStats};
 use crate::clock::Clock;
 use crate::error::InfraError;
-use crate::store::sqlite::{open_connection, sql_error};
+use crate::store::sqlite::{blocking, open_connection, sql_error};
 
 /// How long a deduplication id suppresses another send (SQS: 5 minutes).
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS queue_dead (
 
 /// The embedded, durable FIFO queue.
 pub struct EmbeddedQueue {
-    conn: Mutex<Connection>,
+    /// Used on tokio's blocking pool only (see [`blocking`]).
+    conn: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     max_receives: u32,
     /// Wakes receivers waiting in this process when a message is sent or made visible.
@@ -113,13 +114,7 @@ impl EmbeddedQueue {
             conn.execute_batch("ALTER TABLE queue_messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
                 .map_err(|e| sql_error("queue schema", e))?;
         }
-        Ok(Self { conn: Mutex::new(conn), clock, max_receives, sent: Notify::new() })
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // Every change is one transaction that rolls back on drop, so a poisoned lock still
-        // guards a consistent connection.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives, sent: Notify::new() })
     }
 
     fn now_ms(&self) -> i64 {
@@ -127,22 +122,34 @@ impl EmbeddedQueue {
     }
 
     /// One non-waiting receive: delivers, or dead-letters, up to `max` messages.
-    fn try_receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, InfraError> {
-        let now = self.now_ms();
-        let visible_at = now.saturating_add(millis(visibility));
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error("receive", e))?;
-        let mut out = Vec::new();
-        loop {
-            let wanted = i64::try_from(max - out.len()).unwrap_or(1);
-            // The head of every group with nothing in flight, taken in turns across tenants
-            // (the group's prefix before `#`): each tenant's first, then each one's second, so
-            // one tenant's backlog never delays another tenant's work. Within a tenant, heads
-            // that may take access away come first, then the order of sending; within a group
-            // the order is always the order of sending (only its head is ever a candidate).
-            let candidates = tx
+    async fn try_receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, InfraError> {
+        let (now, max_receives) = (self.now_ms(), self.max_receives);
+        blocking(&self.conn, "receive", move |conn| receive_now(conn, now, max, visibility, max_receives))
+            .await
+    }
+}
+
+/// [`EmbeddedQueue::try_receive`] on the connection, at `now` (ms).
+fn receive_now(
+    conn: &mut Connection,
+    now: i64,
+    max: usize,
+    visibility: Duration,
+    max_receives: u32,
+) -> Result<Vec<Delivery>, InfraError> {
+    let visible_at = now.saturating_add(millis(visibility));
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error("receive", e))?;
+    let mut out = Vec::new();
+    loop {
+        let wanted = i64::try_from(max - out.len()).unwrap_or(1);
+        // The head of every group with nothing in flight, taken in turns across tenants
+        // (the group's prefix before `#`): each tenant's first, then each one's second, so
+        // one tenant's backlog never delays another tenant's work. Within a tenant, heads
+        // that may take access away come first, then the order of sending; within a group
+        // the order is always the order of sending (only its head is ever a candidate).
+        let candidates = tx
                 .prepare_cached(
                     "WITH heads AS (
                         SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count, m.priority,
@@ -169,43 +176,42 @@ impl EmbeddedQueue {
                     .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(|e| sql_error("receive", e))?;
-            if candidates.is_empty() {
-                break;
-            }
-            for c in candidates {
-                let count = c.receive_count.saturating_add(1);
-                if self.max_receives > 0 && count > self.max_receives {
-                    tx.execute(
+        if candidates.is_empty() {
+            break;
+        }
+        for c in candidates {
+            let count = c.receive_count.saturating_add(1);
+            if max_receives > 0 && count > max_receives {
+                tx.execute(
                         "INSERT INTO queue_dead (seq, message_id, grp, body, sent_at, receive_count, dead_at)
                          SELECT seq, message_id, grp, body, sent_at, receive_count, ?2 FROM queue_messages WHERE seq = ?1",
                         params![c.seq, now],
                     )
                     .and_then(|_| tx.execute("DELETE FROM queue_messages WHERE seq = ?1", params![c.seq]))
                     .map_err(|e| sql_error("dead-letter", e))?;
-                    tracing::warn!(message_id = %c.message_id, receives = c.receive_count, "message moved to the dead-letter table");
-                    continue;
-                }
-                let receipt = format!("{}.{}", c.seq, uuid::Uuid::new_v4().simple());
-                tx.execute(
-                    "UPDATE queue_messages SET receive_count = ?2, visible_at = ?3, receipt = ?4 WHERE seq = ?1",
-                    params![c.seq, count, visible_at, receipt],
-                )
-                .map_err(|e| sql_error("receive", e))?;
-                out.push(Delivery {
-                    handle: receipt,
-                    message_id: c.message_id,
-                    group: c.group,
-                    body: c.body,
-                    receive_count: count,
-                });
+                tracing::warn!(message_id = %c.message_id, receives = c.receive_count, "message moved to the dead-letter table");
+                continue;
             }
-            if out.len() >= max {
-                break;
-            }
+            let receipt = format!("{}.{}", c.seq, uuid::Uuid::new_v4().simple());
+            tx.execute(
+                "UPDATE queue_messages SET receive_count = ?2, visible_at = ?3, receipt = ?4 WHERE seq = ?1",
+                params![c.seq, count, visible_at, receipt],
+            )
+            .map_err(|e| sql_error("receive", e))?;
+            out.push(Delivery {
+                handle: receipt,
+                message_id: c.message_id,
+                group: c.group,
+                body: c.body,
+                receive_count: count,
+            });
         }
-        tx.commit().map_err(|e| sql_error("receive", e))?;
-        Ok(out)
+        if out.len() >= max {
+            break;
+        }
     }
+    tx.commit().map_err(|e| sql_error("receive", e))?;
+    Ok(out)
 }
 
 #[async_trait]
@@ -213,8 +219,9 @@ impl Queue for EmbeddedQueue {
     async fn send(&self, msg: &Outgoing) -> Result<(), InfraError> {
         let now = self.now_ms();
         let cutoff = now.saturating_sub(millis(DEDUP_WINDOW));
-        {
-            let mut conn = self.conn();
+        let (dedup_id, group, body) = (msg.dedup_id.clone(), msg.group.clone(), msg.body.clone());
+        let priority = if msg.urgent { 0 } else { 1 };
+        blocking(&self.conn, "send", move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| sql_error("send", e))?;
@@ -223,7 +230,7 @@ impl Queue for EmbeddedQueue {
             let fresh = tx
                 .execute(
                     "INSERT OR IGNORE INTO queue_dedup (dedup_id, sent_at) VALUES (?1, ?2)",
-                    params![msg.dedup_id, now],
+                    params![dedup_id, now],
                 )
                 .map_err(|e| sql_error("send", e))?;
             if fresh == 0 {
@@ -232,11 +239,12 @@ impl Queue for EmbeddedQueue {
             }
             tx.execute(
                 "INSERT INTO queue_messages (message_id, grp, body, sent_at, visible_at, priority) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-                params![uuid::Uuid::new_v4().to_string(), msg.group, msg.body, now, if msg.urgent { 0 } else { 1 }],
+                params![uuid::Uuid::new_v4().to_string(), group, body, now, priority],
             )
             .map_err(|e| sql_error("send", e))?;
-            tx.commit().map_err(|e| sql_error("send", e))?;
-        }
+            tx.commit().map_err(|e| sql_error("send", e))
+        })
+        .await?;
         self.sent.notify_waiters();
         Ok(())
     }
@@ -256,7 +264,7 @@ impl Queue for EmbeddedQueue {
         loop {
             // Register before looking, so a send between the look and the sleep still wakes us.
             let woken = self.sent.notified();
-            let got = self.try_receive(max, visibility)?;
+            let got = self.try_receive(max, visibility).await?;
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
                 return Ok(got);
@@ -266,23 +274,28 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn delete(&self, handle: &str) -> Result<(), InfraError> {
-        self.conn()
-            .execute("DELETE FROM queue_messages WHERE receipt = ?1", params![handle])
-            .map_err(|e| sql_error("delete", e))?;
+        let handle = handle.to_owned();
+        blocking(&self.conn, "delete", move |conn| {
+            conn.execute("DELETE FROM queue_messages WHERE receipt = ?1", params![handle])
+                .map_err(|e| sql_error("delete", e))
+        })
+        .await?;
         Ok(())
     }
 
     async fn retry_later(&self, handle: &str, delay: Duration) -> Result<(), InfraError> {
         let now = self.now_ms();
+        let (handle, visible_at) = (handle.to_owned(), now.saturating_add(millis(delay)));
         // Only while in flight: a message already visible again, or re-received under a new
         // receipt, is no longer this handle's to move (SQS answers MessageNotInflight).
-        let changed = self
-            .conn()
-            .execute(
+        let changed = blocking(&self.conn, "retry_later", move |conn| {
+            conn.execute(
                 "UPDATE queue_messages SET visible_at = ?2 WHERE receipt = ?1 AND visible_at > ?3",
-                params![handle, now.saturating_add(millis(delay)), now],
+                params![handle, visible_at, now],
             )
-            .map_err(|e| sql_error("retry_later", e))?;
+            .map_err(|e| sql_error("retry_later", e))
+        })
+        .await?;
         if changed > 0 && delay.is_zero() {
             self.sent.notify_waiters();
         }
@@ -291,9 +304,8 @@ impl Queue for EmbeddedQueue {
 
     async fn stats(&self) -> Result<QueueStats, InfraError> {
         let now = self.now_ms();
-        let conn = self.conn();
-        let (visible, in_flight, dead): (i64, i64, i64) = conn
-            .query_row(
+        let (visible, in_flight, dead): (i64, i64, i64) = blocking(&self.conn, "stats", move |conn| {
+            conn.query_row(
                 "SELECT
                     (SELECT COUNT(*) FROM queue_messages WHERE visible_at <= ?1),
                     (SELECT COUNT(*) FROM queue_messages WHERE visible_at > ?1),
@@ -301,45 +313,51 @@ impl Queue for EmbeddedQueue {
                 params![now],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .map_err(|e| sql_error("stats", e))?;
+            .map_err(|e| sql_error("stats", e))
+        })
+        .await?;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(QueueStats { visible: count(visible), in_flight: count(in_flight), dead: count(dead) })
     }
 
     async fn tenant_backlog(&self, tenant: &str) -> Result<Option<u64>, InfraError> {
         // Groups are `tenant#…`; '$' sorts right after '#', so this is a range on the index.
-        let n: i64 = self
-            .conn()
-            .query_row(
+        let range = (format!("{tenant}#"), format!("{tenant}$"));
+        let n: i64 = blocking(&self.conn, "backlog", move |conn| {
+            conn.query_row(
                 "SELECT COUNT(*) FROM queue_messages WHERE grp >= ?1 AND grp < ?2",
-                params![format!("{tenant}#"), format!("{tenant}$")],
+                params![range.0, range.1],
                 |r| r.get(0),
             )
-            .map_err(|e| sql_error("backlog", e))?;
+            .map_err(|e| sql_error("backlog", e))
+        })
+        .await?;
         Ok(Some(u64::try_from(n).unwrap_or(0)))
     }
 
     async fn dead_letters(&self, max: usize) -> Result<Vec<Delivery>, InfraError> {
-        let conn = self.conn();
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        conn.prepare_cached(
-            "SELECT seq, message_id, grp, body, receive_count FROM queue_dead ORDER BY seq LIMIT ?1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map(params![limit], |r| {
-                let seq: i64 = r.get(0)?;
-                Ok(Delivery {
-                    // Nothing accepts this handle: dead letters are only looked at.
-                    handle: format!("dead.{seq}"),
-                    message_id: r.get(1)?,
-                    group: r.get(2)?,
-                    body: r.get(3)?,
-                    receive_count: r.get(4)?,
-                })
-            })?
-            .collect()
+        blocking(&self.conn, "dead_letters", move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, message_id, grp, body, receive_count FROM queue_dead ORDER BY seq LIMIT ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![limit], |r| {
+                    let seq: i64 = r.get(0)?;
+                    Ok(Delivery {
+                        // Nothing accepts this handle: dead letters are only looked at.
+                        handle: format!("dead.{seq}"),
+                        message_id: r.get(1)?,
+                        group: r.get(2)?,
+                        body: r.get(3)?,
+                        receive_count: r.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| sql_error("dead_letters", e))
         })
-        .map_err(|e| sql_error("dead_letters", e))
+        .await
     }
 }
 

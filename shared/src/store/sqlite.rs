@@ -31,11 +31,30 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_ttl ON records (ttl) WHERE ttl IS NOT NULL;
 ";
 
-/// Embedded SQLite backend of the record store.
+/// Embedded SQLite backend of the record store. SQLite blocks, so every call runs on tokio's
+/// blocking pool: a slow statement (another process holding the file's write lock, a big
+/// listing) never stalls the async threads that answer webhooks.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     writes: AtomicU64,
+}
+
+/// Runs `f` with the connection on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    op: &'static str,
+    f: impl FnOnce(&mut Connection) -> Result<T, InfraError> + Send + 'static,
+) -> Result<T, InfraError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        // Every change is one statement or one transaction that rolls back on drop, so a
+        // poisoned lock still guards a consistent connection.
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| InfraError::Backend(format!("sqlite {op}: the blocking task failed: {e}")))?
 }
 
 pub(crate) fn sql_error(op: &str, e: rusqlite::Error) -> InfraError {
@@ -90,12 +109,10 @@ impl SqliteStore {
 
     fn with_connection(conn: Connection, clock: Arc<dyn Clock>) -> Result<Self, InfraError> {
         conn.execute_batch(SCHEMA).map_err(|e| sql_error("schema", e))?;
-        Ok(Self { conn: Mutex::new(conn), clock, writes: AtomicU64::new(0) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, writes: AtomicU64::new(0) })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic elsewhere cannot leave the connection half-written: every write is one
-        // statement or one transaction that rolls back on drop.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -110,36 +127,57 @@ impl SqliteStore {
             .map_err(|e| sql_error("purge", e))
     }
 
-    fn after_write(&self) {
+    async fn after_write(&self) {
         let due = self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1;
-        if due && let Err(e) = self.purge_expired() {
+        if !due {
+            return;
+        }
+        let now = self.now();
+        let purged = blocking(&self.conn, "purge", move |conn| {
+            conn.execute("DELETE FROM records WHERE ttl IS NOT NULL AND ttl <= ?1", params![now])
+                .map_err(|e| sql_error("purge", e))
+        })
+        .await;
+        if let Err(e) = purged {
             tracing::warn!(error = %e, "purging expired records failed");
         }
     }
 
-    fn select(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Item>, InfraError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error("query", e))?;
-        let rows = stmt
-            .query_map(params, row_to_item)
-            .map_err(|e| sql_error("query", e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| sql_error("query", e))?;
+    async fn select(
+        &self,
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<Item>, InfraError> {
+        let rows = blocking(&self.conn, "query", move |conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error("query", e))?;
+            stmt.query_map(rusqlite::params_from_iter(params), row_to_item)
+                .map_err(|e| sql_error("query", e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| sql_error("query", e))
+        })
+        .await?;
         rows.into_iter().map(decode).collect()
     }
+}
+
+/// Owned SQL values, for statements that run on the blocking pool.
+fn values<const N: usize>(v: [rusqlite::types::Value; N]) -> Vec<rusqlite::types::Value> {
+    v.into()
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, InfraError> {
-        let row = self
-            .conn()
-            .prepare_cached(
+        let (pk, sk, now) = (pk.to_owned(), sk.to_owned(), self.now());
+        let row = blocking(&self.conn, "get", move |conn| {
+            conn.prepare_cached(
                 "SELECT pk, sk, v, data, ttl FROM records
                  WHERE pk = ?1 AND sk = ?2 AND (ttl IS NULL OR ttl > ?3)",
             )
-            .and_then(|mut stmt| stmt.query_row(params![pk, sk, self.now()], row_to_item).optional())
-            .map_err(|e| sql_error("get", e))?;
+            .and_then(|mut stmt| stmt.query_row(params![pk, sk, now], row_to_item).optional())
+            .map_err(|e| sql_error("get", e))
+        })
+        .await?;
         row.map(decode).transpose()
     }
 
@@ -152,54 +190,63 @@ impl Store for SqliteStore {
             .map_err(|e| InfraError::Backend(format!("record data: {e}")))?;
         let v = version_sql(item.version)?;
         let now = self.now();
-        let changed = {
-            let conn = self.conn();
-            let result = match cond {
-                Cond::Always => conn.execute(
+        let expected = match cond {
+            Cond::Version(expected) => Some(version_sql(expected)?),
+            _ => None,
+        };
+        let (pk, sk, ttl) = (item.pk.clone(), item.sk.clone(), item.expires_at);
+        let changed = blocking(&self.conn, "put", move |conn| {
+            let result = match (cond, expected) {
+                (Cond::Always, _) => conn.execute(
                     "INSERT INTO records (pk, sk, v, data, ttl) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (pk, sk) DO UPDATE SET v = excluded.v, data = excluded.data, ttl = excluded.ttl",
-                    params![item.pk, item.sk, v, data, item.expires_at],
+                    params![pk, sk, v, data, ttl],
                 ),
                 // Inserts, or replaces an expired record; a live one makes it change nothing.
-                Cond::Absent => conn.execute(
+                (Cond::Absent, _) => conn.execute(
                     "INSERT INTO records (pk, sk, v, data, ttl) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (pk, sk) DO UPDATE SET v = excluded.v, data = excluded.data, ttl = excluded.ttl
                      WHERE records.ttl IS NOT NULL AND records.ttl <= ?6",
-                    params![item.pk, item.sk, v, data, item.expires_at, now],
+                    params![pk, sk, v, data, ttl, now],
                 ),
-                Cond::Version(expected) => conn.execute(
+                (Cond::Version(_), expected) => conn.execute(
                     "UPDATE records SET v = ?3, data = ?4, ttl = ?5
                      WHERE pk = ?1 AND sk = ?2 AND v = ?6 AND (ttl IS NULL OR ttl > ?7)",
-                    params![item.pk, item.sk, v, data, item.expires_at, version_sql(expected)?, now],
+                    params![pk, sk, v, data, ttl, expected, now],
                 ),
             };
-            result.map_err(|e| sql_error("put", e))?
-        };
-        self.after_write();
+            result.map_err(|e| sql_error("put", e))
+        })
+        .await?;
+        self.after_write().await;
         if changed == 0 { Err(InfraError::Conflict) } else { Ok(()) }
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), InfraError> {
         let now = self.now();
-        let mut conn = self.conn();
-        match cond {
-            Cond::Always => {
+        let expected = match cond {
+            Cond::Version(expected) => Some(version_sql(expected)?),
+            _ => None,
+        };
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        blocking(&self.conn, "delete", move |conn| match (cond, expected) {
+            (Cond::Always, _) => {
                 conn.execute("DELETE FROM records WHERE pk = ?1 AND sk = ?2", params![pk, sk])
                     .map_err(|e| sql_error("delete", e))?;
                 Ok(())
             }
-            Cond::Version(expected) => {
+            (Cond::Version(_), expected) => {
                 let deleted = conn
                     .execute(
                         "DELETE FROM records WHERE pk = ?1 AND sk = ?2 AND v = ?3 AND (ttl IS NULL OR ttl > ?4)",
-                        params![pk, sk, version_sql(expected)?, now],
+                        params![pk, sk, expected, now],
                     )
                     .map_err(|e| sql_error("delete", e))?;
                 if deleted == 0 { Err(InfraError::Conflict) } else { Ok(()) }
             }
             // Succeeds only when nothing live is there (and clears an expired record, as
             // DynamoDB's conditional delete does).
-            Cond::Absent => {
+            (Cond::Absent, _) => {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(|e| sql_error("delete", e))?;
@@ -218,7 +265,8 @@ impl Store for SqliteStore {
                     .map_err(|e| sql_error("delete", e))?;
                 tx.commit().map_err(|e| sql_error("delete", e))
             }
-        }
+        })
+        .await
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, InfraError> {
@@ -228,8 +276,9 @@ impl Store for SqliteStore {
             "SELECT pk, sk, v, data, ttl FROM records
              WHERE pk = ?1 AND sk >= ?2 AND substr(sk, 1, length(?2)) = ?2 AND (ttl IS NULL OR ttl > ?3)
              ORDER BY sk",
-            params![pk, sk_prefix, self.now()],
+            values([pk.to_owned().into(), sk_prefix.to_owned().into(), self.now().into()]),
         )
+        .await
     }
 
     async fn query_between(&self, pk: &str, from: &str, to: &str) -> Result<Vec<Item>, InfraError> {
@@ -237,11 +286,15 @@ impl Store for SqliteStore {
             "SELECT pk, sk, v, data, ttl FROM records
              WHERE pk = ?1 AND sk >= ?2 AND sk <= ?3 AND (ttl IS NULL OR ttl > ?4)
              ORDER BY sk",
-            params![pk, from, to, self.now()],
+            values([pk.to_owned().into(), from.to_owned().into(), to.to_owned().into(), self.now().into()]),
         )
+        .await
     }
 
     async fn ping(&self) -> Result<(), InfraError> {
-        self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(|e| sql_error("ping", e))
+        blocking(&self.conn, "ping", |conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| sql_error("ping", e))
+        })
+        .await
     }
 }
