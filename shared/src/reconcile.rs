@@ -71,6 +71,14 @@ pub async fn load_plan(
 ///
 /// Every operation is attempted; the first retryable error is returned at the end so the
 /// message comes back, and the repeat finds the finished operations already done.
+///
+/// One span per reconcile carries the tenant and the hashed subject, so the lines logged
+/// inside (and by the providers' clients) say whose they are without repeating it.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(tenant = %subject.tenant, subject = %crate::telemetry::hash_for_logs(&subject.to_string()))
+)]
 pub async fn reconcile(
     records: &Records,
     tenant: &TenantRuntime,
@@ -97,7 +105,7 @@ pub async fn reconcile(
                 outcome.failed.push(reason);
             }
             Err(e) => {
-                tracing::warn!(subject = %crate::telemetry::hash_for_logs(&subject.to_string()), error = %e, "operation will be retried");
+                tracing::warn!(error = %e, "operation will be retried");
                 retry.get_or_insert(e);
             }
         }
@@ -126,7 +134,7 @@ pub async fn reconcile(
             name: &profile_name,
         };
         if let Err(e) = step.run(&mut outcome).await {
-            tracing::warn!(subject = %crate::telemetry::hash_for_logs(&subject.to_string()), provider = kind.as_str(), error = %e, "memberships will be retried");
+            tracing::warn!(provider = kind.as_str(), error = %e, "memberships will be retried");
             retry.get_or_insert(e);
         }
     }
@@ -708,12 +716,7 @@ async fn note_failure(
     hold: bool,
 ) -> Result<(), WorkError> {
     let now = records.now();
-    tracing::warn!(
-        subject = %crate::telemetry::hash_for_logs(&subject.to_string()),
-        target = %op.target().key(),
-        reason,
-        "permanent failure recorded"
-    );
+    tracing::warn!(target = %op.target().key(), reason, "permanent failure recorded");
     let failure = Failure {
         target: op.target().clone(),
         reason: reason.into(),

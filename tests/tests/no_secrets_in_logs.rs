@@ -176,6 +176,12 @@ fn no_secret_token_signature_or_email_is_ever_logged() {
     // The scenario did log (a silent subscriber would pass anything).
     assert!(logs.lines().count() > 50, "only {} log lines:\n{logs}", logs.lines().count());
     assert!(logs.contains("will be retried"), "the failures were logged");
+    // Lines inside a reconcile carry its span: the tenant and the hashed subject, once.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("reconcile{tenant=space-berlin subject=") && l.contains("will be retried")),
+        "the reconcile span names whose lines they are:\n{logs}"
+    );
     let mut leaks = Vec::new();
     for (what, value) in &forbidden.0 {
         assert!(value.len() >= 6, "{what} is too short to search for");
