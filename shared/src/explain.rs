@@ -189,6 +189,10 @@ pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
             Some(z) => z.format(t),
             None => t.format("%Y-%m-%d %H:%M UTC").to_string(),
         };
+        let window = |w: &crate::model::Window| match &zone {
+            Some(z) => z.format_window(w),
+            None => format!("{w} (UTC)"),
+        };
         let email = r.profile.as_ref().and_then(|p| p.email.clone());
         let email = match (who, &email) {
             (Who::Email(e), _) => e.to_string(),
@@ -241,10 +245,10 @@ pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
             };
             let _ = writeln!(
                 out,
-                "    {} {:<20} {:<34} {:<28} → {}",
+                "    {} {:<20} {:<50} {:<28} → {}",
                 e.kind.as_str(),
                 e.label,
-                e.window.to_string(),
+                window(&e.window),
                 state,
                 targets
             );
@@ -261,9 +265,9 @@ pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
             };
             let _ = writeln!(
                 out,
-                "    {:<50} {:<34} {state}, since {}",
+                "    {:<50} {:<50} {state}, since {}",
                 a.target.to_string(),
-                a.window.to_string(),
+                window(&a.window),
                 when(a.since)
             );
         }

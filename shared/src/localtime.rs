@@ -28,6 +28,17 @@ impl Zone {
     }
 
     /// `t` as the location's wall clock, labelled with the zone: `2026-12-01 14:00 Europe/Vienna`.
+    /// `from → until` on this zone's wall clock (∞ for an open side), labelled once.
+    pub fn format_window(&self, w: &crate::model::Window) -> String {
+        let side = |t: Option<Instant>| {
+            t.map_or("∞".to_owned(), |t| match jiff::Timestamp::from_second(t.timestamp()) {
+                Ok(ts) => ts.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M").to_string(),
+                Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            })
+        };
+        format!("{} → {} ({})", side(w.from), side(w.until), self.name)
+    }
+
     pub fn format(&self, t: Instant) -> String {
         match jiff::Timestamp::from_second(t.timestamp()) {
             Ok(ts) => format!("{} {}", ts.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M"), self.name),
@@ -140,6 +151,15 @@ mod tests {
         // Santiago moved its clocks from 00:00 to 01:00 on 2022-09-11.
         let santiago = Zone::parse("America/Santiago").expect("known zone");
         assert_eq!(santiago.start_of_day(day(2022, 9, 11)), Ok(utc(2022, 9, 11, 4)));
+    }
+
+    #[test]
+    fn a_window_reads_on_the_local_wall_clock_labelled_once() {
+        use chrono::TimeZone;
+        let z = Zone::parse("Europe/Vienna").expect("zone");
+        let from = chrono::Utc.with_ymd_and_hms(2026, 7, 1, 8, 0, 0).single().expect("time");
+        let w = crate::model::Window::new(Some(from), None);
+        assert_eq!(z.format_window(&w), "2026-07-01 10:00 → ∞ (Europe/Vienna)", "summer: UTC+2");
     }
 
     #[test]
