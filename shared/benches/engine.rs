@@ -154,7 +154,7 @@ fn ingress(c: &mut Criterion) {
         ("S".into(), SECRET.into()),
     ]));
     let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { tenants: vec![tenant] }, &secrets, RetryPolicy::default())
+        StaticTenants::build(&Config { admin: None, tenants: vec![tenant] }, &secrets, RetryPolicy::default())
             .unwrap_or_else(|e| panic!("{e}")),
     );
     let ingress = Ingress::new(tenants, queue, records);

@@ -15,8 +15,19 @@ use crate::model::{ItemRef, Mapping, ProviderKind, TenantId};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The operator console and `/api/v1` (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+/// `[admin]`: where the console's admin token comes from (an environment variable locally, a
+/// key of the deployment's secret on AWS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub admin_token_env: String,
 }
 
 /// One location.

@@ -179,7 +179,7 @@ async fn a_short_webhook_secret_or_token_is_refused_when_the_config_loads() {
         let mut secrets = testkit::harness::secrets(&app.tapkey);
         secrets.0.insert(name.into(), "short-secret".into());
         let built = shared::tenants::StaticTenants::build(
-            &shared::config::Config { tenants: vec![app.config.clone()] },
+            &shared::config::Config { admin: None, tenants: vec![app.config.clone()] },
             &secrets,
             testkit::harness::fast_retries(),
         );
