@@ -107,6 +107,21 @@ pub struct MappingsView {
     pub warning: Option<String>,
 }
 
+/// Names of targets by id (Tapkey lock titles).
+#[derive(Debug, Clone, Default)]
+pub struct TargetNames(Vec<(String, String)>);
+
+impl TargetNames {
+    pub fn of(&self, target: &Target) -> Option<&str> {
+        match target {
+            Target::TapkeyLock(id) => {
+                self.0.iter().find(|(l, _)| l.eq_ignore_ascii_case(id.as_str())).map(|(_, n)| n.as_str())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A URL the source must be configured to call.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookUrl {
@@ -190,25 +205,35 @@ impl Console {
         Ok(crate::resync::DriftReport::of(&self.resync(tenant, true, None).await?))
     }
 
-    /// The tenant's mappings (the file's, with imported ones on top, as the worker plans).
-    pub async fn mappings(&self, tenant: &str) -> Result<MappingsView, ConsoleError> {
-        let t = self.tenant(tenant).await?;
-        let records = &self.rt.records;
-        let imported = records.stored_mappings(&t.config.id).await?;
-        let (tapkey_locks, warning) = match t.tapkey() {
+    /// The tenant's Tapkey bound locks as `(id, title)`, or why they could not be listed.
+    async fn tapkey_locks(t: &TenantRuntime) -> (Vec<(String, String)>, Option<String>) {
+        match t.tapkey() {
             None => (Vec::new(), None),
             Some(tk) => match tk.client().bound_locks().await {
                 Ok(locks) => (locks.iter().map(|l| (l.id.clone(), l.label().to_owned())).collect(), None),
                 Err(e) => (Vec::new(), Some(format!("Tapkey did not list its locks: {e}"))),
             },
-        };
-        let name_of = |target: &Target| match target {
-            Target::TapkeyLock(id) => tapkey_locks
-                .iter()
-                .find(|(l, _)| l.eq_ignore_ascii_case(id.as_str()))
-                .map(|(_, title)| title.clone()),
-            _ => None,
-        };
+        }
+    }
+
+    /// Names of the lock-system targets of a tenant that Portier can list (Tapkey locks), for
+    /// showing beside their ids. Empty when the lock system does not answer: names are a help,
+    /// never a reason for a page to fail.
+    pub async fn target_names(&self, tenant: &TenantId) -> TargetNames {
+        match self.tenants.get(tenant).await {
+            Ok(Some(t)) => TargetNames(Self::tapkey_locks(&t).await.0),
+            _ => TargetNames::default(),
+        }
+    }
+
+    /// The tenant's mappings (the file's, with imported ones on top, as the worker plans).
+    pub async fn mappings(&self, tenant: &str) -> Result<MappingsView, ConsoleError> {
+        let t = self.tenant(tenant).await?;
+        let records = &self.rt.records;
+        let imported = records.stored_mappings(&t.config.id).await?;
+        let (tapkey_locks, warning) = Self::tapkey_locks(&t).await;
+        let names = TargetNames(tapkey_locks.clone());
+        let name_of = |target: &Target| names.of(target).map(str::to_owned);
         let mappings = records
             .mappings_for(&t.config)
             .await?

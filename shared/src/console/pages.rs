@@ -10,9 +10,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use super::auth::{AdminAuth, COOKIE, SESSION_SECS, Session, cookie};
-use super::{Console, ConsoleError, St, base_url};
+use super::{Console, ConsoleError, St, TargetNames, base_url};
 use crate::explain::SubjectReport;
-use crate::model::{AppliedState, EntitlementState, Instant, Profile, ProviderKind};
+use crate::model::{AppliedState, EntitlementState, Instant, Profile, ProviderKind, Target, TenantId};
 use crate::plan::Op;
 use crate::resync::ResyncReport;
 
@@ -48,6 +48,8 @@ form.inline{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}
 .ok{color:#1b7f3b}.bad{color:#c62828;font-weight:600}.muted{color:#5a6573}.grant{color:#1b7f3b}.revoke{color:#c62828}
 .stat{display:inline-block;margin-right:1.5rem}.stat b{font-size:1.3rem;display:block}
 input.copy{width:100%;max-width:none;font-family:ui-monospace,monospace;font-size:.85rem}
+@media (max-width:640px){table,tbody,tr,td{display:block;width:100%!important}tr:first-child:has(th){display:none}
+tr{border-bottom:1px solid #e3e7ec;padding:.45rem 0}td{border:0;padding:.1rem 0}main{padding:.6rem}}
 "#;
 
 /// Copies a webhook URL on a tap; the URL stays selectable without it.
@@ -262,7 +264,14 @@ async fn people(State(c): St, headers: HeaderMap, Query(q): Query<PeopleQuery>) 
     let reports = match email.trim() {
         "" => None,
         e => match c.people(e, None).await {
-            Ok(r) => Some(r),
+            Ok(reports) => {
+                let mut named = Vec::new();
+                for r in reports {
+                    let names = c.target_names(&r.subject.tenant).await;
+                    named.push((r, names));
+                }
+                Some(named)
+            }
             Err(ConsoleError::BadRequest(m)) => {
                 let body = html! { h1 { "People" } div.card { (search_form(&email)) p.bad { (m) } } };
                 return (StatusCode::BAD_REQUEST, page("People", Some(&session), body)).into_response();
@@ -277,13 +286,21 @@ async fn people(State(c): St, headers: HeaderMap, Query(q): Query<PeopleQuery>) 
             @if reports.is_empty() {
                 div.card #no-person { p { "No person with the email " b { (email) } " is known to Portier." } }
             }
-            @for r in reports { (person(r)) }
+            @for (r, names) in reports { (person(r, names)) }
         }
     };
     page("People", Some(&session), body).into_response()
 }
 
-fn person(r: &SubjectReport) -> Markup {
+/// A target with its name first, when the lock system gave one.
+fn target(t: &Target, names: &TargetNames) -> Markup {
+    html! {
+        @if let Some(n) = names.of(t) { b { (n) } " " span.mono.muted { (t.to_string()) } }
+        @else { span.mono { (t.to_string()) } }
+    }
+}
+
+fn person(r: &SubjectReport, names: &TargetNames) -> Markup {
     let name = r.profile.as_ref().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("(unknown)");
     html! {
         div.card.person-report {
@@ -310,7 +327,7 @@ fn person(r: &SubjectReport) -> Markup {
                                 EntitlementState::Revoked { reason } => { span.bad { "revoked: " (reason) } }
                             } }
                             td { @if l.targets.is_empty() { span.bad { "no mapping" } } @else {
-                                @for t in &l.targets { div.mono { (t.to_string()) } }
+                                @for t in &l.targets { div { (target(t, names)) } }
                             } }
                         }
                     }
@@ -322,7 +339,7 @@ fn person(r: &SubjectReport) -> Markup {
                     tr { th { "Where" } th { "Window" } th { "State" } }
                     @for a in &r.applied {
                         tr {
-                            td.mono { (a.target.to_string()) }
+                            td { (target(&a.target, names)) }
                             td { (a.window.to_string()) }
                             td { @match &a.state {
                                 AppliedState::Created { grant_id } => { "grant " code { (grant_id) } }
@@ -335,15 +352,15 @@ fn person(r: &SubjectReport) -> Markup {
             }
             @if !r.failures.is_empty() {
                 h3 { "Failures" }
-                ul { @for f in &r.failures { li { span.mono { (f.target.to_string()) } ": " span.bad { (f.reason) } " (at " (when(f.at)) ", tried again after " (when(f.retry_after)) ")" } } }
+                ul { @for f in &r.failures { li { (target(&f.target, names)) ": " span.bad { (f.reason) } " (at " (when(f.at)) ", tried again after " (when(f.retry_after)) ")" } } }
             }
             @if !r.pending.is_empty() || !r.pending_users.is_empty() {
                 h3 { "Not yet in line (the worker will do this)" }
-                ul { @for op in &r.pending { li { (op_line(op)) } } @for op in &r.pending_users { li { (op.to_string()) } } }
+                ul { @for op in &r.pending { li { (op_line(op, names)) } } @for op in &r.pending_users { li { (op.to_string()) } } }
             }
             @if !r.blocked.is_empty() || !r.blocked_users.is_empty() {
                 h3 { "Held back" }
-                ul { @for (op, why) in &r.blocked { li { (op_line(op)) " — " (why) } } @for (op, why) in &r.blocked_users { li { (op.to_string()) " — " (why) } } }
+                ul { @for (op, why) in &r.blocked { li { (op_line(op, names)) " — " (why) } } @for (op, why) in &r.blocked_users { li { (op.to_string()) " — " (why) } } }
             }
             @for item in &r.unmapped { p.bad { "Note: " (item.to_string()) " is not mapped to any door." } }
             @if let Some(t) = r.next_check { p.muted { "Next check: " (when(t)) } }
@@ -360,18 +377,18 @@ fn person(r: &SubjectReport) -> Markup {
     }
 }
 
-fn op_line(op: &Op) -> Markup {
+fn op_line(op: &Op, names: &TargetNames) -> Markup {
     match op {
-        Op::Grant { target, window, email, .. } => html! {
-            span.grant { "+ grant " } span.mono { (target.to_string()) } " " (window.to_string()) " (" (email) ")"
+        Op::Grant { target: t, window, email, .. } => html! {
+            span.grant { "+ grant " } (target(t, names)) " " (window.to_string()) " (" (email) ")"
         },
         Op::Revoke { applied } => html! {
-            span.revoke { "− revoke " } span.mono { (applied.target.to_string()) } " " (applied.window.to_string()) " (" (applied.email) ")"
+            span.revoke { "− revoke " } (target(&applied.target, names)) " " (applied.window.to_string()) " (" (applied.email) ")"
         },
     }
 }
 
-fn plan_markup(r: &ResyncReport) -> Markup {
+fn plan_markup(r: &ResyncReport, names: &TargetNames) -> Markup {
     html! {
         @if r.plans.is_empty() && r.removed_unjustified == 0 {
             p.ok #in-line { "Everything is in line: nothing to change." }
@@ -379,13 +396,13 @@ fn plan_markup(r: &ResyncReport) -> Markup {
         @for p in &r.plans {
             div.subject-plan {
                 h3 { (if p.name.is_empty() { "(no name)" } else { &p.name }) " " span.muted.mono { (p.subject.to_string()) } }
-                ul { @for op in &p.ops { li { (op_line(op)) } } @for op in &p.user_ops { li { "* " (op.to_string()) } } }
+                ul { @for op in &p.ops { li { (op_line(op, names)) } } @for op in &p.user_ops { li { "* " (op.to_string()) } } }
             }
         }
         @if r.removed_unjustified > 0 {
             h3.bad { "Access no entitlement justifies, which adoption = \"clean_slate\" " (if r.dry_run { "would remove" } else { "removed" }) }
             ul { @for h in &r.drift.unjustified {
-                li { span.revoke { "− remove " } span.mono { (h.target.to_string()) } " " (h.window.to_string()) " ("
+                li { span.revoke { "− remove " } (target(&h.target, names)) " " (h.window.to_string()) " ("
                     (h.email.as_ref().map_or("unknown contact".to_owned(), ToString::to_string)) ", id " code { (h.id) } ")" }
             } }
         }
@@ -419,6 +436,7 @@ async fn sync_plan(
             .collect(),
         Err(_) => Vec::new(),
     };
+    let names = c.target_names(&TenantId(tenant.clone())).await;
     let scope = provider.as_deref().unwrap_or("every lock system");
     let body = html! {
         h1 { "Sync now: " (tenant) }
@@ -432,7 +450,7 @@ async fn sync_plan(
             h2 { "Dry run (" (scope) "): would make " (report.op_count()) " operation(s)" }
             p.muted { (report.people) " people, " (report.changed) " changed in the source. Nothing has been changed yet." }
             @if report.removals() > 0 { p.bad #removals { (report.removals()) " of them take access away." } }
-            (plan_markup(&report))
+            (plan_markup(&report, &names))
             @if report.op_count() > 0 || report.changed > 0 {
                 form method="post" action=(format!("/console/tenants/{tenant}/sync")) {
                     input type="hidden" name="csrf" value=(session.csrf);
@@ -465,12 +483,13 @@ async fn sync_apply(
         Ok(r) => r,
         Err(e) => return error_page(&session, &e),
     };
+    let names = c.target_names(&TenantId(tenant.clone())).await;
     let body = html! {
         h1 { "Sync now: " (tenant) }
         div.card #applied {
             h2 { "Started: " (report.op_count()) " operation(s) for " (report.plans.len()) " people" }
             p.muted { "The workers make these changes now; a person's page shows them as they land." }
-            (plan_markup(&report))
+            (plan_markup(&report, &names))
             div.actions { a.btn href="/console/" { "Back to status" } }
         }
     };
@@ -486,13 +505,14 @@ async fn drift(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> 
         Ok(d) => d,
         Err(e) => return error_page(&session, &e),
     };
+    let names = c.target_names(&TenantId(tenant.clone())).await;
     let body = html! {
         h1 { "Drift: " (tenant) }
         div.card #unjustified {
             h2 { "Access no entitlement justifies (" (d.unjustified.len()) ")" }
             @if d.unjustified.is_empty() { p.ok { "None." } }
             table { @for h in &d.unjustified { tr {
-                td.mono { (h.target.to_string()) }
+                td { (target(&h.target, &names)) }
                 td { (h.email.as_ref().map_or("(unknown contact)".to_owned(), ToString::to_string)) }
                 td { (h.window.to_string()) } td { code { (h.id) } }
             } } }
@@ -501,13 +521,13 @@ async fn drift(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> 
             h2 { "Access Portier created that is gone at the lock system (" (d.vanished.len()) ")" }
             @if d.vanished.is_empty() { p.ok { "None." } }
             table { @for (s, a) in &d.vanished { tr {
-                td.mono { (a.target.to_string()) } td { (a.email) } td { (a.window.to_string()) } td.mono { (s.to_string()) }
+                td { (target(&a.target, &names)) } td { (a.email) } td { (a.window.to_string()) } td.mono { (s.to_string()) }
             } } }
         }
         div.card #missing {
             h2 { "Access that should exist but does not (" (d.missing.len()) ")" }
             @if d.missing.is_empty() { p.ok { "None." } }
-            ul { @for (s, op) in &d.missing { li { (op_line(op)) " " span.muted.mono { (s.to_string()) } } } }
+            ul { @for (s, op) in &d.missing { li { (op_line(op, &names)) " " span.muted.mono { (s.to_string()) } } } }
             @if !d.missing.is_empty() { div.actions { a.btn href=(format!("/console/tenants/{tenant}/sync")) { "Sync now" } } }
         }
     };
