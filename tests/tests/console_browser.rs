@@ -229,6 +229,18 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
     assert_eq!(first, format!("{url}/hooks/nexudus/demo/AccessControlUpdate"));
     screenshot(&c, &shots, "webhooks").await;
 
+    // Mappings: edit one with the drop-downs (the source's units, Tapkey's locks by name).
+    c.goto(&format!("{url}/console/tenants/demo-storage/mappings")).await.unwrap_or_else(|e| panic!("{e}"));
+    click(&c, "#mappings a.edit").await;
+    let lock = c.find(Locator::Css("#tapkey_lock")).await.unwrap_or_else(|e| panic!("{e}"));
+    lock.select_by_label("Bike Storage Door").await.unwrap_or_else(|e| panic!("{e}"));
+    click(&c, "#save-mapping").await;
+    let notice = text_of(&c, "#notice").await;
+    assert!(notice.contains("Saved unit#A-017"), "{notice}");
+    let table = text_of(&c, "#mappings").await;
+    assert!(table.contains("Bike Storage Door") && table.contains("console or CSV import"), "{table}");
+    screenshot(&c, &shots, "mappings").await;
+
     c.close().await.unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -18,6 +18,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tenants/space-berlin/resync", r#"{"dry_run": true}"#),
     ("GET", "/api/v1/tenants/space-berlin/drift", ""),
     ("GET", "/api/v1/tenants/space-berlin/mappings", ""),
+    ("GET", "/api/v1/tenants/space-berlin/mappings/options", ""),
+    ("PUT", "/api/v1/tenants/space-berlin/mappings", r#"{"item": {"kind": "pass", "id": "1001"}, "targets": []}"#),
     ("GET", "/api/v1/tenants/space-berlin/webhooks", ""),
     ("POST", "/api/v1/tenants/space-berlin/retry", ""),
 ];
@@ -96,12 +98,17 @@ impl Served {
         let url = format!("{}{path}", self.url);
         let mut req = match method {
             "POST" => client().post(url).header("content-type", "application/json").body(body.to_owned()),
+            "PUT" => client().put(url).header("content-type", "application/json").body(body.to_owned()),
             _ => client().get(url),
         };
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
         req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    async fn status_of(&self, method: &str, path: &str, body: &str) -> u16 {
+        self.call(method, path, body, Some(&format!("Bearer {TOKEN}"))).await.status().as_u16()
     }
 
     async fn json(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
@@ -267,4 +274,38 @@ async fn the_browser_signs_in_once_and_its_forms_need_the_csrf_token() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(with_csrf.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_saved_through_the_api_is_checked_like_the_file_and_against_the_systems() {
+    let s = serve(true).await;
+    const BACK: &str = "0b7e9a10-1111-4a8e-9b1e-5c2f3d4e6a02";
+    s._setup.tapkey.add_lock(BACK, "Back Door", true);
+    s._setup.tapkey.add_lock("0b7e9a10-2222-4a8e-9b1e-5c2f3d4e6a03", "Old Gate", false);
+    let options = s.json("GET", "/api/v1/tenants/space-berlin/mappings/options", "").await;
+    assert_eq!(options["items"][0]["item"], serde_json::json!({"kind": "pass", "id": "1001"}));
+    assert_eq!(options["items"][0]["name"], "Bike Storage", "{options}");
+    let titles: Vec<&str> =
+        options["tapkey_locks"].as_array().into_iter().flatten().filter_map(|l| l["title"].as_str()).collect();
+    assert!(titles.contains(&"Back Door") && titles.contains(&"Old Gate"), "{titles:?}");
+
+    let s = &s;
+    let put = |body: String| async move { s.status_of("PUT", "/api/v1/tenants/space-berlin/mappings", &body).await };
+    let mapping = |item: &str, target: &str| format!(r#"{{"item": {item}, "targets": [{target}]}}"#);
+    let pass = r#"{"kind": "pass", "id": "1001"}"#;
+    assert_eq!(put(mapping(pass, r#"{"tapkey_lock": "no-such-lock"}"#)).await, 400, "not bound");
+    assert_eq!(put(mapping(pass, r#"{"tapkey_lock": "0b7e9a10-2222-4a8e-9b1e-5c2f3d4e6a03"}"#)).await, 400, "inactive");
+    assert_eq!(put(mapping(r#"{"kind": "pass", "id": "9999"}"#, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await, 400, "no such pass");
+    assert_eq!(put(mapping(pass, r#"{"salto_group": "ag-1"}"#)).await, 400, "Salto KS is not configured (the file's check)");
+    assert_eq!(put(mapping(r#"{"kind": "unit", "id": "A-017"}"#, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await, 400, "a Nexudus tenant has no units");
+    assert_eq!(put("{".into()).await, 400);
+    assert_eq!(s.json("GET", "/api/v1/tenants/space-berlin/mappings", "").await["mappings"][0]["targets"][0]["name"], "Bike Storage Door", "nothing saved");
+
+    let saved = s.json("PUT", "/api/v1/tenants/space-berlin/mappings", &mapping(pass, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await;
+    assert_eq!(saved["mapping"]["targets"][0]["tapkey_lock"], BACK);
+    let now = s.json("GET", "/api/v1/tenants/space-berlin/mappings", "").await;
+    assert_eq!(now["mappings"][0]["targets"][0]["name"], "Back Door", "{now}");
+    assert_eq!(now["mappings"][0]["origin"], "stored");
+    let plan = s.json("POST", "/api/v1/tenants/space-berlin/resync", r#"{"dry_run": true}"#).await;
+    assert_eq!(plan["plans"][0]["ops"][0]["target"]["tapkey_lock"], BACK, "the planner uses the saved mapping");
 }

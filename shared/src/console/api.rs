@@ -84,6 +84,23 @@ pub(super) async fn mappings(State(c): St, Path(tenant): Path<String>) -> Respon
     json(c.mappings(&tenant).await)
 }
 
+pub(super) async fn mapping_options(State(c): St, Path(tenant): Path<String>) -> Response {
+    json(c.mapping_options(&tenant).await)
+}
+
+pub(super) async fn save_mapping(State(c): St, Path(tenant): Path<String>, body: axum::body::Bytes) -> Response {
+    let mapping: crate::model::Mapping = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return ConsoleError::BadRequest(format!(
+                "body: {e} (expected {{\"item\": {{\"kind\": \"pass\", \"id\": \"1001\"}}, \"targets\": [{{\"tapkey_lock\": \"…\"}}]}})"
+            ))
+            .into_response();
+        }
+    };
+    json(c.save_mapping(&tenant, mapping).await)
+}
+
 pub(super) async fn webhooks(State(c): St, Path(tenant): Path<String>, headers: axum::http::HeaderMap) -> Response {
     json(c.webhooks(&tenant, &base_url(&headers)).await)
 }

@@ -19,7 +19,8 @@ use crate::config::{Config, ConfigError, Secrets, SourceConfig};
 use crate::error::WorkError;
 use crate::explain::SubjectReport;
 use crate::ingress::envelope::{NEXUDUS_ACTIONS, WorkMessage};
-use crate::model::{Email, ItemRef, ProviderKind, Target, TenantId};
+use crate::model::{Email, ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
+use crate::sources::SourceItem;
 use crate::resync::{ResyncOptions, ResyncReport};
 use crate::serve::Runtime;
 use crate::status::Status;
@@ -92,7 +93,7 @@ pub struct TargetLine {
 pub struct MappingLine {
     pub item: ItemRef,
     pub targets: Vec<TargetLine>,
-    /// `config` (portier.toml) or `import` (`portier mapping import`, which wins).
+    /// `config` (portier.toml) or `stored` (`portier mapping import` or the console, which win).
     pub origin: &'static str,
 }
 
@@ -101,10 +102,42 @@ pub struct MappingLine {
 pub struct MappingsView {
     pub tenant: TenantId,
     pub mappings: Vec<MappingLine>,
-    /// Tapkey bound locks `(id, title)`; empty when the tenant has no Tapkey or it did not answer.
-    pub tapkey_locks: Vec<(String, String)>,
+    /// Tapkey bound locks; empty when the tenant has no Tapkey or it did not answer.
+    pub tapkey_locks: Vec<LockChoice>,
     /// Why the lock names are missing, when they are.
     pub warning: Option<String>,
+}
+
+/// A Tapkey bound lock as the mapping form offers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockChoice {
+    pub id: String,
+    pub title: String,
+    /// Bound and active: grants can be made (an unusable lock is refused when saving).
+    pub usable: bool,
+}
+
+/// What the mapping form offers: the source's items and the lock systems' targets.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingOptions {
+    pub tenant: TenantId,
+    /// Item kinds this tenant's source has.
+    pub kinds: Vec<ItemKind>,
+    /// Items the source listed, with their names.
+    pub items: Vec<SourceItem>,
+    pub tapkey_locks: Vec<LockChoice>,
+    /// Lock systems configured for the tenant (Salto KS and Brivo groups are typed by id).
+    pub providers: Vec<ProviderKind>,
+    /// What could not be listed.
+    pub warnings: Vec<String>,
+}
+
+/// What saving a mapping did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedMapping {
+    pub mapping: Mapping,
+    /// People holding the item, queued for a reconcile so the change reaches their doors now.
+    pub queued: usize,
 }
 
 /// Names of targets by id (Tapkey lock titles).
@@ -112,6 +145,10 @@ pub struct MappingsView {
 pub struct TargetNames(Vec<(String, String)>);
 
 impl TargetNames {
+    fn of_locks(locks: &[LockChoice]) -> Self {
+        Self(locks.iter().map(|l| (l.id.clone(), l.title.clone())).collect())
+    }
+
     pub fn of(&self, target: &Target) -> Option<&str> {
         match target {
             Target::TapkeyLock(id) => {
@@ -205,12 +242,22 @@ impl Console {
         Ok(crate::resync::DriftReport::of(&self.resync(tenant, true, None).await?))
     }
 
-    /// The tenant's Tapkey bound locks as `(id, title)`, or why they could not be listed.
-    async fn tapkey_locks(t: &TenantRuntime) -> (Vec<(String, String)>, Option<String>) {
+    /// The tenant's Tapkey bound locks, or why they could not be listed.
+    async fn tapkey_locks(t: &TenantRuntime) -> (Vec<LockChoice>, Option<String>) {
         match t.tapkey() {
             None => (Vec::new(), None),
             Some(tk) => match tk.client().bound_locks().await {
-                Ok(locks) => (locks.iter().map(|l| (l.id.clone(), l.label().to_owned())).collect(), None),
+                Ok(locks) => (
+                    locks
+                        .iter()
+                        .map(|l| LockChoice {
+                            id: l.id.clone(),
+                            title: l.label().to_owned(),
+                            usable: l.active != Some(false) && l.unbind_date.is_none(),
+                        })
+                        .collect(),
+                    None,
+                ),
                 Err(e) => (Vec::new(), Some(format!("Tapkey did not list its locks: {e}"))),
             },
         }
@@ -221,7 +268,7 @@ impl Console {
     /// never a reason for a page to fail.
     pub async fn target_names(&self, tenant: &TenantId) -> TargetNames {
         match self.tenants.get(tenant).await {
-            Ok(Some(t)) => TargetNames(Self::tapkey_locks(&t).await.0),
+            Ok(Some(t)) => TargetNames::of_locks(&Self::tapkey_locks(&t).await.0),
             _ => TargetNames::default(),
         }
     }
@@ -232,14 +279,14 @@ impl Console {
         let records = &self.rt.records;
         let imported = records.stored_mappings(&t.config.id).await?;
         let (tapkey_locks, warning) = Self::tapkey_locks(&t).await;
-        let names = TargetNames(tapkey_locks.clone());
+        let names = TargetNames::of_locks(&tapkey_locks);
         let name_of = |target: &Target| names.of(target).map(str::to_owned);
         let mappings = records
             .mappings_for(&t.config)
             .await?
             .into_iter()
             .map(|m| MappingLine {
-                origin: if imported.iter().any(|i| i.item == m.item) { "import" } else { "config" },
+                origin: if imported.iter().any(|i| i.item == m.item) { "stored" } else { "config" },
                 targets: m
                     .targets
                     .iter()
@@ -253,6 +300,95 @@ impl Console {
             })
             .collect();
         Ok(MappingsView { tenant: t.config.id.clone(), mappings, tapkey_locks, warning })
+    }
+
+    /// The source's items and the lock systems' targets, for the mapping form.
+    pub async fn mapping_options(&self, tenant: &str) -> Result<MappingOptions, ConsoleError> {
+        let t = self.tenant(tenant).await?;
+        let mut warnings = Vec::new();
+        let items = match t.source.items().await {
+            Ok(items) => items,
+            Err(e) => {
+                warnings.push(format!("{} did not list its items: {e}", t.source.kind().as_str()));
+                Vec::new()
+            }
+        };
+        let (tapkey_locks, warning) = Self::tapkey_locks(&t).await;
+        warnings.extend(warning);
+        let providers = ALL_PROVIDERS.into_iter().filter(|k| t.config.providers.has(*k)).collect();
+        Ok(MappingOptions {
+            tenant: t.config.id.clone(),
+            kinds: item_kinds(&t.config.source).to_vec(),
+            items,
+            tapkey_locks,
+            providers,
+            warnings,
+        })
+    }
+
+    /// Stores one item's mapping (replacing its targets; none unmaps it), after the checks the
+    /// file gets ([`crate::config::TenantConfig::check`] on the tenant with the change) and
+    /// those only the systems can answer: the item exists at the source, each Tapkey lock is
+    /// bound and active. The people holding the item are reconciled at once.
+    pub async fn save_mapping(&self, tenant: &str, mapping: Mapping) -> Result<SavedMapping, ConsoleError> {
+        let t = self.tenant(tenant).await?;
+        let bad = |m: String| Err(ConsoleError::BadRequest(m));
+        if mapping.item.id.trim().is_empty() {
+            return bad("the item needs an id".into());
+        }
+        if !item_kinds(&t.config.source).contains(&mapping.item.kind) {
+            return bad(format!(
+                "a {} tenant has no {} items",
+                t.config.source.kind().as_str(),
+                mapping.item.kind.as_str()
+            ));
+        }
+        let records = &self.rt.records;
+        let mut candidate = t.config.clone();
+        candidate.mappings = records.mappings_for(&t.config).await?;
+        candidate.mappings.retain(|m| m.item != mapping.item);
+        candidate.mappings.push(mapping.clone());
+        if let Err(e) = candidate.check() {
+            return bad(e.0);
+        }
+        // Items of a kind the source lists must be among them (a typo maps nothing).
+        let listed = t.source.items().await.map_err(ConsoleError::Work)?;
+        let lists_kind = listed.iter().any(|i| i.item.kind == mapping.item.kind)
+            || mapping.item.kind == ItemKind::Unit;
+        if lists_kind && !listed.iter().any(|i| i.item == mapping.item) {
+            return bad(format!("{} is not an item of the source", mapping.item));
+        }
+        let tapkey: Vec<&Target> =
+            mapping.targets.iter().filter(|t| matches!(t, Target::TapkeyLock(_))).collect();
+        if !tapkey.is_empty() {
+            let (locks, warning) = Self::tapkey_locks(&t).await;
+            if let Some(w) = warning {
+                return bad(format!("{w}; nothing saved (a lock that cannot be checked is not mapped)"));
+            }
+            for target in tapkey {
+                let Target::TapkeyLock(id) = target else { continue };
+                match locks.iter().find(|l| l.id.eq_ignore_ascii_case(id.as_str())) {
+                    Some(l) if l.usable => {}
+                    Some(l) => return bad(format!("Tapkey lock {} ({id}) is not active or not bound", l.title)),
+                    None => return bad(format!("Tapkey lock {id} is not bound to the owner account")),
+                }
+            }
+        }
+        records.put_mappings(&t.config.id, std::slice::from_ref(&mapping)).await?;
+        let mut queued = 0;
+        for subject in records.subjects(&t.config.id).await? {
+            if records.entitlements(&subject).await?.iter().any(|e| e.item == mapping.item) {
+                let msg = WorkMessage::Reconcile {
+                    subject: subject.clone(),
+                    reason: "mapping changed".into(),
+                    at: records.now(),
+                };
+                self.rt.queue.send(&msg.to_outgoing()).await?;
+                queued += 1;
+            }
+        }
+        tracing::info!(tenant, item = %mapping.item, targets = mapping.targets.len(), queued, "mapping saved from the console");
+        Ok(SavedMapping { mapping, queued })
     }
 
     /// The URLs to register at the source, with `base` the address the source reaches
@@ -315,6 +451,18 @@ impl Console {
     }
 }
 
+const ALL_PROVIDERS: [ProviderKind; 3] = [ProviderKind::Tapkey, ProviderKind::Salto, ProviderKind::Brivo];
+
+/// The item kinds a source has (design §6.2).
+fn item_kinds(source: &SourceConfig) -> &'static [ItemKind] {
+    match source {
+        SourceConfig::Nexudus { .. } => {
+            &[ItemKind::Pass, ItemKind::Resource, ItemKind::Desk, ItemKind::Office, ItemKind::Visitors]
+        }
+        SourceConfig::Kinnovis { .. } => &[ItemKind::Unit],
+    }
+}
+
 /// The address the browser (and so, usually, the source) reached us at.
 fn base_url(headers: &HeaderMap) -> String {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -331,7 +479,8 @@ pub fn router(console: Console) -> Router {
         .route("/api/v1/people", get(api::people))
         .route("/api/v1/tenants/{tenant}/resync", post(api::resync))
         .route("/api/v1/tenants/{tenant}/drift", get(api::drift))
-        .route("/api/v1/tenants/{tenant}/mappings", get(api::mappings))
+        .route("/api/v1/tenants/{tenant}/mappings", get(api::mappings).put(api::save_mapping))
+        .route("/api/v1/tenants/{tenant}/mappings/options", get(api::mapping_options))
         .route("/api/v1/tenants/{tenant}/webhooks", get(api::webhooks))
         .route("/api/v1/tenants/{tenant}/retry", post(api::retry))
         .route_layer(middleware::from_fn_with_state(console.clone(), api::guard));

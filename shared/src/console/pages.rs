@@ -25,7 +25,7 @@ pub(super) fn routes() -> Router<Console> {
         .route("/console/people", get(people))
         .route("/console/tenants/{tenant}/sync", get(sync_plan).post(sync_apply))
         .route("/console/tenants/{tenant}/drift", get(drift))
-        .route("/console/tenants/{tenant}/mappings", get(mappings))
+        .route("/console/tenants/{tenant}/mappings", get(mappings).post(save_mapping))
         .route("/console/tenants/{tenant}/webhooks", get(webhooks))
         .route("/console/tenants/{tenant}/retry", post(retry))
         .route("/console/copy.js", get(copy_js))
@@ -57,6 +57,16 @@ const COPY_JS: &str = r#"document.addEventListener('click',function(e){var b=e.t
 
 async fn copy_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], COPY_JS).into_response()
+}
+
+/// Percent-encodes a query value (item ids are the source's: `#`, spaces, `&` and more).
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn when(t: Instant) -> String {
@@ -534,41 +544,194 @@ async fn drift(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> 
     page("Drift", Some(&session), body).into_response()
 }
 
-async fn mappings(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
+#[derive(Deserialize)]
+struct EditQuery {
+    /// `kind#id` of the mapping to edit.
+    edit: Option<String>,
+}
+
+async fn mappings(
+    State(c): St,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Query(q): Query<EditQuery>,
+) -> Response {
     let session = match signed(&c, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let m = match c.mappings(&tenant).await {
-        Ok(m) => m,
-        Err(e) => return error_page(&session, &e),
+    mappings_page(&c, &session, &tenant, q.edit.as_deref(), None).await
+}
+
+/// The mappings table and the form that edits one, with `notice` (an outcome or a refusal).
+async fn mappings_page(
+    c: &Console,
+    session: &Session,
+    tenant: &str,
+    edit: Option<&str>,
+    notice: Option<(StatusCode, String)>,
+) -> Response {
+    let (m, options) = match (c.mappings(tenant).await, c.mapping_options(tenant).await) {
+        (Ok(m), Ok(o)) => (m, o),
+        (Err(e), _) | (_, Err(e)) => return error_page(session, &e),
     };
+    let editing = edit.and_then(|e| m.mappings.iter().find(|l| l.item.to_string() == e));
+    let current = |kind: ProviderKind| {
+        editing
+            .and_then(|l| l.targets.iter().find(|t| t.provider == kind))
+            .map(|t| match &t.target {
+                Target::TapkeyLock(v) => v.to_string(),
+                Target::SaltoGroup(v) => v.to_string(),
+                Target::BrivoGroup(v) => v.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    let selected_item = editing.map(|l| l.item.to_string()).unwrap_or_default();
+    let tapkey_now = current(ProviderKind::Tapkey);
+    let status = notice.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
     let body = html! {
         h1 { "Mappings: " (tenant) }
+        @if let Some((s, text)) = &notice {
+            div.card #notice { p class=(if s.is_success() { "ok" } else { "bad" }) { (text) } }
+        }
         @if let Some(w) = &m.warning { div.card { p.bad { (w) } } }
         div.card #mappings {
             table {
-                tr { th { "Source item" } th { "Opens" } th { "From" } }
+                tr { th { "Source item" } th { "Opens" } th { "From" } th {} }
                 @for line in &m.mappings { tr {
-                    td { (line.item.kind.as_str()) " " code { (line.item.id) } }
-                    td { @for t in &line.targets { div {
+                    td { (line.item.kind.as_str()) " "
+                        @if let Some(i) = options.items.iter().find(|i| i.item == line.item) { b { (i.name) } " " }
+                        code { (line.item.id) } }
+                    td { @if line.targets.is_empty() { span.muted { "nothing (unmapped)" } }
+                        @for t in &line.targets { div {
                         (t.provider.name()) ": "
                         @if let Some(n) = &t.name { b { (n) } " " }
                         span.mono.muted { (t.target.to_string()) }
                     } } }
-                    td { (if line.origin == "import" { "imported CSV" } else { "portier.toml" }) }
+                    td { (if line.origin == "stored" { "console or CSV import" } else { "portier.toml" }) }
+                    td { a.edit href=(format!("/console/tenants/{tenant}/mappings?edit={}", query_value(&line.item.to_string()))) { "Edit" } }
                 } }
             }
-            p.muted { "Edit mappings in portier.toml (checked when Portier starts) or with " code { "portier mapping import" } "." }
+            p.muted { "A mapping saved here (or imported) replaces the one in portier.toml for the same item." }
         }
-        @if !m.tapkey_locks.is_empty() {
-            div.card {
-                h2 { "Tapkey locks" }
-                table { @for (id, title) in &m.tapkey_locks { tr { td { b { (title) } } td.mono { (id) } } } }
+        div.card #edit-mapping {
+            h2 { @if editing.is_some() { "Edit " (selected_item) } @else { "Map an item" } }
+            @for w in &options.warnings { p.bad { (w) } }
+            form method="post" action=(format!("/console/tenants/{tenant}/mappings")) {
+                input type="hidden" name="csrf" value=(session.csrf);
+                p { label for="item" { "Source item" } br;
+                    select #item name="item" {
+                        option value="" { "— type it below —" }
+                        @for i in &options.items {
+                            option value=(i.item.to_string()) selected[i.item.to_string() == selected_item] {
+                                (i.name) " (" (i.item.kind.as_str()) " " (i.item.id) ")"
+                            }
+                        }
+                        @if options.kinds.contains(&crate::model::ItemKind::Visitors) {
+                            option value="visitors#*" selected[selected_item == "visitors#*"] { "Visitors (visitors *)" }
+                        }
+                    }
+                }
+                p.muted { "Or an item the source does not list (e.g. a Nexudus resource by its id):" }
+                div.inline {
+                    select name="kind" {
+                        @for k in &options.kinds { option value=(k.as_str()) { (k.as_str()) } }
+                    }
+                    input type="text" name="id" placeholder="id";
+                }
+                @if options.providers.contains(&ProviderKind::Tapkey) {
+                    p { label for="tapkey_lock" { "Tapkey lock" } br;
+                        select #tapkey_lock name="tapkey_lock" {
+                            option value="" { "— none —" }
+                            @for l in &options.tapkey_locks {
+                                option value=(l.id) selected[l.id.eq_ignore_ascii_case(&tapkey_now)] {
+                                    (l.title) @if !l.usable { " (not active)" }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if options.providers.contains(&ProviderKind::Salto) {
+                    p { label for="salto_group" { "Salto KS access group id" } br;
+                        input #salto_group type="text" name="salto_group" value=(current(ProviderKind::Salto)); }
+                }
+                @if options.providers.contains(&ProviderKind::Brivo) {
+                    p { label for="brivo_group" { "Brivo group id" } br;
+                        input #brivo_group type="text" name="brivo_group" value=(current(ProviderKind::Brivo)); }
+                }
+                button.btn #save-mapping type="submit" { "Save mapping" }
             }
         }
     };
-    page("Mappings", Some(&session), body).into_response()
+    (status, page("Mappings", Some(session), body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct MappingForm {
+    csrf: Option<String>,
+    item: Option<String>,
+    kind: Option<String>,
+    id: Option<String>,
+    tapkey_lock: Option<String>,
+    salto_group: Option<String>,
+    brivo_group: Option<String>,
+}
+
+impl MappingForm {
+    /// The mapping the form describes; the listed item wins over a typed one.
+    fn mapping(&self) -> Result<crate::model::Mapping, String> {
+        let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let (kind, id) = match (filled(&self.item), filled(&self.id)) {
+            (Some(item), _) => item.split_once('#').map(|(k, i)| (k.to_owned(), i.to_owned())).ok_or("pick an item")?,
+            (None, Some(id)) => (filled(&self.kind).ok_or("pick a kind")?, id),
+            (None, None) => return Err("pick an item, or type its kind and id".into()),
+        };
+        let kind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+            .map_err(|_| format!("unknown item kind {kind:?}"))?;
+        let mut targets = Vec::new();
+        if let Some(l) = filled(&self.tapkey_lock) {
+            targets.push(Target::TapkeyLock(l.as_str().into()));
+        }
+        if let Some(g) = filled(&self.salto_group) {
+            targets.push(Target::SaltoGroup(g.as_str().into()));
+        }
+        if let Some(g) = filled(&self.brivo_group) {
+            targets.push(Target::BrivoGroup(g.as_str().into()));
+        }
+        Ok(crate::model::Mapping { item: crate::model::ItemRef { kind, id }, targets })
+    }
+}
+
+async fn save_mapping(
+    State(c): St,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Form(f): Form<MappingForm>,
+) -> Response {
+    let session = match signed(&c, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !AdminAuth::csrf_ok(&session, f.csrf.as_deref()) {
+        return csrf_refused(&session);
+    }
+    let notice = match f.mapping() {
+        Err(m) => (StatusCode::BAD_REQUEST, m),
+        Ok(mapping) => match c.save_mapping(&tenant, mapping).await {
+            Ok(saved) => (
+                StatusCode::OK,
+                format!(
+                    "Saved {}: {} target(s); {} people holding it are being brought in line.",
+                    saved.mapping.item,
+                    saved.mapping.targets.len(),
+                    saved.queued
+                ),
+            ),
+            Err(ConsoleError::BadRequest(m)) => (StatusCode::BAD_REQUEST, format!("Not saved: {m}")),
+            Err(e) => return error_page(&session, &e),
+        },
+    };
+    mappings_page(&c, &session, &tenant, None, Some(notice)).await
 }
 
 async fn webhooks(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
