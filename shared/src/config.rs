@@ -863,6 +863,18 @@ targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
     }
 
     #[test]
+    fn the_admin_table_names_the_token_variable_and_round_trips() {
+        let c = Config::parse_toml(&format!("[admin]\nadmin_token_env = \"PORTIER_ADMIN_TOKEN\"\n{EXAMPLE}"))
+            .expect("parses");
+        assert_eq!(c.admin, Some(AdminConfig { admin_token_env: "PORTIER_ADMIN_TOKEN".into() }));
+        let json = serde_json::to_string(&c).expect("serialises");
+        assert_eq!(Config::parse_json(&json), Ok(c));
+        assert_eq!(Config::parse_toml(EXAMPLE).expect("parses").admin, None, "off when absent");
+        let typo = Config::parse_toml(&format!("[admin]\ntoken_env = \"X\"\n{EXAMPLE}"));
+        assert!(typo.expect_err("rejected").0.contains("token_env"));
+    }
+
+    #[test]
     fn secrets_never_print() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }

@@ -72,7 +72,8 @@ async fn portier_demo(data: &Path) -> (String, String, testkit::demo::Demo) {
     tokio::spawn(serve::run_background(rt.clone(), 2, stop_rx));
     // The background stops with the test's runtime; keep the sender alive until then.
     std::mem::forget(_stop);
-    let router = serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth)));
+    let router =
+        serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
     tokio::spawn(async move {
@@ -107,7 +108,11 @@ async fn browser(driver: &Path) -> (Killed, Client) {
     let mut last = String::new();
     for _ in 0..100 {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
             Ok(c) => return (child, c),
             Err(e) => last = e.to_string(),
         }
@@ -116,24 +121,21 @@ async fn browser(driver: &Path) -> (Killed, Client) {
     panic!("no WebDriver session from {}: {last}", driver.display());
 }
 
-async fn text_of(c: &Client, css: &str) -> String {
-    let el = c
-        .wait()
+/// The element `css` selects, once the page has it.
+async fn element(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::Css(css))
         .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
-    el.text().await.unwrap_or_else(|e| panic!("text of {css}: {e}"))
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    element(c, css).await.text().await.unwrap_or_else(|e| panic!("text of {css}: {e}"))
 }
 
 async fn click(c: &Client, css: &str) {
-    let el = c
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
-    el.click().await.unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    element(c, css).await.click().await.unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
 async fn fill(c: &Client, css: &str, text: &str) {
@@ -151,7 +153,9 @@ async fn screenshot(c: &Client, dir: &Path, name: &str) {
 async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
     let Some(driver) = program("CHROMEDRIVER", &["chromedriver"]) else {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but chromedriver is missing: scripts/test.sh installs chromium and chromium-driver");
+            panic!(
+                "CI=true but chromedriver is missing: scripts/test.sh installs chromium and chromium-driver"
+            );
         }
         eprintln!(
             "SKIPPED console_browser: no chromedriver on PATH (apt-get install chromium chromium-driver, or set CHROMEDRIVER)"
@@ -219,7 +223,9 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
     c.set_window_size(1200, 900).await.unwrap_or_else(|e| panic!("{e}"));
 
     // A second dry run: now in line with the source at Tapkey.
-    c.goto(&format!("{url}/console/tenants/demo/sync?provider=tapkey")).await.unwrap_or_else(|e| panic!("{e}"));
+    c.goto(&format!("{url}/console/tenants/demo/sync?provider=tapkey"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let again = text_of(&c, "#plan").await;
     assert!(again.contains("would make 0 operation"), "{again}");
 

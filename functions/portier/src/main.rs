@@ -503,7 +503,9 @@ async fn serve_with(
     let limits = shared::http_server::HttpLimits::default();
     // Without an admin token the console is not mounted: /console/ and /api/v1 answer 404.
     let router = match admin {
-        Some(auth) => serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth))),
+        Some(auth) => {
+            serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth)))
+        }
         None => serve::router(rt),
     };
     shared::http_server::serve(listener, router, limits, async move {
@@ -816,7 +818,9 @@ async fn resync_cmd(
     if json {
         let value = match mode {
             Mode::Resync => serde_json::to_value(&reports)?,
-            Mode::Drift => serde_json::to_value(reports.iter().map(shared::resync::DriftReport::of).collect::<Vec<_>>())?,
+            Mode::Drift => {
+                serde_json::to_value(reports.iter().map(shared::resync::DriftReport::of).collect::<Vec<_>>())?
+            }
         };
         outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -909,7 +913,6 @@ fn render_resync(r: &ResyncReport) -> String {
     }
     out
 }
-
 
 fn render_drift(r: &ResyncReport) -> String {
     use std::fmt::Write;

@@ -7,7 +7,6 @@ use std::time::Duration;
 mod common;
 
 use common::{LOCK, Setup};
-use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
 
 const TOKEN: &str = "console-test-admin-token-0123456789";
 
@@ -19,7 +18,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/tenants/space-berlin/drift", ""),
     ("GET", "/api/v1/tenants/space-berlin/mappings", ""),
     ("GET", "/api/v1/tenants/space-berlin/mappings/options", ""),
-    ("PUT", "/api/v1/tenants/space-berlin/mappings", r#"{"item": {"kind": "pass", "id": "1001"}, "targets": []}"#),
+    (
+        "PUT",
+        "/api/v1/tenants/space-berlin/mappings",
+        r#"{"item": {"kind": "pass", "id": "1001"}, "targets": []}"#,
+    ),
     ("GET", "/api/v1/tenants/space-berlin/webhooks", ""),
     ("POST", "/api/v1/tenants/space-berlin/retry", ""),
 ];
@@ -44,14 +47,7 @@ fn free_port() -> u16 {
 
 /// `portier serve` on a free port, with `[admin]` in its config when `admin` is true.
 async fn serve(admin: bool) -> Served {
-    let nexudus = NexudusSim::start(NexudusSimConfig::default()).await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: "owner-1".into(), ..Default::default() }).await;
-    nexudus.add_coworker(456, "Anna Müller", "anna@example.com");
-    nexudus.add_time_pass(1001, "Bike Storage");
-    nexudus.give_pass(456, 1001, None);
-    tapkey.add_lock(LOCK, "Bike Storage Door", true);
-    let setup = Setup::new(nexudus, tapkey, "console", "");
+    let setup = common::anna_with_bike_storage("console").await;
     if admin {
         let path = setup.dir.join("portier.toml");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -157,9 +153,17 @@ async fn status_people_and_a_dry_run_then_a_real_resync_through_the_api() {
     assert_eq!(dry["plans"][0]["ops"][0]["target"]["tapkey_lock"], LOCK);
     assert_eq!(s._setup.tapkey.grants().len(), 0, "a dry run changes nothing");
 
-    let bad = s.call("POST", "/api/v1/tenants/space-berlin/resync", "{}", Some(&format!("Bearer {TOKEN}"))).await;
+    let bad =
+        s.call("POST", "/api/v1/tenants/space-berlin/resync", "{}", Some(&format!("Bearer {TOKEN}"))).await;
     assert_eq!(bad.status(), 400, "dry_run is required");
-    let unknown = s.call("POST", "/api/v1/tenants/nowhere/resync", r#"{"dry_run": true}"#, Some(&format!("Bearer {TOKEN}"))).await;
+    let unknown = s
+        .call(
+            "POST",
+            "/api/v1/tenants/nowhere/resync",
+            r#"{"dry_run": true}"#,
+            Some(&format!("Bearer {TOKEN}")),
+        )
+        .await;
     assert_eq!(unknown.status(), 404);
 
     let real = s.json("POST", "/api/v1/tenants/space-berlin/resync", r#"{"dry_run": false}"#).await;
@@ -244,16 +248,21 @@ async fn the_browser_signs_in_once_and_its_forms_need_the_csrf_token() {
             .body(body)
             .send()
     };
-    let forged = post("/console/tenants/space-berlin/sync", String::new()).await.unwrap_or_else(|e| panic!("{e}"));
+    let forged =
+        post("/console/tenants/space-berlin/sync", String::new()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(forged.status(), 403, "no CSRF token, no change");
-    let wrong = post("/console/tenants/space-berlin/sync", "csrf=0000".into()).await.unwrap_or_else(|e| panic!("{e}"));
+    let wrong = post("/console/tenants/space-berlin/sync", "csrf=0000".into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(wrong.status(), 403);
     assert_eq!(s._setup.tapkey.grants().len(), 0, "nothing was applied");
 
     let plan = get("/console/tenants/space-berlin/sync").await.unwrap_or_else(|e| panic!("{e}"));
     let plan = plan.text().await.unwrap_or_default();
     assert!(plan.contains("would make 1 operation") && plan.contains(LOCK), "{plan}");
-    let applied = post("/console/tenants/space-berlin/sync", format!("csrf={csrf}")).await.unwrap_or_else(|e| panic!("{e}"));
+    let applied = post("/console/tenants/space-berlin/sync", format!("csrf={csrf}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(applied.status(), 200);
 
     // The cookie also reads the API; a change through it needs the CSRF header.
@@ -285,27 +294,62 @@ async fn a_mapping_saved_through_the_api_is_checked_like_the_file_and_against_th
     let options = s.json("GET", "/api/v1/tenants/space-berlin/mappings/options", "").await;
     assert_eq!(options["items"][0]["item"], serde_json::json!({"kind": "pass", "id": "1001"}));
     assert_eq!(options["items"][0]["name"], "Bike Storage", "{options}");
-    let titles: Vec<&str> =
-        options["tapkey_locks"].as_array().into_iter().flatten().filter_map(|l| l["title"].as_str()).collect();
+    let titles: Vec<&str> = options["tapkey_locks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["title"].as_str())
+        .collect();
     assert!(titles.contains(&"Back Door") && titles.contains(&"Old Gate"), "{titles:?}");
 
     let s = &s;
-    let put = |body: String| async move { s.status_of("PUT", "/api/v1/tenants/space-berlin/mappings", &body).await };
+    let put = |body: String| async move {
+        s.status_of("PUT", "/api/v1/tenants/space-berlin/mappings", &body).await
+    };
     let mapping = |item: &str, target: &str| format!(r#"{{"item": {item}, "targets": [{target}]}}"#);
     let pass = r#"{"kind": "pass", "id": "1001"}"#;
     assert_eq!(put(mapping(pass, r#"{"tapkey_lock": "no-such-lock"}"#)).await, 400, "not bound");
-    assert_eq!(put(mapping(pass, r#"{"tapkey_lock": "0b7e9a10-2222-4a8e-9b1e-5c2f3d4e6a03"}"#)).await, 400, "inactive");
-    assert_eq!(put(mapping(r#"{"kind": "pass", "id": "9999"}"#, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await, 400, "no such pass");
-    assert_eq!(put(mapping(pass, r#"{"salto_group": "ag-1"}"#)).await, 400, "Salto KS is not configured (the file's check)");
-    assert_eq!(put(mapping(r#"{"kind": "unit", "id": "A-017"}"#, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await, 400, "a Nexudus tenant has no units");
+    assert_eq!(
+        put(mapping(pass, r#"{"tapkey_lock": "0b7e9a10-2222-4a8e-9b1e-5c2f3d4e6a03"}"#)).await,
+        400,
+        "inactive"
+    );
+    assert_eq!(
+        put(mapping(r#"{"kind": "pass", "id": "9999"}"#, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await,
+        400,
+        "no such pass"
+    );
+    assert_eq!(
+        put(mapping(pass, r#"{"salto_group": "ag-1"}"#)).await,
+        400,
+        "Salto KS is not configured (the file's check)"
+    );
+    assert_eq!(
+        put(mapping(r#"{"kind": "unit", "id": "A-017"}"#, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await,
+        400,
+        "a Nexudus tenant has no units"
+    );
     assert_eq!(put("{".into()).await, 400);
-    assert_eq!(s.json("GET", "/api/v1/tenants/space-berlin/mappings", "").await["mappings"][0]["targets"][0]["name"], "Bike Storage Door", "nothing saved");
+    assert_eq!(
+        s.json("GET", "/api/v1/tenants/space-berlin/mappings", "").await["mappings"][0]["targets"][0]["name"],
+        "Bike Storage Door",
+        "nothing saved"
+    );
 
-    let saved = s.json("PUT", "/api/v1/tenants/space-berlin/mappings", &mapping(pass, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#))).await;
+    let saved = s
+        .json(
+            "PUT",
+            "/api/v1/tenants/space-berlin/mappings",
+            &mapping(pass, &format!(r#"{{"tapkey_lock": "{BACK}"}}"#)),
+        )
+        .await;
     assert_eq!(saved["mapping"]["targets"][0]["tapkey_lock"], BACK);
     let now = s.json("GET", "/api/v1/tenants/space-berlin/mappings", "").await;
     assert_eq!(now["mappings"][0]["targets"][0]["name"], "Back Door", "{now}");
     assert_eq!(now["mappings"][0]["origin"], "stored");
     let plan = s.json("POST", "/api/v1/tenants/space-berlin/resync", r#"{"dry_run": true}"#).await;
-    assert_eq!(plan["plans"][0]["ops"][0]["target"]["tapkey_lock"], BACK, "the planner uses the saved mapping");
+    assert_eq!(
+        plan["plans"][0]["ops"][0]["target"]["tapkey_lock"], BACK,
+        "the planner uses the saved mapping"
+    );
 }

@@ -26,7 +26,8 @@ pub(super) async fn guard(State(c): St, req: Request, next: Next) -> Response {
         session.is_some_and(|s| req.method() == Method::GET || AdminAuth::csrf_ok(&s, csrf))
     };
     if !allowed {
-        let body = Json(serde_json::json!({ "error": "unauthorized: send Authorization: Bearer <admin token>" }));
+        let body =
+            Json(serde_json::json!({ "error": "unauthorized: send Authorization: Bearer <admin token>" }));
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
     }
     next.run(req).await
@@ -88,7 +89,11 @@ pub(super) async fn mapping_options(State(c): St, Path(tenant): Path<String>) ->
     json(c.mapping_options(&tenant).await)
 }
 
-pub(super) async fn save_mapping(State(c): St, Path(tenant): Path<String>, body: axum::body::Bytes) -> Response {
+pub(super) async fn save_mapping(
+    State(c): St,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let mapping: crate::model::Mapping = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
@@ -101,7 +106,11 @@ pub(super) async fn save_mapping(State(c): St, Path(tenant): Path<String>, body:
     json(c.save_mapping(&tenant, mapping).await)
 }
 
-pub(super) async fn webhooks(State(c): St, Path(tenant): Path<String>, headers: axum::http::HeaderMap) -> Response {
+pub(super) async fn webhooks(
+    State(c): St,
+    Path(tenant): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     json(c.webhooks(&tenant, &base_url(&headers)).await)
 }
 

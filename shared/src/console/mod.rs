@@ -20,9 +20,9 @@ use crate::error::WorkError;
 use crate::explain::SubjectReport;
 use crate::ingress::envelope::{NEXUDUS_ACTIONS, WorkMessage};
 use crate::model::{Email, ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
-use crate::sources::SourceItem;
 use crate::resync::{ResyncOptions, ResyncReport};
 use crate::serve::Runtime;
+use crate::sources::SourceItem;
 use crate::status::Status;
 use crate::tenants::{TenantRuntime, Tenants};
 
@@ -201,7 +201,11 @@ impl Console {
     }
 
     /// `portier explain`: every subject with this email.
-    pub async fn people(&self, email: &str, tenant: Option<&str>) -> Result<Vec<SubjectReport>, ConsoleError> {
+    pub async fn people(
+        &self,
+        email: &str,
+        tenant: Option<&str>,
+    ) -> Result<Vec<SubjectReport>, ConsoleError> {
         let email = Email::parse(email).map_err(ConsoleError::BadRequest)?;
         let mut configs = Vec::new();
         for id in self.tenant_ids().await? {
@@ -223,9 +227,13 @@ impl Console {
         let provider = match provider.filter(|p| !p.is_empty()) {
             None => None,
             // The names the config and `--provider` use (serde's), so they cannot differ.
-            Some(p) => Some(serde_json::from_value(serde_json::Value::String(p.to_owned())).map_err(|_| {
-                ConsoleError::BadRequest(format!("unknown provider {p:?} (known: tapkey, salto_ks, brivo)"))
-            })?),
+            Some(p) => {
+                Some(serde_json::from_value(serde_json::Value::String(p.to_owned())).map_err(|_| {
+                    ConsoleError::BadRequest(format!(
+                        "unknown provider {p:?} (known: tapkey, salto_ks, brivo)"
+                    ))
+                })?)
+            }
         };
         let t = self.tenant(tenant).await?;
         let opts = ResyncOptions { dry_run, incremental: false, provider };
@@ -353,8 +361,8 @@ impl Console {
         }
         // Items of a kind the source lists must be among them (a typo maps nothing).
         let listed = t.source.items().await.map_err(ConsoleError::Work)?;
-        let lists_kind = listed.iter().any(|i| i.item.kind == mapping.item.kind)
-            || mapping.item.kind == ItemKind::Unit;
+        let lists_kind =
+            listed.iter().any(|i| i.item.kind == mapping.item.kind) || mapping.item.kind == ItemKind::Unit;
         if lists_kind && !listed.iter().any(|i| i.item == mapping.item) {
             return bad(format!("{} is not an item of the source", mapping.item));
         }
@@ -369,7 +377,9 @@ impl Console {
                 let Target::TapkeyLock(id) = target else { continue };
                 match locks.iter().find(|l| l.id.eq_ignore_ascii_case(id.as_str())) {
                     Some(l) if l.usable => {}
-                    Some(l) => return bad(format!("Tapkey lock {} ({id}) is not active or not bound", l.title)),
+                    Some(l) => {
+                        return bad(format!("Tapkey lock {} ({id}) is not active or not bound", l.title));
+                    }
                     None => return bad(format!("Tapkey lock {id} is not bound to the owner account")),
                 }
             }
@@ -441,8 +451,11 @@ impl Console {
             for f in &failures {
                 records.clear_failure(&subject, &f.target).await?;
             }
-            let msg =
-                WorkMessage::Reconcile { subject: subject.clone(), reason: "retry".into(), at: records.now() };
+            let msg = WorkMessage::Reconcile {
+                subject: subject.clone(),
+                reason: "retry".into(),
+                at: records.now(),
+            };
             self.rt.queue.send(&msg.to_outgoing()).await?;
             queued += 1;
         }

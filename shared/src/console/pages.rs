@@ -1,13 +1,15 @@
 //! `/console/…`: server-rendered pages, plain links and forms (no script needed), laid out to
 //! work on a phone.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::auth::{AdminAuth, COOKIE, SESSION_SECS, Session, cookie};
 use super::{Console, ConsoleError, St, TargetNames, base_url};
@@ -123,14 +125,56 @@ fn login_page(status: StatusCode, message: Option<&str>) -> Response {
     (status, page("Sign in", None, body)).into_response()
 }
 
-/// The signed-in session, or the sign-in page (401).
-fn signed(c: &Console, headers: &HeaderMap) -> Result<Session, Response> {
+/// Not signed in: answered with the sign-in page (401).
+struct Unsigned;
+
+impl IntoResponse for Unsigned {
+    fn into_response(self) -> Response {
+        login_page(StatusCode::UNAUTHORIZED, None)
+    }
+}
+
+/// The signed-in session, or [`Unsigned`].
+fn signed(c: &Console, headers: &HeaderMap) -> Result<Session, Unsigned> {
     headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|h| cookie(h, COOKIE))
         .and_then(|v| c.auth.session(v, c.rt.records.now()))
-        .ok_or_else(|| login_page(StatusCode::UNAUTHORIZED, None))
+        .ok_or(Unsigned)
+}
+
+/// A signed-in request (pages that only read).
+struct Signed(Session);
+
+impl FromRequestParts<Console> for Signed {
+    type Rejection = Unsigned;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Console) -> Result<Self, Unsigned> {
+        signed(c, &parts.headers).map(Signed)
+    }
+}
+
+/// A form that carries the session's CSRF token.
+trait CarriesCsrf {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// A signed-in form post whose CSRF token belongs to the session (anything else is refused
+/// before the handler runs).
+struct Posted<T>(Session, T);
+
+impl<T: DeserializeOwned + CarriesCsrf + Send> FromRequest<Console> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, c: &Console) -> Result<Self, Response> {
+        let session = signed(c, req.headers()).map_err(IntoResponse::into_response)?;
+        let Form(form) = Form::<T>::from_request(req, c).await.map_err(IntoResponse::into_response)?;
+        if !AdminAuth::csrf_ok(&session, form.csrf()) {
+            return Err(csrf_refused(&session));
+        }
+        Ok(Posted(session, form))
+    }
 }
 
 /// Fields every form posts.
@@ -138,6 +182,12 @@ fn signed(c: &Console, headers: &HeaderMap) -> Result<Session, Response> {
 struct CsrfForm {
     csrf: Option<String>,
     provider: Option<String>,
+}
+
+impl CarriesCsrf for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 fn csrf_refused(session: &Session) -> Response {
@@ -177,14 +227,7 @@ async fn login(State(c): St, headers: HeaderMap, Form(f): Form<LoginForm>) -> Re
     res
 }
 
-async fn logout(State(c): St, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !AdminAuth::csrf_ok(&session, f.csrf.as_deref()) {
-        return csrf_refused(&session);
-    }
+async fn logout(Posted(_session, _f): Posted<CsrfForm>) -> Response {
     let mut res = Redirect::to("/console/login").into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -193,11 +236,7 @@ async fn logout(State(c): St, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Re
     res
 }
 
-async fn status(State(c): St, headers: HeaderMap) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn status(State(c): St, Signed(session): Signed) -> Response {
     let s = match c.status().await {
         Ok(s) => s,
         Err(e) => return error_page(&session, &e),
@@ -265,11 +304,7 @@ struct PeopleQuery {
     email: Option<String>,
 }
 
-async fn people(State(c): St, headers: HeaderMap, Query(q): Query<PeopleQuery>) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn people(State(c): St, Signed(session): Signed, Query(q): Query<PeopleQuery>) -> Response {
     let email = q.email.unwrap_or_default();
     let reports = match email.trim() {
         "" => None,
@@ -426,14 +461,10 @@ struct SyncQuery {
 
 async fn sync_plan(
     State(c): St,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Path(tenant): Path<String>,
     Query(q): Query<SyncQuery>,
 ) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let provider = q.provider.filter(|p| !p.is_empty());
     let report = match c.resync(&tenant, true, provider.as_deref()).await {
         Ok(r) => r,
@@ -478,17 +509,9 @@ async fn sync_plan(
 
 async fn sync_apply(
     State(c): St,
-    headers: HeaderMap,
     Path(tenant): Path<String>,
-    Form(f): Form<CsrfForm>,
+    Posted(session, f): Posted<CsrfForm>,
 ) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !AdminAuth::csrf_ok(&session, f.csrf.as_deref()) {
-        return csrf_refused(&session);
-    }
     let report = match c.resync(&tenant, false, f.provider.as_deref()).await {
         Ok(r) => r,
         Err(e) => return error_page(&session, &e),
@@ -506,11 +529,7 @@ async fn sync_apply(
     page("Sync now", Some(&session), body).into_response()
 }
 
-async fn drift(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn drift(State(c): St, Signed(session): Signed, Path(tenant): Path<String>) -> Response {
     let d = match c.drift(&tenant).await {
         Ok(d) => d,
         Err(e) => return error_page(&session, &e),
@@ -552,14 +571,10 @@ struct EditQuery {
 
 async fn mappings(
     State(c): St,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Path(tenant): Path<String>,
     Query(q): Query<EditQuery>,
 ) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     mappings_page(&c, &session, &tenant, q.edit.as_deref(), None).await
 }
 
@@ -677,12 +692,21 @@ struct MappingForm {
     brivo_group: Option<String>,
 }
 
+impl CarriesCsrf for MappingForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 impl MappingForm {
     /// The mapping the form describes; the listed item wins over a typed one.
     fn mapping(&self) -> Result<crate::model::Mapping, String> {
-        let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let filled =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         let (kind, id) = match (filled(&self.item), filled(&self.id)) {
-            (Some(item), _) => item.split_once('#').map(|(k, i)| (k.to_owned(), i.to_owned())).ok_or("pick an item")?,
+            (Some(item), _) => {
+                item.split_once('#').map(|(k, i)| (k.to_owned(), i.to_owned())).ok_or("pick an item")?
+            }
             (None, Some(id)) => (filled(&self.kind).ok_or("pick a kind")?, id),
             (None, None) => return Err("pick an item, or type its kind and id".into()),
         };
@@ -704,17 +728,9 @@ impl MappingForm {
 
 async fn save_mapping(
     State(c): St,
-    headers: HeaderMap,
     Path(tenant): Path<String>,
-    Form(f): Form<MappingForm>,
+    Posted(session, f): Posted<MappingForm>,
 ) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !AdminAuth::csrf_ok(&session, f.csrf.as_deref()) {
-        return csrf_refused(&session);
-    }
     let notice = match f.mapping() {
         Err(m) => (StatusCode::BAD_REQUEST, m),
         Ok(mapping) => match c.save_mapping(&tenant, mapping).await {
@@ -734,11 +750,12 @@ async fn save_mapping(
     mappings_page(&c, &session, &tenant, None, Some(notice)).await
 }
 
-async fn webhooks(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn webhooks(
+    State(c): St,
+    Signed(session): Signed,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Response {
     let w = match c.webhooks(&tenant, &base_url(&headers)).await {
         Ok(w) => w,
         Err(e) => return error_page(&session, &e),
@@ -762,14 +779,11 @@ async fn webhooks(State(c): St, headers: HeaderMap, Path(tenant): Path<String>) 
     page("Webhook URLs", Some(&session), body).into_response()
 }
 
-async fn retry(State(c): St, headers: HeaderMap, Path(tenant): Path<String>, Form(f): Form<CsrfForm>) -> Response {
-    let session = match signed(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !AdminAuth::csrf_ok(&session, f.csrf.as_deref()) {
-        return csrf_refused(&session);
-    }
+async fn retry(
+    State(c): St,
+    Path(tenant): Path<String>,
+    Posted(session, _form): Posted<CsrfForm>,
+) -> Response {
     match c.retry_failures(&tenant).await {
         Ok(n) => {
             let body = html! { div.card { h1 { "Retrying" } p { (n) " people queued for another try." } a.btn href="/console/" { "Back to status" } } };
