@@ -218,7 +218,7 @@ async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_wait
     // A second tenant on the same store, queue and workers.
     let mut munich = app.config.clone();
     munich.id = TenantId("space-munich".into());
-    let config = Config { tenants: vec![app.config.clone(), munich.clone()] };
+    let config = Config { admin: None, tenants: vec![app.config.clone(), munich.clone()] };
     let tenants: Arc<dyn Tenants> =
         Arc::new(StaticTenants::build(&config, &secrets(&app.tapkey), fast_retries()).expect("tenants"));
     let mut rt = app.runtime.clone();

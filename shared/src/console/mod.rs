@@ -384,6 +384,13 @@ impl Console {
                 }
             }
         }
+        // A target dropped from the item takes access away: that work goes first.
+        let urgent = records
+            .mappings_for(&t.config)
+            .await?
+            .iter()
+            .find(|m| m.item == mapping.item)
+            .is_some_and(|old| old.targets.iter().any(|t| !mapping.targets.contains(t)));
         records.put_mappings(&t.config.id, std::slice::from_ref(&mapping)).await?;
         let mut queued = 0;
         for subject in records.subjects(&t.config.id).await? {
@@ -392,6 +399,7 @@ impl Console {
                     subject: subject.clone(),
                     reason: "mapping changed".into(),
                     at: records.now(),
+                    urgent,
                 };
                 self.rt.queue.send(&msg.to_outgoing()).await?;
                 queued += 1;
@@ -455,6 +463,8 @@ impl Console {
                 subject: subject.clone(),
                 reason: "retry".into(),
                 at: records.now(),
+                // A failed revocation retried goes before the tenant's grants, as it did first time.
+                urgent: failures.iter().any(|f| f.op.starts_with("revoke")),
             };
             self.rt.queue.send(&msg.to_outgoing()).await?;
             queued += 1;
