@@ -28,6 +28,7 @@ use crate::tenants::{TenantRuntime, Tenants};
 
 mod api;
 pub mod auth;
+pub mod lambda;
 mod pages;
 
 pub use auth::AdminAuth;
