@@ -207,7 +207,7 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
 
     // Find the person and see their access (what `portier explain` shows).
     c.goto(&format!("{url}/console/")).await.unwrap_or_else(|e| panic!("{e}"));
-    fill(&c, "#email", testkit::demo::DEMO_EMAIL).await;
+    fill(&c, "#who", testkit::demo::DEMO_EMAIL).await;
     click(&c, "#find").await;
     let report = text_of(&c, ".person-report").await;
     assert!(report.contains("Anna Müller") && report.contains("Bike Storage"), "{report}");

@@ -181,6 +181,10 @@ async fn status_people_and_a_dry_run_then_a_real_resync_through_the_api() {
     assert_eq!(person[0]["entitlements"][0]["entitlement"]["label"], "Bike Storage");
     assert_eq!(person[0]["applied"][0]["target"]["tapkey_lock"], LOCK, "{person}");
     assert_eq!(s._setup.tapkey.grants().len(), 1);
+    for q in ["456", "anna"] {
+        let found = s.json("GET", &format!("/api/v1/people?q={q}"), "").await;
+        assert_eq!(found[0]["subject"]["person"], "456", "by person id or name: {q}");
+    }
 
     let mappings = s.json("GET", "/api/v1/tenants/space-berlin/mappings", "").await;
     assert_eq!(mappings["mappings"][0]["targets"][0]["name"], "Bike Storage Door");

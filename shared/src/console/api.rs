@@ -47,14 +47,17 @@ pub(super) async fn status(State(c): St) -> Response {
 #[derive(Deserialize)]
 pub(super) struct PeopleQuery {
     email: Option<String>,
+    /// A source person id or part of a name (or an email).
+    q: Option<String>,
     tenant: Option<String>,
 }
 
 pub(super) async fn people(State(c): St, Query(q): Query<PeopleQuery>) -> Response {
-    let Some(email) = q.email else {
-        return ConsoleError::BadRequest("give ?email=…".into()).into_response();
+    let Some(who) = q.email.or(q.q) else {
+        return ConsoleError::BadRequest("give ?email=… (or ?q= with a person id or name)".into())
+            .into_response();
     };
-    json(c.people(&email, q.tenant.as_deref()).await)
+    json(c.people(&who, q.tenant.as_deref()).await)
 }
 
 #[derive(Deserialize)]

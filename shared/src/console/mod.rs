@@ -19,7 +19,7 @@ use crate::config::{Config, ConfigError, Secrets, SourceConfig};
 use crate::error::WorkError;
 use crate::explain::SubjectReport;
 use crate::ingress::envelope::{NEXUDUS_ACTIONS, WorkMessage};
-use crate::model::{Email, ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
+use crate::model::{ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
 use crate::resync::{ResyncOptions, ResyncReport};
 use crate::serve::Runtime;
 use crate::sources::SourceItem;
@@ -201,20 +201,20 @@ impl Console {
         Ok(crate::status::status(&self.rt.records, self.rt.queue.as_ref(), &ids).await?)
     }
 
-    /// `portier explain`: every subject with this email.
-    pub async fn people(
-        &self,
-        email: &str,
-        tenant: Option<&str>,
-    ) -> Result<Vec<SubjectReport>, ConsoleError> {
-        let email = Email::parse(email).map_err(ConsoleError::BadRequest)?;
+    /// `portier explain`: every subject with this email, or this source person id, or whose
+    /// name contains `who` (any case).
+    pub async fn people(&self, who: &str, tenant: Option<&str>) -> Result<Vec<SubjectReport>, ConsoleError> {
+        if who.trim().is_empty() {
+            return Err(ConsoleError::BadRequest("give an email, a person id or a name".into()));
+        }
+        let who = crate::explain::Who::parse(who);
         let mut configs = Vec::new();
         for id in self.tenant_ids().await? {
             if let Some(t) = self.tenants.get(&id).await? {
                 configs.push(t.config.clone());
             }
         }
-        Ok(crate::explain::explain(&self.rt.records, &configs, &email, tenant).await?)
+        Ok(crate::explain::explain_who(&self.rt.records, &configs, &who, tenant, None).await?)
     }
 
     /// `portier resync [--dry-run] [--provider P]` for one tenant. A real run fans out to the

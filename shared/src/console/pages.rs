@@ -293,7 +293,7 @@ async fn status(State(c): St, Signed(session): Signed) -> Response {
 fn search_form(value: &str) -> Markup {
     html! {
         form.inline method="get" action="/console/people" {
-            input #email type="email" name="email" placeholder="anna@example.com" value=(value) required;
+            input #who type="text" name="q" placeholder="email, person id or name" value=(value) required;
             button.btn #find type="submit" { "Find" }
         }
     }
@@ -301,11 +301,11 @@ fn search_form(value: &str) -> Markup {
 
 #[derive(Deserialize)]
 struct PeopleQuery {
-    email: Option<String>,
+    q: Option<String>,
 }
 
 async fn people(State(c): St, Signed(session): Signed, Query(q): Query<PeopleQuery>) -> Response {
-    let email = q.email.unwrap_or_default();
+    let email = q.q.unwrap_or_default();
     let reports = match email.trim() {
         "" => None,
         e => match c.people(e, None).await {
@@ -329,7 +329,7 @@ async fn people(State(c): St, Signed(session): Signed, Query(q): Query<PeopleQue
         div.card { (search_form(&email)) }
         @if let Some(reports) = &reports {
             @if reports.is_empty() {
-                div.card #no-person { p { "No person with the email " b { (email) } " is known to Portier." } }
+                div.card #no-person { p { "No person matching " b { (email) } " is known to Portier." } }
             }
             @for (r, names) in reports { (person(r, names)) }
         }
@@ -346,6 +346,9 @@ fn target(t: &Target, names: &TargetNames) -> Markup {
 }
 
 fn person(r: &SubjectReport, names: &TargetNames) -> Markup {
+    // The tenant's wall clock, labelled with its zone (as `portier explain` shows it).
+    let zone = crate::localtime::Zone::parse(&r.timezone).ok();
+    let when = |t: Instant| zone.as_ref().map_or_else(|| when(t), |z| z.format(t));
     let name = r.profile.as_ref().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("(unknown)");
     html! {
         div.card.person-report {
