@@ -47,6 +47,11 @@ fn free_port() -> u16 {
 
 /// `portier serve` on a free port, with `[admin]` in its config when `admin` is true.
 async fn serve(admin: bool) -> Served {
+    serve_without(admin, None).await
+}
+
+/// [`serve`], with the environment variable `missing` unset.
+async fn serve_without(admin: bool, missing: Option<&str>) -> Served {
     let setup = common::anna_with_bike_storage("console").await;
     if admin {
         let path = setup.dir.join("portier.toml");
@@ -57,7 +62,8 @@ async fn serve(admin: bool) -> Served {
     let port = free_port();
     let nx = setup.nexudus.config().clone();
     let tk = setup.tapkey.config().clone();
-    let child = Command::new(env!("CARGO_BIN_EXE_portier"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1"])
         .current_dir(&setup.dir)
         .env("NX_USER", nx.username)
@@ -67,9 +73,11 @@ async fn serve(admin: bool) -> Served {
         .env("TK_SECRET", tk.client_secret)
         .env("PORTIER_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting portier serve: {e}"));
+        .stderr(Stdio::null());
+    if let Some(name) = missing {
+        command.env_remove(name);
+    }
+    let child = command.spawn().unwrap_or_else(|e| panic!("starting portier serve: {e}"));
     let served = Served { _setup: setup, child, url: format!("http://127.0.0.1:{port}") };
     for _ in 0..200 {
         if let Ok(r) = client().get(format!("{}/healthz", served.url)).send().await
@@ -356,4 +364,32 @@ async fn a_mapping_saved_through_the_api_is_checked_like_the_file_and_against_th
         plan["plans"][0]["ops"][0]["target"]["tapkey_lock"], BACK,
         "the planner uses the saved mapping"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_left_out_for_a_missing_secret_is_shown_on_the_status_page() {
+    let s = serve_without(true, Some("TK_SECRET")).await;
+    let status = s.json("GET", "/api/v1/status", "").await;
+    let reason = status["tenants"][0]["not_served"]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("TK_SECRET"), "{status}");
+    let login = client()
+        .post(format!("{}/console/login", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set = login.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let cookie = set.split(';').next().unwrap_or_default().to_owned();
+    let page = client()
+        .get(format!("{}/console/", s.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(page.contains("Not served since") && page.contains("TK_SECRET"), "{page}");
+    assert!(!page.contains("id=\"sync-space-berlin\""), "no Sync now for a tenant not served");
 }

@@ -197,7 +197,15 @@ impl Console {
 
     /// `portier status`.
     pub async fn status(&self) -> Result<Status, ConsoleError> {
-        let ids = self.tenant_ids().await?;
+        // Every tenant served, and every stored one (a tenant not served for missing secrets
+        // is stored but not served), as `portier status` lists them.
+        let mut ids = self.tenant_ids().await?;
+        for id in self.rt.records.tenant_ids().await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
         Ok(crate::status::status(&self.rt.records, self.rt.queue.as_ref(), &ids).await?)
     }
 

@@ -261,6 +261,15 @@ async fn status(State(c): St, Signed(session): Signed) -> Response {
                         None => { "no resync yet" }
                     }
                 }
+                @if let Some(n) = &t.not_served {
+                    p.bad.not-served { "Not served since " (when(n.since)) ": " (n.reason) }
+                }
+                @if let Some(f) = &t.last_failed_resync {
+                    p.bad { "Last resync failed " (when(f.at)) ": " (f.error) }
+                }
+                @if let Some(o) = &t.overflow {
+                    p.bad { (o.webhooks) " webhooks over the queue's limit since " (when(o.since)) " (the tick resyncs the tenant)" }
+                }
                 @if t.failures.is_empty() {
                     p.ok { "No failures." }
                 } @else {
@@ -274,12 +283,12 @@ async fn status(State(c): St, Signed(session): Signed) -> Response {
                         button.btn.quiet type="submit" { "Retry failures now" }
                     }
                 }
-                div.actions {
+                @if t.not_served.is_none() { div.actions {
                     a.btn id=(format!("sync-{}", t.tenant)) href=(format!("/console/tenants/{}/sync", t.tenant)) { "Sync now" }
                     a.btn.quiet href=(format!("/console/tenants/{}/drift", t.tenant)) { "Drift" }
                     a.btn.quiet href=(format!("/console/tenants/{}/mappings", t.tenant)) { "Mappings" }
                     a.btn.quiet href=(format!("/console/tenants/{}/webhooks", t.tenant)) { "Webhook URLs" }
-                }
+                } }
             }
         }
         div.card {
