@@ -157,8 +157,10 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
                 "CI=true but chromedriver is missing: scripts/test.sh installs chromium and chromium-driver"
             );
         }
-        eprintln!(
-            "SKIPPED console_browser: no chromedriver on PATH (apt-get install chromium chromium-driver, or set CHROMEDRIVER)"
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED console_browser: no chromedriver on PATH (apt-get install chromium chromium-driver, or set CHROMEDRIVER)\n",
         );
         return;
     };
