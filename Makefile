@@ -8,7 +8,7 @@ REGION ?= $(or $(AWS_REGION),eu-central-1)
 VENV := .venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint build release validate deploy lambda-local events bench soak
+.PHONY: help run test lint build release validate deploy lambda-local events bench soak screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ deploy: validate ## build with SAM and deploy STACK to REGION, TENANTS=a,b (your
 
 lambda-local: ## each function under cargo lambda watch, invoked with events/ (loopback only)
 	scripts/lambda-local.sh
+
+screenshots: ## rewrite docs/console/*.png from the console's headless-browser test (needs chromium, chromium-driver)
+	PORTIER_SCREENSHOTS=docs/console $(CARGO) test -p portier-testkit --test console_browser
 
 events: ## rewrite the sample events in events/ (signed with the demo secret)
 	PORTIER_WRITE_EVENTS=1 $(CARGO) test -p portier-testkit --test sample_events

@@ -117,6 +117,8 @@ with open(secrets_file) as f:
 # The demo's two tenants (coworking and self-storage) share one set of simulator credentials.
 for tenant in ("demo", "demo-storage"):
     boto3.client("secretsmanager").create_secret(Name=f"{prefix}{tenant}", SecretString=secret)
+# The console's admin token: the key PORTIER_ADMIN_TOKEN of <prefix>.admin (the demo's holds it).
+boto3.client("secretsmanager").create_secret(Name=f"{prefix}.admin", SecretString=secret)
 print(table, queue)
 PY
 )
@@ -180,6 +182,30 @@ check "kinnovis-ingress answers 202 to a freshly signed sample booking" 'a["stat
 echo '{"tenant": "demo", "dry_run": true}' >"$work/resync-dry.json"
 answer="$(invoke resync "$work/resync-dry.json")"
 check "resync plans the demo tenant without changing anything" 'a["tenants"][0]["dry_run"] is True' "$answer"
+
+# The console's API through the HTTP API event, with the admin token (and 401 without it).
+.venv/bin/python - "$work/demo/demo-secrets.json" "$work" events/nexudus-access-control-update.json <<'PY'
+import copy, json, sys
+token = json.load(open(sys.argv[1]))["PORTIER_ADMIN_TOKEN"]
+sample = json.load(open(sys.argv[3]))  # an HTTP API event as API Gateway sends it
+def event(auth):
+    e = copy.deepcopy(sample)
+    e.update({"routeKey": "ANY /api/v1/{proxy+}", "rawPath": "/api/v1/status", "rawQueryString": "",
+              "body": None, "isBase64Encoded": False, "pathParameters": {"proxy": "status"},
+              "queryStringParameters": {}})
+    e["headers"] = {"host": "abc.execute-api.us-east-1.amazonaws.com"}
+    if auth:
+        e["headers"]["authorization"] = f"Bearer {token}"
+    e["requestContext"]["http"].update({"method": "GET", "path": "/api/v1/status"})
+    e["requestContext"]["routeKey"] = e["routeKey"]
+    return e
+json.dump(event(True), open(f"{sys.argv[2]}/console-status.json", "w"))
+json.dump(event(False), open(f"{sys.argv[2]}/console-anonymous.json", "w"))
+PY
+answer="$(invoke console "$work/console-status.json")"
+check "console answers GET /api/v1/status with the admin token" 'a["statusCode"] == 200 and "tenants" in json.loads(a["body"])' "$answer"
+answer="$(invoke console "$work/console-anonymous.json")"
+check "console answers 401 without it" 'a["statusCode"] == 401' "$answer"
 
 # ── cold start figures ────────────────────────────────────────────────────────────────────
 echo

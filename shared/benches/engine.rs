@@ -154,8 +154,12 @@ fn ingress(c: &mut Criterion) {
         ("S".into(), SECRET.into()),
     ]));
     let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { tenants: vec![tenant] }, &secrets, RetryPolicy::default())
-            .unwrap_or_else(|e| panic!("{e}")),
+        StaticTenants::build(
+            &Config { admin: None, tenants: vec![tenant] },
+            &secrets,
+            RetryPolicy::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
     );
     let ingress = Ingress::new(tenants, queue, records);
     let rt =

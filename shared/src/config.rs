@@ -15,8 +15,19 @@ use crate::model::{ItemRef, Mapping, ProviderKind, TenantId};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The operator console and `/api/v1` (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+/// `[admin]`: where the console's admin token comes from (an environment variable locally, a
+/// key of the deployment's secret on AWS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub admin_token_env: String,
 }
 
 /// One location.
@@ -849,6 +860,18 @@ targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
         assert!(Config::parse_toml(&with(r#"{ kind = "visitors", id = "*" }"#)).is_ok());
         let err = Config::parse_toml(&with(r#"{ kind = "visitors", id = "lobby" }"#)).expect_err("not *");
         assert!(err.0.contains("visitors#lobby") && err.0.contains("\"*\""), "{}", err.0);
+    }
+
+    #[test]
+    fn the_admin_table_names_the_token_variable_and_round_trips() {
+        let c = Config::parse_toml(&format!("[admin]\nadmin_token_env = \"PORTIER_ADMIN_TOKEN\"\n{EXAMPLE}"))
+            .expect("parses");
+        assert_eq!(c.admin, Some(AdminConfig { admin_token_env: "PORTIER_ADMIN_TOKEN".into() }));
+        let json = serde_json::to_string(&c).expect("serialises");
+        assert_eq!(Config::parse_json(&json), Ok(c));
+        assert_eq!(Config::parse_toml(EXAMPLE).expect("parses").admin, None, "off when absent");
+        let typo = Config::parse_toml(&format!("[admin]\ntoken_env = \"X\"\n{EXAMPLE}"));
+        assert!(typo.expect_err("rejected").0.contains("token_env"));
     }
 
     #[test]

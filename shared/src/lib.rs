@@ -20,6 +20,7 @@ pub mod aws;
 pub mod changes;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod explain;
 pub mod http;

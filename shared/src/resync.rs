@@ -78,6 +78,32 @@ impl Drift {
     }
 }
 
+/// What `portier drift` and the console's drift page show for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftReport {
+    pub tenant: String,
+    pub unjustified: Vec<Held>,
+    pub vanished: Vec<(SubjectKey, Applied)>,
+    pub missing: Vec<(SubjectKey, Op)>,
+}
+
+impl DriftReport {
+    /// The drift of a dry run's report.
+    pub fn of(r: &ResyncReport) -> Self {
+        Self {
+            tenant: r.tenant.clone(),
+            unjustified: r.drift.unjustified.clone(),
+            vanished: r.drift.vanished.clone(),
+            missing: Drift::missing(&r.plans),
+        }
+    }
+
+    /// Whether anything was found that is not merely missing (the exit code of `drift`).
+    pub fn has_findings(&self) -> bool {
+        !self.unjustified.is_empty() || !self.vanished.is_empty()
+    }
+}
+
 /// The outcome of one resync of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResyncReport {

@@ -220,9 +220,13 @@ class Template(unittest.TestCase):
             self.assertIn("SourceArn", props, f"{perm_name}: invocation limited to one source")
             if props["Principal"] == "apigateway.amazonaws.com":
                 arn = props["SourceArn"]["Fn::Sub"]
-                self.assertRegex(arn[0], r"/POST/hooks/[a-z]+/", perm_name)
                 self.assertEqual(arn[1]["__ApiId__"], {"Ref": "Api"})
                 fn = ref_target(props["FunctionName"])
+                if fn == "ConsoleFunction":
+                    # The console's own paths only; it authenticates every request itself.
+                    self.assertRegex(arn[0], r"/(GET|\*)/(console|api/v1)(/|$)", perm_name)
+                    continue
+                self.assertRegex(arn[0], r"/POST/hooks/[a-z]+/", perm_name)
                 role = self.resources[ref_target(self.resources[fn]["Properties"]["Role"])]
                 actions = {a for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"] for a in listify(s["Action"])}
                 self.assertFalse(actions & CONSUME, f"{fn}: an ingress may only send to the queue")
@@ -291,7 +295,7 @@ class Template(unittest.TestCase):
     def test_the_functions_that_call_providers_share_the_rate_limits_by_the_worker_concurrency(self):
         # The worker and the resync call the source and the providers; each container divides
         # every limit by WORKER_MAX_CONCURRENCY + 1, which must be the mapping's real maximum.
-        callers = {"WorkerFunction", "ResyncFunction"}
+        callers = {"WorkerFunction", "ResyncFunction", "ConsoleFunction"}
         for name, fn in self.functions.items():
             value = self.env("WORKER_MAX_CONCURRENCY", fn).get("WORKER_MAX_CONCURRENCY")
             if name in callers:

@@ -31,6 +31,8 @@ pub const DEMO_KINNOVIS_SECRET: &str = "whsec_ZGVtby1raW5ub3Zpcy1zaWduaW5nLWtleS
 pub const DEMO_UNIT: &str = "A-017";
 pub const DEMO_UNIT_LOCK: &str = "3f9a2b6c-1d4e-4f70-8a2b-6c1d4e7f9a20";
 pub const DEMO_BOOKING: &str = "B-1042";
+/// The environment variable the demo's `[admin]` names; its value is made up per run.
+pub const DEMO_ADMIN_TOKEN_ENV: &str = "PORTIER_ADMIN_TOKEN";
 
 /// The running simulators of a demo; they stop when this is dropped.
 pub struct Demo {
@@ -41,6 +43,8 @@ pub struct Demo {
     pub brivo: BrivoSim,
     pub config: Config,
     pub secrets: StaticSecrets,
+    /// The console's admin token for this run (random: a demo left running is not an open door).
+    pub admin_token: String,
 }
 
 pub async fn start() -> Demo {
@@ -133,13 +137,19 @@ pub async fn start() -> Demo {
         }],
     };
     add_group_providers(&mut tenant, &salto, &brivo, shared::config::NoAccess::Suspend);
+    let admin_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    secrets.0.insert(DEMO_ADMIN_TOKEN_ENV.into(), admin_token.clone());
     Demo {
         nexudus,
         kinnovis,
         tapkey,
         salto,
         brivo,
-        config: Config { tenants: vec![tenant, storage] },
+        config: Config {
+            admin: Some(shared::config::AdminConfig { admin_token_env: DEMO_ADMIN_TOKEN_ENV.into() }),
+            tenants: vec![tenant, storage],
+        },
         secrets,
+        admin_token,
     }
 }

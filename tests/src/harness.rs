@@ -224,7 +224,7 @@ pub async fn spawn_app_retrying(
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open_in_memory(shared_clock, 5).unwrap_or_else(|e| panic!("queue: {e}")));
     let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { tenants: vec![config.clone()] }, &all_secrets, policy)
+        StaticTenants::build(&Config { admin: None, tenants: vec![config.clone()] }, &all_secrets, policy)
             .unwrap_or_else(|e| panic!("tenants: {e}")),
     );
     let runtime = Runtime {

@@ -125,7 +125,7 @@ pub async fn spawn_kinnovis_app() -> KinnovisApp {
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open_in_memory(shared_clock, 5).unwrap_or_else(|e| panic!("queue: {e}")));
     let tenants = StaticTenants::build(
-        &Config { tenants: vec![config.clone()] },
+        &Config { admin: None, tenants: vec![config.clone()] },
         &storage_secrets(&kinnovis, &tapkey),
         fast_retries(),
     )

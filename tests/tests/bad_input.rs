@@ -262,8 +262,10 @@ fn gate() -> Gate {
         },
         ..nexudus_tenant("kv", true)
     };
-    let config =
-        Config { tenants: vec![nexudus_tenant("nx-sig", true), nexudus_tenant("nx-token", false), kinnovis] };
+    let config = Config {
+        admin: None,
+        tenants: vec![nexudus_tenant("nx-sig", true), nexudus_tenant("nx-token", false), kinnovis],
+    };
     let secrets = StaticSecrets(BTreeMap::from([
         ("NX_USER".into(), "u".into()),
         ("NX_PASSWORD".into(), "p".into()),

@@ -58,7 +58,7 @@ async fn a_kind_no_mapping_uses_is_not_read_and_what_was_stored_of_it_ends() {
 
     let mut pass_only = app.config.clone();
     pass_only.mappings.retain(|m| m.item.kind == ItemKind::Pass);
-    let config = shared::config::Config { tenants: vec![pass_only] };
+    let config = shared::config::Config { admin: None, tenants: vec![pass_only] };
     let tenants: Arc<dyn shared::tenants::Tenants> = Arc::new(
         shared::tenants::StaticTenants::build(
             &config,

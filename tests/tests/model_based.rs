@@ -685,7 +685,8 @@ async fn build_wire(
         return (tenants, Wire::Lambda { env, sqs: sqs.clone() });
     }
     let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { tenants: configs.to_vec() }, secrets, retries()).expect("tenants"),
+        StaticTenants::build(&Config { admin: None, tenants: configs.to_vec() }, secrets, retries())
+            .expect("tenants"),
     );
     let runtime = Runtime {
         ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),

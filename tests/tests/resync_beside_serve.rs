@@ -54,7 +54,7 @@ async fn webhooks_are_answered_while_a_resync_writes_the_same_file() {
     if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut tenant.source {
         *calls_per_minute = Some(60_000);
     }
-    let config = Config { tenants: vec![tenant.clone()] };
+    let config = Config { admin: None, tenants: vec![tenant.clone()] };
     let tenants: Arc<dyn Tenants> =
         Arc::new(StaticTenants::build(&config, &secrets(&tapkey), fast_retries()).expect("tenants"));
 

@@ -179,7 +179,7 @@ async fn a_short_webhook_secret_or_token_is_refused_when_the_config_loads() {
         let mut secrets = testkit::harness::secrets(&app.tapkey);
         secrets.0.insert(name.into(), "short-secret".into());
         let built = shared::tenants::StaticTenants::build(
-            &shared::config::Config { tenants: vec![app.config.clone()] },
+            &shared::config::Config { admin: None, tenants: vec![app.config.clone()] },
             &secrets,
             testkit::harness::fast_retries(),
         );
@@ -218,7 +218,7 @@ async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_wait
     // A second tenant on the same store, queue and workers.
     let mut munich = app.config.clone();
     munich.id = TenantId("space-munich".into());
-    let config = Config { tenants: vec![app.config.clone(), munich.clone()] };
+    let config = Config { admin: None, tenants: vec![app.config.clone(), munich.clone()] };
     let tenants: Arc<dyn Tenants> =
         Arc::new(StaticTenants::build(&config, &secrets(&app.tapkey), fast_retries()).expect("tenants"));
     let mut rt = app.runtime.clone();

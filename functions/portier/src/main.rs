@@ -485,6 +485,7 @@ async fn serve_with(
         shared::changes::enqueue_affected(&records, queue.as_ref(), t).await?;
     }
     let tenants: Arc<dyn Tenants> = Arc::new(built);
+    let admin = shared::console::admin_auth(config, secrets)?;
     let rt = Runtime {
         ingress: Ingress::new(tenants.clone(), queue.clone(), records.clone()),
         worker: Worker::new(records.clone(), tenants),
@@ -493,14 +494,21 @@ async fn serve_with(
     };
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, tenants = config.tenants.len(), workers, "portier serving");
+    tracing::info!(%listen, tenants = config.tenants.len(), workers, console = admin.is_some(), "portier serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = tokio::spawn(serve::run_background(rt.clone(), workers, stop_rx));
     let mut stop_http = stop_tx.subscribe();
     // Header, request and connection timeouts and a connection limit (shared::http_server).
     let limits = shared::http_server::HttpLimits::default();
-    shared::http_server::serve(listener, serve::router(rt), limits, async move {
+    // Without an admin token the console is not mounted: /console/ and /api/v1 answer 404.
+    let router = match admin {
+        Some(auth) => {
+            serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth)))
+        }
+        None => serve::router(rt),
+    };
+    shared::http_server::serve(listener, router, limits, async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = stop_http.changed() => {}
@@ -557,6 +565,7 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
     let ev = |name: &str| data.join("events").join(name).display().to_string();
     outln!(
         "Portier demo (config {d}/demo.toml, simulator secrets {d}/demo-secrets.json)\n\
+         \n  console    http://{listen}/console/   admin token: {}\
          \n  webhooks   http://{listen}/hooks/nexudus/demo/{{action}}\
          \n  Nexudus    {} (simulator; customer 456 Anna Müller holds \"Bike Storage\" and \"Coworking\")\
          \n  Tapkey     {} (simulator; lock \"Bike Storage Door\")\
@@ -569,6 +578,7 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
          \n  portier resync --dry-run --data {d}\
          \n  portier drift --data {d}\
          \n  portier status --data {d}\
+         \n  curl -s -H 'Authorization: Bearer {}' http://{listen}/api/v1/status   # the console's API\
          \n  portier send {} --to http://{listen}   # revokes it\
          \n\nSelf-storage (tenant demo-storage, Kinnovis simulator {}; booking B-1042 of unit A-017\
          \nfor anna@example.com, shared with ben@example.com):\
@@ -576,12 +586,14 @@ fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) 
          \n  portier mapping locks --tenant demo-storage --data {d}\
          \n  portier send {} --to http://{listen}    # overdue: locked out\
          \n  portier send {} --to http://{listen}   # paid: restored\n",
+        demo.admin_token,
         demo.nexudus.base_url(),
         demo.tapkey.base_url(),
         demo.salto.base_url(),
         demo.brivo.base_url(),
         ev("nexudus-access-control-update.json"),
         demo.tapkey.base_url().trim_end_matches("/api/v1"),
+        demo.admin_token,
         ev("nexudus-coworker-delete.json"),
         demo.kinnovis.base_url(),
         ev("kinnovis-booking-created.json"),
@@ -806,7 +818,9 @@ async fn resync_cmd(
     if json {
         let value = match mode {
             Mode::Resync => serde_json::to_value(&reports)?,
-            Mode::Drift => serde_json::to_value(reports.iter().map(drift_json).collect::<Vec<_>>())?,
+            Mode::Drift => {
+                serde_json::to_value(reports.iter().map(shared::resync::DriftReport::of).collect::<Vec<_>>())?
+            }
         };
         outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -898,15 +912,6 @@ fn render_resync(r: &ResyncReport) -> String {
         );
     }
     out
-}
-
-fn drift_json(r: &ResyncReport) -> serde_json::Value {
-    serde_json::json!({
-        "tenant": r.tenant,
-        "unjustified": r.drift.unjustified,
-        "vanished": r.drift.vanished,
-        "missing": shared::resync::Drift::missing(&r.plans),
-    })
 }
 
 fn render_drift(r: &ResyncReport) -> String {

@@ -6,17 +6,9 @@ use std::process::Output;
 mod common;
 
 use common::{LOCK, Setup};
-use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
 
 async fn setup() -> Setup {
-    let nexudus = NexudusSim::start(NexudusSimConfig::default()).await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: "owner-1".into(), ..Default::default() }).await;
-    nexudus.add_coworker(456, "Anna Müller", "anna@example.com");
-    nexudus.add_time_pass(1001, "Bike Storage");
-    nexudus.give_pass(456, 1001, None);
-    tapkey.add_lock(LOCK, "Bike Storage Door", true);
-    Setup::new(nexudus, tapkey, "cli", "")
+    common::anna_with_bike_storage("cli").await
 }
 
 impl Setup {

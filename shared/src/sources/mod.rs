@@ -62,4 +62,17 @@ pub trait Source: Send + Sync {
         now: Instant,
         records: &Records,
     ) -> Result<Listing, WorkError>;
+
+    /// The items the source offers for mapping, with their names (the console's drop-downs).
+    /// Kinds the source cannot list are left out; an operator types their ids.
+    async fn items(&self) -> Result<Vec<SourceItem>, WorkError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A mappable source item and the name the operator knows it by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceItem {
+    pub item: crate::model::ItemRef,
+    pub name: String,
 }

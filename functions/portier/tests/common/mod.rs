@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use testkit::sim::{NexudusSim, TapkeySim};
+use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
 
 pub const LOCK: &str = "ea610634-4fc0-4084-85b2-bebf52c3595f";
 
@@ -44,4 +44,18 @@ targets = [ {{ tapkey_lock = "{LOCK}" }} ]
         std::fs::write(dir.join("portier.toml"), config).unwrap_or_else(|e| panic!("{e}"));
         Setup { nexudus, tapkey, dir }
     }
+}
+
+/// Simulators holding Anna Müller (456) with the "Bike Storage" pass (1001) and its Tapkey lock,
+/// and a [`Setup`] named `name` pointed at them.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub async fn anna_with_bike_storage(name: &str) -> Setup {
+    let nexudus = NexudusSim::start(NexudusSimConfig::default()).await;
+    let tapkey =
+        TapkeySim::start(TapkeySimConfig { owner_account_id: "owner-1".into(), ..Default::default() }).await;
+    nexudus.add_coworker(456, "Anna Müller", "anna@example.com");
+    nexudus.add_time_pass(1001, "Bike Storage");
+    nexudus.give_pass(456, 1001, None);
+    tapkey.add_lock(LOCK, "Bike Storage Door", true);
+    Setup::new(nexudus, tapkey, name, "")
 }

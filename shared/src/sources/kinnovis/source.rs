@@ -217,6 +217,20 @@ impl Source for KinnovisSource {
         SourceKind::Kinnovis
     }
 
+    /// The location's units, by the name mappings use.
+    async fn items(&self) -> Result<Vec<crate::sources::SourceItem>, WorkError> {
+        Ok(self
+            .client
+            .units()
+            .await?
+            .into_iter()
+            .map(|u| crate::sources::SourceItem {
+                item: ItemRef { kind: ItemKind::Unit, id: u.name.clone() },
+                name: u.name,
+            })
+            .collect())
+    }
+
     /// Webhooks are signed (Standard Webhooks), so their booking is believed as sent.
     async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError> {
         let payload =

@@ -299,6 +299,16 @@ impl NexudusClient {
         self.list("billing/coworkertimepasses", &filter).await
     }
 
+    /// The pass products (`TimePass`, e.g. "Bike Storage"), all pages: what `pass` items name.
+    pub async fn time_pass_products(&self) -> Result<Vec<super::dto::TimePassProduct>, CallError> {
+        self.list("billing/timepasses", &[]).await
+    }
+
+    /// Every floor-plan desk and office, all pages: what `desk` and `office` items name.
+    pub async fn floor_plan_desks(&self) -> Result<Vec<FloorPlanDesk>, CallError> {
+        self.list("sys/floorplandesks", &[]).await
+    }
+
     /// Every customer, all pages, or those changed since `updated_from`. Lists omit collection
     /// fields; the sync needs none.
     pub async fn all_coworkers(&self, updated_from: Option<&str>) -> Result<Vec<Coworker>, CallError> {

@@ -68,6 +68,15 @@ pub struct CoworkerContract {
     pub updated_on: Option<DateTime<Utc>>,
 }
 
+/// A pass product (`/api/billing/timepasses`); customers hold `CoworkerTimePass`es of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TimePassProduct {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 /// A desk or office on a floor plan (`/api/sys/floorplandesks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

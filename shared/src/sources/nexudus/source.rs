@@ -629,6 +629,28 @@ impl Source for NexudusSource {
         SourceKind::Nexudus
     }
 
+    /// Pass products and floor-plan desks and offices (resources are typed by id).
+    async fn items(&self) -> Result<Vec<crate::sources::SourceItem>, WorkError> {
+        let mut items: Vec<crate::sources::SourceItem> = self
+            .client
+            .time_pass_products()
+            .await?
+            .into_iter()
+            .map(|p| crate::sources::SourceItem {
+                name: p.name.unwrap_or_else(|| format!("pass {}", p.id)),
+                item: ItemRef { kind: ItemKind::Pass, id: p.id.to_string() },
+            })
+            .collect();
+        for d in self.client.floor_plan_desks().await? {
+            let kind = if d.is_office() { ItemKind::Office } else { ItemKind::Desk };
+            items.push(crate::sources::SourceItem {
+                name: d.name.clone().unwrap_or_else(|| format!("{} {}", kind.as_str(), d.id)),
+                item: ItemRef { kind, id: d.id.to_string() },
+            });
+        }
+        Ok(items)
+    }
+
     async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError> {
         if let Some(visitor) = visitor_id(subject) {
             return self.refresh_visitor(subject, visitor, hint, records).await;
