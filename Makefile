@@ -14,7 +14,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 run: ## the demo: portier serve --demo (simulated Nexudus and Tapkey on loopback)
-	$(CARGO) run -p portier -- serve --demo
+	$(CARGO) run -p portier --features demo -- serve --demo
 
 test: ## every test; starts and stops the loopback DynamoDB/SQS server (moto, in .venv)
 	scripts/test.sh
@@ -27,7 +27,8 @@ soak: ## full-size runs: fault injection (1 000 members), crash (1 000 webhooks)
 
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features portier/demo -- -D warnings
+	$(CARGO) clippy -p portier --all-targets -- -D warnings
 
 build: ## arm64 Lambda zips of every function (cargo-lambda), with their sizes
 	scripts/lambda-build.sh

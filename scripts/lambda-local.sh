@@ -78,7 +78,7 @@ unset AWS_PROFILE
 say "building portier and the functions ($profile)"
 functions=()
 while read -r f; do functions+=("$f"); done < <(scripts/lambda-functions.sh)
-packages=(--package portier)
+packages=(--package portier --features portier/demo)
 for f in "${functions[@]}"; do packages+=(--package "$f"); done
 cargo build "${profile_flag[@]}" "${packages[@]}"
 portier="$target/$profile/portier"

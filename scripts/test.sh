@@ -19,9 +19,10 @@ fi
 # shellcheck source=with-moto.sh
 source scripts/with-moto.sh
 
-cargo test --workspace --all-targets
+# `portier/demo`: the demo's simulators, which the production binary leaves out.
+cargo test --workspace --all-targets --features portier/demo
 # Doc examples too (cheap, and they must not rot).
-cargo test --workspace --doc
+cargo test --workspace --doc --features portier/demo
 # The deployment template's security and wiring properties (tests/infra).
 scripts/tools.sh validate
 .venv/bin/python -m unittest discover -s tests/infra

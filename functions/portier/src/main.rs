@@ -41,6 +41,9 @@ macro_rules! out {
     }};
 }
 
+// After the macros, which it uses.
+mod demo;
+
 /// How many times a message is received before it goes to the dead-letter queue.
 const MAX_RECEIVES: u32 = 10;
 
@@ -348,10 +351,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             shared::telemetry::init(json_logs);
             let data = data.unwrap_or_else(|| PathBuf::from(if demo { ".portier-demo" } else { ".portier" }));
             if demo {
-                let demo = testkit::demo::start().await;
-                write_demo_config(&demo, &data)?;
-                print_demo_help(&demo, listen, &data)?;
-                serve_with(&demo.config, &demo.secrets, &data, listen, workers).await?;
+                demo::serve(&data, listen, workers).await?;
             } else {
                 let config = load_config(&config)?;
                 serve_with(&config, &EnvSecrets, &data, listen, workers).await?;
@@ -529,81 +529,6 @@ async fn store_configs(records: &Records, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The demo's config and secrets as files, for trying the Lambda functions against the same
-/// simulators (`scripts/lambda-local.sh`: `portier config push`, and the secret's JSON).
-fn write_demo_config(demo: &testkit::demo::Demo, data: &Path) -> Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let toml = toml::to_string(&demo.config).context("demo config as TOML")?;
-    std::fs::write(data.join("demo.toml"), toml).context("writing demo.toml")?;
-    let secrets = serde_json::to_string_pretty(&demo.secrets.0)?;
-    std::fs::write(data.join("demo-secrets.json"), secrets).context("writing demo-secrets.json")?;
-    // The sample webhooks beside them, so the printed `portier send` lines work from any folder.
-    let events = data.join("events");
-    std::fs::create_dir_all(&events).with_context(|| format!("creating {}", events.display()))?;
-    for (name, body) in DEMO_EVENTS {
-        std::fs::write(events.join(name), body).with_context(|| format!("writing events/{name}"))?;
-    }
-    Ok(())
-}
-
-/// The sample webhooks the demo suggests, built into the binary (a test keeps `events/` current).
-const DEMO_EVENTS: [(&str, &str); 5] = [
-    (
-        "nexudus-access-control-update.json",
-        include_str!("../../../events/nexudus-access-control-update.json"),
-    ),
-    ("nexudus-coworker-delete.json", include_str!("../../../events/nexudus-coworker-delete.json")),
-    ("kinnovis-booking-created.json", include_str!("../../../events/kinnovis-booking-created.json")),
-    ("kinnovis-access-revoked.json", include_str!("../../../events/kinnovis-access-revoked.json")),
-    ("kinnovis-access-restored.json", include_str!("../../../events/kinnovis-access-restored.json")),
-];
-
-fn print_demo_help(demo: &testkit::demo::Demo, listen: SocketAddr, data: &Path) -> Result<()> {
-    // Absolute paths: every line works as printed, from any folder.
-    let data = std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
-    let d = data.display();
-    let ev = |name: &str| data.join("events").join(name).display().to_string();
-    outln!(
-        "Portier demo (config {d}/demo.toml, simulator secrets {d}/demo-secrets.json)\n\
-         \n  console    http://{listen}/console/   admin token: {}\
-         \n  webhooks   http://{listen}/hooks/nexudus/demo/{{action}}\
-         \n  Nexudus    {} (simulator; customer 456 Anna Müller holds \"Bike Storage\" and \"Coworking\")\
-         \n  Tapkey     {} (simulator; lock \"Bike Storage Door\")\
-         \n  Salto KS   {} (simulator; the coworking floor's access group, for the pass \"Coworking\")\
-         \n  Brivo      {} (simulator; group \"Coworking floor\", same pass)\
-         \n\nTry, in another terminal:\
-         \n  portier send {} --to http://{listen}\
-         \n  curl -s {}/_sim/state        # the Tapkey grant for anna@example.com\
-         \n  portier explain anna@example.com --data {d}\
-         \n  portier resync --dry-run --data {d}\
-         \n  portier drift --data {d}\
-         \n  portier status --data {d}\
-         \n  curl -s -H 'Authorization: Bearer {}' http://{listen}/api/v1/status   # the console's API\
-         \n  portier send {} --to http://{listen}   # revokes it\
-         \n\nSelf-storage (tenant demo-storage, Kinnovis simulator {}; booking B-1042 of unit A-017\
-         \nfor anna@example.com, shared with ben@example.com):\
-         \n  portier send {} --to http://{listen}   # grants both\
-         \n  portier mapping locks --tenant demo-storage --data {d}\
-         \n  portier send {} --to http://{listen}    # overdue: locked out\
-         \n  portier send {} --to http://{listen}   # paid: restored\n",
-        demo.admin_token,
-        demo.nexudus.base_url(),
-        demo.tapkey.base_url(),
-        demo.salto.base_url(),
-        demo.brivo.base_url(),
-        ev("nexudus-access-control-update.json"),
-        demo.tapkey.base_url().trim_end_matches("/api/v1"),
-        demo.admin_token,
-        ev("nexudus-coworker-delete.json"),
-        demo.kinnovis.base_url(),
-        ev("kinnovis-booking-created.json"),
-        ev("kinnovis-access-revoked.json"),
-        ev("kinnovis-access-restored.json"),
-    );
-    std::io::Write::flush(&mut std::io::stdout())?;
-    Ok(())
-}
-
 /// Replays an API Gateway event file against a running Portier.
 async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -624,7 +549,7 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
         // stale (±300 s) or as a reused id.
         let secret = match secret_env {
             Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
-            None => testkit::demo::DEMO_KINNOVIS_SECRET.to_owned(),
+            None => demo::secret(demo::Secret::Kinnovis)?,
         };
         let key = shared::ingress::verify::WebhookKey::parse(&secret).map_err(|e| anyhow!(e))?;
         let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
@@ -636,7 +561,7 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
     } else {
         let secret = match secret_env {
             Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
-            None => testkit::demo::DEMO_HOOK_SECRET.to_owned(),
+            None => demo::secret(demo::Secret::Nexudus)?,
         };
         request.header(
             "x-nexudus-hook-signature",
