@@ -89,6 +89,8 @@ enum Command {
     Resync {
         #[command(flatten)]
         local: Local,
+        #[command(flatten)]
+        aws: Deployment,
         /// Only this tenant [default: all].
         #[arg(long)]
         tenant: Option<String>,
@@ -111,6 +113,8 @@ enum Command {
     Drift {
         #[command(flatten)]
         local: Local,
+        #[command(flatten)]
+        aws: Deployment,
         #[arg(long)]
         tenant: Option<String>,
         #[arg(long)]
@@ -200,6 +204,10 @@ struct Deployment {
     /// The dead-letter queue (the stack's `DeadLetterQueueUrl` output).
     #[arg(long, requires = "table")]
     dlq_url: Option<String>,
+    /// Where the tenants' secrets are in Secrets Manager (the stack's `SecretsPrefix`)
+    /// [default: the environment, as a local run].
+    #[arg(long, requires = "table")]
+    secrets_prefix: Option<String>,
 }
 
 /// The deployment's table as Portier's records.
@@ -377,7 +385,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             explain(&who, since, tenant.as_deref(), config.as_deref(), &data, table.as_deref(), json).await
         }
-        Command::Resync { local, tenant, provider, dry_run, incremental, yes, json } => {
+        Command::Resync { local, aws, tenant, provider, dry_run, incremental, yes, json } => {
             let provider = match provider.as_deref() {
                 None => None,
                 Some("tapkey") => Some(ProviderKind::Tapkey),
@@ -389,20 +397,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let opts = ResyncOptions { dry_run, incremental, provider };
+            let parts = parts_for(&local, &aws, !dry_run).await?;
             if !dry_run
                 && !yes
                 && !json
                 && std::io::stdin().is_terminal()
-                && !confirm_removals(&local, tenant.as_deref(), opts).await?
+                && !confirm_removals(&parts, tenant.as_deref(), opts).await?
             {
                 outln!("Nothing changed.");
                 return Ok(ExitCode::from(1));
             }
-            resync_cmd(&local, tenant.as_deref(), opts, json, Mode::Resync).await
+            resync_cmd(&parts, tenant.as_deref(), opts, json, Mode::Resync).await
         }
-        Command::Drift { local, tenant, json } => {
+        Command::Drift { local, aws, tenant, json } => {
             resync_cmd(
-                &local,
+                &parts_for(&local, &aws, false).await?,
                 tenant.as_deref(),
                 ResyncOptions { dry_run: true, incremental: false, provider: None },
                 json,
@@ -634,6 +643,49 @@ struct LocalParts {
     records: Records,
     queue: Arc<dyn Queue>,
     tenants: Arc<dyn Tenants>,
+    /// Where the tenants come from, for messages: the config file, or the table.
+    origin: String,
+    /// The AWS deployment's table and queue rather than a local folder.
+    deployed: bool,
+}
+
+/// The local folder's parts, or (`--table`) the deployment's: its table, its tenants as the
+/// functions read them (config from the table, secrets from Secrets Manager), and its queue,
+/// which a real resync needs (`--queue-url`) and a dry run never writes.
+async fn parts_for(local: &Local, aws: &Deployment, writes: bool) -> Result<LocalParts> {
+    let Some(table) = &aws.table else { return local_parts(local).await };
+    let sdk = shared::aws::sdk_config(None).await;
+    let queue: Arc<dyn Queue> = match (&aws.queue_url, writes) {
+        (Some(url), _) => Arc::new(shared::queue::sqs::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            url.clone(),
+            aws.dlq_url.clone(),
+        )),
+        (None, true) => bail!("with --table, a real resync needs --queue-url (the stack's QueueUrl output)"),
+        (None, false) => Arc::new(EmbeddedQueue::open_in_memory(Arc::new(SystemClock), MAX_RECEIVES)?),
+    };
+    let secrets: Arc<dyn shared::secrets::TenantSecrets> = match &aws.secrets_prefix {
+        Some(prefix) => Arc::new(shared::secrets::SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            prefix.clone(),
+            shared::secrets::SECRETS_TTL,
+        )),
+        None => Arc::new(shared::secrets::SharedSecrets(Arc::new(EnvSecrets))),
+    };
+    let records = table_records(table).await;
+    let tenants = shared::tenants::TableTenants::new(
+        records.clone(),
+        secrets,
+        RetryPolicy::default(),
+        shared::lambda::CONFIG_TTL,
+    );
+    Ok(LocalParts {
+        records,
+        queue,
+        tenants: Arc::new(tenants),
+        origin: format!("table {table}"),
+        deployed: true,
+    })
 }
 
 async fn local_parts(local: &Local) -> Result<LocalParts> {
@@ -646,7 +698,8 @@ async fn local_parts(local: &Local) -> Result<LocalParts> {
     let tenants: Arc<dyn Tenants> =
         Arc::new(StaticTenants::build(&config, &LocalSecrets::of(&local.data)?, RetryPolicy::default())?);
     store_configs(&records, &config).await?;
-    Ok(LocalParts { records, queue, tenants })
+    let origin = local.config().display().to_string();
+    Ok(LocalParts { records, queue, tenants, origin, deployed: false })
 }
 
 /// A progress line on a terminal: counts and rate; nothing when output is piped.
@@ -679,8 +732,7 @@ fn progress_bar(label: String) -> impl FnMut(usize, usize) + Send {
 
 /// On a terminal, before a real run: the dry run's plan, and a question when it takes access
 /// away. True when the run may go ahead.
-async fn confirm_removals(local: &Local, tenant: Option<&str>, opts: ResyncOptions) -> Result<bool> {
-    let parts = local_parts(local).await?;
+async fn confirm_removals(parts: &LocalParts, tenant: Option<&str>, opts: ResyncOptions) -> Result<bool> {
     let ids = match tenant {
         Some(t) => vec![shared::model::TenantId(t.to_owned())],
         None => parts.tenants.ids().await?,
@@ -708,13 +760,12 @@ async fn confirm_removals(local: &Local, tenant: Option<&str>, opts: ResyncOptio
 }
 
 async fn resync_cmd(
-    local: &Local,
+    parts: &LocalParts,
     tenant: Option<&str>,
     opts: ResyncOptions,
     json: bool,
     mode: Mode,
 ) -> Result<ExitCode> {
-    let parts = local_parts(local).await?;
     let ids = match tenant {
         Some(t) => vec![shared::model::TenantId(t.to_owned())],
         None => parts.tenants.ids().await?,
@@ -723,7 +774,7 @@ async fn resync_cmd(
     let mut failed = false;
     for id in ids {
         let Some(runtime) = parts.tenants.get(&id).await? else {
-            eprintln!("portier: no tenant {id} in {}", local.config().display());
+            eprintln!("portier: no tenant {id} in {}", parts.origin);
             return Ok(ExitCode::from(2));
         };
         let mut bar = progress_bar(format!("{} {id}", if opts.dry_run { "planning" } else { "resyncing" }));
@@ -735,10 +786,11 @@ async fn resync_cmd(
             }
         }
     }
-    if !opts.dry_run {
+    if !opts.dry_run && !parts.deployed {
         // Work the fanned-out reconciles here too, so the change is made even if no
-        // `portier serve` is running; a running one shares the work.
-        drain(&parts).await?;
+        // `portier serve` is running; a running one shares the work. (A deployment's own
+        // worker functions do it there.)
+        drain(parts).await?;
     }
     if json {
         let value = match mode {

@@ -190,3 +190,71 @@ async fn status_and_explain_read_the_deployment_with_table() {
     assert_eq!(why.status.code(), Some(0), "{}", String::from_utf8_lossy(&why.stderr));
     assert!(String::from_utf8_lossy(&why.stdout).contains("No person with the email anna@example.com"));
 }
+
+/// Issue 15.5: `drift` and `resync` work against the deployment too: tenants from the table,
+/// secrets from the environment (or Secrets Manager), and a real run's reconciles go to the
+/// deployment's queue for its workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_and_resync_work_against_the_deployment_with_table() {
+    use testkit::harness::{ANNA, BIKE_STORAGE, HookAuth, LOCK, OWNER, secrets, tenant_config};
+    use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+    let f = fixture().await;
+    let nexudus = NexudusSim::start(NexudusSimConfig::default()).await;
+    let tapkey =
+        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    nexudus.add_coworker(ANNA, "Anna Muller", "anna@example.com");
+    nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
+    nexudus.give_pass(ANNA, BIKE_STORAGE, None);
+    tapkey.add_lock(LOCK, "Bike Storage Door", true);
+    let tenant = tenant_config(&nexudus, &tapkey, HookAuth::Signature);
+    let config = Config { tenants: vec![tenant], ..Default::default() };
+    let path = f.write("portier.toml", &toml::to_string(&config).expect("toml"));
+    assert_eq!(f.push(&path, &[]).status.code(), Some(0));
+    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
+    let queue = shared::queue::sqs::SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &f.table, 10)
+        .await
+        .expect("queue");
+    let env: Vec<(String, String)> = secrets(&tapkey).0.into_iter().collect();
+    let run = |args: Vec<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
+        command
+            .args(&args)
+            .current_dir(&f.dir)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .envs(env.clone());
+        // The simulators answer on this runtime's other thread meanwhile.
+        tokio::task::spawn_blocking(move || command.output().expect("run portier"))
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let table = f.table.clone();
+
+    let drift = run(args(&["drift", "--table", &table, "--json"])).await.expect("task");
+    let stdout = String::from_utf8_lossy(&drift.stdout);
+    assert_eq!(
+        drift.status.code(),
+        Some(1),
+        "the missing grant is a finding: {stdout}{}",
+        String::from_utf8_lossy(&drift.stderr)
+    );
+    assert!(stdout.contains("space-berlin"), "{stdout}");
+
+    let dry = run(args(&["resync", "--table", &table, "--dry-run", "--json"])).await.expect("task");
+    assert_eq!(dry.status.code(), Some(0), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(tapkey.active_grants().is_empty(), "a dry run changes nothing");
+
+    let no_queue = run(args(&["resync", "--table", &table, "--yes"])).await.expect("task");
+    assert_eq!(no_queue.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_queue.stderr).contains("--queue-url"));
+
+    let real = run(args(&["resync", "--table", &table, "--queue-url", queue.queue_url(), "--yes", "--json"]))
+        .await
+        .expect("task");
+    assert_eq!(real.status.code(), Some(0), "{}", String::from_utf8_lossy(&real.stderr));
+    use shared::queue::Queue;
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(stats.visible, 1, "Anna's reconcile waits for the deployment's worker");
+}
