@@ -288,6 +288,8 @@ enum MappingCommand {
         config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
+        #[command(flatten)]
+        aws: Deployment,
         #[arg(long)]
         json: bool,
     },
@@ -300,6 +302,8 @@ enum MappingCommand {
         config: Option<PathBuf>,
         #[arg(long, default_value = ".portier")]
         data: PathBuf,
+        #[command(flatten)]
+        aws: Deployment,
         #[arg(long)]
         json: bool,
     },
@@ -975,7 +979,15 @@ async fn tenant_and_store(
 
 async fn mapping(command: MappingCommand) -> Result<ExitCode> {
     match command {
-        MappingCommand::Import { file, tenant, offline, config, data, json } => {
+        MappingCommand::Import { file, tenant, offline, aws, json, .. } if aws.table.is_some() => {
+            mapping_import_deployed(&file, &tenant, offline, &aws, json).await
+        }
+        MappingCommand::Locks { tenant, aws, json, .. } if aws.table.is_some() => {
+            let parts = parts_for(&Local { config: None, data: PathBuf::new() }, &aws, false).await?;
+            let runtime = deployed_tenant(&parts, &tenant).await?;
+            print_locks(&shared::mapping::locks(&parts.records, &runtime).await?, json)
+        }
+        MappingCommand::Import { file, tenant, offline, config, data, json, .. } => {
             let config = config_path(config.as_deref(), &data);
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let text = String::from_utf8(bytes).map_err(|_| {
@@ -1027,36 +1039,95 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             } else {
                 false
             };
-            if json {
-                let mut out = serde_json::to_value(&report)?;
-                out["queued"] = queued.into();
-                outln!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                outln!(
-                    "imported {} unit mapping(s) for tenant {tenant} ({} replaced{})",
-                    report.imported,
-                    report.replaced,
-                    if report.checked { "" } else { "; not checked against Kinnovis and Tapkey: --offline" }
-                );
-                if queued > 0 {
-                    let how = if worked { "reconciled" } else { "queued for `portier serve`" };
-                    outln!("{queued} person(s) whose units changed {how}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            let how = if worked { "reconciled" } else { "queued for `portier serve`" };
+            print_import(&report, &tenant, queued, how, json)
         }
-        MappingCommand::Locks { tenant, config, data, json } => {
+        MappingCommand::Locks { tenant, config, data, json, .. } => {
             let config = config_path(config.as_deref(), &data);
             let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
-            let report = shared::mapping::locks(&records, &runtime).await?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                out!("{}", shared::mapping::render_locks(&report));
-            }
-            Ok(if report.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            print_locks(&shared::mapping::locks(&records, &runtime).await?, json)
         }
     }
+}
+
+fn print_locks(report: &shared::mapping::LocksReport, json: bool) -> Result<ExitCode> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        out!("{}", shared::mapping::render_locks(report));
+    }
+    Ok(if report.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_import(
+    report: &shared::mapping::ImportReport,
+    tenant: &str,
+    queued: usize,
+    how: &str,
+    json: bool,
+) -> Result<ExitCode> {
+    if json {
+        let mut out = serde_json::to_value(report)?;
+        out["queued"] = queued.into();
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        outln!(
+            "imported {} unit mapping(s) for tenant {tenant} ({} replaced{})",
+            report.imported,
+            report.replaced,
+            if report.checked { "" } else { "; not checked against Kinnovis and Tapkey: --offline" }
+        );
+        if queued > 0 {
+            outln!("{queued} person(s) whose units changed {how}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tenant as the deployment's functions see it (config from the table).
+async fn deployed_tenant(parts: &LocalParts, tenant: &str) -> Result<Arc<shared::tenants::TenantRuntime>> {
+    parts
+        .tenants
+        .get(&tenant.into())
+        .await?
+        .ok_or_else(|| anyhow!("tenant {tenant} is not in {}", parts.origin))
+}
+
+/// `mapping import --table`: stored in the deployment's table, where its worker reads
+/// mappings; the people affected are queued for its worker (`--queue-url`).
+async fn mapping_import_deployed(
+    file: &Path,
+    tenant: &str,
+    offline: bool,
+    aws: &Deployment,
+    json: bool,
+) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display()))?;
+    let parts = parts_for(&Local { config: None, data: PathBuf::new() }, aws, true).await?;
+    let runtime = deployed_tenant(&parts, tenant).await?;
+    let check =
+        if offline { shared::mapping::Check::Offline } else { shared::mapping::Check::Online(&runtime) };
+    let report = match shared::mapping::import(&parts.records, &runtime.config, check, &text).await {
+        Ok(report) => report,
+        Err(shared::mapping::ImportError::Invalid(errors)) => {
+            if json {
+                let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
+                outln!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let queued =
+        shared::changes::enqueue_affected(&parts.records, parts.queue.as_ref(), &runtime.config).await?;
+    print_import(&report, tenant, queued, "queued for the deployment's worker", json)
 }
 
 /// `portier config push`: the whole file is checked before anything is written; tenants are

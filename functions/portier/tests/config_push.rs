@@ -258,3 +258,72 @@ async fn drift_and_resync_work_against_the_deployment_with_table() {
     let stats = queue.stats().await.expect("stats");
     assert_eq!(stats.visible, 1, "Anna's reconcile waits for the deployment's worker");
 }
+
+/// Issue 15.5: `mapping import` and `mapping locks` work against the deployment: the mapping
+/// is checked at Kinnovis and Tapkey, stored in the table (where its worker reads mappings),
+/// and the people it affects are queued for the deployment's worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_import_and_locks_work_against_the_deployment_with_table() {
+    use testkit::kinnovis_app::{UNIT_2, UNIT_2_LOCK, storage_config, storage_secrets, storage_sims};
+    let f = fixture().await;
+    let (kinnovis, tapkey) = storage_sims().await;
+    let config = Config { tenants: vec![storage_config(&kinnovis, &tapkey)], ..Default::default() };
+    let path = f.write("portier.toml", &toml::to_string(&config).expect("toml"));
+    assert_eq!(f.push(&path, &[]).status.code(), Some(0));
+    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
+    let queue = shared::queue::sqs::SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &f.table, 10)
+        .await
+        .expect("queue");
+    let env: Vec<(String, String)> = storage_secrets(&kinnovis, &tapkey).0.into_iter().collect();
+    let run = |args: Vec<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
+        command
+            .args(&args)
+            .current_dir(&f.dir)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .envs(env.clone());
+        tokio::task::spawn_blocking(move || command.output().expect("run portier"))
+    };
+    let table = f.table.clone();
+    let tenant = config.tenants[0].id.to_string();
+    let csv = f.write(
+        "units.csv",
+        &format!("Tapkey Lock ID;Kinnovis Unit Name\n{UNIT_2_LOCK};{UNIT_2}\nnot-a-lock;{UNIT_2}\n"),
+    );
+    let csv = csv.display().to_string();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let import = ["mapping", "import", csv.as_str(), "--tenant", tenant.as_str(), "--table", table.as_str()];
+
+    let refused =
+        run(args(&[&import[..], &["--queue-url", queue.queue_url()]].concat())).await.expect("task");
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    assert!(f.records.stored_mappings(&tenant.as_str().into()).await.expect("table").is_empty());
+
+    let good = f.write("good.csv", &format!("Tapkey Lock ID;Kinnovis Unit Name\n{UNIT_2_LOCK};{UNIT_2}\n"));
+    let good = good.display().to_string();
+    let import = ["mapping", "import", good.as_str(), "--tenant", tenant.as_str(), "--table", table.as_str()];
+    let no_queue = run(args(&import)).await.expect("task");
+    assert!(
+        String::from_utf8_lossy(&no_queue.stderr).contains("--queue-url"),
+        "the affected people need the queue"
+    );
+    let ok = run(args(&[&import[..], &["--queue-url", queue.queue_url(), "--json"]].concat()))
+        .await
+        .expect("task");
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(f.records.stored_mappings(&tenant.as_str().into()).await.expect("table").len(), 1);
+
+    let locks = run(args(&["mapping", "locks", "--tenant", tenant.as_str(), "--table", table.as_str()]))
+        .await
+        .expect("task");
+    assert_eq!(locks.status.code(), Some(0), "{}", String::from_utf8_lossy(&locks.stderr));
+    assert!(
+        String::from_utf8_lossy(&locks.stdout).contains(UNIT_2),
+        "{}",
+        String::from_utf8_lossy(&locks.stdout)
+    );
+}
