@@ -174,8 +174,55 @@ pub fn render(reports: &[SubjectReport], email: &Email) -> String {
     render_for(reports, &Who::Email(email.clone()))
 }
 
+/// Names of lock-system targets, shown beside their ids (Tapkey lock titles: the one lock
+/// system whose API lists names Portier reads).
+#[derive(Debug, Clone, Default)]
+pub struct Names(std::collections::BTreeMap<String, String>);
+
+impl Names {
+    /// The tenant's Tapkey lock titles; none when Tapkey does not answer (names are a help,
+    /// never a reason for the report to fail).
+    pub async fn of_tenant(tenant: &crate::tenants::TenantRuntime) -> Self {
+        let Some(tapkey) = tenant.tapkey() else { return Self::default() };
+        match tapkey.client().bound_locks().await {
+            Ok(locks) => Self(
+                locks
+                    .iter()
+                    .map(|l| {
+                        (
+                            crate::model::Target::TapkeyLock(l.id.as_str().into()).key().to_lowercase(),
+                            l.label().to_owned(),
+                        )
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "lock names not read");
+                Self::default()
+            }
+        }
+    }
+
+    pub fn extend(&mut self, other: Names) {
+        self.0.extend(other.0);
+    }
+
+    /// `target`, with its name when known: `tapkey lock ea61… (Bike Storage Door)`.
+    pub fn label(&self, target: &crate::model::Target) -> String {
+        match self.0.get(&target.key().to_lowercase()) {
+            Some(name) => format!("{target} ({name})"),
+            None => target.to_string(),
+        }
+    }
+}
+
 /// The report as text for a terminal; times are the tenant's wall clock, labelled with its zone.
 pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
+    render_named(reports, who, &Names::default())
+}
+
+/// [`render_for`], with target names beside their ids.
+pub fn render_named(reports: &[SubjectReport], who: &Who, names: &Names) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     if reports.is_empty() {
@@ -241,7 +288,7 @@ pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
             let targets = if l.targets.is_empty() {
                 "no mapping".to_owned()
             } else {
-                l.targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                l.targets.iter().map(|t| names.label(t)).collect::<Vec<_>>().join(", ")
             };
             let _ = writeln!(
                 out,
@@ -266,7 +313,7 @@ pub fn render_for(reports: &[SubjectReport], who: &Who) -> String {
             let _ = writeln!(
                 out,
                 "    {:<50} {:<50} {state}, since {}",
-                a.target.to_string(),
+                names.label(&a.target),
                 window(&a.window),
                 when(a.since)
             );

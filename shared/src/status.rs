@@ -35,6 +35,8 @@ pub struct TenantStatus {
     /// Why `portier serve` could not start this tenant (a missing secret), when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_served: Option<NotServed>,
+    /// The tenant's time zone (from its stored configuration), in which the text shows times.
+    pub timezone: String,
 }
 
 /// A tenant `portier serve` left out at start-up, and why.
@@ -102,6 +104,11 @@ pub async fn status(records: &Records, queue: &dyn Queue, tenants: &[TenantId]) 
             overflow: records.overflow(tenant).await?.map(|(o, _)| o),
             last_failed_resync: resync::last_failed(records, tenant).await?,
             not_served: not_served(records, tenant).await?,
+            timezone: records
+                .tenant_config(tenant)
+                .await?
+                .and_then(|doc| doc.get("timezone").and_then(|z| z.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "UTC".to_owned()),
         });
     }
     Ok(Status { queue: queue.stats().await?, tenants: out })
@@ -117,17 +124,21 @@ pub fn render(s: &Status) -> String {
         s.queue.visible, s.queue.in_flight, s.queue.dead
     );
     for t in &s.tenants {
+        let zone = crate::localtime::Zone::parse(&t.timezone).ok();
+        let when = |at: crate::model::Instant| match &zone {
+            Some(z) => z.format(at),
+            None => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
         let _ = writeln!(out, "\nTenant {} — {} people", t.tenant, t.people);
         if let Some(n) = &t.not_served {
-            let _ =
-                writeln!(out, "  NOT SERVED since {}: {}", n.since.format("%Y-%m-%d %H:%M UTC"), n.reason);
+            let _ = writeln!(out, "  NOT SERVED since {}: {}", when(n.since), n.reason);
         }
         match &t.last_resync {
             Some(r) => {
                 let _ = writeln!(
                     out,
                     "  last resync {} took {:.1} s: {} people, {} changed, {} operations",
-                    r.finished.format("%Y-%m-%d %H:%M UTC"),
+                    when(r.finished),
                     r.duration_ms as f64 / 1000.0,
                     r.people,
                     r.changed,
@@ -140,13 +151,13 @@ pub fn render(s: &Status) -> String {
             None => {}
         }
         if let Some(f) = &t.last_failed_resync {
-            let _ = writeln!(out, "  last resync FAILED {}: {}", f.at.format("%Y-%m-%d %H:%M UTC"), f.error);
+            let _ = writeln!(out, "  last resync FAILED {}: {}", when(f.at), f.error);
         }
         if let Some(o) = &t.overflow {
             let _ = writeln!(
                 out,
                 "  queue full since {}: {} webhooks not queued; the next tick resyncs the tenant",
-                o.since.format("%Y-%m-%d %H:%M UTC"),
+                when(o.since),
                 o.webhooks
             );
         }

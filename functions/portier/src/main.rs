@@ -630,7 +630,20 @@ async fn explain(
     if json {
         outln!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        out!("{}", shared::explain::render_for(&reports, &who));
+        // Lock names beside their ids, where the tenant's secrets are at hand to ask Tapkey.
+        let mut names = shared::explain::Names::default();
+        let secrets = LocalSecrets::of(data)?;
+        for cfg in configs.iter().filter(|c| reports.iter().any(|r| r.subject.tenant == c.id)) {
+            if let Ok(t) = shared::tenants::TenantRuntime::build(
+                cfg,
+                &secrets,
+                &shared::http::client(),
+                RetryPolicy::default(),
+            ) {
+                names.extend(shared::explain::Names::of_tenant(&t).await);
+            }
+        }
+        out!("{}", shared::explain::render_named(&reports, &who, &names));
     }
     let failing = reports.iter().any(|r| !r.failures.is_empty());
     Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })

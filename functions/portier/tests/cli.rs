@@ -163,6 +163,7 @@ async fn explain_finds_a_person_by_id_or_name_with_the_whole_history_in_the_tena
         let out = text(&why);
         assert!(out.contains("Anna Müller <anna@example.com>"), "{who}: {out}");
         assert!(out.contains("Recent changes") && out.contains("Europe/Berlin"), "{who}: {out}");
+        assert!(out.contains("(Bike Storage Door)"), "the lock's name beside its id: {out}");
     }
     let nobody = s.portier(&["explain", "zoe"]).await;
     assert!(text(&nobody).contains("No person with the id or name \"zoe\""), "{}", text(&nobody));

@@ -334,6 +334,7 @@ async fn a_failed_resync_shows_in_status_with_its_error_until_one_finishes() {
         r#"
 [[tenant]]
 id = "space-a"
+timezone = "Europe/Berlin"
 source = {{ kind = "nexudus", base_url = "{}", username_env = "A_USER", password_env = "A_PASSWORD", webhook_secret_env = "A_SECRET" }}
 "#,
         nexudus.base_url()
@@ -354,6 +355,11 @@ source = {{ kind = "nexudus", base_url = "{}", username_env = "A_USER", password
     let status = run("", &["status"]);
     assert_eq!(code(&status), 1, "{}", text(&status));
     assert!(text(&status).contains("last resync FAILED"), "{}", text(&status));
+    assert!(
+        text(&status).contains(" Europe/Berlin:"),
+        "times in the tenant's zone, labelled: {}",
+        text(&status)
+    );
     assert!(!text(&status).contains("no resync yet"), "{}", text(&status));
 
     let ok = run(&nexudus.config().password, &["resync", "--yes"]);
