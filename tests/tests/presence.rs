@@ -152,6 +152,14 @@ async fn a_salto_entry_at_the_entrance_checks_anna_in_once_and_the_exit_out() {
     assert!(checkins[0]["ToTime"].is_string(), "checked out: {checkins:?}");
     let state = shared::presence::person(&app.records, &app.subject(ANNA)).await.expect("store");
     assert!(state.is_some_and(|s| !s.is_in()));
+    // `portier explain` shows the doors and her last door event.
+    let who = shared::explain::Who::parse(testkit::harness::ANNA_EMAIL);
+    let reports =
+        shared::explain::explain_who(&app.records, std::slice::from_ref(&app.config), &who, None, None)
+            .await
+            .expect("explain");
+    let text = shared::explain::render_for(&reports, &who);
+    assert!(text.contains("not checked in; last door event") && text.contains(EXIT), "{text}");
     let audit = app.records.audit_log(&app.subject(ANNA)).await.expect("audit");
     assert!(audit.iter().any(|a| a.action == "nexudus check-in" && a.outcome == "checked in"));
 }
@@ -248,6 +256,23 @@ async fn nexudus_throttling_delays_the_check_in_and_loses_nothing() {
     assert_eq!(app.checkins().len(), 1);
     app.tick().await;
     assert_eq!(app.checkins().len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_the_check_in_does_not_make_a_second_one() {
+    let app = spawn().await;
+    let event = app.brivo.access_event(FRONT_DOOR, app.brivo_user().await, app.clock_now());
+    app.brivo.notify(&event).await;
+    // Nexudus creates the check-in but the answer is lost (500): the event waits…
+    app.nexudus.faults().drop_after_write_next(1);
+    let report = app.tick().await;
+    assert_eq!((report.worked, report.waiting), (0, 1));
+    assert_eq!(app.checkins().len(), 1);
+    // …and the next tick finds the open check-in instead of posting again.
+    app.advance(Duration::seconds(30));
+    assert_eq!(app.tick().await.worked, 1);
+    assert_eq!(app.checkins().len(), 1);
+    assert_eq!(app.nexudus.count("POST", "/spaces/checkins"), 1);
 }
 
 #[tokio::test]

@@ -34,8 +34,7 @@ pub async fn poll(
     let result = async {
         // The first poll starts one window back: presence begins when it is configured.
         let mut cursor = cursor.unwrap_or(Cursor { after: now - every, seen: Vec::new(), last_poll: None });
-        let from = cursor.after.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let entries = salto.entries_since(&from).await?;
+        let entries = salto.entries_since(cursor.after).await?;
         let mut queued = 0;
         for entry in &entries {
             let Some(ev) = door_event(entry) else { continue };
@@ -63,7 +62,7 @@ pub async fn poll(
 /// The door event of an entry; `None` when it names no time (nothing to order it by). An
 /// entry without an id gets one from what identifies it (lock, user, time).
 pub fn door_event(e: &Entry) -> Option<DoorEvent> {
-    let at = crate::sources::nexudus::dto::parse_time(e.utc_date_time.as_deref()?)?;
+    let at = e.at()?;
     let lock = e.lock_id.clone().unwrap_or_default();
     let user = e.user_id.clone().unwrap_or_default();
     let event_id = e.id.clone().filter(|i| !i.trim().is_empty()).unwrap_or_else(|| {

@@ -177,6 +177,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// When it happened (`utc_date_time`).
+    pub fn at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        crate::sources::nexudus::dto::parse_time(self.utc_date_time.as_deref()?)
+    }
+
     /// A door opened for this user: not a rejection, no refusal reason.
     pub fn opened(&self) -> bool {
         let rejected = self.event_type.as_deref().is_some_and(|t| t.to_ascii_lowercase().contains("reject"));
@@ -361,13 +366,15 @@ impl SaltoClient {
         Ok(next)
     }
 
-    /// The site's entries (door events) at or after `from`, oldest first, all pages:
-    /// `GET /v1.1/sites/{s}/entries` (v1.1 only; v1.2 answers 405), sorted by `utc_date_time`,
-    /// the field Salto KS names (ECCdigital salto-ks-api-contract.md; `$orderby=date` → 400
-    /// 1102). The `$filter` on it is OData as documented for the other lists (inferred).
-    pub async fn entries_since(&self, from: &str) -> Result<Vec<Entry>, CallError> {
+    /// The site's entries (door events) at or after `from`, oldest first:
+    /// `GET /v1.1/sites/{s}/entries` (v1.1 only; v1.2 answers 405) newest first, the form
+    /// measured (`$orderby=utc_date_time desc`; `$orderby=date` → 400 1102; ECCdigital
+    /// salto-ks-api-contract.md). The `$filter` on `utc_date_time` is OData as documented for
+    /// the other lists but inferred here, so paging also stops at the first page that reaches
+    /// back past `from`: a server that ignores the filter costs a page, not the whole history.
+    pub async fn entries_since(&self, from: chrono::DateTime<chrono::Utc>) -> Result<Vec<Entry>, CallError> {
         let url = self.site_url("v1.1", "entries");
-        let filter = format!("utc_date_time ge {from}");
+        let filter = format!("utc_date_time ge {}", from.format("%Y-%m-%dT%H:%M:%SZ"));
         let mut all: Vec<Entry> = Vec::new();
         loop {
             let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
@@ -375,7 +382,7 @@ impl SaltoClient {
                 .call(|| {
                     self.core.http.get(&url).query(&[
                         ("$filter", filter.as_str()),
-                        ("$orderby", "utc_date_time asc"),
+                        ("$orderby", "utc_date_time desc"),
                         ("$top", top.as_str()),
                         ("$skip", skip.as_str()),
                     ])
@@ -386,10 +393,11 @@ impl SaltoClient {
             }
             let page = list_page::<Entry>(&reply)?;
             let len = page.items.len();
-            all.extend(page.items);
+            let reached = page.items.iter().any(|e| e.at().is_some_and(|t| t < from));
+            all.extend(page.items.into_iter().filter(|e| e.at().is_none_or(|t| t >= from)));
             self.core.check_listed(all.len(), "entries")?;
-            // `$skip` paging until a short page: entries only grow at the end (oldest first).
-            if len < PAGE_SIZE {
+            if len < PAGE_SIZE || reached {
+                all.reverse();
                 return Ok(all);
             }
         }
