@@ -304,6 +304,30 @@ async fn a_missed_poll_window_is_caught_up_from_the_cursor_in_order() {
 }
 
 #[tokio::test]
+async fn one_poll_loop_per_tenant_and_two_ticks_at_once_check_in_once() {
+    let app = spawn().await;
+    let anna = app.salto_user().await;
+    let polls = app.salto.count("GET", "/entries");
+    // Another process holds the tenant's Salto KS lease: this one does not poll.
+    let tenant = TenantId(TENANT.into());
+    let other = shared::presence::records::PresenceRecords::new(&app.records, &tenant);
+    let held = other.acquire_lease("salto_ks").await.expect("store").expect("free");
+    app.salto.add_entry(ENTRANCE, &anna, app.clock_now(), true);
+    app.advance(Duration::minutes(2));
+    app.tick().await;
+    assert_eq!(app.salto.count("GET", "/entries"), polls);
+    // Its holder died: the lease lapses and the next tick reads the entry; two ticks at once
+    // (two Lambda invocations overlapping) make one check-in.
+    drop(held);
+    app.advance(Duration::seconds(shared::presence::records::LEASE_SECONDS + 1));
+    let (a, b) = tokio::join!(app.tick(), app.tick());
+    assert_eq!(a.polled + b.polled, 1);
+    assert_eq!(app.salto.count("GET", "/entries"), polls + 1);
+    assert_eq!(app.checkins().len(), 1);
+    assert_eq!(app.nexudus.count("POST", "/spaces/checkins"), 1);
+}
+
+#[tokio::test]
 async fn the_brivo_route_checks_its_token_and_keeps_what_it_cannot_parse() {
     let app = spawn().await;
     let http = reqwest::Client::new();
