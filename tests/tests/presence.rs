@@ -254,6 +254,7 @@ async fn nexudus_throttling_delays_the_check_in_and_loses_nothing() {
     let report = app.tick().await;
     assert_eq!((report.worked, report.waiting), (1, 0));
     assert_eq!(app.checkins().len(), 1);
+    assert_eq!(app.status().await.last_error, None, "the throttle has passed");
     app.tick().await;
     assert_eq!(app.checkins().len(), 1);
 }
@@ -273,6 +274,22 @@ async fn a_lost_answer_to_the_check_in_does_not_make_a_second_one() {
     assert_eq!(app.tick().await.worked, 1);
     assert_eq!(app.checkins().len(), 1);
     assert_eq!(app.nexudus.count("POST", "/spaces/checkins"), 1);
+}
+
+#[tokio::test]
+async fn an_event_nexudus_refuses_is_recorded_and_does_not_hold_up_the_next() {
+    let app = spawn().await;
+    let first = app.brivo.access_event(FRONT_DOOR, app.brivo_user().await, app.clock_now());
+    app.brivo.notify(&first).await;
+    app.advance(Duration::seconds(1));
+    let second = app.brivo.access_event(FRONT_DOOR, app.brivo_user().await, app.clock_now());
+    app.brivo.notify(&second).await;
+    app.nexudus.faults().fail_next(400, 1);
+    let report = app.tick().await;
+    assert_eq!((report.worked, report.waiting), (2, 0));
+    assert_eq!(app.checkins().len(), 1, "the second event checked her in");
+    let status = app.status().await;
+    assert!(status.last_error.is_some_and(|e| e.contains("refused")), "kept for status");
 }
 
 #[tokio::test]

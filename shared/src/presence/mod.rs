@@ -169,7 +169,7 @@ async fn work_inbox(
         let Some(nexudus) = tenant.nexudus() else {
             return Err(WorkError::Call(CallError::config("presence needs a Nexudus source")));
         };
-        let mut worked = 0;
+        let (mut worked, mut refused) = (0, false);
         for (i, (sk, ev)) in inbox.iter().enumerate() {
             match work(records, &tenant.config.id, config, nexudus.client(), ev).await {
                 Ok(_) => {
@@ -181,8 +181,22 @@ async fn work_inbox(
                     r.note_error(&format!("waiting: {reason}")).await?;
                     return Ok((worked, inbox.len() - i));
                 }
+                // This event cannot succeed (Nexudus refused a read for it): recorded and
+                // not retried, so it does not hold up the events after it.
+                Err(WorkError::Call(CallError::Permanent { reason } | CallError::Unavailable { reason })) => {
+                    r.mark_done(ev, Outcome::Refused, Some(&reason)).await?;
+                    r.note_error(&format!("door event {} refused: {reason}", ev.event_id)).await?;
+                    r.remove_from_inbox(sk).await?;
+                    worked += 1;
+                    refused = true;
+                }
+                // Configuration: stop calling Nexudus for the tenant; the events wait.
                 Err(e) => return Err(e),
             }
+        }
+        // A run that worked everything clears the last problem (a throttle that has passed).
+        if worked > 0 && !refused {
+            r.clear_error().await?;
         }
         Ok((worked, 0))
     }
