@@ -114,6 +114,15 @@ pub struct TickReport {
 pub async fn tick(records: &Records, tenants: &dyn Tenants) -> Result<TickReport, WorkError> {
     let mut report = TickReport::default();
     for id in tenants.ids().await? {
+        // A stored document without `presence` needs no clients built (on Lambda that would
+        // read the tenant's secrets every minute for nothing).
+        if records
+            .tenant_config(&id)
+            .await?
+            .is_some_and(|doc| doc.get("presence").is_none_or(|p| p.is_null()))
+        {
+            continue;
+        }
         let tenant = match tenants.get(&id).await {
             Ok(Some(t)) => t,
             Ok(None) => continue,
