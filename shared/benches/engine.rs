@@ -134,6 +134,7 @@ fn ingress(c: &mut Criterion) {
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open(&dir.join("queue.db"), clock, 10).unwrap_or_else(|e| panic!("{e}")));
     let tenant = TenantConfig {
+        presence: None,
         id: TenantId("space-berlin".into()),
         timezone: "Europe/Berlin".into(),
         source: SourceConfig::Nexudus {

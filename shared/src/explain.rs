@@ -31,6 +31,12 @@ pub struct SubjectReport {
     pub recent: Vec<AuditEntry>,
     /// The tenant's time zone, in which the text report shows times.
     pub timezone: String,
+    /// The person's last door event for presence tracking (`[tenant.presence]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<crate::presence::PresenceState>,
+    /// The tenant's presence doors, when it tracks presence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub presence_doors: Vec<crate::presence::DoorLine>,
 }
 
 /// Whom `explain` looks for.
@@ -139,6 +145,9 @@ pub async fn explain_who(
             }
         }
         let timezone = config.map_or_else(|| "UTC".to_owned(), |c| c.timezone.clone());
+        let presence_doors =
+            config.and_then(|c| c.presence.as_ref()).map(crate::presence::door_lines).unwrap_or_default();
+        let presence = crate::presence::person(records, &subject).await?;
         let lines = entitlements
             .into_iter()
             .map(|e| EntitlementLine {
@@ -164,6 +173,8 @@ pub async fn explain_who(
             next_check: plan.next_check,
             recent,
             timezone,
+            presence,
+            presence_doors,
         });
     }
     Ok(reports)
@@ -355,6 +366,35 @@ pub fn render_named(reports: &[SubjectReport], who: &Who, names: &Names) -> Stri
         }
         if let Some(t) = r.next_check {
             let _ = writeln!(out, "\n  Next check: {}", when(t));
+        }
+        if !r.presence_doors.is_empty() {
+            let _ = writeln!(out, "\n  Presence (Nexudus check-ins from doors)");
+            match &r.presence {
+                Some(p) if p.is_in() => {
+                    let since = p.since.map(when).unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "    checked in since {since} ({} door {})",
+                        p.last_provider.name(),
+                        p.last_door
+                    );
+                }
+                Some(p) => {
+                    let _ = writeln!(
+                        out,
+                        "    not checked in; last door event {} at {} door {}",
+                        when(p.last_event_at),
+                        p.last_provider.name(),
+                        p.last_door
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "    no door event yet");
+                }
+            }
+            for d in &r.presence_doors {
+                let _ = writeln!(out, "    {} door {}: {:?}", d.provider.name(), d.door, d.action);
+            }
         }
         if !r.recent.is_empty() {
             let _ = writeln!(out, "\n  Recent changes");

@@ -12,7 +12,7 @@ use base64::Engine;
 
 use crate::error::WorkError;
 use crate::ingress::verify::StandardHeaders;
-use crate::ingress::{Answer, Ingress, KinnovisRequest, NexudusRequest};
+use crate::ingress::{Answer, BrivoRequest, Ingress, KinnovisRequest, NexudusRequest};
 use crate::queue::Queue;
 use crate::worker::{Worker, redelivery_delay};
 
@@ -57,20 +57,8 @@ pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) ->
 
 /// `POST /hooks/kinnovis/{tenant}` behind an HTTP API (payload format 2.0).
 pub async fn kinnovis_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let raw = event.raw_path.as_deref().unwrap_or_default();
-    let tenant = event
-        .path_parameters
-        .get("tenant")
-        .cloned()
-        .or_else(|| raw.trim_start_matches('/').split('/').nth(2).map(str::to_owned));
-    let Some(tenant) = tenant.filter(|t| !t.is_empty()) else {
-        return respond(&Answer {
-            status: 404,
-            body: serde_json::json!({ "status": 404, "message": "no such route" }),
-        });
-    };
-    let body = match raw_body(event) {
-        Ok(b) => b,
+    let (tenant, body) = match tenant_and_body(event) {
+        Ok(t) => t,
         Err(answer) => return respond(&answer),
     };
     // API Gateway lower-cases header names in payload format 2.0; `HeaderMap` matches any case.
@@ -81,6 +69,39 @@ pub async fn kinnovis_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -
         signature: header("webhook-signature"),
     };
     respond(&ingress.kinnovis(KinnovisRequest { tenant: &tenant, headers, body: &body }).await)
+}
+
+/// `POST /hooks/brivo/{tenant}?token=` behind an HTTP API (payload format 2.0): Brivo's event
+/// subscription deliveries, for presence tracking.
+pub async fn brivo_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let (tenant, body) = match tenant_and_body(event) {
+        Ok(t) => t,
+        Err(answer) => return respond(&answer),
+    };
+    let token = event.query_string_parameters.first("token");
+    respond(&ingress.brivo(BrivoRequest { tenant: &tenant, token, body: &body }).await)
+}
+
+/// The `{tenant}` of a `/hooks/<system>/{tenant}` route (404 without one) and the body as sent.
+fn tenant_and_body(event: &ApiGatewayV2httpRequest) -> Result<(String, Vec<u8>), Answer> {
+    let raw = event.raw_path.as_deref().unwrap_or_default();
+    let tenant = event
+        .path_parameters
+        .get("tenant")
+        .cloned()
+        .or_else(|| raw.trim_start_matches('/').split('/').nth(2).map(str::to_owned));
+    let Some(tenant) = tenant.filter(|t| !t.is_empty()) else {
+        return Err(Answer {
+            status: 404,
+            body: serde_json::json!({ "status": 404, "message": "no such route" }),
+        });
+    };
+    Ok((tenant, raw_body(event)?))
+}
+
+/// Whether an HTTP API event is for the Brivo route (the `nexudus-ingress` function serves both).
+pub fn is_brivo_route(event: &ApiGatewayV2httpRequest) -> bool {
+    event.raw_path.as_deref().unwrap_or_default().trim_start_matches('/').starts_with("hooks/brivo/")
 }
 
 /// The request body as sent: API Gateway passes non-text bodies base64-encoded.
@@ -152,8 +173,17 @@ async fn retry_later(queue: &dyn Queue, record: &SqsMessage, error: &WorkError) 
 /// returned to Lambda and the next minute's tick catches up (timers stay until enqueued).
 pub async fn tick_scheduled(env: &LambdaEnv) -> Result<serde_json::Value, crate::error::WorkError> {
     let enqueued = crate::serve::tick(&env.records, env.queue.as_ref()).await?;
-    tracing::info!(enqueued, "tick");
-    Ok(serde_json::json!({ "enqueued": enqueued }))
+    // Presence: Salto KS entries polled, door events checked in at Nexudus (one poll loop per
+    // tenant under its lease, whatever overlaps between invocations).
+    let presence = crate::presence::tick(&env.records, env.tenants.as_ref()).await?;
+    tracing::info!(
+        enqueued,
+        polled = presence.polled,
+        worked = presence.worked,
+        waiting = presence.waiting,
+        "tick"
+    );
+    Ok(serde_json::json!({ "enqueued": enqueued, "presence": presence }))
 }
 
 /// The connections a function warms during init (see [`LambdaEnv::warm`]).

@@ -7,6 +7,7 @@
 pub mod ingress;
 pub mod model;
 pub mod plan;
+pub mod presence;
 pub mod providers;
 pub mod reconcile;
 pub mod resync;

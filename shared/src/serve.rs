@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::error::WorkError;
 use crate::ingress::envelope::WorkMessage;
 use crate::ingress::verify::StandardHeaders;
-use crate::ingress::{Ingress, KinnovisRequest, MAX_BODY, NexudusRequest};
+use crate::ingress::{BrivoRequest, Ingress, KinnovisRequest, MAX_BODY, NexudusRequest};
 use crate::queue::{Delivery, Queue};
 use crate::store::Records;
 use crate::worker::{Worker, redelivery_delay};
@@ -63,6 +63,7 @@ pub fn router(rt: Runtime) -> Router {
     Router::new()
         .route("/hooks/nexudus/{tenant}/{action}", post(nexudus_hook))
         .route("/hooks/kinnovis/{tenant}", post(kinnovis_hook))
+        .route("/hooks/brivo/{tenant}", post(brivo_hook))
         .route("/healthz", get(healthz))
         // One byte over the cap is enough to answer 413 without reading a huge body.
         .layer(DefaultBodyLimit::max(MAX_BODY + 1))
@@ -105,6 +106,18 @@ async fn kinnovis_hook(
     };
     let answer =
         rt.ingress.kinnovis(KinnovisRequest { tenant: &tenant, headers: standard, body: &body }).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(answer.body)).into_response()
+}
+
+async fn brivo_hook(
+    State(rt): State<Runtime>,
+    Path(tenant): Path<String>,
+    Query(q): Query<TokenQuery>,
+    body: Bytes,
+) -> Response {
+    let answer =
+        rt.ingress.brivo(BrivoRequest { tenant: &tenant, token: q.token.as_deref(), body: &body }).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(answer.body)).into_response()
 }
@@ -283,6 +296,9 @@ pub async fn run_background(rt: Runtime, workers: usize, shutdown: tokio::sync::
                     _ = every.tick() => {
                         if let Err(e) = tick(&rt.records, rt.queue.as_ref()).await {
                             tracing::error!(error = %e, "tick failed; the next one catches up");
+                        }
+                        if let Err(e) = crate::presence::tick(&rt.records, rt.worker.tenants.as_ref()).await {
+                            tracing::error!(error = %e, "presence tick failed; the next one catches up");
                         }
                         if let Err(e) = overflow_resyncs(&rt, rt.worker.tenants.as_ref()).await {
                             tracing::error!(error = %e, "overflow resync failed; the next tick tries again");

@@ -37,6 +37,9 @@ pub struct TenantStatus {
     pub not_served: Option<NotServed>,
     /// The tenant's time zone (from its stored configuration), in which the text shows times.
     pub timezone: String,
+    /// `[tenant.presence]`: the doors that check people in or out, and how far it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<crate::presence::PresenceStatus>,
 }
 
 /// A tenant `portier serve` left out at start-up, and why.
@@ -109,9 +112,26 @@ pub async fn status(records: &Records, queue: &dyn Queue, tenants: &[TenantId]) 
                 .await?
                 .and_then(|doc| doc.get("timezone").and_then(|z| z.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| "UTC".to_owned()),
+            presence: presence_of(records, tenant).await?,
         });
     }
     Ok(Status { queue: queue.stats().await?, tenants: out })
+}
+
+/// The tenant's presence overview, from the configuration stored for it (both runtimes store
+/// it: `portier serve` at start, `config push` for Lambda).
+async fn presence_of(
+    records: &Records,
+    tenant: &TenantId,
+) -> Result<Option<crate::presence::PresenceStatus>, crate::error::InfraError> {
+    let config = records.tenant_config(tenant).await?;
+    let presence = config
+        .and_then(|doc| serde_json::from_value::<crate::config::TenantConfig>(doc).ok())
+        .and_then(|c| c.presence);
+    match presence {
+        Some(p) => Ok(Some(crate::presence::status(records, tenant, &p).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The status as text for a terminal.
@@ -170,6 +190,45 @@ pub fn render(s: &Status) -> String {
         for e in &t.examples {
             let _ = writeln!(out, "    {e}");
         }
+        if let Some(p) = &t.presence {
+            render_presence(&mut out, p);
+        }
     }
     out
+}
+
+fn render_presence(out: &mut String, p: &crate::presence::PresenceStatus) {
+    use std::fmt::Write;
+    let _ =
+        writeln!(out, "  presence (Nexudus business {}): {} door events waiting", p.business_id, p.waiting);
+    for d in &p.doors {
+        let action = match d.action {
+            crate::config::DoorAction::CheckIn => "checks in",
+            crate::config::DoorAction::CheckOut => "checks out",
+            crate::config::DoorAction::Toggle => "toggles",
+        };
+        let _ = writeln!(out, "    {} door {} {action}", d.provider.name(), d.door);
+    }
+    if let Some(c) = &p.salto_cursor {
+        let last = c.last_poll.map_or("never".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        let _ = writeln!(
+            out,
+            "    Salto KS entries read up to {} (last poll {last})",
+            c.after.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+    for u in &p.unknown_users {
+        let _ = writeln!(
+            out,
+            "    unknown {} user {}: {} door events, last at door {} ({}); nothing written",
+            u.provider.name(),
+            u.user,
+            u.events,
+            u.last_door,
+            u.last_seen.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    if let Some(e) = &p.last_error {
+        let _ = writeln!(out, "    last problem: {e}");
+    }
 }

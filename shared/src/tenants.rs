@@ -36,6 +36,10 @@ pub struct TenantRuntime {
     providers: BTreeMap<ProviderKind, Arc<dyn Provider>>,
     kinnovis: Option<Arc<KinnovisSource>>,
     tapkey: Option<Arc<TapkeyProvider>>,
+    nexudus: Option<Arc<NexudusSource>>,
+    salto: Option<Arc<SaltoProvider>>,
+    /// `?token=` of the Brivo event subscription (`[tenant.presence.brivo]`).
+    pub brivo_hook_token: Option<Secret>,
 }
 
 impl TenantRuntime {
@@ -49,82 +53,86 @@ impl TenantRuntime {
         policy: RetryPolicy,
     ) -> Result<Self, ConfigError> {
         let in_tenant = |e: ConfigError| ConfigError(format!("tenant {}: {}", config.id, e.0));
-        let (source, webhook_secret, webhook_token, kinnovis): (Arc<dyn Source>, _, _, _) = match &config
-            .source
-        {
-            SourceConfig::Nexudus {
-                base_url,
-                username_env,
-                password_env,
-                webhook_secret_env,
-                webhook_token_env,
-                calls_per_minute,
-            } => {
-                let optional = |name: &Option<String>| name.as_deref().map(|n| secrets.get(n)).transpose();
-                let webhook_secret = optional(webhook_secret_env).map_err(in_tenant)?;
-                let webhook_token = optional(webhook_token_env).map_err(in_tenant)?;
-                for (env, value) in
-                    [(webhook_secret_env, &webhook_secret), (webhook_token_env, &webhook_token)]
-                {
-                    if let (Some(env), Some(v)) = (env, value)
-                        && v.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS
+        let (source, webhook_secret, webhook_token, kinnovis, nexudus_source): (Arc<dyn Source>, _, _, _, _) =
+            match &config.source {
+                SourceConfig::Nexudus {
+                    base_url,
+                    username_env,
+                    password_env,
+                    webhook_secret_env,
+                    webhook_token_env,
+                    calls_per_minute,
+                } => {
+                    let optional =
+                        |name: &Option<String>| name.as_deref().map(|n| secrets.get(n)).transpose();
+                    let webhook_secret = optional(webhook_secret_env).map_err(in_tenant)?;
+                    let webhook_token = optional(webhook_token_env).map_err(in_tenant)?;
+                    for (env, value) in
+                        [(webhook_secret_env, &webhook_secret), (webhook_token_env, &webhook_token)]
                     {
-                        return Err(in_tenant(ConfigError(format!(
-                            "{env} holds {} characters; a webhook secret or token needs at least \
+                        if let (Some(env), Some(v)) = (env, value)
+                            && v.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS
+                        {
+                            return Err(in_tenant(ConfigError(format!(
+                                "{env} holds {} characters; a webhook secret or token needs at least \
                              {MIN_WEBHOOK_SECRET_CHARS} (anything shorter can be guessed)",
-                            v.expose().chars().count()
-                        ))));
+                                v.expose().chars().count()
+                            ))));
+                        }
                     }
+                    let nexudus = NexudusClient::new(
+                        NexudusConfig {
+                            base_url: base_url.clone(),
+                            username: secrets.get(username_env).map_err(in_tenant)?.expose().to_owned(),
+                            password: secrets.get(password_env).map_err(in_tenant)?.expose().to_owned(),
+                        },
+                        http.clone(),
+                        policy.clone(),
+                    )
+                    .with_calls_per_minute(
+                        calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE),
+                    );
+                    let zone = crate::localtime::Zone::parse(&config.timezone)
+                        .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
+                    let rules = crate::sources::nexudus::source::NexudusRules::of(
+                        &config.policy,
+                        zone,
+                        &config.mappings,
+                    );
+                    let source = Arc::new(NexudusSource::new(config.id.clone(), nexudus, rules));
+                    (source.clone() as Arc<dyn Source>, webhook_secret, webhook_token, None, Some(source))
                 }
-                let nexudus = NexudusClient::new(
-                    NexudusConfig {
-                        base_url: base_url.clone(),
-                        username: secrets.get(username_env).map_err(in_tenant)?.expose().to_owned(),
-                        password: secrets.get(password_env).map_err(in_tenant)?.expose().to_owned(),
-                    },
-                    http.clone(),
-                    policy.clone(),
-                )
-                .with_calls_per_minute(
-                    calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE),
-                );
-                let zone = crate::localtime::Zone::parse(&config.timezone)
-                    .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
-                let rules =
-                    crate::sources::nexudus::source::NexudusRules::of(&config.policy, zone, &config.mappings);
-                (
-                    Arc::new(NexudusSource::new(config.id.clone(), nexudus, rules)),
-                    webhook_secret,
-                    webhook_token,
-                    None,
-                )
-            }
-            SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
-                let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;
-                // A secret that cannot verify anything is a start-up error, not 401s later.
-                WebhookKey::parse(secret.expose())
-                    .map_err(|e| in_tenant(ConfigError(format!("{webhook_secret_env}: {e}"))))?;
-                let zone = crate::localtime::Zone::parse(&config.timezone)
-                    .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
-                let client = KinnovisClient::new(
-                    KinnovisConfig {
-                        base_url: base_url.clone(),
-                        location_id: location_id.clone(),
-                        api_key: crate::http::Secret::new(
-                            secrets.get(api_key_env).map_err(in_tenant)?.expose(),
-                        ),
-                    },
-                    http.clone(),
-                    policy.clone(),
-                );
-                let source =
-                    Arc::new(KinnovisSource::new(config.id.clone(), zone, config.policy.adoption, client));
-                (source.clone() as Arc<dyn Source>, Some(secret), None, Some(source))
-            }
-        };
+                SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
+                    let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;
+                    // A secret that cannot verify anything is a start-up error, not 401s later.
+                    WebhookKey::parse(secret.expose())
+                        .map_err(|e| in_tenant(ConfigError(format!("{webhook_secret_env}: {e}"))))?;
+                    let zone = crate::localtime::Zone::parse(&config.timezone)
+                        .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
+                    let client = KinnovisClient::new(
+                        KinnovisConfig {
+                            base_url: base_url.clone(),
+                            location_id: location_id.clone(),
+                            api_key: crate::http::Secret::new(
+                                secrets.get(api_key_env).map_err(in_tenant)?.expose(),
+                            ),
+                        },
+                        http.clone(),
+                        policy.clone(),
+                    );
+                    let source = Arc::new(KinnovisSource::new(
+                        config.id.clone(),
+                        zone,
+                        config.policy.adoption,
+                        client,
+                    ));
+                    (source.clone() as Arc<dyn Source>, Some(secret), None, Some(source), None)
+                }
+            };
 
         let mut providers: BTreeMap<ProviderKind, Arc<dyn Provider>> = BTreeMap::new();
         let mut tapkey_provider = None;
+        let mut salto_provider = None;
         if let Some(t) = &config.providers.tapkey {
             let tapkey = TapkeyProvider::new(
                 TapkeyConfig {
@@ -161,7 +169,9 @@ impl TenantRuntime {
                 policy.clone(),
             )
             .with_calls_per_second(s.calls_per_second);
-            providers.insert(ProviderKind::Salto, Arc::new(salto));
+            let salto = Arc::new(salto);
+            providers.insert(ProviderKind::Salto, salto.clone());
+            salto_provider = Some(salto);
         }
         if let Some(b) = &config.providers.brivo {
             let brivo = BrivoProvider::new(
@@ -181,6 +191,25 @@ impl TenantRuntime {
             providers.insert(ProviderKind::Brivo, Arc::new(brivo));
         }
 
+        let brivo_token_env = config
+            .presence
+            .as_ref()
+            .and_then(|p| p.brivo.as_ref())
+            .and_then(|b| b.webhook_token_env.as_deref());
+        let brivo_hook_token = match brivo_token_env {
+            Some(env) => {
+                let token = secrets.get(env).map_err(in_tenant)?;
+                if token.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS {
+                    return Err(in_tenant(ConfigError(format!(
+                        "{env} holds {} characters; a webhook token needs at least {MIN_WEBHOOK_SECRET_CHARS}",
+                        token.expose().chars().count()
+                    ))));
+                }
+                Some(token)
+            }
+            None => None,
+        };
+
         Ok(Self {
             config: config.clone(),
             webhook_secret,
@@ -189,12 +218,25 @@ impl TenantRuntime {
             providers,
             kinnovis,
             tapkey: tapkey_provider,
+            nexudus: nexudus_source,
+            salto: salto_provider,
+            brivo_hook_token,
         })
     }
 
     /// The tenant's Kinnovis source, when it is a Kinnovis location.
     pub fn kinnovis(&self) -> Option<&KinnovisSource> {
         self.kinnovis.as_deref()
+    }
+
+    /// The tenant's Nexudus source, when it is a Nexudus location (presence check-ins).
+    pub fn nexudus(&self) -> Option<&NexudusSource> {
+        self.nexudus.as_deref()
+    }
+
+    /// The tenant's Salto KS provider (presence polls its entries).
+    pub fn salto(&self) -> Option<&SaltoProvider> {
+        self.salto.as_deref()
     }
 
     /// The tenant's Tapkey provider (lock listings for `mapping locks`).

@@ -100,6 +100,7 @@ pub async fn start() -> Demo {
         calls_per_second: None,
     };
     let storage = TenantConfig {
+        presence: None,
         id: TenantId(DEMO_STORAGE_TENANT.into()),
         timezone: "Europe/Vienna".into(),
         source: SourceConfig::Kinnovis {
@@ -119,6 +120,7 @@ pub async fn start() -> Demo {
     };
     secrets.0.extend(group_secrets(&salto, &brivo));
     let mut tenant = TenantConfig {
+        presence: None,
         id: TenantId(DEMO_TENANT.into()),
         timezone: "Europe/Berlin".into(),
         source: SourceConfig::Nexudus {

@@ -46,6 +46,23 @@ pub fn nexudus_hook(tenant: &str, action: &str, query: &str, signature: Option<&
     })
 }
 
+/// An HTTP API (payload 2.0) event of a Brivo event-subscription delivery to
+/// `POST /hooks/brivo/{tenant}?token=…`.
+pub fn brivo_hook(tenant: &str, token: &str, body: &[u8]) -> Value {
+    // The Nexudus event's shape with Brivo's route, path and query.
+    let mut event = nexudus_hook(tenant, "-", &format!("token={token}"), None, body);
+    let path = format!("/hooks/brivo/{tenant}");
+    let route = "POST /hooks/brivo/{tenant}";
+    event["routeKey"] = json!(route);
+    event["rawPath"] = json!(path);
+    event["pathParameters"] = json!({ "tenant": tenant });
+    event["headers"]["user-agent"] = json!("Brivo");
+    event["requestContext"]["routeKey"] = json!(route);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["http"]["userAgent"] = json!("Brivo");
+    event
+}
+
 /// An SQS FIFO event with these `(message id, group, body)` records, in order.
 pub fn sqs_batch(records: &[(String, String, String)]) -> Value {
     let records: Vec<Value> = records

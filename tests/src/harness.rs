@@ -62,6 +62,7 @@ pub fn secrets(tapkey: &TapkeySim) -> StaticSecrets {
 /// A tenant mapping the pass "Bike Storage" to the bike storage lock, pointed at the simulators.
 pub fn tenant_config(nexudus: &NexudusSim, tapkey: &TapkeySim, auth: HookAuth) -> TenantConfig {
     TenantConfig {
+        presence: None,
         id: TenantId(TENANT.into()),
         timezone: "Europe/Berlin".into(),
         source: SourceConfig::Nexudus {

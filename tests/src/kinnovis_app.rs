@@ -46,6 +46,7 @@ pub fn storage_secrets(kinnovis: &KinnovisSim, tapkey: &TapkeySim) -> StaticSecr
 /// `storage-vienna` (Europe/Vienna) with unit A-017 mapped to its lock, pointed at the sims.
 pub fn storage_config(kinnovis: &KinnovisSim, tapkey: &TapkeySim) -> TenantConfig {
     TenantConfig {
+        presence: None,
         id: TenantId(STORAGE_TENANT.into()),
         timezone: "Europe/Vienna".into(),
         source: SourceConfig::Kinnovis {

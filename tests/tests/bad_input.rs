@@ -234,6 +234,7 @@ struct Gate {
 
 fn nexudus_tenant(id: &str, signed: bool) -> TenantConfig {
     TenantConfig {
+        presence: None,
         id: TenantId(id.into()),
         timezone: "Europe/Berlin".into(),
         source: SourceConfig::Nexudus {
@@ -252,6 +253,7 @@ fn nexudus_tenant(id: &str, signed: bool) -> TenantConfig {
 
 fn gate() -> Gate {
     let kinnovis = TenantConfig {
+        presence: None,
         id: TenantId("kv".into()),
         timezone: "Europe/Vienna".into(),
         source: SourceConfig::Kinnovis {

@@ -117,6 +117,8 @@ async fn salto_client_speaks_only_documented_routes() {
     assert_eq!(client.group_members(&group).await.expect("listed").len(), 1);
     assert_eq!(client.time_schedule_count(&group).await.expect("read"), Some(1));
     client.set_subscription(&user.id, "suspended").await.expect("suspended");
+    sim.add_entry("lock-1", &platform, Utc::now(), true);
+    assert_eq!(client.entries_since(Utc::now() - Duration::hours(1)).await.expect("entries").len(), 1);
     client.delete_user(&user.id).await.expect("deleted");
     assert_documented("Salto KS", &sim.calls(), sim.routes());
 
@@ -186,6 +188,10 @@ async fn nexudus_client_speaks_only_documented_routes() {
     n.all_time_passes(since).await.expect("listed");
     n.all_coworkers(since).await.expect("listed");
     n.coworkers_by_email("ann@example.com").await.expect("listed");
+    let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().expect("valid");
+    n.check_in(1, 456, at).await.expect("checked in");
+    let open = n.recent_checkins(456).await.expect("listed");
+    n.check_out(&open[0], 1, at + Duration::hours(1)).await.expect("checked out");
     assert_documented("Nexudus", &sim.calls(), sim.routes());
 
     // A documented required parameter: a batch read needs `id=[…]`, and a token a `client_id`.

@@ -1,10 +1,11 @@
-//! `nexudus-ingress`: API Gateway HTTP API → verify → SQS FIFO.
+//! `nexudus-ingress`: API Gateway HTTP API → verify → SQS FIFO; also Brivo's presence events
+//! (`/hooks/brivo/{tenant}` → the tenant's presence inbox).
 
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use shared::lambda::{LambdaEnv, Warm, nexudus_http};
+use shared::lambda::{LambdaEnv, Warm, brivo_http, is_brivo_route, nexudus_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,7 +15,12 @@ async fn main() -> Result<(), Error> {
     let ingress = env.ingress();
     run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
         let ingress = ingress.clone();
-        async move { Ok::<_, Error>(nexudus_http(&ingress, &event.payload).await) }
+        async move {
+            if is_brivo_route(&event.payload) {
+                return Ok::<_, Error>(brivo_http(&ingress, &event.payload).await);
+            }
+            Ok::<_, Error>(nexudus_http(&ingress, &event.payload).await)
+        }
     }))
     .await
 }

@@ -62,6 +62,15 @@ pub struct KinnovisRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// A Brivo event-subscription delivery, as the transport received it.
+#[derive(Debug, Clone, Copy)]
+pub struct BrivoRequest<'a> {
+    pub tenant: &'a str,
+    /// `?token=` from the URL.
+    pub token: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
 /// What the ingress needs, built once per process.
 #[derive(Clone)]
 pub struct Ingress {
@@ -126,6 +135,108 @@ impl Ingress {
         Ok(sent)
     }
 
+    /// The tenant, or the answer for a webhook to one that is unknown or cannot be loaded.
+    async fn tenant(&self, id: &TenantId) -> Result<Arc<crate::tenants::TenantRuntime>, Answer> {
+        match self.tenants.get(id).await {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(Answer::new(404, "unknown tenant")),
+            Err(e) => {
+                tracing::error!(error = %e, "tenant configuration unavailable");
+                Err(Answer::new(503, "configuration unavailable, retry later"))
+            }
+        }
+    }
+
+    /// Keeps a verified but unparseable body (400); when even that fails, 503 so the sender
+    /// tries again: nothing may be lost.
+    async fn quarantine(
+        &self,
+        tenant: &TenantId,
+        event_id: impl Into<String>,
+        action: impl Into<String>,
+        reason: String,
+        body: &[u8],
+        at: crate::model::Instant,
+    ) -> Answer {
+        let q = Quarantined {
+            at,
+            event_id: event_id.into(),
+            action: action.into(),
+            reason: reason.clone(),
+            body: String::from_utf8_lossy(body).into_owned(),
+            repeats: 0,
+        };
+        if let Err(e) = self.records.quarantine(tenant, &q).await {
+            tracing::error!(error = %e, "quarantine write failed");
+            return Answer::new(503, "store unavailable, retry later");
+        }
+        Answer::new(400, &format!("unparseable body (kept in quarantine): {reason}"))
+    }
+
+    /// Accepts a Brivo event-subscription delivery (`POST /hooks/brivo/{tenant}?token=`): each
+    /// door opening of a chosen door goes to the tenant's presence inbox; the tick checks the
+    /// person in or out. 202 for queued, duplicate and not-chosen alike, so Brivo never retries
+    /// what is done.
+    pub async fn brivo(&self, req: BrivoRequest<'_>) -> Answer {
+        let tenant = req.tenant.to_owned();
+        let answer = self.brivo_unlogged(req).await;
+        log_webhook("brivo", &tenant, "event", &answer);
+        answer
+    }
+
+    async fn brivo_unlogged(&self, req: BrivoRequest<'_>) -> Answer {
+        let tenant_id = TenantId(req.tenant.to_owned());
+        let tenant = match self.tenant(&tenant_id).await {
+            Ok(t) => t,
+            Err(answer) => return answer,
+        };
+        let (Some(presence), Some(expected)) = (&tenant.config.presence, &tenant.brivo_hook_token) else {
+            return Answer::new(404, "no Brivo presence doors configured for this tenant");
+        };
+        if req.body.len() > MAX_BODY {
+            return Answer::new(413, "body over 256 KiB");
+        }
+        if !verify::token(expected.expose(), req.token) {
+            return Answer::new(401, "token missing or invalid");
+        }
+        let now = self.records.now();
+        let events = match crate::presence::brivo::parse(req.body) {
+            Ok(e) => e,
+            Err(reason) => {
+                return self
+                    .quarantine(
+                        &tenant_id,
+                        uuid::Uuid::new_v4().to_string(),
+                        "brivo-event",
+                        reason,
+                        req.body,
+                        now,
+                    )
+                    .await;
+            }
+        };
+        let (mut queued, mut duplicate, mut ignored) = (0, 0, 0);
+        for parsed in events {
+            let crate::presence::brivo::Parsed::Opened(ev) = parsed else {
+                ignored += 1;
+                continue;
+            };
+            match crate::presence::accept(&self.records, &tenant_id, presence, &ev).await {
+                Ok(crate::presence::Accepted::Queued) => queued += 1,
+                Ok(crate::presence::Accepted::Duplicate) => duplicate += 1,
+                Ok(crate::presence::Accepted::NotChosen) => ignored += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, "presence inbox write failed");
+                    return Answer::new(503, "store unavailable, retry later");
+                }
+            }
+        }
+        Answer {
+            status: 202,
+            body: json!({ "status": 202, "queued": queued, "duplicate": duplicate, "ignored": ignored }),
+        }
+    }
+
     /// Accepts a Nexudus webhook. Nothing is queued unless it is verified and parseable.
     /// One log line per webhook, at info: tenant, action, outcome (no personal data).
     pub async fn nexudus(&self, req: NexudusRequest<'_>) -> Answer {
@@ -137,13 +248,9 @@ impl Ingress {
 
     async fn nexudus_unlogged(&self, req: NexudusRequest<'_>) -> Answer {
         let tenant_id = TenantId(req.tenant.to_owned());
-        let tenant = match self.tenants.get(&tenant_id).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Answer::new(404, "unknown tenant"),
-            Err(e) => {
-                tracing::error!(error = %e, "tenant configuration unavailable");
-                return Answer::new(503, "configuration unavailable, retry later");
-            }
+        let tenant = match self.tenant(&tenant_id).await {
+            Ok(t) => t,
+            Err(answer) => return answer,
         };
         if !envelope::NEXUDUS_ACTIONS.contains(&req.action) {
             return Answer::new(404, "unknown or unhandled action");
@@ -177,20 +284,16 @@ impl Ingress {
         let messages = match envelope::nexudus(&tenant_id, req.action, req.body, proof, now) {
             Ok(m) => m,
             Err(envelope::Unparseable(reason)) => {
-                let q = Quarantined {
-                    at: now,
-                    event_id: uuid::Uuid::new_v4().to_string(),
-                    action: req.action.to_owned(),
-                    reason: reason.clone(),
-                    body: String::from_utf8_lossy(req.body).into_owned(),
-                    repeats: 0,
-                };
-                if let Err(e) = self.records.quarantine(&tenant_id, &q).await {
-                    // Nothing may be lost: ask the sender to try again.
-                    tracing::error!(error = %e, "quarantine write failed");
-                    return Answer::new(503, "store unavailable, retry later");
-                }
-                return Answer::new(400, &format!("unparseable body (kept in quarantine): {reason}"));
+                return self
+                    .quarantine(
+                        &tenant_id,
+                        uuid::Uuid::new_v4().to_string(),
+                        req.action.to_owned(),
+                        reason,
+                        req.body,
+                        now,
+                    )
+                    .await;
             }
         };
 
@@ -231,13 +334,9 @@ impl Ingress {
 
     async fn kinnovis_unlogged(&self, req: KinnovisRequest<'_>) -> Answer {
         let tenant_id = TenantId(req.tenant.to_owned());
-        let tenant = match self.tenants.get(&tenant_id).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Answer::new(404, "unknown tenant"),
-            Err(e) => {
-                tracing::error!(error = %e, "tenant configuration unavailable");
-                return Answer::new(503, "configuration unavailable, retry later");
-            }
+        let tenant = match self.tenant(&tenant_id).await {
+            Ok(t) => t,
+            Err(answer) => return answer,
         };
         let crate::config::SourceConfig::Kinnovis { location_id, .. } = &tenant.config.source else {
             return Answer::new(404, "this tenant does not take Kinnovis webhooks");
@@ -265,19 +364,9 @@ impl Ingress {
                 return Answer::new(400, &reason);
             }
             Err(envelope::KinnovisReject::Unparseable(reason)) => {
-                let q = Quarantined {
-                    at: now,
-                    event_id: webhook_id.to_owned(),
-                    action: "kinnovis".into(),
-                    reason: reason.clone(),
-                    body: String::from_utf8_lossy(req.body).into_owned(),
-                    repeats: 0,
-                };
-                if let Err(e) = self.records.quarantine(&tenant_id, &q).await {
-                    tracing::error!(error = %e, "quarantine write failed");
-                    return Answer::new(503, "store unavailable, retry later");
-                }
-                return Answer::new(400, &format!("unparseable body (kept in quarantine): {reason}"));
+                return self
+                    .quarantine(&tenant_id, webhook_id.to_owned(), "kinnovis", reason, req.body, now)
+                    .await;
             }
         };
 

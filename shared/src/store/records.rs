@@ -258,9 +258,12 @@ impl Records {
         self.list(&subject_pk(s), "USER#").await
     }
 
+    /// Saves the user and indexes it by the id door events carry (presence tracking maps a
+    /// door event back to the person through it).
     pub async fn save_provider_user(&self, s: &SubjectKey, u: &ProviderUser) -> Result<(), InfraError> {
         let item = Item::new(subject_pk(s), format!("USER#{}", u.provider.as_str()), encode(u)?);
-        self.store.put(&item, Cond::Always).await
+        self.store.put(&item, Cond::Always).await?;
+        crate::presence::records::index_user(self, s, u).await
     }
 
     pub async fn remove_provider_user(

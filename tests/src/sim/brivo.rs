@@ -142,6 +142,16 @@ pub const ROUTES: &[Route] = &[
         "/v1/api/users/{userId}/credentials/digital-invitations",
         "brivo-velocity references/tags/digital_invitations.yaml Cancel_user_digital_invitation",
     ),
+    Route::new(
+        "POST",
+        "/v1/api/event-subscriptions",
+        "brivo-velocity references/tags/event_subscription.yaml EventSubscription (criteria SITE, USER, ACCESS-POINT, AUDIT)",
+    ),
+    Route::new(
+        "GET",
+        "/v1/api/event-subscriptions",
+        "brivo-velocity references/tags/event_subscription.yaml EventSubscriptionsList",
+    ),
 ];
 
 pub struct BrivoSim {
@@ -169,6 +179,8 @@ struct Data {
     over_rate: usize,
     /// The administrator lacks the "Account Config Tool Administrators" role.
     not_config_admin: bool,
+    /// Event subscriptions (webhooks): each notified of the access events its criteria match.
+    subscriptions: Vec<Value>,
 }
 
 const OVER_QPS: &str = "<h1>Developer Over Qps</h1>";
@@ -317,6 +329,49 @@ impl BrivoSim {
         lock(&self.inner.data).token_requests
     }
 
+    /// Registers an event subscription posting access events to `url` (as
+    /// `POST /event-subscriptions` would), with no criteria: every access event.
+    pub fn add_subscription(&self, url: &str) {
+        let mut d = lock(&self.inner.data);
+        d.next_id += 1;
+        let id = d.next_id;
+        d.subscriptions.push(json!({ "id": id, "name": "Portier presence", "url": url, "criteria": [] }));
+    }
+
+    /// An access event as `GET /events/access` lists it (events.yaml): a user opened `door`.
+    pub fn access_event(&self, door: u64, user: u64, at: chrono::DateTime<chrono::Utc>) -> Value {
+        json!({
+            "uuid": uuid::Uuid::new_v4().to_string(),
+            "securityAction": { "securityActionId": 2004, "action": "Access by User", "exception": false },
+            "actor": { "id": user, "name": "Member" },
+            "eventObject": { "id": door, "name": format!("Door {door}"), "deviceType": { "id": 1, "name": "Door" } },
+            "site": { "id": 7833522, "siteName": "Home base" },
+            "occurred": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "processed": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "eventData": { "actorName": "Member", "objectName": format!("Door {door}"), "actionAllowed": true, "objectTypeId": 2, "deviceTypeId": 1 },
+        })
+    }
+
+    /// Sends `event` to every subscription (the event subscription's notification); returns
+    /// the status each answered.
+    pub async fn notify(&self, event: &Value) -> Vec<u16> {
+        let urls: Vec<String> = lock(&self.inner.data)
+            .subscriptions
+            .iter()
+            .filter_map(|s| s["url"].as_str().map(str::to_owned))
+            .collect();
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        for url in urls {
+            let status = match http.post(&url).json(event).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            out.push(status);
+        }
+        out
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.inner.core.calls()
     }
@@ -452,6 +507,28 @@ impl Inner {
             return err(StatusCode::BAD_REQUEST, "pageSize must be at most 100");
         }
         match (method, rest) {
+            // event_subscription.yaml `EventSubscription`: `{name, url, errorEmail, criteria}`.
+            ("POST", ["event-subscriptions"]) => match body_json::<Value>(&parts.headers, body).await {
+                Ok(Value::Object(mut sub)) if sub.get("url").is_some_and(Value::is_string) => {
+                    let mut d = lock(&self.data);
+                    d.next_id += 1;
+                    sub.insert("id".into(), json!(d.next_id));
+                    sub.entry("criteria").or_insert(json!([]));
+                    let sub = Value::Object(sub);
+                    d.subscriptions.push(sub.clone());
+                    json(StatusCode::OK, sub)
+                }
+                Ok(_) => err(StatusCode::BAD_REQUEST, "Invalid criteria provided"),
+                Err(e) => e,
+            },
+            ("GET", ["event-subscriptions"]) => {
+                let d = lock(&self.data);
+                let n = d.subscriptions.len();
+                json(
+                    StatusCode::OK,
+                    json!({ "offset": 0, "pageSize": 20, "count": n, "data": d.subscriptions }),
+                )
+            }
             // user.yaml `CreateUser` (no request schema; camelCase as in its response).
             ("POST", ["users"]) => match body_json::<NewUser>(&parts.headers, body).await {
                 Ok(u) => self.create_user(u),

@@ -127,6 +127,26 @@ pub const ROUTES: &[Route] = &[
         "/api/billing/timepasses/{id}",
         "developers.nexudus.com/rest-api/billing/get-timepasses-by-id",
     ),
+    Route::new(
+        "GET",
+        "/api/spaces/checkins",
+        "developers.nexudus.com/rest-api/spaces/get-checkins (list; Checkin_* filters by the documented {Entity}_{Field} pattern)",
+    ),
+    Route::new(
+        "GET",
+        "/api/spaces/checkins/{id}",
+        "developers.nexudus.com/rest-api/spaces/get-checkins-by-id",
+    ),
+    Route::new(
+        "POST",
+        "/api/spaces/checkins",
+        "developers.nexudus.com/rest-api/spaces/post-checkins (BusinessId and FromTime required; Source 2 = DoorAccess); /reference/add-checkin",
+    ),
+    Route::new(
+        "PUT",
+        "/api/spaces/checkins",
+        "developers.nexudus.com/rest-api/spaces/put-checkins (Id, BusinessId, FromTime required)",
+    ),
 ];
 
 /// A running Nexudus simulator; stops when dropped.
@@ -153,6 +173,8 @@ struct Data {
     teams: BTreeMap<i64, SimTeam>,
     visitors: BTreeMap<i64, SimVisitor>,
     next_pass_id: i64,
+    /// Check-ins (`/api/spaces/checkins`), by id.
+    checkins: BTreeMap<i64, Value>,
     access_tokens: HashMap<String, Instant>,
     /// Refresh token → (expiry, the `client_id` it was issued to).
     refresh_tokens: HashMap<String, (Instant, String)>,
@@ -284,6 +306,7 @@ impl NexudusSim {
                 teams: BTreeMap::new(),
                 visitors: BTreeMap::new(),
                 next_pass_id: 5001,
+                checkins: BTreeMap::new(),
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
                 token_client_ids: Vec::new(),
@@ -642,6 +665,25 @@ impl NexudusSim {
         d.passes.get(&id).map_or(Value::Null, |p| p.to_json(&d))
     }
 
+    /// Every check-in, oldest first (as `GET spaces/checkins/{id}` answers each).
+    pub fn checkins(&self) -> Vec<Value> {
+        lock(&self.inner.data).checkins.values().cloned().collect()
+    }
+
+    /// Checks a customer in by hand (NexIO, the front desk), as an open check-in.
+    pub fn check_in_by_hand(&self, coworker_id: i64, business_id: i64) -> i64 {
+        let mut d = lock(&self.inner.data);
+        let id = d.next_pass_id;
+        d.next_pass_id += 1;
+        let now = iso(&d.now);
+        d.checkins.insert(
+            id,
+            json!({ "Id": id, "CoworkerId": coworker_id, "BusinessId": business_id, "FromTime": now.clone(),
+                    "ToTime": null, "Source": 1, "CreatedOn": now.clone(), "UpdatedOn": now }),
+        );
+        id
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.inner.core.calls()
     }
@@ -996,8 +1038,95 @@ impl Inner {
             ("GET", ["billing", "timepasses", _]) => {
                 self.by_id(&segs[3], |d, id| d.time_passes.get(&id).map(TimePass::to_json))
             }
+            ("GET", ["spaces", "checkins"]) => self.list_checkins(&query),
+            ("GET", ["spaces", "checkins", _]) => self.by_id(&segs[3], |d, id| d.checkins.get(&id).cloned()),
+            ("POST", ["spaces", "checkins"]) => self.write_checkin(body, false).await,
+            ("PUT", ["spaces", "checkins"]) => self.write_checkin(body, true).await,
             _ => self.no_resource(),
         }
+    }
+
+    /// `GET spaces/checkins`: `Checkin_Coworker` filter, `orderBy=FromTime` with `dir` 1/-1.
+    fn list_checkins(&self, query: &Query) -> Response {
+        let coworker = match param(query, "Checkin_Coworker").map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => return bad_request("Checkin_Coworker must be an integer."),
+        };
+        let d = lock(&self.data);
+        let mut records: Vec<Value> = d
+            .checkins
+            .values()
+            .filter(|c| coworker.is_none_or(|id| c["CoworkerId"].as_i64() == Some(id)))
+            .cloned()
+            .collect();
+        if param(query, "orderBy").is_some_and(|o| o.eq_ignore_ascii_case("FromTime")) {
+            records.sort_by(|a, b| a["FromTime"].as_str().cmp(&b["FromTime"].as_str()));
+            if param(query, "dir") == Some("-1") {
+                records.reverse();
+            }
+        }
+        paged(query, records)
+    }
+
+    /// `POST` (create) or `PUT` (update) a check-in; the answer is the documented
+    /// `{Status, Message, Value, WasSuccessful, Errors}`.
+    async fn write_checkin(&self, body: Body, update: bool) -> Response {
+        let Some(bytes) = body_bytes(body).await else { return bad_request("Unreadable body.") };
+        let Ok(Value::Object(mut record)) = serde_json::from_slice::<Value>(&bytes) else {
+            return bad_request("The request is invalid.");
+        };
+        let mut errors = Vec::new();
+        for field in ["BusinessId", "FromTime"] {
+            if record.get(field).is_none_or(Value::is_null) {
+                errors.push(json!({ "PropertyName": field, "Message": format!("{field} is required."), "AttemptedValue": null }));
+            }
+        }
+        if update && record.get("Id").and_then(Value::as_i64).is_none() {
+            errors
+                .push(json!({ "PropertyName": "Id", "Message": "Id is required.", "AttemptedValue": null }));
+        }
+        if !errors.is_empty() {
+            return json(
+                StatusCode::OK,
+                json!({ "Status": 400, "Message": "Validation failed", "Value": null, "WasSuccessful": false, "Errors": errors }),
+            );
+        }
+        let mut d = lock(&self.data);
+        let now = iso(&d.now);
+        let id = if update {
+            let id = record.get("Id").and_then(Value::as_i64).unwrap_or_default();
+            if !d.checkins.contains_key(&id) {
+                return json(
+                    StatusCode::OK,
+                    json!({ "Status": 404, "Message": "Checkin not found", "Value": null, "WasSuccessful": false, "Errors": [] }),
+                );
+            }
+            id
+        } else {
+            let id = d.next_pass_id;
+            d.next_pass_id += 1;
+            record.insert("Id".into(), json!(id));
+            record.insert("UniqueId".into(), json!(uuid::Uuid::new_v4().to_string()));
+            record.insert("CreatedOn".into(), json!(now.clone()));
+            id
+        };
+        record.entry("ToTime").or_insert(Value::Null);
+        record.insert("UpdatedOn".into(), json!(now));
+        if let Some(old) = d.checkins.get(&id) {
+            for keep in ["UniqueId", "CreatedOn"] {
+                if let Some(v) = old.get(keep) {
+                    record.insert(keep.into(), v.clone());
+                }
+            }
+        }
+        d.checkins.insert(id, Value::Object(record));
+        let message =
+            if update { "Checkin was successfully updated." } else { "Checkin was successfully created." };
+        json(
+            StatusCode::OK,
+            json!({ "Status": 200, "Message": message, "Value": { "Id": id }, "WasSuccessful": true, "Errors": [] }),
+        )
     }
 
     fn no_resource(&self) -> Response {

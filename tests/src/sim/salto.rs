@@ -132,6 +132,11 @@ pub const ROUTES: &[Route] = &[
         "/v1.1/sites/{site_id}/access_groups/{access_group_id}/time_schedules",
         "commitsun/roomdoo-smartlocks provider.py (_get_time_schedules_from_access_group)",
     ),
+    Route::new(
+        "GET",
+        "/v1.1/sites/{site_id}/entries",
+        "ECCdigital salto-ks-api-contract.md §1, §5 (v1.1 only, v1.2 → 405; sorted by utc_date_time; user_id = platform user id)",
+    ),
 ];
 
 /// A running Salto KS simulator; stops when dropped.
@@ -163,6 +168,8 @@ struct Data {
     page_size: Option<usize>,
     /// The site's roles: (id, code, customer_reference).
     roles: Vec<(String, String, String)>,
+    /// The site's entries (door events), in the order they happened.
+    entries: Vec<Value>,
 }
 
 /// The roles of a new site as the Clay support article "KS role" (101000411312) lists them;
@@ -297,6 +304,29 @@ impl SaltoSim {
         let platform_id = user.platform_id.clone();
         d.users.push(user);
         platform_id
+    }
+
+    /// A door event at `lock` by the user with platform id `user` (as the lock reports it):
+    /// `lock_opened`, or `lock_rejected` with `no_access`. Returns the entry id.
+    pub fn add_entry(
+        &self,
+        lock_id: &str,
+        user: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        opened: bool,
+    ) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let entry = json!({
+            "id": id,
+            "lock_id": lock_id,
+            "user_id": user,
+            "utc_date_time": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "event_type": if opened { "lock_opened" } else { "lock_rejected" },
+            "event_detail": if opened { Value::Null } else { json!("no_access") },
+            "access_by": "app",
+        });
+        lock(&self.inner.data).entries.push(entry);
+        id
     }
 
     /// Listings answer at most `size` items a page whatever `$top` asks (group members with a
@@ -472,6 +502,11 @@ impl Inner {
                     None => err(StatusCode::NOT_FOUND, "1101", "Access group not found"),
                 }
             }
+            ("GET", "v1.1", ["entries"]) => {
+                let query = parse_form(parts.uri.query().unwrap_or_default());
+                self.list_entries(&query)
+            }
+            ("GET", _, ["entries"]) => err(StatusCode::METHOD_NOT_ALLOWED, "1100", "Method not allowed"),
             // Membership PATCH exists only on v1.1.
             ("PATCH", _, ["access_groups", _, "users"]) => {
                 err(StatusCode::METHOD_NOT_ALLOWED, "1100", "Method not allowed")
@@ -595,6 +630,60 @@ impl Inner {
             )
         });
         json(StatusCode::OK, json!({ "items": items, "next_page_link": next_page_link, "count": count }))
+    }
+
+    /// Entries as `{items}`, with OData `$filter=utc_date_time ge|gt <time>`, `$orderby` on
+    /// `utc_date_time` (anything else → 400 1102, as measured), `$top`/`$skip`.
+    fn list_entries(&self, query: &[(String, String)]) -> Response {
+        let number = |k: &str| param(query, k).and_then(|v| v.parse::<usize>().ok());
+        let order = param(query, "$orderby").unwrap_or("utc_date_time");
+        let mut words = order.split_whitespace();
+        if words.next() != Some("utc_date_time") {
+            return err(StatusCode::BAD_REQUEST, "1102", "Invalid OData orderby");
+        }
+        let descending = words.next() == Some("desc");
+        let filter = match param(query, "$filter") {
+            None => None,
+            Some(f) => match f.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["utc_date_time", op @ ("ge" | "gt"), t] => {
+                    match chrono::DateTime::parse_from_rfc3339(t.trim_matches('\'')) {
+                        Ok(t) => Some((*op == "gt", t.with_timezone(&chrono::Utc))),
+                        Err(_) => return err(StatusCode::BAD_REQUEST, "1102", "Invalid OData filter"),
+                    }
+                }
+                _ => return err(StatusCode::BAD_REQUEST, "1102", "Invalid OData filter"),
+            },
+        };
+        let d = lock(&self.data);
+        let at = |e: &Value| {
+            e["utc_date_time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        let mut items: Vec<Value> = d
+            .entries
+            .iter()
+            .filter(|e| match (filter, at(e)) {
+                (None, _) => true,
+                (Some((strict, from)), Some(t)) => {
+                    if strict {
+                        t > from
+                    } else {
+                        t >= from
+                    }
+                }
+                (Some(_), None) => false,
+            })
+            .cloned()
+            .collect();
+        items.sort_by_key(|e| at(e));
+        if descending {
+            items.reverse();
+        }
+        let top = number("$top").unwrap_or(usize::MAX).min(d.page_size.unwrap_or(usize::MAX));
+        let page: Vec<Value> = items.into_iter().skip(number("$skip").unwrap_or(0)).take(top).collect();
+        json(StatusCode::OK, json!({ "items": page, "next_page_link": null, "count": null }))
     }
 
     fn list_users(&self, query: &[(String, String)]) -> Response {

@@ -25,6 +25,49 @@ pub struct Coworker {
     pub teams: Option<Vec<i64>>,
 }
 
+/// A check-in (`/api/spaces/checkins`, developers.nexudus.com/rest-api/spaces/get-checkins-by-id):
+/// when a customer was at the location; `ToTime` is null while it is open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Checkin {
+    pub id: i64,
+    #[serde(default)]
+    pub coworker_id: Option<i64>,
+    #[serde(default)]
+    pub business_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub from_time: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub to_time: Option<DateTime<Utc>>,
+    /// 2 = DoorAccess (the documented `Source` enum).
+    #[serde(default)]
+    pub source: Option<i64>,
+}
+
+/// The answer of a Nexudus write (`POST`/`PUT`): `{Status, Message, Value, WasSuccessful, Errors}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WriteResult {
+    #[serde(default)]
+    pub was_successful: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+}
+
+impl WriteResult {
+    /// The created record's id, when `Value` carries it (as a number or as `{ "Id": … }`;
+    /// which one is not documented).
+    pub fn id(&self) -> Option<i64> {
+        match self.value.as_ref()? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::Object(o) => o.get("Id").and_then(serde_json::Value::as_i64),
+            _ => None,
+        }
+    }
+}
+
 /// A booking of a resource (`/api/spaces/bookings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
