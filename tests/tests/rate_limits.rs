@@ -20,7 +20,20 @@ async fn a_burst_makes_one_write_per_change_no_429_and_a_resync_that_only_lists(
     );
     for p in &report.providers {
         assert_eq!(p.throttled, 0, "{}: the client-side limit keeps the provider from throttling", p.name);
-        assert_eq!(p.access_writes_per_change, 1.0, "{}: one access write per changed entitlement", p.name);
+        if p.name == "salto_ks" {
+            // People joining one access group together share its PATCH calls (issue 14).
+            assert!(
+                p.access_writes_per_change < 0.5,
+                "salto_ks: shared PATCH calls: {}",
+                p.access_writes_per_change
+            );
+        } else {
+            assert_eq!(
+                p.access_writes_per_change, 1.0,
+                "{}: one access write per changed entitlement",
+                p.name
+            );
+        }
         assert_eq!(p.resync_writes, 0, "{}: a resync with nothing changed only lists", p.name);
         assert!(p.resync_calls > 0, "{}: the resync did list", p.name);
     }
