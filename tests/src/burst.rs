@@ -67,12 +67,14 @@ pub struct SourceRun {
     /// its Nexudus reads and Tapkey calls.
     pub lone_reads: usize,
     pub lone_tapkey_calls: usize,
+    /// Whether Nexudus held its limits (else its reads bound nothing).
+    pub limited: bool,
 }
 
 impl SourceRun {
     /// The fastest the burst's reads could be made at Nexudus's limits.
     pub fn bound(&self) -> f64 {
-        nexudus_bound(self.calls.len())
+        if self.limited { nexudus_bound(self.calls.len()) } else { 0.0 }
     }
 }
 
@@ -273,6 +275,7 @@ pub async fn run(burst: Burst) -> BurstReport {
         throttled: source_throttled,
         lone_reads: api_calls(app.nexudus.calls()).len(),
         lone_tapkey_calls: api_calls(app.tapkey.calls()).len(),
+        limited: burst.nexudus_limited,
     };
     let _ = stop_tx.send(true);
     let _ = background.await;
