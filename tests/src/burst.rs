@@ -4,7 +4,9 @@
 //! provider simulators, each throttling above its own R calls/s, with the tenant's client-side
 //! limit for that provider set to the same rate. Measures the time to converge against the bound
 //! max over providers of C/R (C = that provider's API calls), the 429s, provider writes per
-//! changed entitlement, and what a resync with nothing changed calls. Used by
+//! changed entitlement, and what a resync with nothing changed calls. With
+//! [`Burst::nexudus_limited`] the simulated Nexudus holds its documented limits too, its reads
+//! count in the bound, and a lone webhook afterwards shows the reads a change costs alone. Used by
 //! `tests/tests/rate_limits.rs` (CI size) and `make bench` (full size).
 
 use std::time::{Duration, Instant};
@@ -31,6 +33,49 @@ pub struct Burst {
     pub webhooks: usize,
     pub rates: Rates,
     pub workers: usize,
+    /// The simulated Nexudus holds its documented limits (1 per 100 ms, 120 a minute, 5 000
+    /// an hour) and the tenant its default allowance; off, both are lifted.
+    pub nexudus_limited: bool,
+}
+
+/// Nexudus's documented limits, as the simulator holds them when [`Burst::nexudus_limited`].
+pub const NEXUDUS_LIMITS: [(usize, Duration); 3] =
+    [(1, Duration::from_millis(100)), (120, Duration::from_secs(60)), (5_000, Duration::from_secs(3600))];
+
+/// The fastest any client can make `calls` Nexudus calls under [`NEXUDUS_LIMITS`]: the k-th
+/// call (from 0) goes no sooner than each window allows.
+pub fn nexudus_bound(calls: usize) -> f64 {
+    let Some(last) = calls.checked_sub(1) else { return 0.0 };
+    NEXUDUS_LIMITS
+        .iter()
+        .map(
+            |(n, per)| {
+                if *n == 1 { last as f64 * per.as_secs_f64() } else { (last / n) as f64 * per.as_secs_f64() }
+            },
+        )
+        .fold(0.0, f64::max)
+}
+
+/// The source's side of the run.
+#[derive(Debug, Clone, Default)]
+pub struct SourceRun {
+    /// Every Nexudus API call of the burst (token calls excluded): (seconds, status).
+    pub calls: Vec<(f64, u16)>,
+    /// Calls the simulated Nexudus turned away (409).
+    pub throttled: usize,
+    /// A lone webhook once the burst converged (one new member, one pass to a Tapkey lock):
+    /// its Nexudus reads and Tapkey calls.
+    pub lone_reads: usize,
+    pub lone_tapkey_calls: usize,
+    /// Whether Nexudus held its limits (else its reads bound nothing).
+    pub limited: bool,
+}
+
+impl SourceRun {
+    /// The fastest the burst's reads could be made at Nexudus's limits.
+    pub fn bound(&self) -> f64 {
+        if self.limited { nexudus_bound(self.calls.len()) } else { 0.0 }
+    }
 }
 
 /// One provider's side of the run. Times are seconds since the first webhook was sent.
@@ -68,6 +113,7 @@ pub struct BurstReport {
     pub providers: Vec<ProviderRun>,
     /// Nexudus calls of the no-change resync that were not GETs (none expected).
     pub resync_source_writes: usize,
+    pub source: SourceRun,
     /// Samples of (seconds, accesses still missing: grants plus memberships).
     pub outstanding: Vec<(f64, usize)>,
 }
@@ -78,9 +124,15 @@ impl BurstReport {
         self.providers.iter().max_by(|a, b| a.bound().total_cmp(&b.bound())).unwrap_or(&self.providers[0])
     }
 
-    /// The bound on the whole run: the bottleneck's C/R.
+    /// The bound on the whole run: the slowest API's fastest possible time, C/R of the
+    /// bottleneck provider or the Nexudus reads at Nexudus's limits.
     pub fn bound(&self) -> f64 {
-        self.bottleneck().bound()
+        self.bottleneck().bound().max(self.source.bound())
+    }
+
+    /// What sets [`Self::bound`]: a provider's name or `nexudus`.
+    pub fn bound_by(&self) -> &'static str {
+        if self.source.bound() > self.bottleneck().bound() { "nexudus" } else { self.bottleneck().name }
     }
 
     pub fn ratio(&self) -> f64 {
@@ -93,8 +145,9 @@ impl BurstReport {
         b.calls.len() as f64 / self.converged_after.max(f64::EPSILON) / b.rate
     }
 
+    /// Throttled calls at the providers and at Nexudus.
     pub fn throttled(&self) -> usize {
-        self.providers.iter().map(|p| p.throttled).sum()
+        self.providers.iter().map(|p| p.throttled).sum::<usize>() + self.source.throttled
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderRun> {
@@ -123,8 +176,12 @@ pub async fn run(burst: Burst) -> BurstReport {
             p.tapkey.iter_mut().for_each(|t| t.calls_per_second = Some(tapkey));
             p.salto_ks.iter_mut().for_each(|s| s.calls_per_second = Some(salto));
             p.brivo.iter_mut().for_each(|b| b.calls_per_second = Some(brivo));
-            // The source is not what is measured: lift Nexudus's 120 calls/min allowance.
-            if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut c.source {
+            // A pass-only tenant (the issue's): a change needs only the passes read.
+            c.mappings.retain(|m| m.item.kind == shared::model::ItemKind::Pass);
+            // Limited, the tenant keeps the default allowance (the documented limits).
+            if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut c.source
+                && !burst.nexudus_limited
+            {
                 *calls_per_minute = Some(1_000_000);
             }
         },
@@ -144,6 +201,10 @@ pub async fn run(burst: Burst) -> BurstReport {
     app.tapkey.faults().set_rate_limit(Some(tapkey));
     app.salto.faults().set_rate_limit(Some(salto));
     app.brivo.faults().set_rate_limit(Some(brivo));
+    if burst.nexudus_limited {
+        app.nexudus.faults().set_window_limits(&NEXUDUS_LIMITS);
+    }
+    app.nexudus.reset_calls();
     app.tapkey.reset_calls();
     app.salto.reset_calls();
     app.brivo.reset_calls();
@@ -156,8 +217,17 @@ pub async fn run(burst: Burst) -> BurstReport {
         assert_eq!(app.nexudus.deliver(&url, hook).await, 202, "webhook accepted");
     }
 
+    // Portier's clock (and the source's) follow real time here: a listing serves the webhooks
+    // that came in well before it started only if time moves on between them.
+    let mut ticked = Instant::now();
+    let mut follow = |app: &GroupsApp| {
+        let now = Instant::now();
+        app.advance(chrono::Duration::from_std(now - ticked).unwrap_or_default());
+        ticked = now;
+    };
     let mut outstanding = Vec::new();
     let converged_after = loop {
+        follow(&app);
         let left = missing(&app, n);
         let at = t0.elapsed().as_secs_f64();
         outstanding.push((at, left));
@@ -168,11 +238,11 @@ pub async fn run(burst: Burst) -> BurstReport {
         assert!(at < 3600.0, "no convergence within an hour: {left} accesses missing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let _ = stop_tx.send(true);
-    let _ = background.await;
-
-    let per = |count: usize| count as f64 / n.max(1) as f64;
-    let writes = |calls: &[Call]| calls.iter().filter(|c| c.method != "GET").count();
+    let source_calls: Vec<(f64, u16)> = api_calls(app.nexudus.calls())
+        .iter()
+        .map(|c| (c.at.saturating_duration_since(t0).as_secs_f64(), c.status))
+        .collect();
+    let source_throttled = app.nexudus.faults().throttled_count();
     let burst_calls = [app.tapkey.calls(), app.salto.calls(), app.brivo.calls()].map(api_calls);
     let throttled =
         [app.tapkey.faults(), app.salto.faults(), app.brivo.faults()].map(|f| f.throttled_count());
@@ -182,6 +252,36 @@ pub async fn run(burst: Burst) -> BurstReport {
         app.brivo.membership_calls(),
     ];
 
+    // Then one webhook alone: a new member with one pass to the Tapkey lock.
+    let lone = first + n as i64;
+    app.nexudus.add_coworker(lone, "Lone Member", "lone@example.com");
+    app.nexudus.give_pass(lone, BIKE_STORAGE, None);
+    app.nexudus.reset_calls();
+    app.tapkey.reset_calls();
+    let hook = app.nexudus.webhook("AccessControlUpdate", &app.nexudus.coworker_dto(lone));
+    assert_eq!(app.nexudus.deliver(&url, &hook).await, 202, "webhook accepted");
+    let lone_started = Instant::now();
+    loop {
+        follow(&app);
+        let stats = app.queue.stats().await.unwrap_or_default();
+        if app.tapkey.active_grants().len() > n && stats.visible == 0 && stats.in_flight == 0 {
+            break;
+        }
+        assert!(lone_started.elapsed() < Duration::from_secs(600), "the lone webhook never converged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let source = SourceRun {
+        calls: source_calls,
+        throttled: source_throttled,
+        lone_reads: api_calls(app.nexudus.calls()).len(),
+        lone_tapkey_calls: api_calls(app.tapkey.calls()).len(),
+        limited: burst.nexudus_limited,
+    };
+    let _ = stop_tx.send(true);
+    let _ = background.await;
+
+    let per = |count: usize| count as f64 / n.max(1) as f64;
+    let writes = |calls: &[Call]| calls.iter().filter(|c| c.method != "GET").count();
     // Nothing changed since: a full resync may only list.
     app.tapkey.reset_calls();
     app.salto.reset_calls();
@@ -212,7 +312,7 @@ pub async fn run(burst: Burst) -> BurstReport {
         })
         .collect();
 
-    BurstReport { burst, converged_after, providers, resync_source_writes, outstanding }
+    BurstReport { burst, converged_after, providers, resync_source_writes, source, outstanding }
 }
 
 impl BurstReport {
@@ -235,9 +335,24 @@ impl BurstReport {
                 })
             })
             .collect();
+        let per = |count: usize| count as f64 / self.burst.webhooks.max(1) as f64;
+        let calls = |name: &str| self.provider(name).map_or(0, |p| p.calls.len());
+        let s = &self.source;
         serde_json::json!({
             "webhooks": self.burst.webhooks,
             "workers": self.burst.workers,
+            "nexudus_limited": self.burst.nexudus_limited,
+            "nexudus": {
+                "reads": s.calls.len(),
+                "reads_per_change": per(s.calls.len()),
+                "bound_s": s.bound(),
+                "throttled": s.throttled,
+                "lone_reads": s.lone_reads,
+                "lone_tapkey_calls": s.lone_tapkey_calls,
+            },
+            "tapkey_calls_per_grant": per(calls("tapkey")),
+            "salto_membership_calls_per_change": self.provider("salto_ks").map_or(0.0, |p| p.access_writes_per_change),
+            "bound_by": self.bound_by(),
             "bottleneck": self.bottleneck().name,
             "bound_s": self.bound(),
             "converged_s": self.converged_after,

@@ -122,3 +122,77 @@ async fn a_burst_of_three_hundred_webhooks_shares_its_nexudus_reads() {
     assert!(per(nexudus.len()) <= 0.1, "{nexudus:?}");
     assert!(per(tapkey.len()) <= 1.1);
 }
+
+/// Issue 14: many people joining, then leaving, one Salto KS access group at once: their
+/// changes share `PATCH {add_ids, remove_ids}` calls, and each person's membership is recorded
+/// once. Salto KS answers after 100 ms, as a cloud API does, and is limited client-side to the
+/// 10 calls/s of the bench, so
+/// changes wait for it and pile up as in production; the assertion is on counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_joins_and_leaves_shares_salto_membership_calls() {
+    use testkit::groups::{COWORKING, SALTO_GROUP, spawn_groups_app_tweaked};
+    const BURST: i64 = 60;
+    let salto_only = |t: &mut shared::config::TenantConfig| {
+        if let shared::config::SourceConfig::Nexudus { calls_per_minute, .. } = &mut t.source {
+            *calls_per_minute = Some(60_000);
+        }
+        t.providers.brivo = None;
+        t.providers.salto_ks.iter_mut().for_each(|s| s.calls_per_second = Some(10.0));
+        for m in &mut t.mappings {
+            m.targets.retain(|t| matches!(t, shared::model::Target::SaltoGroup(_)));
+        }
+        t.mappings.retain(|m| !m.targets.is_empty());
+    };
+    let app = spawn_groups_app_tweaked(
+        HookAuth::Signature,
+        shared::config::NoAccess::Keep,
+        salto_only,
+        testkit::harness::fast_retries(),
+    )
+    .await;
+    app.salto.faults().set_latency(std::time::Duration::from_millis(100));
+    let first = 30_000;
+    let passes: Vec<i64> = (first..first + BURST)
+        .map(|id| {
+            app.nexudus.add_coworker(id, &format!("Member {id}"), &format!("m{id}@example.com"));
+            app.nexudus.give_pass(id, COWORKING, None)
+        })
+        .collect();
+    let burst = |what: &'static str| {
+        let app = &app;
+        async move {
+            app.salto.reset_calls();
+            for id in first..first + BURST {
+                assert_eq!(app.hook("AccessControlUpdate", &app.nexudus.coworker_dto(id)).await, 202);
+            }
+            app.advance(chrono::Duration::seconds(5));
+            app.drain().await;
+            let patches = app.salto.membership_calls(SALTO_GROUP);
+            let per_change = patches as f64 / BURST as f64;
+            println!(
+                "{what} of {BURST}: {patches} Salto KS PATCH calls ({per_change:.3} per change, goal < 0.5)"
+            );
+            per_change
+        }
+    };
+
+    let joins = burst("joins").await;
+    assert_eq!(app.salto.members(SALTO_GROUP).len(), BURST as usize, "everyone joined");
+    assert!(joins < 0.5, "joins share PATCH calls: {joins}");
+    for id in first..first + BURST {
+        let subject = app.subject(id);
+        let applied = app.records.applied(&subject).await.expect("store");
+        assert_eq!(applied.len(), 1, "one membership recorded for {id}: {applied:?}");
+    }
+
+    for pass in passes {
+        app.nexudus.remove_pass(pass);
+    }
+    let leaves = burst("leaves").await;
+    assert!(app.salto.members(SALTO_GROUP).is_empty(), "everyone left");
+    assert!(leaves < 0.5, "leaves share PATCH calls: {leaves}");
+    for id in first..first + BURST {
+        let applied = app.records.applied(&app.subject(id)).await.expect("store");
+        assert!(applied.is_empty(), "no membership left recorded for {id}: {applied:?}");
+    }
+}

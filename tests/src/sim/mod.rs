@@ -98,6 +98,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Faults {
     latency: Duration,
     bucket: Option<TokenBucket>,
+    windows: Option<Windows>,
     fail_next: VecDeque<u16>,
     fail_next_writes: VecDeque<u16>,
     fail_rate: f64,
@@ -137,6 +138,37 @@ impl TokenBucket {
     }
 }
 
+/// Sliding windows as Nexudus documents its limits ("1 req/100ms", "120 requests per minute"):
+/// a call is turned away while any window already holds its number of admitted calls.
+#[derive(Debug)]
+struct Windows {
+    limits: Vec<(usize, Duration)>,
+    /// Arrival times of the admitted calls inside the longest window, oldest first.
+    admitted: VecDeque<Instant>,
+}
+
+/// Calls reach the simulator a little later or sooner than the client's limiter let them go
+/// (loopback scheduling on a busy machine): windows forgive this much.
+pub const WINDOW_JITTER: Duration = Duration::from_millis(25);
+
+impl Windows {
+    fn try_take(&mut self, now: Instant) -> bool {
+        let longest = self.limits.iter().map(|(_, per)| *per).max().unwrap_or_default();
+        while self.admitted.front().is_some_and(|t| now.saturating_duration_since(*t) >= longest) {
+            self.admitted.pop_front();
+        }
+        let full = self.limits.iter().any(|(calls, per)| {
+            let window = per.saturating_sub(WINDOW_JITTER);
+            self.admitted.iter().rev().take_while(|t| now.saturating_duration_since(**t) < window).count()
+                >= *calls
+        });
+        if !full {
+            self.admitted.push_back(now);
+        }
+        !full
+    }
+}
+
 /// Cheap clonable handle on a simulator's [`Faults`]; changes apply to the next request.
 #[derive(Debug, Clone, Default)]
 pub struct FaultHandle(Arc<Mutex<Faults>>);
@@ -161,6 +193,13 @@ impl FaultHandle {
     /// non-positive rate switches it off. Over-limit calls get the sim's throttle status.
     pub fn set_rate_limit(&self, rate: Option<f64>) {
         lock(&self.0).bucket = rate.filter(|r| r.is_finite() && *r > 0.0).map(TokenBucket::new);
+    }
+
+    /// Sliding-window limits, each `(calls, per)`: over any of them a call gets the sim's
+    /// throttle status (empty: off). Nexudus documents `[(1, 100 ms), (120, 1 min), (5000, 1 h)]`.
+    pub fn set_window_limits(&self, limits: &[(usize, Duration)]) {
+        let limits: Vec<_> = limits.iter().copied().filter(|(n, per)| *n > 0 && !per.is_zero()).collect();
+        lock(&self.0).windows = (!limits.is_empty()).then(|| Windows { limits, admitted: VecDeque::new() });
     }
 
     /// The next `n` API calls answer `status` with the sim's JSON error body.
@@ -226,6 +265,12 @@ impl FaultHandle {
         let mut f = lock(&self.0);
         if let Some(bucket) = f.bucket.as_mut()
             && !bucket.try_take(Instant::now())
+        {
+            f.throttled += 1;
+            return Verdict::Throttle;
+        }
+        if let Some(windows) = f.windows.as_mut()
+            && !windows.try_take(Instant::now())
         {
             f.throttled += 1;
             return Verdict::Throttle;
@@ -568,6 +613,22 @@ mod tests {
         assert_eq!(param(&pairs, "d"), Some("A%4"));
         assert_eq!(param(&pairs, "e"), Some(""));
         assert_eq!(param(&pairs, "f"), Some("ü"));
+    }
+
+    #[test]
+    fn windows_turn_away_a_call_over_any_of_them() {
+        let mut w = Windows {
+            limits: vec![(1, Duration::from_millis(100)), (3, Duration::from_secs(60))],
+            admitted: VecDeque::new(),
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(w.try_take(at(0)));
+        assert!(!w.try_take(at(50)), "1 per 100 ms");
+        assert!(w.try_take(at(100)));
+        assert!(w.try_take(at(200)));
+        assert!(!w.try_take(at(300)), "3 a minute");
+        assert!(w.try_take(at(60_000)), "the first call left the minute");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Salto KS as a membership [`Provider`]: one site user per subject (both ids stored), group
-//! membership changed with one `PATCH …/access_groups/{ag}/users` per group and reconcile.
+//! membership changed with one `PATCH …/access_groups/{ag}/users` per group and reconcile, shared
+//! by the changes of that group that wait at the same time ([`super::batch`]).
 //!
 //! Pitfalls handled (reference §2): a new user is invisible for about a minute (404 `2202` /
 //! 403 `2203` on the group call) — retried while the user is younger than
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::batch::MemberBatcher;
 use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, pick_role};
 use crate::error::CallError;
 use crate::http::RetryPolicy;
@@ -37,6 +39,8 @@ pub struct SaltoProvider {
     checked_groups: Mutex<HashSet<SaltoGroupId>>,
     /// The role id new users get, read from the site once per process.
     role: tokio::sync::OnceCell<String>,
+    /// Membership changes of one group waiting at the same time share one PATCH.
+    batcher: MemberBatcher,
 }
 
 impl SaltoProvider {
@@ -45,7 +49,22 @@ impl SaltoProvider {
             client: SaltoClient::new(cfg, http, policy),
             checked_groups: Mutex::default(),
             role: tokio::sync::OnceCell::new(),
+            batcher: MemberBatcher::default(),
         }
+    }
+
+    /// One group's membership change, coalesced with the group's others waiting at the time
+    /// (see [`super::batch`]); the answer is this change's own.
+    async fn patch_members(
+        &self,
+        group: &SaltoGroupId,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> Result<PatchMembers, CallError> {
+        let patch = |add: Vec<String>, remove: Vec<String>| async move {
+            self.client.patch_members(group, &add, &remove).await
+        };
+        self.batcher.change(group, add, remove, patch).await
     }
 
     /// API calls at most `per_second` (see [`SaltoClient::with_calls_per_second`]).
@@ -226,11 +245,10 @@ impl Provider for SaltoProvider {
             {
                 outcome.warnings.push(w);
             }
-            match self.client.patch_members(&group, &add, &remove).await? {
+            let adding = !add.is_empty();
+            match self.patch_members(&group, add, remove).await? {
                 PatchMembers::Done => {}
-                PatchMembers::UserNotFound(why) | PatchMembers::NotExecutable(why)
-                    if young && !add.is_empty() =>
-                {
+                PatchMembers::UserNotFound(why) | PatchMembers::NotExecutable(why) if young && adding => {
                     return Err(CallError::Retryable {
                         reason: format!(
                             "Salto KS answered {why} for access group {group} right after creating the user \
@@ -288,7 +306,7 @@ impl Provider for SaltoProvider {
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
         let Target::SaltoGroup(group) = &held.target else { return Ok(()) };
         let member = held.id.rsplit_once('#').map_or(held.id.as_str(), |(_, u)| u).to_owned();
-        match self.client.patch_members(group, &[], &[member]).await? {
+        match self.patch_members(group, Vec::new(), vec![member]).await? {
             PatchMembers::Done | PatchMembers::UserNotFound(_) | PatchMembers::GroupNotFound(_) => Ok(()),
             PatchMembers::NotExecutable(reason) => Err(CallError::retryable(format!("Salto KS: {reason}"))),
         }

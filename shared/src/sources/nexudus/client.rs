@@ -54,6 +54,16 @@ pub fn quotas_for(calls_per_minute: u32) -> [Quota; 3] {
     })
 }
 
+/// How much wider than documented the client holds each window: a call is counted when the
+/// limiter lets it go, and the next may reach Nexudus sooner after it than that (the first sent
+/// late by a busy machine, the network's jitter); at Nexudus's limits that would be a 409.
+pub const WINDOW_MARGIN: Duration = Duration::from_millis(25);
+
+/// `quotas` with each window widened by [`WINDOW_MARGIN`]: what the client holds.
+pub fn held(quotas: [Quota; 3]) -> [Quota; 3] {
+    quotas.map(|q| Quota::new(q.calls, q.per + WINDOW_MARGIN))
+}
+
 /// Ids per batch read. The documentation gives no maximum (inferred: 50 keeps the URL short).
 pub const BATCH_SIZE: usize = 50;
 
@@ -124,7 +134,7 @@ impl fmt::Debug for NexudusClient {
 impl NexudusClient {
     pub fn new(cfg: NexudusConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let mut core = ApiClient::new(API, &cfg.base_url, http, policy);
-        core.limit = Some(RateLimit::new(&DOCUMENTED_QUOTAS));
+        core.limit = Some(RateLimit::new(&held(DOCUMENTED_QUOTAS)));
         let client_id = installation_client_id(&cfg);
         Self { cfg, core, client_id }
     }
@@ -137,7 +147,7 @@ impl NexudusClient {
     /// Sets the client-side limit to this share (calls per minute) of the account's
     /// allowance; the 100 ms and hourly quotas scale with it ([`quotas_for`]).
     pub fn with_calls_per_minute(mut self, calls: u32) -> Self {
-        self.core.limit = Some(RateLimit::new(&quotas_for(calls)));
+        self.core.limit = Some(RateLimit::new(&held(quotas_for(calls))));
         self
     }
 
