@@ -162,8 +162,11 @@ async fn a_team_contract_gives_every_member_the_desk_and_office_from_its_start_t
     tick_at(&app, day(1) + Duration::seconds(30)).await;
     let all = emails(&[ANNA_EMAIL, BEN_EMAIL, CLEO_EMAIL]);
     assert_eq!(desk_and_office(&app), (all.clone(), all));
-    // One membership call per group and person added.
-    assert_eq!((app.salto.membership_calls(DESK_SALTO), app.brivo.membership_calls()), (3, 3));
+    // One Brivo call per person added; Salto KS adds people who join together in one PATCH
+    // (how many share one depends on timing: between one and three calls).
+    assert_eq!(app.brivo.membership_calls(), 3);
+    let salto = app.salto.membership_calls(DESK_SALTO);
+    assert!((1..=3).contains(&salto), "{salto} Salto KS calls");
 
     // Ben leaves the team: Nexudus sends the team without him.
     app.advance(Duration::hours(2));
@@ -172,7 +175,7 @@ async fn a_team_contract_gives_every_member_the_desk_and_office_from_its_start_t
     app.tick_and_drain().await;
     let stay = emails(&[ANNA_EMAIL, CLEO_EMAIL]);
     assert_eq!(desk_and_office(&app), (stay.clone(), stay.clone()));
-    assert_eq!((app.salto.membership_calls(DESK_SALTO), app.brivo.membership_calls()), (4, 4));
+    assert_eq!((app.salto.membership_calls(DESK_SALTO), app.brivo.membership_calls()), (salto + 1, 4));
 
     // The contract is cancelled as of December 15th: everyone keeps access until then.
     app.advance(Duration::hours(1));
@@ -181,10 +184,12 @@ async fn a_team_contract_gives_every_member_the_desk_and_office_from_its_start_t
     app.tick_and_drain().await;
     tick_at(&app, day(15) - Duration::seconds(1)).await;
     assert_eq!(desk_and_office(&app), (stay.clone(), stay));
-    assert_eq!((app.salto.membership_calls(DESK_SALTO), app.brivo.membership_calls()), (4, 4));
+    assert_eq!((app.salto.membership_calls(DESK_SALTO), app.brivo.membership_calls()), (salto + 1, 4));
     tick_at(&app, day(15) + Duration::seconds(30)).await;
     assert_eq!(desk_and_office(&app), (vec![], vec![]));
-    assert_eq!((app.salto.membership_calls(DESK_SALTO), app.brivo.membership_calls()), (6, 6));
+    assert_eq!(app.brivo.membership_calls(), 6);
+    let removed = app.salto.membership_calls(DESK_SALTO) - (salto + 1);
+    assert!((1..=2).contains(&removed), "{removed} Salto KS calls to remove two people");
 }
 
 #[tokio::test]
