@@ -1002,10 +1002,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
         }
         MappingCommand::Import { file, tenant, offline, config, data, json, .. } => {
             let config = config_path(config.as_deref(), &data);
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display())
-            })?;
+            let text = read_csv(&file)?;
             let config_doc = load_config(&config)?;
             let tenant_config = config_doc
                 .tenant(&tenant.as_str().into())
@@ -1030,16 +1027,7 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             let report = match shared::mapping::import(&records, tenant_config, check, &text).await {
                 Ok(report) => report,
                 Err(shared::mapping::ImportError::Invalid(errors)) => {
-                    if json {
-                        let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
-                        outln!("{}", serde_json::to_string_pretty(&out)?);
-                    } else {
-                        eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
-                        for e in errors {
-                            eprintln!("  {e}");
-                        }
-                    }
-                    return Ok(ExitCode::FAILURE);
+                    return print_problems(&file, &errors, json);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -1061,6 +1049,27 @@ async fn mapping(command: MappingCommand) -> Result<ExitCode> {
             print_locks(&shared::mapping::locks(&records, &runtime).await?, json)
         }
     }
+}
+
+/// A mapping file as text; Excel's "CSV" without UTF-8 is refused with how to save it.
+fn read_csv(file: &Path) -> Result<String> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display()))
+}
+
+/// A refused import: every problem, nothing stored.
+fn print_problems(file: &Path, errors: &[String], json: bool) -> Result<ExitCode> {
+    if json {
+        let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
+        for e in errors {
+            eprintln!("  {e}");
+        }
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn print_locks(report: &shared::mapping::LocksReport, json: bool) -> Result<ExitCode> {
@@ -1115,27 +1124,14 @@ async fn mapping_import_deployed(
     aws: &Deployment,
     json: bool,
 ) -> Result<ExitCode> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| anyhow!("{} is not UTF-8 text (in Excel: save as \"CSV UTF-8\")", file.display()))?;
+    let text = read_csv(file)?;
     let parts = parts_for(&Local { config: None, data: PathBuf::new() }, aws, true).await?;
     let runtime = deployed_tenant(&parts, tenant).await?;
     let check =
         if offline { shared::mapping::Check::Offline } else { shared::mapping::Check::Online(&runtime) };
     let report = match shared::mapping::import(&parts.records, &runtime.config, check, &text).await {
         Ok(report) => report,
-        Err(shared::mapping::ImportError::Invalid(errors)) => {
-            if json {
-                let out = serde_json::json!({ "file": file, "imported": 0, "problems": errors });
-                outln!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                eprintln!("{}: {} problem(s), nothing imported", file.display(), errors.len());
-                for e in errors {
-                    eprintln!("  {e}");
-                }
-            }
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(shared::mapping::ImportError::Invalid(errors)) => return print_problems(file, &errors, json),
         Err(e) => return Err(e.into()),
     };
     let queued =

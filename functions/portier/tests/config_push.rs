@@ -70,18 +70,31 @@ impl Fixture {
         self.portier(&args)
     }
 
-    /// Runs `portier`, with the loopback AWS credentials in the environment.
-    fn portier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_portier"))
+    /// `portier` with these arguments, the loopback AWS credentials in the environment.
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
+        command
             .args(args)
             .current_dir(&self.dir)
             .env("AWS_ENDPOINT_URL", endpoint())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run portier")
+            .env_remove("AWS_PROFILE");
+        command
+    }
+
+    /// Runs `portier`, with the loopback AWS credentials in the environment.
+    fn portier(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run portier")
+    }
+
+    /// Runs `portier` with `env` added, off the async threads, so simulators on this runtime
+    /// answer it meanwhile.
+    fn portier_beside(&self, args: &[&str], env: &[(String, String)]) -> tokio::task::JoinHandle<Output> {
+        let mut command = self.command(args);
+        command.envs(env.iter().cloned());
+        tokio::task::spawn_blocking(move || command.output().expect("run portier"))
     }
 }
 
@@ -215,24 +228,10 @@ async fn drift_and_resync_work_against_the_deployment_with_table() {
         .await
         .expect("queue");
     let env: Vec<(String, String)> = secrets(&tapkey).0.into_iter().collect();
-    let run = |args: Vec<String>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
-        command
-            .args(&args)
-            .current_dir(&f.dir)
-            .env("AWS_ENDPOINT_URL", endpoint())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .envs(env.clone());
-        // The simulators answer on this runtime's other thread meanwhile.
-        tokio::task::spawn_blocking(move || command.output().expect("run portier"))
-    };
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let run = |args: &[&str]| f.portier_beside(args, &env);
     let table = f.table.clone();
 
-    let drift = run(args(&["drift", "--table", &table, "--json"])).await.expect("task");
+    let drift = run(&["drift", "--table", &table, "--json"]).await.expect("task");
     let stdout = String::from_utf8_lossy(&drift.stdout);
     assert_eq!(
         drift.status.code(),
@@ -242,15 +241,15 @@ async fn drift_and_resync_work_against_the_deployment_with_table() {
     );
     assert!(stdout.contains("space-berlin"), "{stdout}");
 
-    let dry = run(args(&["resync", "--table", &table, "--dry-run", "--json"])).await.expect("task");
+    let dry = run(&["resync", "--table", &table, "--dry-run", "--json"]).await.expect("task");
     assert_eq!(dry.status.code(), Some(0), "{}", String::from_utf8_lossy(&dry.stderr));
     assert!(tapkey.active_grants().is_empty(), "a dry run changes nothing");
 
-    let no_queue = run(args(&["resync", "--table", &table, "--yes"])).await.expect("task");
+    let no_queue = run(&["resync", "--table", &table, "--yes"]).await.expect("task");
     assert_eq!(no_queue.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_queue.stderr).contains("--queue-url"));
 
-    let real = run(args(&["resync", "--table", &table, "--queue-url", queue.queue_url(), "--yes", "--json"]))
+    let real = run(&["resync", "--table", &table, "--queue-url", queue.queue_url(), "--yes", "--json"])
         .await
         .expect("task");
     assert_eq!(real.status.code(), Some(0), "{}", String::from_utf8_lossy(&real.stderr));
@@ -275,19 +274,7 @@ async fn mapping_import_and_locks_work_against_the_deployment_with_table() {
         .await
         .expect("queue");
     let env: Vec<(String, String)> = storage_secrets(&kinnovis, &tapkey).0.into_iter().collect();
-    let run = |args: Vec<String>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
-        command
-            .args(&args)
-            .current_dir(&f.dir)
-            .env("AWS_ENDPOINT_URL", endpoint())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .envs(env.clone());
-        tokio::task::spawn_blocking(move || command.output().expect("run portier"))
-    };
+    let run = |args: &[&str]| f.portier_beside(args, &env);
     let table = f.table.clone();
     let tenant = config.tenants[0].id.to_string();
     let csv = f.write(
@@ -295,29 +282,25 @@ async fn mapping_import_and_locks_work_against_the_deployment_with_table() {
         &format!("Tapkey Lock ID;Kinnovis Unit Name\n{UNIT_2_LOCK};{UNIT_2}\nnot-a-lock;{UNIT_2}\n"),
     );
     let csv = csv.display().to_string();
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let import = ["mapping", "import", csv.as_str(), "--tenant", tenant.as_str(), "--table", table.as_str()];
 
-    let refused =
-        run(args(&[&import[..], &["--queue-url", queue.queue_url()]].concat())).await.expect("task");
+    let refused = run(&[&import[..], &["--queue-url", queue.queue_url()]].concat()).await.expect("task");
     assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
     assert!(f.records.stored_mappings(&tenant.as_str().into()).await.expect("table").is_empty());
 
     let good = f.write("good.csv", &format!("Tapkey Lock ID;Kinnovis Unit Name\n{UNIT_2_LOCK};{UNIT_2}\n"));
     let good = good.display().to_string();
     let import = ["mapping", "import", good.as_str(), "--tenant", tenant.as_str(), "--table", table.as_str()];
-    let no_queue = run(args(&import)).await.expect("task");
+    let no_queue = run(&import).await.expect("task");
     assert!(
         String::from_utf8_lossy(&no_queue.stderr).contains("--queue-url"),
         "the affected people need the queue"
     );
-    let ok = run(args(&[&import[..], &["--queue-url", queue.queue_url(), "--json"]].concat()))
-        .await
-        .expect("task");
+    let ok = run(&[&import[..], &["--queue-url", queue.queue_url(), "--json"]].concat()).await.expect("task");
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(f.records.stored_mappings(&tenant.as_str().into()).await.expect("table").len(), 1);
 
-    let locks = run(args(&["mapping", "locks", "--tenant", tenant.as_str(), "--table", table.as_str()]))
+    let locks = run(&["mapping", "locks", "--tenant", tenant.as_str(), "--table", table.as_str()])
         .await
         .expect("task");
     assert_eq!(locks.status.code(), Some(0), "{}", String::from_utf8_lossy(&locks.stderr));

@@ -59,6 +59,53 @@ fn pages(records: usize) -> usize {
     records.div_ceil(super::client::PAGE_SIZE as usize).max(1)
 }
 
+/// One kind of per-customer records that Nexudus can also list for everyone.
+struct ListedKind<'a, T> {
+    coalescer: &'a Coalescer<Vec<T>>,
+    listing: &'a Snapshot<Vec<T>>,
+    /// Pages the last listing of everything took.
+    pages: &'a AtomicUsize,
+}
+
+/// One customer's records as read after `since`: from the last listing of everyone if it
+/// started well after that, else read with everyone else's waiting, each alone (`one`) while
+/// that is cheaper than a listing, or in one new listing of everyone (`all`).
+async fn read_listed<T, One, OneF, All, AllF>(
+    kind: ListedKind<'_, T>,
+    id: i64,
+    since: Instant,
+    records: &Records,
+    one: One,
+    all: All,
+    owner: fn(&T) -> i64,
+) -> Result<Vec<T>, CallError>
+where
+    T: Clone + Send,
+    One: Fn(i64) -> OneF + Copy,
+    OneF: std::future::Future<Output = Result<Vec<T>, CallError>>,
+    All: FnOnce() -> AllF,
+    AllF: std::future::Future<Output = Result<Vec<T>, CallError>>,
+{
+    if let Some(held) = kind.listing.get(id, since) {
+        return Ok(held);
+    }
+    let ListedKind { coalescer, listing, pages: listing_pages } = kind;
+    let batch = move |ids: Vec<i64>| async move {
+        if ids.len() <= listing_pages.load(Ordering::Relaxed) {
+            let mut each = HashMap::new();
+            for i in ids {
+                each.insert(i, one(i).await?);
+            }
+            return Ok(each);
+        }
+        let started = records.now();
+        let everyone = all().await?;
+        listing_pages.store(pages(everyone.len()), Ordering::Relaxed);
+        Ok(kept(listing, started, ids, everyone, owner))
+    };
+    coalescer.get(id, batch, one).await
+}
+
 /// A complete listing, grouped by customer and kept as the kind's snapshot; answers the
 /// wanted ids' records (a customer it does not name holds none).
 fn kept<T: Clone>(
@@ -165,33 +212,26 @@ impl NexudusSource {
         self.coworkers.get(id, batch, move |i| client.coworker(i)).await
     }
 
-    /// The customer's passes, as read after `since` (the webhook's arrival): from the last
-    /// listing of every pass if it started well after that, else read with everyone else's
-    /// waiting, each alone while that is cheaper, or in one new listing of every pass.
+    /// The customer's passes, as read after `since` (the webhook's arrival): see [`read_listed`].
     async fn read_passes(
         &self,
         id: i64,
         since: Instant,
         records: &Records,
     ) -> Result<Vec<CoworkerTimePass>, CallError> {
-        if let Some(held) = self.pass_listing.get(id, since) {
-            return Ok(held);
-        }
-        let (client, listing_pages, listing) = (&self.client, &self.pass_pages, &self.pass_listing);
-        let batch = move |ids: Vec<i64>| async move {
-            if ids.len() <= listing_pages.load(Ordering::Relaxed) {
-                let mut each = HashMap::new();
-                for i in ids {
-                    each.insert(i, client.time_passes_for(i).await?);
-                }
-                return Ok(each);
-            }
-            let started = records.now();
-            let all = client.all_time_passes(None).await?;
-            listing_pages.store(pages(all.len()), Ordering::Relaxed);
-            Ok(kept(listing, started, ids, all, |p| p.coworker_id))
-        };
-        self.passes.get(id, batch, move |i| client.time_passes_for(i)).await
+        let client = &self.client;
+        let kind =
+            ListedKind { coalescer: &self.passes, listing: &self.pass_listing, pages: &self.pass_pages };
+        read_listed(
+            kind,
+            id,
+            since,
+            records,
+            move |i| client.time_passes_for(i),
+            move || client.all_time_passes(None),
+            |p| p.coworker_id,
+        )
+        .await
     }
 
     /// The customer's bookings ending from `ends_from`, read as [`Self::read_passes`].
@@ -202,24 +242,23 @@ impl NexudusSource {
         since: Instant,
         records: &Records,
     ) -> Result<Vec<Booking>, CallError> {
-        if let Some(held) = self.booking_listing.get(id, since) {
-            return Ok(held);
-        }
-        let (client, listing_pages, listing) = (&self.client, &self.booking_pages, &self.booking_listing);
-        let batch = move |ids: Vec<i64>| async move {
-            if ids.len() <= listing_pages.load(Ordering::Relaxed) {
-                let mut each = HashMap::new();
-                for i in ids {
-                    each.insert(i, client.bookings_for(i, ends_from).await?);
-                }
-                return Ok(each);
-            }
-            let started = records.now();
-            let all = client.all_bookings(None, ends_from).await?;
-            listing_pages.store(pages(all.len()), Ordering::Relaxed);
-            Ok(kept(listing, started, ids, all, |b| b.coworker_id))
+        let client = &self.client;
+        let kind = ListedKind {
+            coalescer: &self.bookings,
+            listing: &self.booking_listing,
+            pages: &self.booking_pages,
         };
-        self.bookings.get(id, batch, move |i| client.bookings_for(i, ends_from)).await
+        let one = move |i| client.bookings_for(i, ends_from);
+        read_listed(
+            kind,
+            id,
+            since,
+            records,
+            one,
+            move || client.all_bookings(None, ends_from),
+            |b| b.coworker_id,
+        )
+        .await
     }
 
     pub fn client(&self) -> &NexudusClient {
