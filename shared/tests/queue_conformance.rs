@@ -147,6 +147,7 @@ conformance!(
     stale_handles_do_not_delete,
     retry_later_delays_redelivery,
     dead_letter_after_max_receives,
+    redrive_moves_dead_letters_back,
     receive_waits_for_a_message,
     receive_waits_at_most_wait,
     stats_count_visible_and_in_flight,
@@ -279,6 +280,27 @@ async fn dead_letter_after_max_receives(b: Backend) {
     // The group is free again for new work.
     b.send("A", "evt-next", "next").await;
     assert_eq!(bodies(&b.receive(10, LONG).await), ["next"]);
+}
+
+async fn redrive_moves_dead_letters_back(b: Backend) {
+    b.send("A", "evt-poison", "poison").await;
+    for _ in 0..MAX_RECEIVES {
+        assert_eq!(b.receive(10, SHORT).await.len(), 1);
+        b.pass(PAST_SHORT).await;
+    }
+    assert!(b.receive(10, SHORT).await.is_empty(), "dead-lettered");
+    b.send("A", "evt-later", "later").await;
+    assert_eq!(b.stats().await.dead, 1);
+
+    assert_eq!(b.queue.redrive_dead_letters(10).await.expect("redrive"), 1);
+    assert_eq!(b.stats().await.dead, 0);
+    assert!(b.queue.dead_letters(10).await.expect("dead letters").is_empty());
+    // Behind the work its group was sent since, with a fresh receive count.
+    let got = b.drain().await;
+    assert_eq!(bodies(&got), ["later", "poison"]);
+    assert_eq!(got[1].receive_count, 1);
+    assert_eq!(got[1].group, "A");
+    assert_eq!(b.queue.redrive_dead_letters(10).await.expect("redrive again"), 0, "nothing left");
 }
 
 async fn receive_waits_for_a_message(b: Backend) {

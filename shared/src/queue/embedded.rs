@@ -359,6 +359,35 @@ impl Queue for EmbeddedQueue {
         })
         .await
     }
+
+    async fn redrive_dead_letters(&self, max: usize) -> Result<usize, InfraError> {
+        let (now, limit) = (self.now_ms(), i64::try_from(max).unwrap_or(i64::MAX));
+        let moved = blocking(&self.conn, "redrive", move |conn| {
+            let tx = conn.transaction().map_err(|e| sql_error("redrive", e))?;
+            // A new `seq` puts each at the end of its group, behind work sent since it died.
+            let moved = tx
+                .execute(
+                    "INSERT INTO queue_messages (message_id, grp, body, sent_at, visible_at)
+                     SELECT message_id, grp, body, ?1, ?1 FROM queue_dead ORDER BY seq LIMIT ?2",
+                    params![now, limit],
+                )
+                .and_then(|n| {
+                    tx.execute(
+                        "DELETE FROM queue_dead WHERE seq IN (SELECT seq FROM queue_dead ORDER BY seq LIMIT ?1)",
+                        params![limit],
+                    )
+                    .map(|d| (n, d))
+                })
+                .map_err(|e| sql_error("redrive", e))?;
+            tx.commit().map_err(|e| sql_error("redrive", e))?;
+            Ok(moved.0)
+        })
+        .await?;
+        if moved > 0 {
+            self.sent.notify_waiters();
+        }
+        Ok(moved)
+    }
 }
 
 #[cfg(test)]

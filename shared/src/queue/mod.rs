@@ -78,4 +78,10 @@ pub trait Queue: Send + Sync {
 
     /// Looks at (without removing) up to `max` messages in the dead-letter queue.
     async fn dead_letters(&self, max: usize) -> Result<Vec<Delivery>, InfraError>;
+
+    /// Moves up to `max` dead letters, oldest first, back to the work queue (once their cause is
+    /// fixed); returns how many. Each goes to the end of its group with a fresh receive count.
+    /// Safe to repeat and to interrupt: every message reconciles its person from the source's
+    /// current state, so a copy left in both queues by a crash is harmless.
+    async fn redrive_dead_letters(&self, max: usize) -> Result<usize, InfraError>;
 }

@@ -16,6 +16,8 @@ use crate::error::InfraError;
 const MAX_BATCH: usize = 10;
 const MAX_WAIT_SECONDS: u64 = 20;
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
+/// How long a dead letter being moved stays hidden in the dead-letter queue.
+const REDRIVE_VISIBILITY_SECONDS: i32 = 60;
 
 /// SQS FIFO backend of the work queue.
 #[derive(Clone)]
@@ -256,5 +258,39 @@ impl Queue for SqsQueue {
         }
         out.truncate(max);
         Ok(out)
+    }
+
+    async fn redrive_dead_letters(&self, max: usize) -> Result<usize, InfraError> {
+        let Some(dlq) = &self.dlq_url else {
+            return Err(InfraError::Backend("no dead-letter queue is configured (--dlq-url)".to_owned()));
+        };
+        let mut moved = 0;
+        while moved < max {
+            let batch = self.receive_from(dlq, max - moved, REDRIVE_VISIBILITY_SECONDS, 0).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                // Sent before it is deleted: a crash in between leaves a harmless copy, never
+                // a lost message. A fresh deduplication id, or SQS would drop it as the
+                // original if that was sent less than 5 minutes ago.
+                let copy = Outgoing {
+                    group: d.group.clone(),
+                    dedup_id: format!("redrive.{}.{}", d.message_id, uuid::Uuid::new_v4().simple()),
+                    body: d.body.clone(),
+                    urgent: false,
+                };
+                self.send(&copy).await?;
+                self.client
+                    .delete_message()
+                    .queue_url(dlq)
+                    .receipt_handle(&d.handle)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DeleteMessage (dead-letter queue)", e))?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 }
