@@ -132,6 +132,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The dead-letter queue: lists what is in it, or moves it back (`--redrive`) once the
+    /// cause is fixed (every message reconciles its person afresh, so this is safe to repeat).
+    DeadLetters {
+        #[arg(long, default_value = ".portier")]
+        data: PathBuf,
+        #[command(flatten)]
+        aws: Deployment,
+        /// Move the dead letters back to the work queue.
+        #[arg(long)]
+        redrive: bool,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Unit ↔ lock mappings of a Kinnovis location (stored where `portier serve` reads them).
     Mapping {
         #[command(subcommand)]
@@ -424,6 +440,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Status { config, data, aws, json } => status_cmd(config.as_deref(), &data, &aws, json).await,
+        Command::DeadLetters { data, aws, redrive, max, json } => {
+            dead_letters(&data, &aws, redrive, max, json).await
+        }
         Command::Config { command: ConfigCommand::Push { table, config, json } } => {
             config_push(&config, &table, json).await
         }
@@ -931,9 +950,9 @@ fn render_drift(r: &ResyncReport) -> String {
     out
 }
 
-async fn status_cmd(config: Option<&Path>, data: &Path, aws: &Deployment, json: bool) -> Result<ExitCode> {
-    let configured = config.map(load_config).transpose()?;
-    let (records, queue): (Records, Box<dyn Queue>) = match &aws.table {
+/// The store and work queue of the deployment (`--table`) or of a local `portier serve`.
+async fn records_and_queue(data: &Path, aws: &Deployment) -> Result<(Records, Box<dyn Queue>)> {
+    Ok(match &aws.table {
         Some(table) => {
             let Some(url) = &aws.queue_url else {
                 bail!("with --table, pass --queue-url too (the stack's QueueUrl output)");
@@ -954,7 +973,65 @@ async fn status_cmd(config: Option<&Path>, data: &Path, aws: &Deployment, json: 
             let records = open_store(data, clock.clone())?;
             (records, Box::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?))
         }
+    })
+}
+
+/// `portier dead-letters [--redrive]`.
+async fn dead_letters(
+    data: &Path,
+    aws: &Deployment,
+    redrive: bool,
+    max: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    if aws.table.is_some() && aws.dlq_url.is_none() {
+        bail!("with --table, pass --dlq-url too (the stack's DeadLetterQueueUrl output)");
+    }
+    let (_, queue) = records_and_queue(data, aws).await?;
+    if redrive {
+        let moved = queue.redrive_dead_letters(max).await?;
+        let left = queue.stats().await?.dead;
+        if json {
+            outln!("{}", serde_json::json!({ "redriven": moved, "left": left }));
+        } else {
+            outln!("{moved} dead letters moved back to the work queue; {left} left.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dead = queue.dead_letters(max).await?;
+    // The body's kind only: bodies may carry a source's personal data.
+    let kind = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "unreadable".to_owned())
     };
+    if json {
+        let items: Vec<_> = dead
+            .iter()
+            .map(|d| {
+                serde_json::json!({ "message_id": d.message_id, "group": d.group,
+                    "receives": d.receive_count, "kind": kind(&d.body) })
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&items)?);
+    } else if dead.is_empty() {
+        outln!("No dead letters.");
+    } else {
+        for d in &dead {
+            outln!("{}  {}  {} receives  {}", d.message_id, d.group, d.receive_count, kind(&d.body));
+        }
+        outln!(
+            "{} dead letters. Fix the cause (`portier status`, the logs), then `portier dead-letters --redrive`.",
+            dead.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status_cmd(config: Option<&Path>, data: &Path, aws: &Deployment, json: bool) -> Result<ExitCode> {
+    let configured = config.map(load_config).transpose()?;
+    let (records, queue) = records_and_queue(data, aws).await?;
     let mut tenants = records.tenant_ids().await?;
     for t in configured.iter().flat_map(|c| &c.tenants) {
         if !tenants.contains(&t.id) {

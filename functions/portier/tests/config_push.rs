@@ -204,6 +204,39 @@ async fn status_and_explain_read_the_deployment_with_table() {
     assert!(String::from_utf8_lossy(&why.stdout).contains("No person with the email anna@example.com"));
 }
 
+/// `portier dead-letters --redrive` against the deployment's SQS dead-letter queue.
+#[tokio::test]
+async fn dead_letters_of_the_deployment_are_redriven() {
+    use shared::queue::{Outgoing, Queue};
+    let f = fixture().await;
+    let sdk = shared::aws::sdk_config(Some(&endpoint())).await;
+    // Dead-letters on the second receive; SQS has real time only (visibility 1 s).
+    let queue = shared::queue::sqs::SqsQueue::create_fifo(aws_sdk_sqs::Client::new(&sdk), &f.table, 1)
+        .await
+        .expect("queue");
+    let msg =
+        Outgoing { group: "t#nexudus#7".into(), dedup_id: "evt-7".into(), body: "{}".into(), urgent: false };
+    queue.send(&msg).await.expect("send");
+    let second = std::time::Duration::from_secs(1);
+    assert_eq!(queue.receive(1, second, std::time::Duration::ZERO).await.expect("receive").len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(queue.receive(1, second, std::time::Duration::ZERO).await.expect("receive").is_empty());
+    let dlq = queue.dlq_url().expect("the dead-letter queue").to_owned();
+
+    let without = f.portier(&["dead-letters", "--table", &f.table, "--queue-url", queue.queue_url()]);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--dlq-url"));
+    let args = ["dead-letters", "--table", &f.table, "--queue-url", queue.queue_url(), "--dlq-url", &dlq];
+    let list = f.portier(&[&args[..], &["--json"]].concat());
+    assert_eq!(list.status.code(), Some(0), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(String::from_utf8_lossy(&list.stdout).contains("t#nexudus#7"));
+    let redrive = f.portier(&[&args[..], &["--redrive", "--json"]].concat());
+    let moved: serde_json::Value = serde_json::from_slice(&redrive.stdout).expect("json");
+    assert_eq!(moved["redriven"], 1, "{moved}");
+    let back = queue.receive(1, second, std::time::Duration::ZERO).await.expect("receive");
+    assert_eq!(back.iter().map(|d| d.group.as_str()).collect::<Vec<_>>(), ["t#nexudus#7"]);
+}
+
 /// Issue 15.5: `drift` and `resync` work against the deployment too: tenants from the table,
 /// secrets from the environment (or Secrets Manager), and a real run's reconciles go to the
 /// deployment's queue for its workers.

@@ -370,3 +370,48 @@ source = {{ kind = "nexudus", base_url = "{}", username_env = "A_USER", password
     assert!(v["tenants"][0].get("last_failed_resync").is_none(), "{v}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 15.11's "retry" for dead letters: `portier dead-letters` lists what the embedded queue
+/// gave up on (ids, group, kind; no body), and `--redrive` moves it back to the work queue.
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven_back_to_the_work_queue() {
+    use shared::clock::ManualClock;
+    use shared::queue::embedded::EmbeddedQueue;
+    use shared::queue::{Outgoing, Queue};
+    use std::sync::Arc;
+    let data = temp_dir("dead-letters");
+    let clock = ManualClock::new(chrono::Utc::now());
+    shared::store::sqlite::SqliteStore::open(&data.join("portier.db"), Arc::new(clock.clone()))
+        .expect("store");
+    // The same file the binary opens; this handle gives up after one receive.
+    let queue = EmbeddedQueue::open(&data.join("queue.db"), Arc::new(clock.clone()), 1).expect("queue");
+    let body = r#"{"kind":"reconcile","subject":{"tenant":"t","source":"nexudus","person":"42"}}"#;
+    let msg =
+        Outgoing { group: "t#nexudus#42".into(), dedup_id: "evt-1".into(), body: body.into(), urgent: false };
+    queue.send(&msg).await.expect("send");
+    let visibility = std::time::Duration::from_secs(30);
+    assert_eq!(queue.receive(10, visibility, std::time::Duration::ZERO).await.expect("receive").len(), 1);
+    clock.advance(chrono::Duration::seconds(31));
+    assert!(queue.receive(10, visibility, std::time::Duration::ZERO).await.expect("receive").is_empty());
+
+    let portier = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_portier")).args(args).arg("--data").arg(&data).output().expect("run")
+    };
+    let list = portier(&["dead-letters", "--json"]);
+    assert_eq!(code(&list), 0, "{}", text(&list));
+    let items: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+    assert_eq!(
+        (items[0]["group"].as_str(), items[0]["kind"].as_str()),
+        (Some("t#nexudus#42"), Some("reconcile"))
+    );
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("subject"), "no body is printed");
+
+    let redrive = portier(&["dead-letters", "--redrive", "--json"]);
+    assert_eq!(code(&redrive), 0, "{}", text(&redrive));
+    let moved: serde_json::Value = serde_json::from_slice(&redrive.stdout).expect("json");
+    assert_eq!((moved["redriven"].as_u64(), moved["left"].as_u64()), (Some(1), Some(0)), "{moved}");
+    let back = queue.receive(10, visibility, std::time::Duration::ZERO).await.expect("receive");
+    assert_eq!(back.iter().map(|d| (d.body.as_str(), d.receive_count)).collect::<Vec<_>>(), [(body, 1)]);
+    assert!(text(&portier(&["dead-letters"])).contains("No dead letters."));
+}
