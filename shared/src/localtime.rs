@@ -1,10 +1,11 @@
 //! Local calendar dates → UTC instants, in a tenant's IANA time zone (DST-correct).
 //!
 //! Sources speak in local dates ("move-in 2027-03-28"); the engine only knows UTC instants.
-//! This is the one place that converts, with the time-zone database bundled into the binary so
-//! a Lambda image without `/usr/share/zoneinfo` converts the same way as a laptop.
+//! This is the one place that converts, with the time-zone database compiled into the binary
+//! (chrono-tz) so a Lambda image without `/usr/share/zoneinfo` converts the same way as a laptop.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono_tz::Tz;
 
 use crate::model::Instant;
 
@@ -12,13 +13,13 @@ use crate::model::Instant;
 #[derive(Debug, Clone)]
 pub struct Zone {
     name: String,
-    tz: jiff::tz::TimeZone,
+    tz: Tz,
 }
 
 impl Zone {
     /// Looks the name up in the time-zone database; the error names it.
     pub fn parse(name: &str) -> Result<Self, String> {
-        jiff::tz::TimeZone::get(name)
+        name.parse::<Tz>()
             .map(|tz| Self { name: name.to_owned(), tz })
             .map_err(|_| format!("unknown time zone {name:?} (use an IANA name such as \"Europe/Vienna\")"))
     }
@@ -27,87 +28,59 @@ impl Zone {
         &self.name
     }
 
-    /// `t` as the location's wall clock, labelled with the zone: `2026-12-01 14:00 Europe/Vienna`.
+    fn wall_clock(&self, t: Instant) -> String {
+        t.with_timezone(&self.tz).format("%Y-%m-%d %H:%M").to_string()
+    }
+
     /// `from → until` on this zone's wall clock (∞ for an open side), labelled once.
     pub fn format_window(&self, w: &crate::model::Window) -> String {
-        let side = |t: Option<Instant>| {
-            t.map_or("∞".to_owned(), |t| match jiff::Timestamp::from_second(t.timestamp()) {
-                Ok(ts) => ts.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M").to_string(),
-                Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
-            })
-        };
+        let side = |t: Option<Instant>| t.map_or("∞".to_owned(), |t| self.wall_clock(t));
         format!("{} → {} ({})", side(w.from), side(w.until), self.name)
     }
 
+    /// `t` as the location's wall clock, labelled with the zone: `2026-12-01 14:00 Europe/Vienna`.
     pub fn format(&self, t: Instant) -> String {
-        match jiff::Timestamp::from_second(t.timestamp()) {
-            Ok(ts) => format!("{} {}", ts.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M"), self.name),
-            Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
-        }
+        format!("{} {}", self.wall_clock(t), self.name)
     }
 
     /// The first instant of `date` in this zone: usually 00:00 local, or the end of the gap on
     /// the rare days whose midnight a DST change skips.
     pub fn start_of_day(&self, date: NaiveDate) -> Result<Instant, String> {
-        let out_of_range = || format!("date {date} is out of range");
-        let year = i16::try_from(date.year()).map_err(|_| out_of_range())?;
-        // Month and day come from a valid chrono date, so they fit.
-        let civil =
-            jiff::civil::Date::new(year, date.month() as i8, date.day() as i8).map_err(|_| out_of_range())?;
-        let zoned = civil
-            .to_zoned(self.tz.clone())
-            .and_then(|z| z.start_of_day())
-            .map_err(|e| format!("{date} in {}: {e}", self.name))?;
-        let ts = zoned.timestamp();
-        chrono::DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond().max(0) as u32)
-            .ok_or_else(out_of_range)
+        let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(|| format!("date {date} is out of range"))?;
+        self.instant_of(midnight)
     }
 
     /// The local calendar date at instant `t` in this zone.
     pub fn date_of(&self, t: Instant) -> Result<NaiveDate, String> {
-        let ts = jiff::Timestamp::from_second(t.timestamp()).map_err(|e| format!("instant {t}: {e}"))?;
-        let d = ts.to_zoned(self.tz.clone()).date();
-        NaiveDate::from_ymd_opt(i32::from(d.year()), d.month() as u32, d.day() as u32)
-            .ok_or_else(|| format!("instant {t} is out of range"))
+        Ok(t.with_timezone(&self.tz).date_naive())
     }
 
-    /// The instant of a local wall-clock time in this zone. A time that a DST change skips or
-    /// repeats is read as the clocks showed it before the change (jiff's "compatible" rule).
-    pub fn instant_of(&self, t: chrono::NaiveDateTime) -> Result<Instant, String> {
-        let out_of_range = || format!("local time {t} is out of range");
-        let (date, time) = (t.date(), t.time());
-        let year = i16::try_from(date.year()).map_err(|_| out_of_range())?;
-        use chrono::Timelike;
-        // Every field comes from a valid chrono value, so each fits.
-        let civil = jiff::civil::DateTime::new(
-            year,
-            date.month() as i8,
-            date.day() as i8,
-            time.hour() as i8,
-            time.minute() as i8,
-            time.second().min(59) as i8,
-            0,
-        )
-        .map_err(|_| out_of_range())?;
-        let ts =
-            civil.to_zoned(self.tz.clone()).map_err(|e| format!("{t} in {}: {e}", self.name))?.timestamp();
-        chrono::DateTime::from_timestamp(ts.as_second(), time.nanosecond().min(999_999_999))
-            .ok_or_else(out_of_range)
+    /// The instant of a local wall-clock time in this zone. A time that a DST change repeats is
+    /// read as the clocks showed it before the change (the earlier instant); one that a change
+    /// skips is moved on by the length of the gap (02:30 on a spring-forward night is 03:30),
+    /// which for a skipped midnight is the end of the gap. This is RFC 5545's and jiff's
+    /// "compatible" rule.
+    pub fn instant_of(&self, t: NaiveDateTime) -> Result<Instant, String> {
+        let utc = match self.tz.from_local_datetime(&t) {
+            LocalResult::Single(z) | LocalResult::Ambiguous(z, _) => z.with_timezone(&chrono::Utc),
+            LocalResult::None => {
+                // In a gap: read it with the offset in force before the gap began (no gap is
+                // longer than a day), which moves it on by the gap's length.
+                let before = t - chrono::Duration::days(1);
+                let offset = match self.tz.from_local_datetime(&before) {
+                    LocalResult::Single(z) | LocalResult::Ambiguous(z, _) => z.offset().fix(),
+                    LocalResult::None => return Err(format!("{t} in {}: no such local time", self.name)),
+                };
+                (t - offset).and_utc()
+            }
+        };
+        Ok(utc)
     }
 
     /// The local wall-clock time at instant `t` in this zone (for filters a source reads as
     /// local time).
-    pub fn local_of(&self, t: Instant) -> Result<chrono::NaiveDateTime, String> {
-        let local = self.tz.to_datetime(
-            jiff::Timestamp::from_second(t.timestamp()).map_err(|e| format!("instant {t}: {e}"))?,
-        );
-        let date = NaiveDate::from_ymd_opt(i32::from(local.year()), local.month() as u32, local.day() as u32);
-        let time = chrono::NaiveTime::from_hms_opt(
-            local.hour() as u32,
-            local.minute() as u32,
-            local.second() as u32,
-        );
-        date.zip(time).map(|(d, t)| d.and_time(t)).ok_or_else(|| format!("instant {t} is out of range"))
+    pub fn local_of(&self, t: Instant) -> Result<NaiveDateTime, String> {
+        Ok(t.with_timezone(&self.tz).naive_local())
     }
 
     /// The first instant after `date` ends (start of the next day): the exclusive end of an
@@ -160,6 +133,20 @@ mod tests {
         let from = chrono::Utc.with_ymd_and_hms(2026, 7, 1, 8, 0, 0).single().expect("time");
         let w = crate::model::Window::new(Some(from), None);
         assert_eq!(z.format_window(&w), "2026-07-01 10:00 → ∞ (Europe/Vienna)", "summer: UTC+2");
+    }
+
+    #[test]
+    fn skipped_local_times_move_on_by_the_gap_and_repeated_ones_read_as_before_the_change() {
+        let vienna = Zone::parse("Europe/Vienna").expect("known zone");
+        let at = |d: NaiveDate, h: u32, m: u32| d.and_hms_opt(h, m, 0).expect("valid time");
+        // 2027-03-28 02:30 does not exist in Vienna (02:00 → 03:00): it is 03:30 CEST.
+        let gap = vienna.instant_of(at(day(2027, 3, 28), 2, 30)).expect("in the gap");
+        assert_eq!(gap, utc(2027, 3, 28, 1) + chrono::Duration::minutes(30));
+        // 2027-10-31 02:30 happens twice: the first one, still summer time (UTC+2).
+        let fold = vienna.instant_of(at(day(2027, 10, 31), 2, 30)).expect("in the fold");
+        assert_eq!(fold, utc(2027, 10, 31, 0) + chrono::Duration::minutes(30));
+        assert_eq!(vienna.local_of(fold), Ok(at(day(2027, 10, 31), 2, 30)));
+        assert_eq!(vienna.date_of(utc(2027, 10, 30, 22)), Ok(day(2027, 10, 31)));
     }
 
     #[test]

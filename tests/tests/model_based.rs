@@ -400,13 +400,14 @@ fn merge(mut ws: Vec<Span>) -> Vec<Span> {
 }
 
 fn vienna_day_start(d: NaiveDate) -> DateTime<Utc> {
-    let date = jiff::civil::date(
-        i16::try_from(chrono::Datelike::year(&d)).unwrap_or(2026),
-        i8::try_from(chrono::Datelike::month(&d)).unwrap_or(1),
-        i8::try_from(chrono::Datelike::day(&d)).unwrap_or(1),
-    );
-    let zoned = date.to_zoned(jiff::tz::TimeZone::get("Europe/Vienna").expect("tz")).expect("zoned");
-    DateTime::from_timestamp(zoned.timestamp().as_second(), 0).expect("instant")
+    use chrono::TimeZone;
+    let midnight = d.and_hms_opt(0, 0, 0).expect("midnight");
+    // Vienna's midnight always exists (its changes are at 02:00 and 03:00).
+    chrono_tz::Europe::Vienna
+        .from_local_datetime(&midnight)
+        .single()
+        .expect("one midnight")
+        .with_timezone(&Utc)
 }
 
 impl Model {
