@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::paging::{self, Cursor};
 
 const API: Api = Api::with_throttle("Brivo", is_over_qps);
 
@@ -341,46 +342,39 @@ impl BrivoClient {
         })
     }
 
-    /// All pages of a `{data, offset, pageSize, count}` list, 100 at a time; a 403 is handed
-    /// back for the caller to name the missing permission.
+    /// All pages of a `{data, offset, pageSize, count}` list ([`paging::data_offset`]), 100 at
+    /// a time; a 403 is handed back for the caller to name the missing permission.
     async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, Forbidden> {
-        #[derive(Deserialize)]
-        struct Page<T> {
-            #[serde(default = "Vec::new")]
-            data: Vec<T>,
-        }
         let url = self.url(path);
-        let mut all = Vec::new();
-        loop {
-            let (offset, size) = (all.len().to_string(), PAGE_SIZE.to_string());
-            let reply = self
-                .call(|| {
-                    let req = self
-                        .core
-                        .http
-                        .get(&url)
-                        .query(&[("offset", offset.as_str()), ("pageSize", size.as_str())]);
-                    match filter {
-                        Some(f) => req.query(&[("filter", f)]),
-                        None => req,
-                    }
-                })
-                .await?;
-            if reply.status == StatusCode::FORBIDDEN {
-                return Err(Forbidden::Reply(reply));
+        let size = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let (url, size) = (&url, &size);
+            async move {
+                let offset = c.listed.to_string();
+                let reply = self
+                    .call(|| {
+                        let req = self
+                            .core
+                            .http
+                            .get(url)
+                            .query(&[("offset", offset.as_str()), ("pageSize", size.as_str())]);
+                        match filter {
+                            Some(f) => req.query(&[("filter", f)]),
+                            None => req,
+                        }
+                    })
+                    .await?;
+                if reply.status == StatusCode::FORBIDDEN {
+                    return Err(Forbidden::Reply(reply));
+                }
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API).into());
+                }
+                Ok(paging::data_offset(&reply, &API, PAGE_SIZE)?)
             }
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API).into());
-            }
-            let page: Page<T> = reply.json(&API)?;
-            let len = page.data.len();
-            all.extend(page.data);
-            // Also the guard against a server that ignores `offset` and pages forever.
-            self.core.check_listed(all.len(), path)?;
-            if len < PAGE_SIZE {
-                return Ok(all);
-            }
-        }
+        };
+        // Also the guard against a server that ignores `offset` and pages forever.
+        paging::all(fetch, |listed, _, _| self.core.check_listed(listed, path)).await
     }
 
     /// An authenticated call with `api-key`: a 401 refreshes the token and tries once more; a

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 use crate::model::{Email, SaltoGroupId};
+use crate::paging::{self, Cursor, Next, Page};
 
 const API: Api = Api::new("Salto KS");
 
@@ -315,38 +316,34 @@ impl SaltoClient {
         Ok(self.list_all::<SiteUser>(&url, &what).await?.into_iter().filter(|u| !u.excluded).collect())
     }
 
-    /// Every item of an OData-paged collection. A page's `next_page_link` is followed as given
-    /// (whatever the page's length: Salto KS may page by fewer than `$top` asks); an envelope
-    /// without one is the last page. A bare array carries no link, so `$skip` moves on until an
-    /// empty page: a short page is no proof of the end.
+    /// Every item of an OData-paged collection ([`paging::items_or_bare`]): `$top`/`$skip`
+    /// from the start, then each `next_page_link` as given.
     async fn list_all<T: DeserializeOwned>(&self, url: &str, what: &str) -> Result<Vec<T>, CallError> {
-        let mut all = Vec::new();
-        let mut link: Option<reqwest::Url> = None;
-        loop {
-            let reply = match link.take() {
-                Some(next) => self.call(|| self.core.http.get(next.clone())).await?,
-                None => {
-                    let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
-                    self.call(|| {
-                        self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())])
-                    })
-                    .await?
+        let top = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let top = &top;
+            async move {
+                let reply = match c.link {
+                    Some(link) => {
+                        let next = self.same_origin(url, &link)?;
+                        self.call(|| self.core.http.get(next.clone())).await?
+                    }
+                    None => {
+                        let skip = c.listed.to_string();
+                        self.call(|| {
+                            self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())])
+                        })
+                        .await?
+                    }
+                };
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API));
                 }
-            };
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+                paging::items_or_bare(&reply, &API)
             }
-            let page = list_page::<T>(&reply)?;
-            let len = page.items.len();
-            all.extend(page.items);
-            // Also the guard against a server that ignores `$skip` or links in a circle.
-            self.core.check_listed(all.len(), what)?;
-            match page.next {
-                Some(next) => link = Some(self.same_origin(url, &next)?),
-                None if page.enveloped || len == 0 => return Ok(all),
-                None => {}
-            }
-        }
+        };
+        // Also the guard against a server that ignores `$skip` or links in a circle.
+        paging::all(fetch, |listed, _, _| self.core.check_listed(listed, what)).await
     }
 
     /// A `next_page_link` resolved against the listing's URL. Only the API host is followed:
@@ -375,32 +372,36 @@ impl SaltoClient {
     pub async fn entries_since(&self, from: chrono::DateTime<chrono::Utc>) -> Result<Vec<Entry>, CallError> {
         let url = self.site_url("v1.1", "entries");
         let filter = format!("utc_date_time ge {}", from.format("%Y-%m-%dT%H:%M:%SZ"));
-        let mut all: Vec<Entry> = Vec::new();
-        loop {
-            let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
-            let reply = self
-                .call(|| {
-                    self.core.http.get(&url).query(&[
-                        ("$filter", filter.as_str()),
-                        ("$orderby", "utc_date_time desc"),
-                        ("$top", top.as_str()),
-                        ("$skip", skip.as_str()),
-                    ])
-                })
-                .await?;
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+        let top = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let (url, filter, top) = (&url, &filter, &top);
+            async move {
+                let skip = c.listed.to_string();
+                let reply = self
+                    .call(|| {
+                        self.core.http.get(url).query(&[
+                            ("$filter", filter.as_str()),
+                            ("$orderby", "utc_date_time desc"),
+                            ("$top", top.as_str()),
+                            ("$skip", skip.as_str()),
+                        ])
+                    })
+                    .await?;
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API));
+                }
+                let page = paging::items_or_bare::<Entry>(&reply, &API)?;
+                let len = page.items.len();
+                let reached = page.items.iter().any(|e| e.at().is_some_and(|t| t < from));
+                let items: Vec<Entry> =
+                    page.items.into_iter().filter(|e| e.at().is_none_or(|t| t >= from)).collect();
+                let next = if len < PAGE_SIZE || reached { Next::Done } else { Next::Following };
+                Ok(Page { items, next })
             }
-            let page = list_page::<Entry>(&reply)?;
-            let len = page.items.len();
-            let reached = page.items.iter().any(|e| e.at().is_some_and(|t| t < from));
-            all.extend(page.items.into_iter().filter(|e| e.at().is_none_or(|t| t >= from)));
-            self.core.check_listed(all.len(), "entries")?;
-            if len < PAGE_SIZE || reached {
-                all.reverse();
-                return Ok(all);
-            }
-        }
+        };
+        let mut all = paging::all(fetch, |listed, _, _| self.core.check_listed(listed, "entries")).await?;
+        all.reverse();
+        Ok(all)
     }
 
     /// Deletes a site user (202; the seat is freed at once). Already gone (404) counts as done.
@@ -549,40 +550,8 @@ impl SaltoClient {
     }
 }
 
-/// Salto KS lists are bare arrays in some answers and `{items, next_page_link, count}` in
-/// others: both are accepted.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ListBody<T> {
-    Bare(Vec<T>),
-    Envelope {
-        items: Vec<T>,
-        #[serde(default)]
-        next_page_link: Option<String>,
-    },
-}
-
-/// One page of a listing: its `next_page_link`, and whether it came in the envelope (where a
-/// missing link marks the last page).
-struct Page<T> {
-    items: Vec<T>,
-    next: Option<String>,
-    enveloped: bool,
-}
-
-fn list_page<T: DeserializeOwned>(reply: &Reply) -> Result<Page<T>, CallError> {
-    reply.json::<ListBody<T>>(&API).map(|b| match b {
-        ListBody::Bare(items) => Page { items, next: None, enveloped: false },
-        ListBody::Envelope { items, next_page_link } => Page {
-            items,
-            next: next_page_link.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
-            enveloped: true,
-        },
-    })
-}
-
 fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
-    list_page(reply).map(|p| p.items)
+    paging::items_or_bare(reply, &API).map(|p| p.items)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy};
 use crate::model::{ContactId, Email, GrantId, LockId, Window};
+use crate::paging::{self, Cursor};
 
 const API: Api = Api::new("Tapkey");
 
@@ -423,31 +424,35 @@ impl TapkeyClient {
         filter: Option<&str>,
     ) -> Result<Result<Vec<T>, Reply>, CallError> {
         let url = self.owner_url(path);
-        let mut all = Vec::new();
-        loop {
-            let skip = all.len().to_string();
-            let top = PAGE_SIZE.to_string();
-            let reply = self
-                .call(|| {
-                    let req =
-                        self.core.http.get(&url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())]);
-                    match filter {
-                        Some(f) => req.query(&[("$filter", f)]),
-                        None => req,
-                    }
-                })
-                .await?;
-            if !reply.status.is_success() {
-                return Ok(Err(reply));
+        let top = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let (url, top) = (&url, &top);
+            async move {
+                let skip = c.listed.to_string();
+                let reply = self
+                    .call(|| {
+                        let req = self
+                            .core
+                            .http
+                            .get(url)
+                            .query(&[("$top", top.as_str()), ("$skip", skip.as_str())]);
+                        match filter {
+                            Some(f) => req.query(&[("$filter", f)]),
+                            None => req,
+                        }
+                    })
+                    .await?;
+                if !reply.status.is_success() {
+                    return Err(Listing::Refused(reply));
+                }
+                Ok(paging::bare_or_value(&reply, &API, PAGE_SIZE)?)
             }
-            let page: Vec<T> = list_body(&reply)?;
-            let len = page.len();
-            all.extend(page);
-            // Also the guard against a server that ignores `$skip` and pages forever.
-            self.core.check_listed(all.len(), path)?;
-            if len < PAGE_SIZE {
-                return Ok(Ok(all));
-            }
+        };
+        // The guard also stops a server that ignores `$skip` and pages forever.
+        match paging::all(fetch, |listed, _, _| self.core.check_listed(listed, path)).await {
+            Ok(all) => Ok(Ok(all)),
+            Err(Listing::Refused(reply)) => Ok(Err(reply)),
+            Err(Listing::Failed(e)) => Err(e),
         }
     }
 
@@ -503,18 +508,16 @@ impl TapkeyClient {
     }
 }
 
-/// Collections are bare arrays; an OData `{"value": […]}` envelope is accepted too.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ListBody<T> {
-    Bare(Vec<T>),
-    Envelope { value: Vec<T> },
+/// A listing's failure: an answer for the caller to classify, or any other failure.
+enum Listing {
+    Refused(Reply),
+    Failed(CallError),
 }
 
-fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
-    reply.json::<ListBody<T>>(&API).map(|b| match b {
-        ListBody::Bare(v) | ListBody::Envelope { value: v } => v,
-    })
+impl From<CallError> for Listing {
+    fn from(e: CallError) -> Self {
+        Listing::Failed(e)
+    }
 }
 
 /// `ErrorCode: "Duplicate"` on an unsuccessful answer, whatever its status.

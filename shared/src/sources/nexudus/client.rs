@@ -11,11 +11,11 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, StatusCode};
 
 use super::dto::{
-    Booking, Checkin, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Page, Team, Visitor,
-    WriteResult,
+    Booking, Checkin, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Team, Visitor, WriteResult,
 };
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, Quota, RateLimit, Reply, RetryPolicy, Secret};
+use crate::paging::{self, Cursor};
 
 const API: Api = Api::with_throttle("Nexudus", is_throttle);
 
@@ -356,7 +356,7 @@ impl NexudusClient {
         if !reply.status.is_success() {
             return Err(reply.unexpected(&API));
         }
-        Ok(reply.json::<Page<Checkin>>(&API)?.records)
+        Ok(paging::records::<Checkin>(&reply, &API)?.items)
     }
 
     /// Opens a check-in: `POST /api/spaces/checkins {BusinessId, CoworkerId, FromTime, Source: 2}`
@@ -431,7 +431,8 @@ impl NexudusClient {
         Ok(result.id())
     }
 
-    /// All pages of a list, `PAGE_SIZE` records at a time; throttling (409) slows it down.
+    /// All pages of a list ([`paging::records`]), `PAGE_SIZE` records at a time; throttling
+    /// (409) slows it down.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -439,29 +440,26 @@ impl NexudusClient {
     ) -> Result<Vec<T>, CallError> {
         let url = format!("{}/{path}", self.core.base);
         let size = PAGE_SIZE.to_string();
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let page_no = page.to_string();
-            let reply = self
-                .call(|| {
-                    self.core
-                        .http
-                        .get(&url)
-                        .query(filters)
-                        .query(&[("page", page_no.as_str()), ("size", size.as_str())])
-                })
-                .await?;
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+        let fetch = |c: Cursor| {
+            let (url, size) = (&url, &size);
+            async move {
+                let page_no = c.page.to_string();
+                let reply = self
+                    .call(|| {
+                        self.core
+                            .http
+                            .get(url)
+                            .query(filters)
+                            .query(&[("page", page_no.as_str()), ("size", size.as_str())])
+                    })
+                    .await?;
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API));
+                }
+                paging::records(&reply, &API)
             }
-            let page: Page<T> = reply.json(&API)?;
-            let done = !page.has_next_page || page.records.is_empty();
-            all.extend(page.records);
-            if done {
-                return Ok(all);
-            }
-        }
-        Err(CallError::permanent(format!("Nexudus still reported more {path} after {MAX_PAGES} pages")))
+        };
+        paging::all(fetch, paging::at_most_pages(API.name, path, MAX_PAGES)).await
     }
 
     /// Sends an authenticated call; a 401 refreshes the token and tries once more.

@@ -257,15 +257,6 @@ pub struct CoworkerTimePass {
     pub updated_on: Option<DateTime<Utc>>,
 }
 
-/// A page of a Nexudus list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Page<T> {
-    pub records: Vec<T>,
-    #[serde(default)]
-    pub has_next_page: bool,
-}
-
 fn yes() -> bool {
     true
 }
