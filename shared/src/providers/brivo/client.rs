@@ -143,10 +143,12 @@ pub struct EmailAddress<'a> {
     pub kind: &'a str,
 }
 
-/// A group as listed in a user's memberships.
+/// A group as `GET /groups` and a user's memberships list it (`{id, name}`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct GroupRef {
     pub id: serde_json::Value,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl GroupRef {
@@ -332,14 +334,18 @@ impl BrivoClient {
     /// a configuration problem that names the role.
     pub async fn group_members(&self, group: &str) -> Result<Vec<User>, CallError> {
         let path = format!("groups/{}/users", http::path_segment(group));
-        self.list(&path, None).await.map_err(|e| match e {
-            Forbidden::Reply(reply) => CallError::config(format!(
-                "Brivo refused listing the members of group {group} ({}): listing group members needs \
-                 an administrator with the \"Account Config Tool Administrators\" role",
-                reply.summary()
-            )),
-            Forbidden::Other(e) => e,
+        self.list(&path, None).await.map_err(|e| {
+            forbidden_needs_role(e, &format!("listing the members of group {group}"), "listing group members")
         })
+    }
+
+    /// Every group of the account, for the console's drop-downs: `GET /groups` (`ListGroups` in
+    /// group.yaml, `{data:[{id, name}], offset, pageSize, count}`), 100 a page. Like every group
+    /// call it needs the "Account Config Tool Administrators" role, which a 403 names.
+    pub async fn groups(&self) -> Result<Vec<GroupRef>, CallError> {
+        self.list("groups", None)
+            .await
+            .map_err(|e| forbidden_needs_role(e, "listing the groups", "listing groups"))
     }
 
     /// All pages of a `{data, offset, pageSize, count}` list ([`paging::data_offset`]), 100 at
@@ -458,6 +464,19 @@ enum Forbidden {
 impl From<CallError> for Forbidden {
     fn from(e: CallError) -> Self {
         Forbidden::Other(e)
+    }
+}
+
+/// A group listing's 403 as the configuration error it is: the admin lacks the role
+/// group.yaml requires ("only available to Brivo Account Config Tool Administrators").
+fn forbidden_needs_role(e: Forbidden, doing: &str, needs: &str) -> CallError {
+    match e {
+        Forbidden::Reply(reply) => CallError::config(format!(
+            "Brivo refused {doing} ({}): {needs} needs an administrator with the \"Account Config Tool \
+             Administrators\" role",
+            reply.summary()
+        )),
+        Forbidden::Other(e) => e,
     }
 }
 

@@ -190,6 +190,15 @@ impl Entry {
     }
 }
 
+/// An access group of the site (`GET /v1.1/sites/{site}/access_groups`, `{items:[{id,
+/// customer_reference}]}`): `customer_reference` is the name the Salto KS app shows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccessGroup {
+    pub id: String,
+    #[serde(default)]
+    pub customer_reference: Option<String>,
+}
+
 /// The body of `POST /v1.2/sites/{site}/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewUser<'a> {
@@ -292,6 +301,12 @@ impl SaltoClient {
     /// adding-users-to-a-site: "to see the available roles on your site do GET …/roles").
     pub async fn roles(&self) -> Result<Vec<Role>, CallError> {
         self.list_all(&self.site_url("v1.1", "roles"), "roles").await
+    }
+
+    /// The site's access groups, for the console's drop-downs: `GET /v1.1/sites/{site}/access_groups`
+    /// (`{items}`, OData `$top`/`$skip`, `next_page_link` followed; reference §2 "Access groups").
+    pub async fn access_groups(&self) -> Result<Vec<AccessGroup>, CallError> {
+        self.list_all(&self.site_url("v1.1", "access_groups"), "access groups").await
     }
 
     /// How this client retries (the provider paces its own create-or-find retries by it).

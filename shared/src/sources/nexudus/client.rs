@@ -322,6 +322,12 @@ impl NexudusClient {
         self.list("sys/floorplandesks", &[]).await
     }
 
+    /// Every resource (meeting rooms and the like), all pages: what `resource` items name
+    /// (`GET /api/spaces/resources`, reference §1.4 "Resource / ResourceType").
+    pub async fn resources(&self) -> Result<Vec<super::dto::Resource>, CallError> {
+        self.list("spaces/resources", &[]).await
+    }
+
     /// Every customer, all pages, or those changed since `updated_from`. Lists omit collection
     /// fields; the sync needs none.
     pub async fn all_coworkers(&self, updated_from: Option<&str>) -> Result<Vec<Coworker>, CallError> {

@@ -120,6 +120,18 @@ pub struct TimePassProduct {
     pub name: Option<String>,
 }
 
+/// A bookable resource (`/api/spaces/resources`): what `resource` items name. `Archived` ones
+/// take no new bookings and are left out of the console's choices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Resource {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
 /// A desk or office on a floor plan (`/api/sys/floorplandesks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
