@@ -13,8 +13,9 @@ use crate::model::{ItemKind, ProviderKind, Target, TenantId};
 use crate::sources::SourceItem;
 use crate::tenants::TenantRuntime;
 
-/// How long the console waits for one system's listing before it shows free entry instead.
-/// Listings go through each client's limiter and retries, so a throttled one may take a while.
+/// How long the console waits for one system's listing before it shows free entry instead
+/// (see [`Console::with_listing_timeout`]). Listings go through each client's limiter and
+/// retries, so a throttled one may take a while.
 pub const LISTING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One lock or group a mapping may name.
@@ -97,25 +98,25 @@ pub(super) fn item_kinds(source: &SourceConfig) -> &'static [ItemKind] {
     }
 }
 
-/// `list`, or its failure (or silence past [`LISTING_TIMEOUT`]) as text naming `system`.
+/// `list`, or its failure (or silence past `wait`) as text naming `system`.
 async fn within<T, E: std::fmt::Display>(
-    system: &str,
-    what: &str,
+    (system, what): (&str, &str),
+    wait: Duration,
     list: impl Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(LISTING_TIMEOUT, list).await {
+    match tokio::time::timeout(wait, list).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{system} did not list its {what}: {e}")),
-        Err(_) => Err(format!("{system} did not answer within {} s", LISTING_TIMEOUT.as_secs())),
+        Err(_) => Err(format!("{system} did not answer within {} s", wait.as_secs_f32())),
     }
 }
 
 /// The choices of one lock system of the tenant; `None` when it is not configured.
-async fn lock_system(t: &TenantRuntime, kind: ProviderKind) -> Option<LockSystemChoices> {
+async fn lock_system(t: &TenantRuntime, kind: ProviderKind, wait: Duration) -> Option<LockSystemChoices> {
     let listed: Result<Vec<Choice>, String> = match kind {
         ProviderKind::Tapkey => {
             let client = t.tapkey()?.client();
-            within(kind.name(), "locks", client.bound_locks()).await.map(|locks| {
+            within((kind.name(), "locks"), wait, client.bound_locks()).await.map(|locks| {
                 locks
                     .iter()
                     .map(|l| Choice {
@@ -128,7 +129,7 @@ async fn lock_system(t: &TenantRuntime, kind: ProviderKind) -> Option<LockSystem
         }
         ProviderKind::Salto => {
             let client = t.salto()?.client();
-            within(kind.name(), "access groups", client.access_groups()).await.map(|groups| {
+            within((kind.name(), "access groups"), wait, client.access_groups()).await.map(|groups| {
                 groups
                     .into_iter()
                     .map(|g| Choice {
@@ -144,7 +145,7 @@ async fn lock_system(t: &TenantRuntime, kind: ProviderKind) -> Option<LockSystem
         }
         ProviderKind::Brivo => {
             let client = t.brivo()?.client();
-            within(kind.name(), "groups", client.groups()).await.map(|groups| {
+            within((kind.name(), "groups"), wait, client.groups()).await.map(|groups| {
                 groups
                     .iter()
                     .map(|g| Choice {
@@ -163,11 +164,11 @@ async fn lock_system(t: &TenantRuntime, kind: ProviderKind) -> Option<LockSystem
 }
 
 /// Every configured lock system's choices, listed at the same time.
-pub(super) async fn lock_systems(t: &TenantRuntime) -> Vec<LockSystemChoices> {
+pub(super) async fn lock_systems(t: &TenantRuntime, wait: Duration) -> Vec<LockSystemChoices> {
     let (tapkey, salto, brivo) = tokio::join!(
-        lock_system(t, ProviderKind::Tapkey),
-        lock_system(t, ProviderKind::Salto),
-        lock_system(t, ProviderKind::Brivo)
+        lock_system(t, ProviderKind::Tapkey, wait),
+        lock_system(t, ProviderKind::Salto, wait),
+        lock_system(t, ProviderKind::Brivo, wait)
     );
     [tapkey, salto, brivo].into_iter().flatten().collect()
 }
@@ -176,8 +177,9 @@ impl Console {
     /// The source's items and every lock system's locks or groups, read live and at once.
     pub async fn catalog(&self, tenant: &str) -> Result<Catalog, ConsoleError> {
         let t = self.tenant(tenant).await?;
-        let source = t.source.kind().as_str();
-        let (items, lock_systems) = tokio::join!(within(source, "items", t.source.items()), lock_systems(&t));
+        let (source, wait) = (t.source.kind().as_str(), self.listing_timeout);
+        let (items, lock_systems) =
+            tokio::join!(within((source, "items"), wait, t.source.items()), lock_systems(&t, wait));
         let (items, error) = match items {
             Ok(items) => (items, None),
             Err(e) => (Vec::new(), Some(e)),
@@ -193,14 +195,14 @@ impl Console {
     /// lock system that does not answer: names are a help, never a reason for a page to fail.
     pub async fn target_names(&self, tenant: &TenantId) -> TargetNames {
         match self.tenants.get(tenant).await {
-            Ok(Some(t)) => TargetNames(lock_systems(&t).await),
+            Ok(Some(t)) => TargetNames(lock_systems(&t, self.listing_timeout).await),
             _ => TargetNames::default(),
         }
     }
 
     /// The tenant's Tapkey bound locks for the save checks: `Ok(None)` without Tapkey.
-    pub(super) async fn tapkey_choices(t: &TenantRuntime) -> Result<Option<Vec<Choice>>, String> {
-        match lock_system(t, ProviderKind::Tapkey).await {
+    pub(super) async fn tapkey_choices(&self, t: &TenantRuntime) -> Result<Option<Vec<Choice>>, String> {
+        match lock_system(t, ProviderKind::Tapkey, self.listing_timeout).await {
             None => Ok(None),
             Some(LockSystemChoices { error: Some(e), .. }) => Err(e),
             Some(l) => Ok(Some(l.choices)),

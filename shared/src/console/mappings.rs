@@ -102,7 +102,7 @@ impl Console {
     /// The tenant's mappings (the file's, with imported ones on top, as the worker plans).
     pub async fn mappings(&self, tenant: &str) -> Result<MappingsView, ConsoleError> {
         let t = self.tenant(tenant).await?;
-        let systems = catalog::lock_systems(&t).await;
+        let systems = catalog::lock_systems(&t, self.listing_timeout).await;
         self.mappings_named(&t, systems).await
     }
 
@@ -211,7 +211,7 @@ impl Console {
         if tapkey.is_empty() {
             return Ok(());
         }
-        let locks = match Console::tapkey_choices(t).await {
+        let locks = match self.tapkey_choices(t).await {
             Ok(locks) => locks.unwrap_or_default(),
             Err(w) => {
                 return bad(format!("{w}; nothing saved (a lock that cannot be checked is not mapped)"));

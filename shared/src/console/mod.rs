@@ -41,6 +41,8 @@ pub struct Console {
     rt: Runtime,
     tenants: Arc<dyn Tenants>,
     auth: Arc<AdminAuth>,
+    /// How long one system's listing may take ([`catalog::LISTING_TIMEOUT`]).
+    listing_timeout: std::time::Duration,
 }
 
 /// The admin token named by `[admin]`, or `None` when the console is off.
@@ -83,7 +85,13 @@ impl ConsoleError {
 impl Console {
     pub fn new(rt: Runtime, auth: AdminAuth) -> Self {
         let tenants = rt.worker.tenants.clone();
-        Self { rt, tenants, auth: Arc::new(auth) }
+        Self { rt, tenants, auth: Arc::new(auth), listing_timeout: catalog::LISTING_TIMEOUT }
+    }
+
+    /// Waits at most `wait` for each system's listing of the mapping choices.
+    pub fn with_listing_timeout(mut self, wait: std::time::Duration) -> Self {
+        self.listing_timeout = wait;
+        self
     }
 
     async fn tenant(&self, id: &str) -> Result<Arc<TenantRuntime>, ConsoleError> {

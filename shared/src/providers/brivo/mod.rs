@@ -4,6 +4,7 @@
 //! Mobile Pass invitations.
 
 pub mod client;
+pub mod dto;
 pub mod provider;
 
 pub use client::{BrivoClient, BrivoConfig};

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod coalesce;
 pub mod dto;
+pub mod limits;
 pub mod source;
 
 pub use client::NexudusClient;
