@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dto;
+mod gateway;
 pub mod provider;
 
 pub use client::{BrivoClient, BrivoConfig};
