@@ -77,6 +77,20 @@ where
     }
 }
 
+/// `req` with the page's parameters (`$skip`/`$top`, `offset`/`pageSize`, …) and, when
+/// given, the listing's filter parameter after them.
+pub fn with_query(
+    req: reqwest::RequestBuilder,
+    page: &[(&str, &str)],
+    filter: Option<(&str, &str)>,
+) -> reqwest::RequestBuilder {
+    let req = req.query(page);
+    match filter {
+        Some(f) => req.query(&[f]),
+        None => req,
+    }
+}
+
 /// A page that is the last one when it holds fewer than `asked` items.
 fn until_short<T>(items: Vec<T>, asked: usize) -> Page<T> {
     let next = if items.len() < asked { Next::Done } else { Next::Following };

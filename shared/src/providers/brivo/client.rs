@@ -237,15 +237,8 @@ impl BrivoClient {
                 let offset = c.listed.to_string();
                 let reply = self
                     .call(|| {
-                        let req = self
-                            .core
-                            .http
-                            .get(url)
-                            .query(&[("offset", offset.as_str()), ("pageSize", size.as_str())]);
-                        match filter {
-                            Some(f) => req.query(&[("filter", f)]),
-                            None => req,
-                        }
+                        let page = [("offset", offset.as_str()), ("pageSize", size.as_str())];
+                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("filter", f)))
                     })
                     .await?;
                 if reply.status == StatusCode::FORBIDDEN {

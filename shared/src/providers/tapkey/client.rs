@@ -271,15 +271,8 @@ impl TapkeyClient {
                 let skip = c.listed.to_string();
                 let reply = self
                     .call(|| {
-                        let req = self
-                            .core
-                            .http
-                            .get(url)
-                            .query(&[("$top", top.as_str()), ("$skip", skip.as_str())]);
-                        match filter {
-                            Some(f) => req.query(&[("$filter", f)]),
-                            None => req,
-                        }
+                        let page = [("$top", top.as_str()), ("$skip", skip.as_str())];
+                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("$filter", f)))
                     })
                     .await?;
                 if !reply.status.is_success() {
