@@ -1,6 +1,7 @@
 //! The operator console in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, driven over WebDriver): sign in, "Sync now" shows the dry-run plan, apply
-//! it, find the person and see their access, on a desktop and on a phone-sized screen.
+//! it, find the person and see their access, on a desktop and on a phone-sized screen, and map
+//! items with the drop-downs the lock systems fill (Tapkey locks, Salto KS and Brivo groups).
 //!
 //! Portier runs in-process exactly as `portier serve --demo` assembles it (the demo's
 //! simulators and config, the webhook router with the console merged in, the background
@@ -204,7 +205,6 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
     assert!(notice.contains("Saved unit#A-017"), "{notice}");
     let table = text_of(&c, "#mappings").await;
     assert!(table.contains("Bike Storage Door") && table.contains("console or CSV import"), "{table}");
-    screenshot(&c, &shots, "mappings").await;
 
     // A Nexudus resource to a Salto KS and a Brivo group, picked by name from the lists the
     // lock systems answered (no id typed).
@@ -229,6 +229,7 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
     }
     assert!(row.contains("Salto KS: Coworking floor") && row.contains("Brivo: Office 2"), "{row}");
     assert!(row.contains(testkit::groups::SALTO_GROUP), "ids beside the names: {row}");
+    screenshot(&c, &shots, "mappings").await;
 
     c.close().await.unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(&data);

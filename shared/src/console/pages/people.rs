@@ -32,11 +32,22 @@ pub(super) async fn people(State(c): St, Signed(session): Signed, Query(q): Quer
         "" => None,
         e => match c.people(e, None).await {
             Ok(reports) => {
-                let mut named = Vec::new();
-                for r in reports {
-                    let names = c.target_names(&r.subject.tenant).await;
-                    named.push((r, names));
+                // Each tenant's lock systems are listed once, however many people it has here.
+                let mut names: std::collections::BTreeMap<String, TargetNames> = Default::default();
+                for r in &reports {
+                    let tenant = &r.subject.tenant;
+                    if !names.contains_key(tenant.as_str()) {
+                        names.insert(tenant.to_string(), c.target_names(tenant).await);
+                    }
                 }
+                let none = TargetNames::default();
+                let named: Vec<(SubjectReport, TargetNames)> = reports
+                    .into_iter()
+                    .map(|r| {
+                        let n = names.get(r.subject.tenant.as_str()).unwrap_or(&none).clone();
+                        (r, n)
+                    })
+                    .collect();
                 Some(named)
             }
             Err(ConsoleError::BadRequest(m)) => {
