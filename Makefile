@@ -19,7 +19,7 @@ run: ## the demo: portier serve --demo (simulated Nexudus and Tapkey on loopback
 test: ## every test; starts and stops the loopback DynamoDB/SQS server (moto, in .venv)
 	scripts/test.sh
 
-bench: ## engine benchmarks + a 2 000-webhook burst at 20/10/20 calls/s (Tapkey/Salto KS/Brivo), Nexudus at its limits + a 10 000-person no-change resync; table of figures vs goals, docs/bench/convergence.svg
+bench: ## engine benchmarks + a 3 000-webhook burst at 20/10/20 calls/s (Tapkey/Salto KS/Brivo), Nexudus at its limits + a 10 000-person no-change resync; table of figures vs goals, docs/bench/convergence.svg
 	scripts/bench.sh
 
 soak: ## full-size runs: fault injection (1 000 members), crash (1 000 webhooks), model-based (5 000 sequences + 100 on Lambda, new seed)

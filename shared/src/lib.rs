@@ -29,6 +29,7 @@ pub mod http_server;
 pub mod lambda;
 pub mod localtime;
 pub mod mapping;
+pub mod paging;
 pub mod secrets;
 pub mod serve;
 pub mod status;

@@ -38,6 +38,7 @@ pub struct TenantRuntime {
     tapkey: Option<Arc<TapkeyProvider>>,
     nexudus: Option<Arc<NexudusSource>>,
     salto: Option<Arc<SaltoProvider>>,
+    brivo: Option<Arc<BrivoProvider>>,
     /// `?token=` of the Brivo event subscription (`[tenant.presence.brivo]`).
     pub brivo_hook_token: Option<Secret>,
 }
@@ -133,6 +134,7 @@ impl TenantRuntime {
         let mut providers: BTreeMap<ProviderKind, Arc<dyn Provider>> = BTreeMap::new();
         let mut tapkey_provider = None;
         let mut salto_provider = None;
+        let mut brivo_provider = None;
         if let Some(t) = &config.providers.tapkey {
             let tapkey = TapkeyProvider::new(
                 TapkeyConfig {
@@ -188,7 +190,9 @@ impl TenantRuntime {
                 policy.clone(),
             )
             .with_calls_per_second(b.calls_per_second);
-            providers.insert(ProviderKind::Brivo, Arc::new(brivo));
+            let brivo = Arc::new(brivo);
+            providers.insert(ProviderKind::Brivo, brivo.clone());
+            brivo_provider = Some(brivo);
         }
 
         let brivo_token_env = config
@@ -220,6 +224,7 @@ impl TenantRuntime {
             tapkey: tapkey_provider,
             nexudus: nexudus_source,
             salto: salto_provider,
+            brivo: brivo_provider,
             brivo_hook_token,
         })
     }
@@ -237,6 +242,11 @@ impl TenantRuntime {
     /// The tenant's Salto KS provider (presence polls its entries).
     pub fn salto(&self) -> Option<&SaltoProvider> {
         self.salto.as_deref()
+    }
+
+    /// The tenant's Brivo provider (group listings for the console).
+    pub fn brivo(&self) -> Option<&BrivoProvider> {
+        self.brivo.as_deref()
     }
 
     /// The tenant's Tapkey provider (lock listings for `mapping locks`).

@@ -123,7 +123,7 @@ fn draw(report: &BurstReport, path: &PathBuf) -> Result<(), Box<dyn std::error::
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let burst = Burst {
-        webhooks: env("PORTIER_BURST_WEBHOOKS", 2000),
+        webhooks: env("PORTIER_BURST_WEBHOOKS", 3000),
         rates: Rates {
             tapkey: env("PORTIER_BURST_RATE_TAPKEY", 20.0),
             salto: env("PORTIER_BURST_RATE_SALTO", 10.0),

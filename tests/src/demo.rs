@@ -23,6 +23,8 @@ pub const DEMO_LOCK: &str = "7d1c0a52-3f0e-4a8e-9b1e-5c2f3d4e6a01";
 pub const DEMO_PASS: i64 = 1001;
 pub const DEMO_PERSON: i64 = 456;
 pub const DEMO_EMAIL: &str = "anna@example.com";
+/// A Nexudus resource the demo does not map yet (the console maps it with its drop-downs).
+pub const DEMO_EVENT_SPACE: i64 = 14;
 /// The self-storage location of the demo (Kinnovis, Europe/Vienna).
 pub const DEMO_STORAGE_TENANT: &str = "demo-storage";
 pub const DEMO_LOCATION: &str = "loc-vienna-1";
@@ -66,6 +68,9 @@ pub async fn start() -> Demo {
     nexudus.add_time_pass(COWORKING, "Coworking");
     nexudus.give_pass(DEMO_PERSON, COWORKING, Some(Utc::now() + Duration::days(7)));
     let (salto, brivo) = start_group_sims().await;
+    // Resources the mapping page lists: the mapped meeting room and one not mapped yet.
+    nexudus.add_resource(crate::groups::ROOM, "Meeting room", false);
+    nexudus.add_resource(DEMO_EVENT_SPACE, "Event space", false);
     tapkey.add_lock(DEMO_LOCK, "Bike Storage Door", true);
     tapkey.add_lock(DEMO_UNIT_LOCK, "Unit A-017", true);
     let kinnovis = KinnovisSim::start(KinnovisSimConfig {

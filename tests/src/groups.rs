@@ -128,14 +128,14 @@ pub fn group_secrets(salto: &SaltoSim, brivo: &BrivoSim) -> BTreeMap<String, Str
 /// schedule), seeds the pass products, and returns them beside the usual [`TestApp`].
 pub async fn start_group_sims() -> (SaltoSim, BrivoSim) {
     let salto = SaltoSim::start(SaltoSimConfig::default()).await;
-    salto.add_access_group(SALTO_GROUP, true);
+    salto.add_named_access_group(SALTO_GROUP, "Coworking floor", true);
     let brivo = BrivoSim::start(BrivoSimConfig::default()).await;
     brivo.add_group(BRIVO_GROUP, "Coworking floor");
     for g in STUDIO_GROUPS {
         brivo.add_group(g, "Studio");
     }
-    for g in [ROOM_SALTO, DESK_SALTO, VISITORS_SALTO] {
-        salto.add_access_group(g, true);
+    for (g, name) in [(ROOM_SALTO, "Meeting room"), (DESK_SALTO, "Desk 31"), (VISITORS_SALTO, "Visitors")] {
+        salto.add_named_access_group(g, name, true);
     }
     brivo.add_group(ROOM_BRIVO, "Meeting room");
     brivo.add_group(OFFICE_BRIVO, "Office 2");

@@ -1,5 +1,6 @@
 pub mod aws;
 pub mod burst;
+pub mod console;
 pub mod demo;
 pub mod events;
 pub mod groups;

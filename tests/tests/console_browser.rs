@@ -1,6 +1,7 @@
 //! The operator console in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, driven over WebDriver): sign in, "Sync now" shows the dry-run plan, apply
-//! it, find the person and see their access, on a desktop and on a phone-sized screen.
+//! it, find the person and see their access, on a desktop and on a phone-sized screen, and map
+//! items with the drop-downs the lock systems fill (Tapkey locks, Salto KS and Brivo groups).
 //!
 //! Portier runs in-process exactly as `portier serve --demo` assembles it (the demo's
 //! simulators and config, the webhook router with the console merged in, the background
@@ -12,18 +13,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use shared::clock::{Clock, SystemClock};
-use shared::queue::Queue;
-use shared::queue::embedded::EmbeddedQueue;
-use shared::serve::{self, Runtime};
-use shared::store::Records;
-use shared::store::sqlite::SqliteStore;
-use shared::tenants::{StaticTenants, Tenants};
-use shared::worker::Worker;
 
 /// The first program of `names` found on `PATH` (or named by `env`).
 fn program(env: &str, names: &[&str]) -> Option<PathBuf> {
@@ -45,42 +37,8 @@ impl Drop for Killed {
 
 /// Portier as `serve --demo` runs it, on a free loopback port: (URL, admin token, demo).
 async fn portier_demo(data: &Path) -> (String, String, testkit::demo::Demo) {
-    let demo = testkit::demo::start().await;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = SqliteStore::open(&data.join("portier.db"), clock.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let records = Records::new(Arc::new(store), clock.clone());
-    let queue: Arc<dyn Queue> =
-        Arc::new(EmbeddedQueue::open(&data.join("queue.db"), clock, 10).unwrap_or_else(|e| panic!("{e}")));
-    let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&demo.config, &demo.secrets, shared::http::RetryPolicy::default())
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    for t in &demo.config.tenants {
-        let doc = serde_json::to_value(t).unwrap_or_else(|e| panic!("{e}"));
-        records.put_tenant_config(&t.id, doc).await.unwrap_or_else(|e| panic!("{e}"));
-    }
-    let auth = shared::console::admin_auth(&demo.config, &demo.secrets)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("the demo configures an admin token"));
-    let rt = Runtime {
-        ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),
-        worker: Worker::new(records.clone(), tenants),
-        queue,
-        records,
-    };
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(serve::run_background(rt.clone(), 2, stop_rx));
-    // The background stops with the test's runtime; keep the sender alive until then.
-    std::mem::forget(_stop);
-    let router =
-        serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    let token = demo.admin_token.clone();
-    (url, token, demo)
+    let served = testkit::console::serve_demo(data, None).await;
+    (served.url, served.token, served.demo)
 }
 
 /// chromedriver on a free port, and a headless Chromium session through it.
@@ -247,6 +205,30 @@ async fn an_operator_signs_in_syncs_and_finds_a_persons_access() {
     assert!(notice.contains("Saved unit#A-017"), "{notice}");
     let table = text_of(&c, "#mappings").await;
     assert!(table.contains("Bike Storage Door") && table.contains("console or CSV import"), "{table}");
+
+    // A Nexudus resource to a Salto KS and a Brivo group, picked by name from the lists the
+    // lock systems answered (no id typed).
+    c.goto(&format!("{url}/console/tenants/demo/mappings")).await.unwrap_or_else(|e| panic!("{e}"));
+    let item = c.find(Locator::Css("#item")).await.unwrap_or_else(|e| panic!("{e}"));
+    let space = format!("Event space (resource {})", testkit::demo::DEMO_EVENT_SPACE);
+    item.select_by_label(&space).await.unwrap_or_else(|e| panic!("{e}"));
+    let salto = c.find(Locator::Css("#salto_group")).await.unwrap_or_else(|e| panic!("{e}"));
+    salto.select_by_label("Coworking floor").await.unwrap_or_else(|e| panic!("{e}"));
+    let brivo = c.find(Locator::Css("#brivo_group")).await.unwrap_or_else(|e| panic!("{e}"));
+    brivo.select_by_label("Office 2").await.unwrap_or_else(|e| panic!("{e}"));
+    click(&c, "#save-mapping").await;
+    let notice = text_of(&c, "#notice").await;
+    let saved = format!("Saved resource#{}: 2 target(s)", testkit::demo::DEMO_EVENT_SPACE);
+    assert!(notice.contains(&saved), "{notice}");
+    let mut row = String::new();
+    for tr in c.find_all(Locator::Css("#mappings tr")).await.unwrap_or_else(|e| panic!("{e}")) {
+        let text = tr.text().await.unwrap_or_else(|e| panic!("{e}"));
+        if text.contains("Event space") {
+            row = text;
+        }
+    }
+    assert!(row.contains("Salto KS: Coworking floor") && row.contains("Brivo: Office 2"), "{row}");
+    assert!(row.contains(testkit::groups::SALTO_GROUP), "ids beside the names: {row}");
     screenshot(&c, &shots, "mappings").await;
 
     c.close().await.unwrap_or_else(|e| panic!("{e}"));

@@ -104,8 +104,10 @@ async fn tapkey_client_speaks_only_documented_routes() {
 async fn salto_client_speaks_only_documented_routes() {
     let sim = SaltoSim::start(SaltoSimConfig::default()).await;
     let group = "3f1c2a7e-0000-4000-8000-0000000000aa";
-    sim.add_access_group(group, true);
+    sim.add_named_access_group(group, "Coworking floor", true);
     let client = SaltoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    let groups = client.access_groups().await.expect("listed");
+    assert_eq!(groups[0].customer_reference.as_deref(), Some("Coworking floor"));
     let email = Email::parse("ann@example.com").expect("valid");
     let role =
         client.roles().await.expect("roles").into_iter().find(|r| r.is("site_user")).expect("documented");
@@ -131,6 +133,8 @@ async fn brivo_client_speaks_only_documented_routes() {
     let sim = BrivoSim::start(BrivoSimConfig::default()).await;
     sim.add_group(501, "Coworking floor");
     let client = BrivoClient::new(sim.client_config(), shared::http::client(), RetryPolicy::fast());
+    let groups = client.groups().await.expect("listed");
+    assert_eq!((groups[0].id(), groups[0].name.as_deref()), ("501".to_owned(), Some("Coworking floor")));
     assert!(client.user_by_external_id("t#nexudus#1").await.expect("looked up").is_none());
     let new = NewBrivoUser {
         first_name: "Anna",
@@ -160,6 +164,7 @@ async fn nexudus_client_speaks_only_documented_routes() {
     sim.add_coworker(456, "Ann Example", "ann@example.com");
     sim.add_time_pass(1001, "Bike Storage");
     sim.add_desk(31, "Desk 31", 2);
+    sim.add_resource(12, "Meeting room", false);
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("valid");
     let contract = sim.add_contract(456, "Fixed desk", start, &[31]);
     sim.add_team(900, "Acme", Some(456), &[456]);
@@ -188,6 +193,10 @@ async fn nexudus_client_speaks_only_documented_routes() {
     n.all_time_passes(since).await.expect("listed");
     n.all_coworkers(since).await.expect("listed");
     n.coworkers_by_email("ann@example.com").await.expect("listed");
+    assert_eq!(n.time_pass_products().await.expect("listed").len(), 1);
+    assert_eq!(n.floor_plan_desks().await.expect("listed").len(), 1);
+    let resources = n.resources().await.expect("listed");
+    assert_eq!(resources[0].name.as_deref(), Some("Meeting room"));
     let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).single().expect("valid");
     n.check_in(1, 456, at).await.expect("checked in");
     let open = n.recent_checkins(456).await.expect("listed");

@@ -18,6 +18,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/tenants/space-berlin/drift", ""),
     ("GET", "/api/v1/tenants/space-berlin/mappings", ""),
     ("GET", "/api/v1/tenants/space-berlin/mappings/options", ""),
+    ("GET", "/api/v1/tenants/space-berlin/catalog", ""),
     (
         "PUT",
         "/api/v1/tenants/space-berlin/mappings",

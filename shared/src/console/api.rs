@@ -92,6 +92,10 @@ pub(super) async fn mapping_options(State(c): St, Path(tenant): Path<String>) ->
     json(c.mapping_options(&tenant).await)
 }
 
+pub(super) async fn catalog(State(c): St, Path(tenant): Path<String>) -> Response {
+    json(c.catalog(&tenant).await)
+}
+
 pub(super) async fn save_mapping(
     State(c): St,
     Path(tenant): Path<String>,

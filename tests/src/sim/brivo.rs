@@ -122,6 +122,7 @@ pub const ROUTES: &[Route] = &[
         "/v1/api/groups/{groupId}/users/{userId}",
         "brivo-velocity references/tags/group.yaml RemoveUserFromGroup",
     ),
+    Route::new("GET", "/v1/api/groups", "brivo-velocity references/tags/group.yaml ListGroups"),
     Route::new(
         "GET",
         "/v1/api/groups/{groupId}/users",
@@ -580,6 +581,15 @@ impl Inner {
             ("PUT", ["groups", group, "users", user]) => self.set_member(group, user, true),
             // group.yaml `RemoveUserFromGroup`: 204, 400, 404.
             ("DELETE", ["groups", group, "users", user]) => self.set_member(group, user, false),
+            // group.yaml `ListGroups`: `{data: [{id, name}], offset, pageSize, count}`, "only
+            // available to Brivo Account Config Tool Administrators".
+            ("GET", ["groups"]) => {
+                let d = lock(&self.data);
+                if d.not_config_admin {
+                    return err(StatusCode::FORBIDDEN, "You are not allowed to perform that action");
+                }
+                page(&query, d.groups.iter().map(|(id, name)| json!({ "id": id, "name": name })).collect())
+            }
             // group.yaml `ListUsersInGroup`: "only available to Brivo Account Config Tool
             // Administrators"; items without `emails` would be closer to the example.
             ("GET", ["groups", group, "users"]) => {

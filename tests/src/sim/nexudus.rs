@@ -122,6 +122,12 @@ pub const ROUTES: &[Route] = &[
         "developers.nexudus.com/rest-api/billing/get-coworkertimepasses-by-id",
     ),
     Route::new("GET", "/api/billing/timepasses", "developers.nexudus.com/rest-api/billing/get-timepasses"),
+    Route::new("GET", "/api/spaces/resources", "developers.nexudus.com/rest-api/spaces/get-resources"),
+    Route::new(
+        "GET",
+        "/api/spaces/resources/{id}",
+        "developers.nexudus.com/rest-api/spaces/get-resources-by-id",
+    ),
     Route::new(
         "GET",
         "/api/billing/timepasses/{id}",
@@ -169,6 +175,8 @@ struct Data {
     passes: BTreeMap<i64, CoworkerPass>,
     bookings: BTreeMap<i64, SimBooking>,
     desks: BTreeMap<i64, SimDesk>,
+    /// Resources (`/api/spaces/resources`): id → (name, archived).
+    resources: BTreeMap<i64, (String, bool)>,
     contracts: BTreeMap<i64, SimContract>,
     teams: BTreeMap<i64, SimTeam>,
     visitors: BTreeMap<i64, SimVisitor>,
@@ -302,6 +310,7 @@ impl NexudusSim {
                 passes: BTreeMap::new(),
                 bookings: BTreeMap::new(),
                 desks: BTreeMap::new(),
+                resources: BTreeMap::new(),
                 contracts: BTreeMap::new(),
                 teams: BTreeMap::new(),
                 visitors: BTreeMap::new(),
@@ -535,6 +544,11 @@ impl NexudusSim {
     /// Adds a floor-plan desk (`ItemType`: [`DESK_OFFICE`], [`DESK_DEDICATED`], …).
     pub fn add_desk(&self, id: i64, name: &str, item_type: i64) {
         lock(&self.inner.data).desks.insert(id, SimDesk { id, name: name.to_owned(), item_type });
+    }
+
+    /// Adds a bookable resource (a meeting room, say).
+    pub fn add_resource(&self, id: i64, name: &str, archived: bool) {
+        lock(&self.inner.data).resources.insert(id, (name.to_owned(), archived));
     }
 
     /// A contract of `coworker_id` from `start` for these desks; returns its id.
@@ -1019,6 +1033,13 @@ impl Inner {
             ("GET", ["sys", "floorplandesks", _]) => {
                 self.by_id(&segs[3], |d, id| d.desks.get(&id).map(SimDesk::to_json))
             }
+            ("GET", ["spaces", "resources"]) => {
+                let d = lock(&self.data);
+                paged(&query, d.resources.iter().map(|(id, r)| resource_json(*id, r)).collect())
+            }
+            ("GET", ["spaces", "resources", _]) => {
+                self.by_id(&segs[3], |d, id| d.resources.get(&id).map(|r| resource_json(id, r)))
+            }
             ("GET", ["spaces", "teams"]) => self.list_teams(&query),
             ("GET", ["spaces", "teams", _]) => {
                 self.by_id(&segs[3], |d, id| d.teams.get(&id).map(|t| t.to_json(true)))
@@ -1396,6 +1417,11 @@ fn time_param(query: &Query, key: &str) -> Result<Option<DateTime<Utc>>, String>
 
 fn in_range((from, to): Range, t: DateTime<Utc>) -> bool {
     from.is_none_or(|f| t >= f) && to.is_none_or(|u| t <= u)
+}
+
+/// A resource as get-resources-by-id shows it (the fields Portier reads, and a few beside).
+fn resource_json(id: i64, (name, archived): &(String, bool)) -> Value {
+    json!({ "Id": id, "BusinessId": BUSINESS_ID, "Name": name, "ResourceTypeId": 1, "Visible": !archived, "Archived": archived })
 }
 
 /// The Nexudus list envelope around one page of `records` (`page` from 1, `size` default 25).

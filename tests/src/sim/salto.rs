@@ -113,6 +113,16 @@ pub const ROUTES: &[Route] = &[
         "commitsun/roomdoo-smartlocks provider.py; ECCdigital salto-ks-api-contract.md (field `state`)",
     ),
     Route::new(
+        "GET",
+        "/v1.1/sites/{site_id}/access_groups",
+        "ECCdigital salto-ks-api-contract.md ({items, next_page_link, count}); commitsun/roomdoo-smartlocks provider.py; ssantos-micronet/saltoKS Program.cs",
+    ),
+    Route::new(
+        "GET",
+        "/v1.2/sites/{site_id}/access_groups",
+        "ECCdigital salto-ks-api-contract.md (v1.2 access-group calls)",
+    ),
+    Route::new(
         "PATCH",
         "/v1.1/sites/{site_id}/access_groups/{access_group_id}/users",
         "saltoks.com/developers/connect/add-remove-multiple-users-to-an-access-group/",
@@ -156,6 +166,8 @@ struct Data {
     users: Vec<SimSaltoUser>,
     /// Access group id → (platform ids of members, time schedules).
     groups: BTreeMap<String, (BTreeSet<String>, usize)>,
+    /// Access group id → `customer_reference` (the name the app shows).
+    group_names: BTreeMap<String, String>,
     tokens: HashMap<String, Instant>,
     refresh_tokens: BTreeSet<String>,
     token_requests: usize,
@@ -256,6 +268,12 @@ impl SaltoSim {
     /// An access group; `with_schedule: false` models one that never reaches the lock.
     pub fn add_access_group(&self, id: &str, with_schedule: bool) {
         lock(&self.inner.data).groups.insert(id.to_owned(), (BTreeSet::new(), usize::from(with_schedule)));
+    }
+
+    /// An access group with the name (`customer_reference`) the Salto KS app shows.
+    pub fn add_named_access_group(&self, id: &str, name: &str, with_schedule: bool) {
+        self.add_access_group(id, with_schedule);
+        lock(&self.inner.data).group_names.insert(id.to_owned(), name.to_owned());
     }
 
     /// Members of a group by email (platform ids resolved through the users).
@@ -482,6 +500,10 @@ impl Inner {
                 Ok(b) => self.subscription(id, b),
                 Err(e) => e,
             },
+            ("GET", "v1.1" | "v1.2", ["access_groups"]) => {
+                let query = parse_form(parts.uri.query().unwrap_or_default());
+                self.list_access_groups(version, &query)
+            }
             ("PATCH", "v1.1", ["access_groups", ag, "users"]) => match body_json::<Members>(body).await {
                 Ok(b) => self.patch_members(ag, b),
                 Err(e) => e,
@@ -589,6 +611,27 @@ impl Inner {
         let body = d.user_json(&user);
         d.users.push(user);
         json(StatusCode::CREATED, body)
+    }
+
+    /// The site's access groups as `{items: [{id, customer_reference}]}` (OData `$top`/`$skip`,
+    /// a host-relative `next_page_link` while more follow).
+    fn list_access_groups(&self, version: &str, query: &[(String, String)]) -> Response {
+        let number = |k: &str| param(query, k).and_then(|v| v.parse::<usize>().ok());
+        let d = lock(&self.data);
+        let skip = number("$skip").unwrap_or(0);
+        let top = number("$top").unwrap_or(usize::MAX).min(d.page_size.unwrap_or(usize::MAX));
+        let items: Vec<Value> = d
+            .groups
+            .keys()
+            .skip(skip)
+            .take(top)
+            .map(|id| json!({ "id": id, "customer_reference": d.group_names.get(id) }))
+            .collect();
+        let count = items.len();
+        let next = skip + count;
+        let next_page_link = (count > 0 && next < d.groups.len())
+            .then(|| format!("/{version}/sites/{}/access_groups?$top={top}&$skip={next}", self.cfg.site_id));
+        json(StatusCode::OK, json!({ "items": items, "next_page_link": next_page_link, "count": count }))
     }
 
     /// Members of an access group as `{items}` of site users (OData `$top`/`$skip`).

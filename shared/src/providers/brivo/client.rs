@@ -10,14 +10,17 @@
 //! (`references/tags/{user,group,digital_invitations}.yaml`); see `docs/providers.md`.
 
 use std::fmt;
-use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+pub use super::dto::{EmailAddress, GroupChange, GroupRef, Invite, NewUser, User, UserEmail};
+pub use super::gateway::OVER_RATE_WAIT;
+use super::gateway::{is_over_qps, is_over_rate, over_rate};
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::paging::{self, Cursor};
 
 const API: Api = Api::with_throttle("Brivo", is_over_qps);
 
@@ -26,44 +29,6 @@ pub const PAGE_SIZE: usize = 100;
 
 /// A user may be a member of at most this many groups.
 pub const MAX_GROUPS_PER_USER: usize = 16;
-
-/// How long to wait when the daily quota is used up and the gateway gives no `Retry-After`:
-/// the quota resets once a day, so retrying within seconds only burns calls.
-pub const OVER_RATE_WAIT: Duration = Duration::from_secs(3600);
-
-/// The Mashery gateway's throttle: `403` with an HTML body naming "Over Qps" (or its
-/// `X-Mashery-Error-Code`).
-fn is_over_qps(reply: &Reply) -> bool {
-    is_gateway_403(reply, "ERR_403_DEVELOPER_OVER_QPS", "over qps")
-}
-
-/// The gateway's daily quota: `403` "Developer Over Rate" (Mashery's generic documentation;
-/// Brivo documents no limits), a throttle rather than a bad api-key.
-fn is_over_rate(reply: &Reply) -> bool {
-    is_gateway_403(reply, "ERR_403_DEVELOPER_OVER_RATE", "over rate")
-}
-
-fn is_gateway_403(reply: &Reply, code: &str, words: &str) -> bool {
-    if reply.status != StatusCode::FORBIDDEN {
-        return false;
-    }
-    let header = reply.headers.get("x-mashery-error-code").and_then(|v| v.to_str().ok());
-    header.is_some_and(|h| h.eq_ignore_ascii_case(code))
-        || (serde_json::from_slice::<serde_json::Value>(&reply.body).is_err()
-            && String::from_utf8_lossy(&reply.body).to_ascii_lowercase().contains(words))
-}
-
-/// The failure for a used-up daily quota: retryable, after the gateway's `Retry-After` or
-/// [`OVER_RATE_WAIT`].
-fn over_rate(reply: &Reply) -> CallError {
-    CallError::Retryable {
-        reason: format!(
-            "Brivo's gateway reports the api-key's daily call quota as used up ({}); calls resume later",
-            reply.summary()
-        ),
-        after: Some(reply.retry_after().unwrap_or(OVER_RATE_WAIT)),
-    }
-}
 
 /// Where and as whom to call Brivo. `Debug` redacts the secrets.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,90 +57,6 @@ impl fmt::Debug for BrivoConfig {
             .field("password", &"***")
             .finish()
     }
-}
-
-/// A Brivo user (the fields Portier reads).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct User {
-    pub id: serde_json::Value,
-    #[serde(default)]
-    pub external_id: Option<String>,
-    #[serde(default)]
-    pub suspended: Option<bool>,
-    #[serde(default)]
-    pub emails: Vec<UserEmail>,
-}
-
-/// One of a Brivo user's email addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct UserEmail {
-    #[serde(default)]
-    pub address: String,
-}
-
-impl User {
-    /// Brivo ids are numbers; kept as text.
-    pub fn id(&self) -> String {
-        match &self.id {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }
-    }
-}
-
-/// The body of `POST /users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewUser<'a> {
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    /// Portier's subject key, so the user is found again without an email filter.
-    pub external_id: &'a str,
-    pub emails: Vec<EmailAddress<'a>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EmailAddress<'a> {
-    pub address: &'a str,
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-}
-
-/// A group as listed in a user's memberships.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct GroupRef {
-    pub id: serde_json::Value,
-}
-
-impl GroupRef {
-    /// Brivo ids are numbers; kept as text.
-    pub fn id(&self) -> String {
-        match &self.id {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }
-    }
-}
-
-/// What `PUT` or `DELETE /groups/{groupId}/users/{userId}` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupChange {
-    Done,
-    /// 400: refused (adding: "credentials already exist in a linked group", or the cap).
-    Refused(String),
-    /// 404: the group (or the user) does not exist; for a removal, also "not a member".
-    NotFound(String),
-}
-
-/// What `POST …/digital-invitations` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invite {
-    Sent,
-    /// 409: an invitation is already pending.
-    AlreadyPending,
-    /// 412: the account has no Wallet Passes left.
-    NoPassesLeft(String),
 }
 
 /// Calls one Brivo account. Cheap to share; holds the token cache.
@@ -331,56 +212,46 @@ impl BrivoClient {
     /// a configuration problem that names the role.
     pub async fn group_members(&self, group: &str) -> Result<Vec<User>, CallError> {
         let path = format!("groups/{}/users", http::path_segment(group));
-        self.list(&path, None).await.map_err(|e| match e {
-            Forbidden::Reply(reply) => CallError::config(format!(
-                "Brivo refused listing the members of group {group} ({}): listing group members needs \
-                 an administrator with the \"Account Config Tool Administrators\" role",
-                reply.summary()
-            )),
-            Forbidden::Other(e) => e,
+        self.list(&path, None).await.map_err(|e| {
+            forbidden_needs_role(e, &format!("listing the members of group {group}"), "listing group members")
         })
     }
 
-    /// All pages of a `{data, offset, pageSize, count}` list, 100 at a time; a 403 is handed
-    /// back for the caller to name the missing permission.
+    /// Every group of the account, for the console's drop-downs: `GET /groups` (`ListGroups` in
+    /// group.yaml, `{data:[{id, name}], offset, pageSize, count}`), 100 a page. Like every group
+    /// call it needs the "Account Config Tool Administrators" role, which a 403 names.
+    pub async fn groups(&self) -> Result<Vec<GroupRef>, CallError> {
+        self.list("groups", None)
+            .await
+            .map_err(|e| forbidden_needs_role(e, "listing the groups", "listing groups"))
+    }
+
+    /// All pages of a `{data, offset, pageSize, count}` list ([`paging::data_offset`]), 100 at
+    /// a time; a 403 is handed back for the caller to name the missing permission.
     async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, Forbidden> {
-        #[derive(Deserialize)]
-        struct Page<T> {
-            #[serde(default = "Vec::new")]
-            data: Vec<T>,
-        }
         let url = self.url(path);
-        let mut all = Vec::new();
-        loop {
-            let (offset, size) = (all.len().to_string(), PAGE_SIZE.to_string());
-            let reply = self
-                .call(|| {
-                    let req = self
-                        .core
-                        .http
-                        .get(&url)
-                        .query(&[("offset", offset.as_str()), ("pageSize", size.as_str())]);
-                    match filter {
-                        Some(f) => req.query(&[("filter", f)]),
-                        None => req,
-                    }
-                })
-                .await?;
-            if reply.status == StatusCode::FORBIDDEN {
-                return Err(Forbidden::Reply(reply));
+        let size = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let (url, size) = (&url, &size);
+            async move {
+                let offset = c.listed.to_string();
+                let reply = self
+                    .call(|| {
+                        let page = [("offset", offset.as_str()), ("pageSize", size.as_str())];
+                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("filter", f)))
+                    })
+                    .await?;
+                if reply.status == StatusCode::FORBIDDEN {
+                    return Err(Forbidden::Reply(reply));
+                }
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API).into());
+                }
+                Ok(paging::data_offset(&reply, &API, PAGE_SIZE)?)
             }
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API).into());
-            }
-            let page: Page<T> = reply.json(&API)?;
-            let len = page.data.len();
-            all.extend(page.data);
-            // Also the guard against a server that ignores `offset` and pages forever.
-            self.core.check_listed(all.len(), path)?;
-            if len < PAGE_SIZE {
-                return Ok(all);
-            }
-        }
+        };
+        // Also the guard against a server that ignores `offset` and pages forever.
+        paging::all(fetch, |listed, _, _| self.core.check_listed(listed, path)).await
     }
 
     /// An authenticated call with `api-key`: a 401 refreshes the token and tries once more; a
@@ -464,6 +335,19 @@ enum Forbidden {
 impl From<CallError> for Forbidden {
     fn from(e: CallError) -> Self {
         Forbidden::Other(e)
+    }
+}
+
+/// A group listing's 403 as the configuration error it is: the admin lacks the role
+/// group.yaml requires ("only available to Brivo Account Config Tool Administrators").
+fn forbidden_needs_role(e: Forbidden, doing: &str, needs: &str) -> CallError {
+    match e {
+        Forbidden::Reply(reply) => CallError::config(format!(
+            "Brivo refused {doing} ({}): {needs} needs an administrator with the \"Account Config Tool \
+             Administrators\" role",
+            reply.summary()
+        )),
+        Forbidden::Other(e) => e,
     }
 }
 

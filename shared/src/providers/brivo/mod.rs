@@ -4,6 +4,8 @@
 //! Mobile Pass invitations.
 
 pub mod client;
+pub mod dto;
+mod gateway;
 pub mod provider;
 
 pub use client::{BrivoClient, BrivoConfig};

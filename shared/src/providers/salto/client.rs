@@ -9,11 +9,14 @@ use std::fmt;
 
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+pub use super::dto::{
+    AccessGroup, DEFAULT_ROLE_CODE, Entry, NewUser, PatchMembers, PlatformUser, Role, SiteUser, pick_role,
+};
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
-use crate::model::{Email, SaltoGroupId};
+use crate::model::SaltoGroupId;
+use crate::paging::{self, Cursor, Next, Page};
 
 const API: Api = Api::new("Salto KS");
 
@@ -44,63 +47,6 @@ pub struct SaltoConfig {
     pub user_role: Option<String>,
 }
 
-/// The code of the plain door-opening user role every site lists (Clay support article
-/// 101000411312 "KS role": `site_user`, "Site User"; its id differs per site).
-pub const DEFAULT_ROLE_CODE: &str = "site_user";
-
-/// A role of the site (`GET /v1.1/sites/{site}/roles`, `{items:[{id, customer_reference, code,
-/// parent_id, is_hierarchical}]}`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Role {
-    pub id: String,
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub customer_reference: Option<String>,
-}
-
-impl Role {
-    /// Whether `wanted` names this role by id, code or readable name (case-insensitive).
-    pub fn is(&self, wanted: &str) -> bool {
-        let wanted = wanted.trim();
-        [Some(self.id.as_str()), self.code.as_deref(), self.customer_reference.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|n| n.trim().eq_ignore_ascii_case(wanted))
-    }
-}
-
-/// The role new users get: the configured one, else [`DEFAULT_ROLE_CODE`]; a Config error that
-/// lists the site's roles when none fits (Salto KS refuses a user without a role).
-pub fn pick_role<'r>(roles: &'r [Role], configured: Option<&str>, site: &str) -> Result<&'r Role, CallError> {
-    let wanted = configured.map(str::trim).filter(|w| !w.is_empty());
-    let found = match wanted {
-        Some(w) => roles.iter().find(|r| r.is(w)),
-        None => roles
-            .iter()
-            .find(|r| r.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(DEFAULT_ROLE_CODE))),
-    };
-    found.ok_or_else(|| {
-        let listed: Vec<String> = roles
-            .iter()
-            .map(|r| match (&r.customer_reference, &r.code) {
-                (Some(name), Some(code)) => format!("\"{name}\" ({code}, {})", r.id),
-                (Some(name), None) => format!("\"{name}\" ({})", r.id),
-                (None, Some(code)) => format!("{code} ({})", r.id),
-                (None, None) => r.id.clone(),
-            })
-            .collect();
-        let what = match wanted {
-            Some(w) => format!("no role matches user_role = \"{w}\""),
-            None => format!("no role has the default code {DEFAULT_ROLE_CODE}: set user_role"),
-        };
-        CallError::config(format!(
-            "Salto KS site {site}: {what} in [tenant.providers.salto_ks]; the site's roles: {}",
-            if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
-        ))
-    })
-}
-
 impl fmt::Debug for SaltoConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SaltoConfig")
@@ -115,122 +61,6 @@ impl fmt::Debug for SaltoConfig {
             .field("user_role", &self.user_role)
             .finish()
     }
-}
-
-/// A site user: `id` is the site-user id, `user.id` the platform user id (measured, ECC).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SiteUser {
-    pub id: String,
-    #[serde(default)]
-    pub user: Option<PlatformUser>,
-    /// The site user's `email`, the field the create body documents (saltoks.com adding-users;
-    /// RDO sends it). The platform profile's fields are not documented, so nothing else is read.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// `"subscribed"`, or `"suspended"` when the site has no free seat.
-    #[serde(default)]
-    pub subscription_state: Option<String>,
-    /// In a group's member list: excluded from the group's access.
-    #[serde(default)]
-    pub excluded: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PlatformUser {
-    pub id: String,
-}
-
-impl SiteUser {
-    pub fn platform_id(&self) -> Option<&str> {
-        self.user.as_ref().map(|u| u.id.as_str())
-    }
-
-    /// Whether this site user has `email` (the duplicate-user safety net matches on it).
-    pub fn is(&self, email: &Email) -> bool {
-        self.email.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case(email.as_str()))
-    }
-
-    pub fn is_subscribed(&self) -> bool {
-        self.subscription_state.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("subscribed"))
-    }
-}
-
-/// One entry of `GET /v1.1/sites/{s}/entries`: who tried which lock, when, and how it ended.
-/// `user_id` is the **platform** user id (ECCdigital salto-ks-api-contract.md §5, measured);
-/// the other names are as measured there, the id field is inferred. Unknown fields are ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Entry {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub lock_id: Option<String>,
-    #[serde(default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    pub utc_date_time: Option<String>,
-    /// e.g. `lock_opened`, `lock_rejected`.
-    #[serde(default, alias = "event_category")]
-    pub event_type: Option<String>,
-    /// The reason of a refusal (`no_access`, `suspended`, `offline`); `null` when it opened.
-    #[serde(default)]
-    pub event_detail: Option<String>,
-}
-
-impl Entry {
-    /// When it happened (`utc_date_time`).
-    pub fn at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        crate::sources::nexudus::dto::parse_time(self.utc_date_time.as_deref()?)
-    }
-
-    /// A door opened for this user: not a rejection, no refusal reason.
-    pub fn opened(&self) -> bool {
-        let rejected = self.event_type.as_deref().is_some_and(|t| t.to_ascii_lowercase().contains("reject"));
-        !rejected && self.event_detail.as_deref().is_none_or(|d| d.trim().is_empty())
-    }
-}
-
-/// The body of `POST /v1.2/sites/{site}/users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NewUser<'a> {
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    /// Salto KS sends its invitation to this address.
-    pub email: &'a str,
-    pub role_ids: Vec<String>,
-    pub blocked: bool,
-    pub use_pin: bool,
-    pub toggle_easy_office_mode: bool,
-    pub toggle_manual_office_mode: bool,
-    pub override_privacy_mode: bool,
-}
-
-impl<'a> NewUser<'a> {
-    /// A user with one role (the site's roles come from [`SaltoClient::roles`]).
-    pub fn new(first_name: &'a str, last_name: &'a str, email: &'a Email, role_id: &str) -> Self {
-        Self {
-            first_name,
-            last_name,
-            email: email.as_str(),
-            role_ids: vec![role_id.to_owned()],
-            blocked: false,
-            use_pin: false,
-            toggle_easy_office_mode: false,
-            toggle_manual_office_mode: false,
-            override_privacy_mode: false,
-        }
-    }
-}
-
-/// What `PATCH …/access_groups/{ag}/users` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PatchMembers {
-    Done,
-    /// 404 `2202`: a user id is unknown (right after creation: not yet visible).
-    UserNotFound(String),
-    /// 403 `2203`: the operation cannot be executed (right after creation: not yet possible).
-    NotExecutable(String),
-    /// 404 with another code: the access group does not exist.
-    GroupNotFound(String),
 }
 
 /// Calls one Salto KS site. Cheap to share; holds the token cache.
@@ -293,6 +123,12 @@ impl SaltoClient {
         self.list_all(&self.site_url("v1.1", "roles"), "roles").await
     }
 
+    /// The site's access groups, for the console's drop-downs: `GET /v1.1/sites/{site}/access_groups`
+    /// (`{items}`, OData `$top`/`$skip`, `next_page_link` followed; reference §2 "Access groups").
+    pub async fn access_groups(&self) -> Result<Vec<AccessGroup>, CallError> {
+        self.list_all(&self.site_url("v1.1", "access_groups"), "access groups").await
+    }
+
     /// How this client retries (the provider paces its own create-or-find retries by it).
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.core.policy
@@ -315,38 +151,34 @@ impl SaltoClient {
         Ok(self.list_all::<SiteUser>(&url, &what).await?.into_iter().filter(|u| !u.excluded).collect())
     }
 
-    /// Every item of an OData-paged collection. A page's `next_page_link` is followed as given
-    /// (whatever the page's length: Salto KS may page by fewer than `$top` asks); an envelope
-    /// without one is the last page. A bare array carries no link, so `$skip` moves on until an
-    /// empty page: a short page is no proof of the end.
+    /// Every item of an OData-paged collection ([`paging::items_or_bare`]): `$top`/`$skip`
+    /// from the start, then each `next_page_link` as given.
     async fn list_all<T: DeserializeOwned>(&self, url: &str, what: &str) -> Result<Vec<T>, CallError> {
-        let mut all = Vec::new();
-        let mut link: Option<reqwest::Url> = None;
-        loop {
-            let reply = match link.take() {
-                Some(next) => self.call(|| self.core.http.get(next.clone())).await?,
-                None => {
-                    let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
-                    self.call(|| {
-                        self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())])
-                    })
-                    .await?
+        let top = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let top = &top;
+            async move {
+                let reply = match c.link {
+                    Some(link) => {
+                        let next = self.same_origin(url, &link)?;
+                        self.call(|| self.core.http.get(next.clone())).await?
+                    }
+                    None => {
+                        let skip = c.listed.to_string();
+                        self.call(|| {
+                            self.core.http.get(url).query(&[("$top", top.as_str()), ("$skip", skip.as_str())])
+                        })
+                        .await?
+                    }
+                };
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API));
                 }
-            };
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+                paging::items_or_bare(&reply, &API)
             }
-            let page = list_page::<T>(&reply)?;
-            let len = page.items.len();
-            all.extend(page.items);
-            // Also the guard against a server that ignores `$skip` or links in a circle.
-            self.core.check_listed(all.len(), what)?;
-            match page.next {
-                Some(next) => link = Some(self.same_origin(url, &next)?),
-                None if page.enveloped || len == 0 => return Ok(all),
-                None => {}
-            }
-        }
+        };
+        // Also the guard against a server that ignores `$skip` or links in a circle.
+        paging::all(fetch, |listed, _, _| self.core.check_listed(listed, what)).await
     }
 
     /// A `next_page_link` resolved against the listing's URL. Only the API host is followed:
@@ -375,32 +207,36 @@ impl SaltoClient {
     pub async fn entries_since(&self, from: chrono::DateTime<chrono::Utc>) -> Result<Vec<Entry>, CallError> {
         let url = self.site_url("v1.1", "entries");
         let filter = format!("utc_date_time ge {}", from.format("%Y-%m-%dT%H:%M:%SZ"));
-        let mut all: Vec<Entry> = Vec::new();
-        loop {
-            let (skip, top) = (all.len().to_string(), PAGE_SIZE.to_string());
-            let reply = self
-                .call(|| {
-                    self.core.http.get(&url).query(&[
-                        ("$filter", filter.as_str()),
-                        ("$orderby", "utc_date_time desc"),
-                        ("$top", top.as_str()),
-                        ("$skip", skip.as_str()),
-                    ])
-                })
-                .await?;
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+        let top = PAGE_SIZE.to_string();
+        let fetch = |c: Cursor| {
+            let (url, filter, top) = (&url, &filter, &top);
+            async move {
+                let skip = c.listed.to_string();
+                let reply = self
+                    .call(|| {
+                        self.core.http.get(url).query(&[
+                            ("$filter", filter.as_str()),
+                            ("$orderby", "utc_date_time desc"),
+                            ("$top", top.as_str()),
+                            ("$skip", skip.as_str()),
+                        ])
+                    })
+                    .await?;
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API));
+                }
+                let page = paging::items_or_bare::<Entry>(&reply, &API)?;
+                let len = page.items.len();
+                let reached = page.items.iter().any(|e| e.at().is_some_and(|t| t < from));
+                let items: Vec<Entry> =
+                    page.items.into_iter().filter(|e| e.at().is_none_or(|t| t >= from)).collect();
+                let next = if len < PAGE_SIZE || reached { Next::Done } else { Next::Following };
+                Ok(Page { items, next })
             }
-            let page = list_page::<Entry>(&reply)?;
-            let len = page.items.len();
-            let reached = page.items.iter().any(|e| e.at().is_some_and(|t| t < from));
-            all.extend(page.items.into_iter().filter(|e| e.at().is_none_or(|t| t >= from)));
-            self.core.check_listed(all.len(), "entries")?;
-            if len < PAGE_SIZE || reached {
-                all.reverse();
-                return Ok(all);
-            }
-        }
+        };
+        let mut all = paging::all(fetch, |listed, _, _| self.core.check_listed(listed, "entries")).await?;
+        all.reverse();
+        Ok(all)
     }
 
     /// Deletes a site user (202; the seat is freed at once). Already gone (404) counts as done.
@@ -549,45 +385,14 @@ impl SaltoClient {
     }
 }
 
-/// Salto KS lists are bare arrays in some answers and `{items, next_page_link, count}` in
-/// others: both are accepted.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ListBody<T> {
-    Bare(Vec<T>),
-    Envelope {
-        items: Vec<T>,
-        #[serde(default)]
-        next_page_link: Option<String>,
-    },
-}
-
-/// One page of a listing: its `next_page_link`, and whether it came in the envelope (where a
-/// missing link marks the last page).
-struct Page<T> {
-    items: Vec<T>,
-    next: Option<String>,
-    enveloped: bool,
-}
-
-fn list_page<T: DeserializeOwned>(reply: &Reply) -> Result<Page<T>, CallError> {
-    reply.json::<ListBody<T>>(&API).map(|b| match b {
-        ListBody::Bare(items) => Page { items, next: None, enveloped: false },
-        ListBody::Envelope { items, next_page_link } => Page {
-            items,
-            next: next_page_link.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
-            enveloped: true,
-        },
-    })
-}
-
 fn list_body<T: DeserializeOwned>(reply: &Reply) -> Result<Vec<T>, CallError> {
-    list_page(reply).map(|p| p.items)
+    paging::items_or_bare(reply, &API).map(|p| p.items)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Email;
 
     #[test]
     fn users_read_both_ids_and_both_envelopes() {

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod client;
+pub mod dto;
 pub mod provider;
 
 pub use client::{SaltoClient, SaltoConfig};

@@ -3,6 +3,7 @@
 //! (contact, bound lock, window), created exactly once.
 
 pub mod client;
+pub mod dto;
 pub mod provider;
 
 pub use client::{TapkeyClient, TapkeyConfig};

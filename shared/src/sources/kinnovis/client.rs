@@ -6,10 +6,11 @@ use std::fmt;
 
 use reqwest::{RequestBuilder, StatusCode};
 
-use super::dto::{Booking, BookingPage, Unit, UnitList};
+use super::dto::{Booking, Unit, UnitList};
 use crate::error::CallError;
 use crate::http::{self, Api, Reply, RetryPolicy, Secret};
 use crate::model::Instant;
+use crate::paging::{self, Cursor};
 
 const API: Api = Api::new("Kinnovis");
 
@@ -62,32 +63,23 @@ impl KinnovisClient {
         let url = format!("{}/bookings", self.location_url);
         let since = updated_since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let size = PAGE_SIZE.to_string();
-        let mut all = Vec::new();
-        let mut page = 1u32;
-        for _ in 0..MAX_PAGES {
-            let page_no = page.to_string();
-            let reply = self
-                .call(|| {
-                    let mut q = vec![("page", page_no.as_str()), ("page_size", size.as_str())];
-                    if let Some(s) = &since {
-                        q.push(("updated_since", s.as_str()));
-                    }
-                    self.http.get(&url).query(&q)
-                })
-                .await?;
-            let body: BookingPage = reply.json(&API)?;
-            all.extend(body.items);
-            match body.next_page {
-                Some(next) if next > page => page = next,
-                Some(next) => {
-                    return Err(CallError::permanent(format!(
-                        "Kinnovis answered page {page} with next_page {next}, which does not move forward"
-                    )));
-                }
-                None => return Ok(all),
+        let fetch = |c: Cursor| {
+            let (url, since, size) = (&url, &since, &size);
+            async move {
+                let page_no = c.page.to_string();
+                let reply = self
+                    .call(|| {
+                        let mut q = vec![("page", page_no.as_str()), ("page_size", size.as_str())];
+                        if let Some(s) = since {
+                            q.push(("updated_since", s.as_str()));
+                        }
+                        self.http.get(url).query(&q)
+                    })
+                    .await?;
+                paging::numbered::<Booking>(&reply, &API, c.page)
             }
-        }
-        Err(CallError::permanent(format!("Kinnovis still reported more bookings after {MAX_PAGES} pages")))
+        };
+        paging::all(fetch, paging::at_most_pages(API.name, "bookings", MAX_PAGES)).await
     }
 
     /// Every unit of the location.

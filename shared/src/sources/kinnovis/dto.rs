@@ -118,14 +118,6 @@ impl Booking {
     }
 }
 
-/// `GET …/bookings` page.
-#[derive(Debug, Clone, Deserialize)]
-pub struct BookingPage {
-    pub items: Vec<Booking>,
-    #[serde(default)]
-    pub next_page: Option<u32>,
-}
-
 /// `GET …/units`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UnitList {

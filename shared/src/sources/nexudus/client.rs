@@ -5,17 +5,18 @@
 //! a 401 refreshes once. Nexudus throttles with **409** + `Retry-After`, which the shared retry
 //! helper treats like a 429 (the client only reads, so a 409 is never a real conflict).
 
-use std::fmt;
-use std::time::Duration;
-
 use reqwest::{RequestBuilder, StatusCode};
+use std::fmt;
 
-use super::dto::{
-    Booking, Checkin, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Page, Team, Visitor,
-    WriteResult,
+use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Team, Visitor};
+pub use super::limits::{
+    DEFAULT_CALLS_PER_MINUTE, DOCUMENTED_QUOTAS, WINDOW_MARGIN, held, installation_client_id, quotas_for,
 };
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, Quota, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::paging::{self, Cursor};
+
+mod checkins;
 
 const API: Api = Api::with_throttle("Nexudus", is_throttle);
 
@@ -26,43 +27,6 @@ fn is_throttle(reply: &Reply) -> bool {
 
 /// Records per page when listing.
 pub const PAGE_SIZE: u32 = 100;
-
-/// Nexudus's documented allowance for all calls of an account.
-pub const DEFAULT_CALLS_PER_MINUTE: u32 = 120;
-
-/// The documented limits for all calls of an account: "1 req/100ms", "120 requests per minute",
-/// "5000 requests per hour" (developers.nexudus.com/reference/api-limitations). The daily
-/// 200 000 is never reached under the hourly one.
-pub const DOCUMENTED_QUOTAS: [Quota; 3] = [
-    Quota::new(1, Duration::from_millis(100)),
-    Quota::new(DEFAULT_CALLS_PER_MINUTE, Duration::from_secs(60)),
-    Quota::new(5_000, Duration::from_secs(3600)),
-];
-
-/// The documented quotas scaled to a share of `calls` a minute (several processes share one
-/// account, see `TenantConfig::share_rate_limits`; tests lift it).
-pub fn quotas_for(calls_per_minute: u32) -> [Quota; 3] {
-    let share = f64::from(calls_per_minute.max(1)) / f64::from(DEFAULT_CALLS_PER_MINUTE);
-    DOCUMENTED_QUOTAS.map(|q| {
-        let calls = (f64::from(q.calls) * share).max(1.0);
-        // One call per window stays one; a narrower share spaces it out instead.
-        if q.calls == 1 {
-            Quota::new(1, q.per.div_f64(share))
-        } else {
-            Quota::new(calls.min(f64::from(u32::MAX)) as u32, q.per)
-        }
-    })
-}
-
-/// How much wider than documented the client holds each window: a call is counted when the
-/// limiter lets it go, and the next may reach Nexudus sooner after it than that (the first sent
-/// late by a busy machine, the network's jitter); at Nexudus's limits that would be a 409.
-pub const WINDOW_MARGIN: Duration = Duration::from_millis(25);
-
-/// `quotas` with each window widened by [`WINDOW_MARGIN`]: what the client holds.
-pub fn held(quotas: [Quota; 3]) -> [Quota; 3] {
-    quotas.map(|q| Quota::new(q.calls, q.per + WINDOW_MARGIN))
-}
 
 /// Ids per batch read. The documentation gives no maximum (inferred: 50 keeps the URL short).
 pub const BATCH_SIZE: usize = 50;
@@ -96,23 +60,6 @@ impl fmt::Debug for NexudusConfig {
             .field("password", &"***")
             .finish()
     }
-}
-
-/// The `client_id` for this installation's Nexudus account: "Make sure to use the same client_id
-/// for all requests made by the same app", and a refresh token "must [use] the same client id you
-/// passed in when creating the access token" (developers.nexudus.com token-authentication-oauth,
-/// get-bearer-token). Derived from the account (API host and user), so every process and every
-/// cold start of the deployment sends the same one without storing it; a UUID-shaped digest, as
-/// the documentation's examples are UUIDs.
-pub fn installation_client_id(cfg: &NexudusConfig) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!(
-        "portier/nexudus-client/{}/{}",
-        cfg.base_url.trim_end_matches('/'),
-        cfg.username.trim().to_lowercase()
-    ));
-    let h = hex::encode(&digest[..16]);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Reads one Nexudus account. Cheap to share; holds the token cache.
@@ -322,6 +269,12 @@ impl NexudusClient {
         self.list("sys/floorplandesks", &[]).await
     }
 
+    /// Every resource (meeting rooms and the like), all pages: what `resource` items name
+    /// (`GET /api/spaces/resources`, reference §1.4 "Resource / ResourceType").
+    pub async fn resources(&self) -> Result<Vec<super::dto::Resource>, CallError> {
+        self.list("spaces/resources", &[]).await
+    }
+
     /// Every customer, all pages, or those changed since `updated_from`. Lists omit collection
     /// fields; the sync needs none.
     pub async fn all_coworkers(&self, updated_from: Option<&str>) -> Result<Vec<Coworker>, CallError> {
@@ -335,103 +288,8 @@ impl NexudusClient {
         self.list("spaces/coworkers", &[("Coworker_Email", email)]).await
     }
 
-    /// The customer's newest check-ins (one page, newest first: an open one is among them):
-    /// `GET /api/spaces/checkins?Checkin_Coworker=…&orderBy=FromTime&dir=-1`
-    /// (developers.nexudus.com get-checkins; the `Checkin_Coworker` name follows the documented
-    /// `{Entity}_{Field}` pattern, inferred).
-    pub async fn recent_checkins(&self, coworker_id: i64) -> Result<Vec<Checkin>, CallError> {
-        let url = format!("{}/spaces/checkins", self.core.base);
-        let coworker = coworker_id.to_string();
-        let reply = self
-            .call(|| {
-                self.core.http.get(&url).query(&[
-                    ("Checkin_Coworker", coworker.as_str()),
-                    ("orderBy", "FromTime"),
-                    ("dir", "-1"),
-                    ("page", "1"),
-                    ("size", "25"),
-                ])
-            })
-            .await?;
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(&API));
-        }
-        Ok(reply.json::<Page<Checkin>>(&API)?.records)
-    }
-
-    /// Opens a check-in: `POST /api/spaces/checkins {BusinessId, CoworkerId, FromTime, Source: 2}`
-    /// (developers.nexudus.com post-checkins; `Source` 2 = DoorAccess). Sent once, never
-    /// repeated blindly: the caller looks for the check-in before it tries again. Returns the
-    /// new id when the answer carries it.
-    pub async fn check_in(
-        &self,
-        business_id: i64,
-        coworker_id: i64,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<i64>, CallError> {
-        let body = serde_json::json!({
-            "BusinessId": business_id,
-            "CoworkerId": coworker_id,
-            "FromTime": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "Source": 2,
-        });
-        let url = format!("{}/spaces/checkins", self.core.base);
-        self.write(|| self.core.http.post(&url).json(&body)).await
-    }
-
-    /// Closes a check-in: `PUT /api/spaces/checkins` with the whole record and `ToTime`
-    /// (developers.nexudus.com put-checkins: "include the Id … along with all required fields").
-    /// Setting the same `ToTime` again is harmless, so this one may be repeated.
-    pub async fn check_out(
-        &self,
-        open: &Checkin,
-        business_id: i64,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), CallError> {
-        let from = open.from_time.unwrap_or(at);
-        let body = serde_json::json!({
-            "Id": open.id,
-            "BusinessId": open.business_id.unwrap_or(business_id),
-            "CoworkerId": open.coworker_id,
-            "FromTime": from.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "ToTime": at.max(from).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "Source": open.source.unwrap_or(2),
-        });
-        let url = format!("{}/spaces/checkins", self.core.base);
-        self.write(|| self.core.http.put(&url).json(&body)).await.map(|_| ())
-    }
-
-    /// A write tried once (a lost answer must not make a second record); a 409 throttle or a
-    /// 5xx comes back retryable, `WasSuccessful: false` (no valid pass, say) permanent.
-    async fn write<F>(&self, build: F) -> Result<Option<i64>, CallError>
-    where
-        F: Fn() -> RequestBuilder,
-    {
-        let once = RetryPolicy { attempts: 1, ..self.core.policy.clone() };
-        let reply = self
-            .core
-            .send_with(&once, |refresh| self.fetch_token(refresh), |token| build().bearer_auth(token), "")
-            .await?;
-        if reply.status == StatusCode::FORBIDDEN {
-            return Err(CallError::config(format!(
-                "Nexudus answered {}: the configured user lacks the Checkin-Create or Checkin-Edit role",
-                reply.summary()
-            )));
-        }
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(&API));
-        }
-        let result: WriteResult = reply.json(&API)?;
-        if !result.was_successful {
-            return Err(CallError::permanent(format!(
-                "Nexudus refused the check-in: {}",
-                result.message.as_deref().unwrap_or("no reason given")
-            )));
-        }
-        Ok(result.id())
-    }
-
-    /// All pages of a list, `PAGE_SIZE` records at a time; throttling (409) slows it down.
+    /// All pages of a list ([`paging::records`]), `PAGE_SIZE` records at a time; throttling
+    /// (409) slows it down.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -439,29 +297,26 @@ impl NexudusClient {
     ) -> Result<Vec<T>, CallError> {
         let url = format!("{}/{path}", self.core.base);
         let size = PAGE_SIZE.to_string();
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let page_no = page.to_string();
-            let reply = self
-                .call(|| {
-                    self.core
-                        .http
-                        .get(&url)
-                        .query(filters)
-                        .query(&[("page", page_no.as_str()), ("size", size.as_str())])
-                })
-                .await?;
-            if !reply.status.is_success() {
-                return Err(reply.unexpected(&API));
+        let fetch = |c: Cursor| {
+            let (url, size) = (&url, &size);
+            async move {
+                let page_no = c.page.to_string();
+                let reply = self
+                    .call(|| {
+                        self.core
+                            .http
+                            .get(url)
+                            .query(filters)
+                            .query(&[("page", page_no.as_str()), ("size", size.as_str())])
+                    })
+                    .await?;
+                if !reply.status.is_success() {
+                    return Err(reply.unexpected(&API));
+                }
+                paging::records(&reply, &API)
             }
-            let page: Page<T> = reply.json(&API)?;
-            let done = !page.has_next_page || page.records.is_empty();
-            all.extend(page.records);
-            if done {
-                return Ok(all);
-            }
-        }
-        Err(CallError::permanent(format!("Nexudus still reported more {path} after {MAX_PAGES} pages")))
+        };
+        paging::all(fetch, paging::at_most_pages(API.name, path, MAX_PAGES)).await
     }
 
     /// Sends an authenticated call; a 401 refreshes the token and tries once more.
@@ -527,6 +382,8 @@ impl NexudusClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Quota;
+    use std::time::Duration;
 
     #[test]
     fn config_debug_redacts_the_password() {

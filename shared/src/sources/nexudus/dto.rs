@@ -120,6 +120,18 @@ pub struct TimePassProduct {
     pub name: Option<String>,
 }
 
+/// A bookable resource (`/api/spaces/resources`): what `resource` items name. `Archived` ones
+/// take no new bookings and are left out of the console's choices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Resource {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
 /// A desk or office on a floor plan (`/api/sys/floorplandesks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -255,15 +267,6 @@ pub struct CoworkerTimePass {
     pub expire_date: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub updated_on: Option<DateTime<Utc>>,
-}
-
-/// A page of a Nexudus list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Page<T> {
-    pub records: Vec<T>,
-    #[serde(default)]
-    pub has_next_page: bool,
 }
 
 fn yes() -> bool {

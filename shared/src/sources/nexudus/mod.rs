@@ -1,9 +1,10 @@
-//! Nexudus: webhook meaning ([`source`]), REST client ([`client`]), reads shared by concurrent
-//! refreshes ([`coalesce`]) and entities ([`dto`]).
+//! Nexudus: webhook meaning ([`source`]), REST client ([`client`]) and its call budget
+//! ([`limits`]), reads shared by concurrent refreshes ([`coalesce`]) and entities ([`dto`]).
 
 pub mod client;
 pub mod coalesce;
 pub mod dto;
+pub mod limits;
 pub mod source;
 
 pub use client::NexudusClient;

@@ -680,6 +680,14 @@ impl Source for NexudusSource {
                 item: ItemRef { kind: ItemKind::Pass, id: p.id.to_string() },
             })
             .collect();
+        for r in self.client.resources().await? {
+            let name = r.name.clone().unwrap_or_else(|| format!("resource {}", r.id));
+            let name = if r.archived { format!("{name} (archived)") } else { name };
+            items.push(crate::sources::SourceItem {
+                name,
+                item: ItemRef { kind: ItemKind::Resource, id: r.id.to_string() },
+            });
+        }
         for d in self.client.floor_plan_desks().await? {
             let kind = if d.is_office() { ItemKind::Office } else { ItemKind::Desk };
             items.push(crate::sources::SourceItem {
