@@ -116,3 +116,78 @@ async fn signed_in_cookie(s: &ServedDemo) -> String {
     let cookie = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
     cookie.split(';').next().unwrap_or_default().to_owned()
 }
+
+/// Dead letters: the status page offers "Redrive dead letters", and the API moves them back to
+/// the work queue, where the running worker takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_redriven_from_the_console() {
+    use shared::clock::ManualClock;
+    use shared::queue::embedded::EmbeddedQueue;
+    use shared::queue::{Outgoing, Queue};
+    let data = data_dir();
+    let s = serve_demo(&data, None).await;
+    // A second handle on serve's queue file whose clock is a day ahead: the message it dead-letters
+    // is never visible to serve's worker on the way (SQLite serialises the two handles).
+    let ahead = ManualClock::new(chrono::Utc::now() + chrono::Duration::days(1));
+    let queue = EmbeddedQueue::open(&data.join("queue.db"), std::sync::Arc::new(ahead.clone()), 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let subject =
+        shared::model::SubjectKey::new(&DEMO_TENANT.into(), shared::model::SourceKind::Nexudus, "999999");
+    let work = shared::ingress::envelope::WorkMessage::Reconcile {
+        subject,
+        reason: "test".into(),
+        at: chrono::Utc::now(),
+        urgent: false,
+    };
+    let msg = Outgoing { dedup_id: "dl-1".into(), ..work.to_outgoing() };
+    queue.send(&msg).await.unwrap_or_else(|e| panic!("{e}"));
+    let visibility = Duration::from_secs(30);
+    assert_eq!(queue.receive(10, visibility, Duration::ZERO).await.map(|d| d.len()).ok(), Some(1));
+    ahead.advance(chrono::Duration::seconds(31));
+    assert_eq!(queue.receive(10, visibility, Duration::ZERO).await.map(|d| d.len()).ok(), Some(0));
+
+    let client = reqwest::Client::new();
+    let status = |c: &reqwest::Client| c.get(format!("{}/api/v1/status", s.url)).bearer_auth(&s.token).send();
+    let v: Value = status(&client)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["queue"]["dead"], 1, "{v}");
+    let redrive = |token: Option<&str>| {
+        let mut req = client.post(format!("{}/api/v1/dead-letters/redrive", s.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(redrive(None).await.map(|r| r.status().as_u16()).ok(), Some(401));
+    let moved: Value = redrive(Some(&s.token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(moved["redriven"], 1, "{moved}");
+    // Serve's worker takes it: the queue empties.
+    let mut queue_now = Value::Null;
+    for _ in 0..200 {
+        queue_now = status(&client)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json::<Value>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))["queue"]
+            .clone();
+        if queue_now["dead"] == 0 && queue_now["visible"] == 0 && queue_now["in_flight"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        (queue_now["dead"].as_u64(), queue_now["visible"].as_u64(), queue_now["in_flight"].as_u64()),
+        (Some(0), Some(0), Some(0)),
+        "{queue_now}"
+    );
+}

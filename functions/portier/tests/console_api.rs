@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/api/v1/tenants/space-berlin/webhooks", ""),
     ("POST", "/api/v1/tenants/space-berlin/retry", ""),
+    ("POST", "/api/v1/dead-letters/redrive", ""),
 ];
 
 struct Served {

@@ -121,6 +121,10 @@ pub(super) async fn webhooks(
     json(c.webhooks(&tenant, &base_url(&headers)).await)
 }
 
+pub(super) async fn redrive(State(c): St) -> Response {
+    json(c.redrive_dead_letters().await.map(|n| serde_json::json!({ "redriven": n })))
+}
+
 pub(super) async fn retry(State(c): St, Path(tenant): Path<String>) -> Response {
     json(c.retry_failures(&tenant).await.map(|n| serde_json::json!({ "tenant": tenant, "queued": n })))
 }

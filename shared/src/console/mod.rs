@@ -127,6 +127,7 @@ pub fn router(console: Console) -> Router {
         .route("/api/v1/tenants/{tenant}/catalog", get(api::catalog))
         .route("/api/v1/tenants/{tenant}/webhooks", get(api::webhooks))
         .route("/api/v1/tenants/{tenant}/retry", post(api::retry))
+        .route("/api/v1/dead-letters/redrive", post(api::redrive))
         .route_layer(middleware::from_fn_with_state(console.clone(), api::guard));
     Router::new()
         .merge(api)

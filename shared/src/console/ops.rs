@@ -10,6 +10,9 @@ use crate::model::TenantId;
 use crate::resync::{ResyncOptions, ResyncReport};
 use crate::status::Status;
 
+/// At most this many dead letters per "redrive" (a few SQS calls each).
+const MAX_REDRIVE: usize = 1_000;
+
 /// A URL the source must be configured to call.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookUrl {
@@ -127,6 +130,14 @@ impl Console {
                 proof: format!("Standard Webhooks signatures with the secret in {webhook_secret_env}"),
             },
         })
+    }
+
+    /// Moves the dead letters back to the work queue, once their cause is fixed (every message
+    /// reconciles its person afresh, so this is safe to repeat).
+    pub async fn redrive_dead_letters(&self) -> Result<usize, ConsoleError> {
+        let moved = self.rt.queue.redrive_dead_letters(MAX_REDRIVE).await?;
+        tracing::info!(messages = moved, "dead letters redriven from the console");
+        Ok(moved)
     }
 
     /// Clears the tenant's recorded permanent failures and queues a reconcile of each person

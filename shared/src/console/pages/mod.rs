@@ -32,6 +32,7 @@ pub(super) fn routes() -> Router<Console> {
         .route("/console/tenants/{tenant}/mappings", get(mappings::mappings).post(mappings::save_mapping))
         .route("/console/tenants/{tenant}/webhooks", get(status::webhooks))
         .route("/console/tenants/{tenant}/retry", post(status::retry))
+        .route("/console/dead-letters/redrive", post(status::redrive))
         .route("/console/copy.js", get(copy_js))
 }
 

@@ -1,4 +1,4 @@
-//! The status page, "retry failures" and the webhook URLs.
+//! The status page, "retry failures", "redrive dead letters" and the webhook URLs.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -22,7 +22,11 @@ pub(super) async fn status(State(c): St, Signed(session): Signed) -> Response {
             span.stat { b { (s.queue.in_flight) } "in progress" }
             span.stat { b class=(if s.queue.dead > 0 { "bad" } else { "" }) { (s.queue.dead) } "dead letters" }
             @if s.queue.dead > 0 {
-                p.muted { "Dead letters are kept for inspection; the embedded queue and SQS keep them until redriven (" code { "docs/deploy.md" } ")." }
+                p.muted { "Messages the worker gave up on; " code { "portier dead-letters" } " lists them. Once their cause is fixed, move them back: each reconciles its person afresh." }
+                form method="post" action="/console/dead-letters/redrive" {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    button.btn.quiet #redrive type="submit" { "Redrive dead letters" }
+                }
             }
         }
         @for t in &s.tenants {
@@ -99,6 +103,16 @@ pub(super) async fn webhooks(
         }
     };
     page("Webhook URLs", Some(&session), body).into_response()
+}
+
+pub(super) async fn redrive(State(c): St, Posted(session, _form): Posted<CsrfForm>) -> Response {
+    match c.redrive_dead_letters().await {
+        Ok(n) => {
+            let body = html! { div.card { h1 { "Redriven" } p { (n) " dead letters moved back to the work queue." } a.btn href="/console/" { "Back to status" } } };
+            page("Redriven", Some(&session), body).into_response()
+        }
+        Err(e) => error_page(&session, &e),
+    }
 }
 
 pub(super) async fn retry(
