@@ -1,319 +1,41 @@
-//! load → plan → apply → record: the one path for webhooks, timers and resyncs.
+//! One subject's group memberships and provider user at one membership provider.
 
 use chrono::Duration;
-use serde::Serialize;
 
+use super::{Outcome, PERMANENT_FAILURE_COOL_DOWN_MINUTES, audit, audit_line, record_failure};
 use crate::config::NoAccess;
-use crate::error::{CallError, InfraError, WorkError};
+use crate::error::{CallError, WorkError};
 use crate::model::{
     Applied, AppliedState, Email, Failure, Instant, ProviderKind, ProviderUser, RetiredUser, SubjectKey,
     Target, UserState,
 };
-use crate::plan::{self, Op, Plan, Planned, SubjectState, UserOp, UserPlan, UserPolicy};
-use crate::providers::{GrantRequest, MembershipChange, Person, Provider, UserAction};
+use crate::plan::{self, Op, UserOp};
+use crate::providers::{MembershipChange, MembershipProvider, Person, UserAction};
 use crate::store::Records;
-use crate::store::records::AuditEntry;
 use crate::tenants::TenantRuntime;
 
-/// How long a permanent failure holds back the same operation before one more try.
-pub const PERMANENT_FAILURE_COOL_DOWN_MINUTES: i64 = 60;
-
-/// What one reconcile did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    pub applied: usize,
-    pub failed: Vec<String>,
-    pub blocked: usize,
-    pub next_check: Option<Instant>,
-}
-
-/// Everything a plan needs, loaded once.
-pub struct Loaded {
-    pub plan: Plan,
-    /// No-access policy, re-activation and Mobile Pass at membership providers.
-    pub users: UserPlan,
-    pub desired: plan::DesiredSet,
-    pub profile_name: String,
-    pub provider_users: Vec<ProviderUser>,
-}
-
-/// A subject's records, as the planner takes them.
-pub async fn load_state(records: &Records, subject: &SubjectKey) -> Result<SubjectState, InfraError> {
-    Ok(SubjectState {
-        profile: records.profile(subject).await?,
-        entitlements: records.entitlements(subject).await?,
-        applied: records.applied(subject).await?,
-        failures: records.failures(subject).await?,
-        users: records.provider_users(subject).await?,
-    })
-}
-
-/// Computes the plan for a subject from the store, without touching any provider.
-pub async fn load_plan(
-    records: &Records,
-    tenant: &TenantRuntime,
-    subject: &SubjectKey,
-) -> Result<Loaded, WorkError> {
-    let state = load_state(records, subject).await?;
-    let mappings = records.mappings_for(&tenant.config).await?;
-    let Planned { desired, plan, users } =
-        plan::plan_subject(&state, &mappings, UserPolicy::of(&tenant.config), records.now());
-    Ok(Loaded {
-        plan,
-        users,
-        desired,
-        profile_name: state.profile.map(|p| p.name).unwrap_or_default(),
-        provider_users: state.users,
-    })
-}
-
-/// Brings one subject's access at every provider into line with its entitlements.
-///
-/// Every operation is attempted; the first retryable error is returned at the end so the
-/// message comes back, and the repeat finds the finished operations already done.
-///
-/// One span per reconcile carries the tenant and the hashed subject, so the lines logged
-/// inside (and by the providers' clients) say whose they are without repeating it.
-#[tracing::instrument(
-    name = "reconcile",
-    skip_all,
-    fields(tenant = %subject.tenant, subject = %crate::telemetry::hash_for_logs(&subject.to_string()))
-)]
-pub async fn reconcile(
-    records: &Records,
-    tenant: &TenantRuntime,
-    subject: &SubjectKey,
-) -> Result<Outcome, WorkError> {
-    let Loaded { plan, users, desired, profile_name, provider_users } =
-        load_plan(records, tenant, subject).await?;
-    let mut outcome = Outcome {
-        blocked: plan.blocked.len() + users.blocked.len(),
-        next_check: plan.next_check,
-        ..Outcome::default()
-    };
-    let mut retry: Option<WorkError> = None;
-
-    for op in plan.ops.iter().filter(|op| !op.target().is_membership()) {
-        match apply(records, tenant, subject, op, &profile_name).await {
-            Ok(()) => outcome.applied += 1,
-            Err(WorkError::Call(CallError::Permanent { reason } | CallError::Config { reason })) => {
-                record_failure(records, subject, op, &reason).await?;
-                outcome.failed.push(reason);
-            }
-            Err(WorkError::Call(CallError::Unavailable { reason })) => {
-                note_failure(records, subject, op, &reason, false).await?;
-                outcome.failed.push(reason);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "operation will be retried");
-                retry.get_or_insert(e);
-            }
-        }
-    }
-
-    // Memberships, per provider: one batch of idempotent calls around the provider user.
-    let mut providers: Vec<ProviderKind> = plan
-        .ops
-        .iter()
-        .map(|op| op.target().provider())
-        .chain(users.ops.iter().map(UserOp::provider))
-        .filter(|p| !p.has_native_validity())
-        .collect();
-    providers.sort();
-    providers.dedup();
-    for kind in providers {
-        let step = MembershipStep {
-            records,
-            tenant,
-            subject,
-            kind,
-            ops: plan.ops.iter().filter(|op| op.target().provider() == kind).collect(),
-            user_ops: users.ops.iter().filter(|op| op.provider() == kind).collect(),
-            user: provider_users.iter().find(|u| u.provider == kind).cloned(),
-            desired_target: desired.access.iter().map(|d| &d.target).find(|t| t.provider() == kind).cloned(),
-            name: &profile_name,
-        };
-        if let Err(e) = step.run(&mut outcome).await {
-            tracing::warn!(provider = kind.as_str(), error = %e, "memberships will be retried");
-            retry.get_or_insert(e);
-        }
-    }
-
-    // A failure whose target nothing asks for any more (the mapping was fixed, the
-    // entitlement ended) has no cause left: clear it, or `status` shows it for ever.
-    let applied_now = records.applied(subject).await?;
-    for f in records.failures(subject).await? {
-        let wanted = desired.access.iter().any(|d| d.target == f.target)
-            || applied_now.iter().any(|a| a.target == f.target);
-        if !wanted {
-            records.clear_failure(subject, &f.target).await?;
-        }
-    }
-
-    if let Some(at) = plan.next_check {
-        records.set_timer(subject, at).await?;
-    }
-    match retry {
-        Some(e) => Err(e),
-        None => Ok(outcome),
-    }
-}
-
-async fn apply(
-    records: &Records,
-    tenant: &TenantRuntime,
-    subject: &SubjectKey,
-    op: &Op,
-    name: &str,
-) -> Result<(), WorkError> {
-    let target = op.target();
-    let provider = tenant.provider(target.provider()).ok_or_else(|| {
-        CallError::config(format!(
-            "{target} is mapped, but tenant {} has no {} provider",
-            tenant.config.id,
-            target.provider().as_str()
-        ))
-    })?;
-    let now = records.now();
-
-    match op {
-        Op::Grant { target, window, email, resume, causes } => {
-            let mut record = Applied {
-                target: target.clone(),
-                window: *window,
-                email: email.clone(),
-                contact_id: None,
-                state: AppliedState::Intent,
-                since: now,
-            };
-            // The intent is written before the non-idempotent create, so a crash in between
-            // is followed by a look-up instead of a second grant.
-            if !resume {
-                records.save_applied(subject, &record).await?;
-            }
-            let req = GrantRequest {
-                target: target.clone(),
-                window: *window,
-                email: email.clone(),
-                name: name.to_owned(),
-                resume: *resume,
-            };
-            let granted = match provider.grant(&req).await {
-                Ok(g) => g,
-                Err(
-                    e @ (CallError::Permanent { .. }
-                    | CallError::Unavailable { .. }
-                    | CallError::Config { .. }),
-                ) => {
-                    // A definite refusal: nothing was created.
-                    records.remove_applied(subject, &record).await?;
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            record.contact_id = Some(granted.contact_id);
-            record.state = AppliedState::Created { grant_id: granted.grant_id.clone() };
-            records.save_applied(subject, &record).await?;
-            records.clear_failure(subject, target).await?;
-            audit(
-                records,
-                subject,
-                "grant",
-                &record,
-                &causes.join(", "),
-                &format!("created {}", granted.grant_id),
-            )
-            .await?;
-        }
-        Op::Revoke { applied } => {
-            provider.revoke(applied).await?;
-            records.remove_applied(subject, applied).await?;
-            records.clear_failure(subject, target).await?;
-            audit(records, subject, "revoke", applied, "no entitlement justifies it any more", "revoked")
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-async fn audit(
-    records: &Records,
-    subject: &SubjectKey,
-    action: &str,
-    applied: &Applied,
-    cause: &str,
-    outcome: &str,
-) -> Result<(), WorkError> {
-    let target = format!("{} ({})", applied.target, applied.window);
-    audit_line(records, subject, action, &applied.target.key(), &target, &applied.email, cause, outcome).await
-}
-
-#[allow(clippy::too_many_arguments)] // one audit line: every field is its own column
-async fn audit_line(
-    records: &Records,
-    subject: &SubjectKey,
-    action: &str,
-    target_key: &str,
-    target: &str,
-    email: &Email,
-    cause: &str,
-    outcome: &str,
-) -> Result<(), WorkError> {
-    let entry = AuditEntry {
-        at: records.now(),
-        action: action.into(),
-        target: target.into(),
-        cause: cause.into(),
-        outcome: outcome.into(),
-    };
-    tracing::info!(
-        tenant = %subject.tenant,
-        subject = %crate::telemetry::hash_for_logs(&subject.to_string()),
-        email = %email.hashed(),
-        action,
-        target = %target_key,
-        "provider access changed"
-    );
-    records.audit(subject, &entry).await?;
-    Ok(())
-}
-
 /// One subject's memberships and provider user at one membership provider.
-struct MembershipStep<'a> {
-    records: &'a Records,
-    tenant: &'a TenantRuntime,
-    subject: &'a SubjectKey,
-    kind: ProviderKind,
-    ops: Vec<&'a Op>,
-    user_ops: Vec<&'a UserOp>,
-    user: Option<ProviderUser>,
+pub(super) struct MembershipStep<'a> {
+    pub(super) records: &'a Records,
+    pub(super) tenant: &'a TenantRuntime,
+    pub(super) subject: &'a SubjectKey,
+    pub(super) kind: ProviderKind,
+    pub(super) ops: Vec<&'a Op>,
+    pub(super) user_ops: Vec<&'a UserOp>,
+    pub(super) user: Option<ProviderUser>,
     /// A target the subject should have here (failures of user operations are recorded on it).
-    desired_target: Option<Target>,
-    name: &'a str,
+    pub(super) desired_target: Option<Target>,
+    pub(super) name: &'a str,
 }
 
 impl MembershipStep<'_> {
     /// Re-activation, then one batch of membership changes, then the no-access policy and the
     /// Mobile Pass invitation. Permanent failures are recorded; a retryable one is returned.
-    async fn run(mut self, outcome: &mut Outcome) -> Result<(), WorkError> {
-        let provider = match self.tenant.provider(self.kind) {
-            Some(p) => p.clone(),
-            None => {
-                let reason = format!(
-                    "tenant {} maps to {} groups, but has no {} provider",
-                    self.tenant.config.id,
-                    self.kind.name(),
-                    self.kind.as_str()
-                );
-                for op in &self.ops {
-                    record_failure(self.records, self.subject, op, &reason).await?;
-                }
-                outcome.failed.push(reason);
-                return Ok(());
-            }
-        };
-        let provider = provider.as_ref();
-
+    pub(super) async fn run(
+        mut self,
+        provider: &dyn MembershipProvider,
+        outcome: &mut Outcome,
+    ) -> Result<(), WorkError> {
         let user_ops = std::mem::take(&mut self.user_ops);
         for op in user_ops.iter().filter(|op| op.runs_first()) {
             self.user_op(provider, op, outcome).await?;
@@ -337,7 +59,7 @@ impl MembershipStep<'_> {
     /// through the no-access policy once their memberships are gone, then forgets each.
     async fn retire_users(
         &mut self,
-        provider: &dyn Provider,
+        provider: &dyn MembershipProvider,
         outcome: &mut Outcome,
     ) -> Result<(), WorkError> {
         let Some(mut user) = self.user.clone() else { return Ok(()) };
@@ -409,7 +131,7 @@ impl MembershipStep<'_> {
     /// Applies this provider's membership ops in one batch. True when no removal failed.
     async fn memberships(
         &mut self,
-        provider: &dyn Provider,
+        provider: &dyn MembershipProvider,
         outcome: &mut Outcome,
     ) -> Result<bool, WorkError> {
         let now = self.records.now();
@@ -549,7 +271,7 @@ impl MembershipStep<'_> {
     /// (e.g. no free seat), after which nothing of the user is left behind.
     async fn ensure_user(
         &mut self,
-        provider: &dyn Provider,
+        provider: &dyn MembershipProvider,
         email: &Email,
         now: Instant,
     ) -> Result<Result<(), String>, WorkError> {
@@ -622,7 +344,7 @@ impl MembershipStep<'_> {
 
     async fn user_op(
         &mut self,
-        provider: &dyn Provider,
+        provider: &dyn MembershipProvider,
         op: &UserOp,
         outcome: &mut Outcome,
     ) -> Result<(), WorkError> {
@@ -692,42 +414,4 @@ impl MembershipStep<'_> {
         outcome.applied += 1;
         Ok(())
     }
-}
-
-/// How soon a subject whose target was unavailable (an inactive lock) is looked at again.
-pub const UNAVAILABLE_RECHECK_MINUTES: i64 = 15;
-
-/// Records a permanent failure; the same operation is held back for the cool-down.
-async fn record_failure(
-    records: &Records,
-    subject: &SubjectKey,
-    op: &Op,
-    reason: &str,
-) -> Result<(), WorkError> {
-    note_failure(records, subject, op, reason, true).await
-}
-
-/// Records a failure; `hold` keeps the same operation back for the cool-down.
-async fn note_failure(
-    records: &Records,
-    subject: &SubjectKey,
-    op: &Op,
-    reason: &str,
-    hold: bool,
-) -> Result<(), WorkError> {
-    let now = records.now();
-    tracing::warn!(target = %op.target().key(), reason, "permanent failure recorded");
-    let failure = Failure {
-        target: op.target().clone(),
-        reason: reason.into(),
-        op: op.fingerprint(),
-        at: now,
-        retry_after: if hold { now + Duration::minutes(PERMANENT_FAILURE_COOL_DOWN_MINUTES) } else { now },
-    };
-    records.save_failure(subject, &failure).await?;
-    // Look again after a while even without news (the lock may be activated meanwhile).
-    let recheck =
-        if hold { failure.retry_after } else { now + Duration::minutes(UNAVAILABLE_RECHECK_MINUTES) };
-    records.set_timer(subject, recheck).await?;
-    Ok(())
 }
