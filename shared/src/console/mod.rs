@@ -18,11 +18,12 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, Secrets, SourceConfig};
 use crate::error::WorkError;
 use crate::explain::SubjectReport;
-use crate::ingress::envelope::{NEXUDUS_ACTIONS, WorkMessage};
 use crate::model::{ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
+use crate::queue::WorkMessage;
 use crate::resync::{ResyncOptions, ResyncReport};
 use crate::serve::Runtime;
 use crate::sources::SourceItem;
+use crate::sources::nexudus::webhook::NEXUDUS_ACTIONS;
 use crate::status::Status;
 use crate::tenants::{TenantRuntime, Tenants};
 

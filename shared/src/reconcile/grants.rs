@@ -22,11 +22,11 @@ pub(super) async fn run(
         match apply(records, provider, subject, op, name).await {
             Ok(()) => outcome.applied += 1,
             Err(WorkError::Call(CallError::Permanent { reason } | CallError::Config { reason })) => {
-                record_failure(records, subject, op, &reason).await?;
+                record_failure(records, subject, op, &reason, outcome).await?;
                 outcome.failed.push(reason);
             }
             Err(WorkError::Call(CallError::Unavailable { reason })) => {
-                note_failure(records, subject, op, &reason, false).await?;
+                note_failure(records, subject, op, &reason, false, outcome).await?;
                 outcome.failed.push(reason);
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 
 mod grants;
 mod memberships;
+mod users;
 
 use memberships::MembershipStep;
 
@@ -25,6 +26,22 @@ pub struct Outcome {
     pub applied: usize,
     pub failed: Vec<String>,
     pub blocked: usize,
+    pub next_check: Option<Instant>,
+}
+
+impl Outcome {
+    /// Asks for another look at `at` (the earliest asked for wins: that reconcile asks again).
+    pub fn check_at(&mut self, at: Instant) {
+        self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
+    }
+}
+
+/// A reconcile to be tried again, and when the subject must be looked at even if the retry
+/// never succeeds (a window's end, a failure's cool-down): the caller keeps that timer.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failed {
+    pub error: WorkError,
     pub next_check: Option<Instant>,
 }
 
@@ -68,7 +85,8 @@ pub async fn load_plan(
     })
 }
 
-/// Brings one subject's access at every provider into line with its entitlements.
+/// Brings one subject's access at every provider into line with its entitlements, and says
+/// when to look again (`next_check`), like a controller's requeue: the caller keeps the timer.
 ///
 /// Every operation is attempted; the first retryable error is returned at the end so the
 /// message comes back, and the repeat finds the finished operations already done.
@@ -84,14 +102,33 @@ pub async fn reconcile(
     records: &Records,
     tenant: &TenantRuntime,
     subject: &SubjectKey,
-) -> Result<Outcome, WorkError> {
+) -> Result<Outcome, Failed> {
+    let mut outcome = Outcome::default();
+    let error = match apply_all(records, tenant, subject, &mut outcome).await {
+        Ok(None) => None,
+        Ok(Some(e)) | Err(e) => Some(e),
+    };
+    crate::metrics::count("all", if error.is_some() { "retried" } else { "reconciled" });
+    match error {
+        None => Ok(outcome),
+        Some(error) => Err(Failed { error, next_check: outcome.next_check }),
+    }
+}
+
+/// Every operation is attempted; the first retryable error is handed back at the end
+/// (`Ok(Some)`); a store error ends it at once.
+async fn apply_all(
+    records: &Records,
+    tenant: &TenantRuntime,
+    subject: &SubjectKey,
+    outcome: &mut Outcome,
+) -> Result<Option<WorkError>, WorkError> {
     let Loaded { plan, users, desired, profile_name, provider_users } =
         load_plan(records, tenant, subject).await?;
-    let mut outcome = Outcome {
-        blocked: plan.blocked.len() + users.blocked.len(),
-        next_check: plan.next_check,
-        ..Outcome::default()
-    };
+    outcome.blocked = plan.blocked.len() + users.blocked.len();
+    if let Some(at) = plan.next_check {
+        outcome.check_at(at);
+    }
     let mut retry: Option<WorkError> = None;
 
     // One provider at a time, through its shape (Tapkey's grants first: `ProviderKind` order).
@@ -107,9 +144,9 @@ pub async fn reconcile(
         let ops: Vec<&Op> = plan.ops.iter().filter(|op| op.target().provider() == kind).collect();
         match tenant.provider(kind).map(|p| p.shape()) {
             Some(Shape::Grants(provider)) => {
-                if let Some(e) =
-                    grants::run(records, provider, subject, &ops, &profile_name, &mut outcome).await?
+                if let Some(e) = grants::run(records, provider, subject, &ops, &profile_name, outcome).await?
                 {
+                    crate::metrics::count(kind.as_str(), "retryable");
                     retry.get_or_insert(e);
                 }
             }
@@ -130,12 +167,13 @@ pub async fn reconcile(
                         .cloned(),
                     name: &profile_name,
                 };
-                if let Err(e) = step.run(provider, &mut outcome).await {
+                if let Err(e) = step.run(provider, outcome).await {
                     tracing::warn!(provider = kind.as_str(), error = %e, "memberships will be retried");
+                    crate::metrics::count(kind.as_str(), "retryable");
                     retry.get_or_insert(e);
                 }
             }
-            None => no_provider(records, tenant, subject, kind, &ops, &mut outcome).await?,
+            None => no_provider(records, tenant, subject, kind, &ops, outcome).await?,
         }
     }
 
@@ -150,13 +188,7 @@ pub async fn reconcile(
         }
     }
 
-    if let Some(at) = plan.next_check {
-        records.set_timer(subject, at).await?;
-    }
-    match retry {
-        Some(e) => Err(e),
-        None => Ok(outcome),
-    }
+    Ok(retry)
 }
 
 /// The tenant maps targets of a lock system it has no credentials for: every operation there
@@ -174,14 +206,14 @@ async fn no_provider(
         for op in ops {
             let reason =
                 format!("{} is mapped, but tenant {id} has no {} provider", op.target(), kind.as_str());
-            record_failure(records, subject, op, &reason).await?;
+            record_failure(records, subject, op, &reason, outcome).await?;
             outcome.failed.push(reason);
         }
         return Ok(());
     }
     let reason = format!("tenant {id} maps to {} groups, but has no {} provider", kind.name(), kind.as_str());
     for op in ops {
-        record_failure(records, subject, op, &reason).await?;
+        record_failure(records, subject, op, &reason, outcome).await?;
     }
     outcome.failed.push(reason);
     Ok(())
@@ -238,8 +270,9 @@ async fn record_failure(
     subject: &SubjectKey,
     op: &Op,
     reason: &str,
+    outcome: &mut Outcome,
 ) -> Result<(), WorkError> {
-    note_failure(records, subject, op, reason, true).await
+    note_failure(records, subject, op, reason, true, outcome).await
 }
 
 /// Records a failure; `hold` keeps the same operation back for the cool-down.
@@ -249,6 +282,7 @@ async fn note_failure(
     op: &Op,
     reason: &str,
     hold: bool,
+    outcome: &mut Outcome,
 ) -> Result<(), WorkError> {
     let now = records.now();
     tracing::warn!(target = %op.target().key(), reason, "permanent failure recorded");
@@ -263,6 +297,7 @@ async fn note_failure(
     // Look again after a while even without news (the lock may be activated meanwhile).
     let recheck =
         if hold { failure.retry_after } else { now + Duration::minutes(UNAVAILABLE_RECHECK_MINUTES) };
-    records.set_timer(subject, recheck).await?;
+    outcome.check_at(recheck);
+    crate::metrics::count(op.target().provider().as_str(), if hold { "permanent" } else { "unavailable" });
     Ok(())
 }
