@@ -2,14 +2,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::ingress::envelope::{self, Proof, WorkMessage};
+use shared::queue::Proof;
 use shared::model::TenantId;
+use shared::sources::nexudus::webhook;
 
 fuzz_target!(|body: &[u8]| {
     let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
-    if let Ok(WorkMessage::NexudusEvent { subject, .. }) =
-        envelope::nexudus(&TenantId("t".into()), "AccessControlUpdate", body, Proof::Signature, at)
-    {
-        assert!(subject.person.bytes().all(|b| b.is_ascii_digit()));
+    if let Ok(events) = webhook::parse(&TenantId("t".into()), "AccessControlUpdate", body, Proof::Signature, at) {
+        assert!(events.iter().all(|e| e.subject.person.bytes().all(|b| b.is_ascii_digit())));
     }
 });

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Policy, TenantConfig};
 use crate::error::WorkError;
-use crate::ingress::envelope::WorkMessage;
 use crate::model::{ItemRef, Mapping, SubjectKey};
 use crate::queue::Queue;
+use crate::queue::WorkMessage;
 use crate::store::Records;
 
 const SEEN: &str = "SEEN_CONFIG";

@@ -195,6 +195,9 @@ fn utc() -> String {
     "UTC".into()
 }
 
+/// Nexudus's documented allowance for all calls of an account: `calls_per_minute`'s default.
+pub const NEXUDUS_CALLS_PER_MINUTE: u32 = 120;
+
 /// Where the tenant's people and their entitlements come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -546,8 +549,7 @@ impl TenantConfig {
         }
         let n = f64::from(shares);
         if let SourceConfig::Nexudus { calls_per_minute, .. } = &mut self.source {
-            let allowance =
-                calls_per_minute.unwrap_or(crate::sources::nexudus::client::DEFAULT_CALLS_PER_MINUTE);
+            let allowance = calls_per_minute.unwrap_or(NEXUDUS_CALLS_PER_MINUTE);
             *calls_per_minute = Some((allowance / shares).max(1));
         }
         let p = &mut self.providers;

@@ -14,7 +14,7 @@ use crate::error::WorkError;
 use crate::ingress::verify::StandardHeaders;
 use crate::ingress::{Answer, BrivoRequest, Ingress, KinnovisRequest, NexudusRequest};
 use crate::queue::Queue;
-use crate::worker::{Worker, redelivery_delay};
+use crate::worker::{Worker, error_policy};
 
 /// `POST /hooks/nexudus/{tenant}/{action}` behind an HTTP API (payload format 2.0).
 pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -129,7 +129,7 @@ fn respond(answer: &Answer) -> ApiGatewayV2httpResponse {
 /// Works a FIFO batch in order. On the first failure, that record and every later one are
 /// reported in `batchItemFailures`: later records may belong to the same message group and
 /// must not overtake it (design §8). The failed record's visibility is set to the delay
-/// `portier serve` waits ([`redelivery_delay`]), so it comes back then instead of after the
+/// `portier serve` waits ([`error_policy`]), so it comes back then instead of after the
 /// queue's whole visibility timeout, which would hold up its message group as long.
 pub async fn worker_sqs(worker: &Worker, queue: &dyn Queue, event: &SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
@@ -157,7 +157,7 @@ pub async fn worker_sqs(worker: &Worker, queue: &dyn Queue, event: &SqsEvent) ->
 async fn retry_later(queue: &dyn Queue, record: &SqsMessage, error: &WorkError) {
     let receive_count =
         record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-    let delay = redelivery_delay(error, receive_count);
+    let delay = error_policy(error, receive_count).after;
     tracing::warn!(error = %error, receive_count, delay_ms = delay.as_millis() as u64, "record failed; it and the rest of the batch will be retried");
     let Some(handle) = record.receipt_handle.as_deref().filter(|h| !h.is_empty()) else {
         tracing::warn!("record has no receipt handle; it comes back after the visibility timeout");

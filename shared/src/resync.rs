@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Adoption;
 use crate::error::WorkError;
-use crate::ingress::envelope::WorkMessage;
 use crate::model::{Applied, Entitlement, Instant, Profile, ProviderKind, Seen, SubjectKey, Target};
 use crate::plan::{self, Op, SubjectState, UserOp, UserPolicy};
 use crate::providers::Held;
 use crate::queue::Queue;
+use crate::queue::WorkMessage;
 use crate::sources::Listed;
 use crate::store::Records;
 use crate::tenants::TenantRuntime;

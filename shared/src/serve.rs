@@ -13,12 +13,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::error::WorkError;
-use crate::ingress::envelope::WorkMessage;
-use crate::ingress::verify::StandardHeaders;
-use crate::ingress::{BrivoRequest, Ingress, KinnovisRequest, MAX_BODY, NexudusRequest};
+use crate::ingress::{BrivoRequest, Ingress, MAX_BODY};
+use crate::queue::WorkMessage;
 use crate::queue::{Delivery, Queue};
+use crate::sources::{HookRequest, WEBHOOKS, WebhookSource};
 use crate::store::Records;
-use crate::worker::{Worker, redelivery_delay};
+use crate::worker::{Worker, error_policy};
 
 /// How long a received message stays hidden while it is worked on.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
@@ -58,11 +58,14 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// The webhook routes (design §6.1) and `/healthz`.
+/// The webhook routes (design §6.1): one per source in [`WEBHOOKS`], Brivo's presence
+/// events, and `/healthz`.
 pub fn router(rt: Runtime) -> Router {
-    Router::new()
-        .route("/hooks/nexudus/{tenant}/{action}", post(nexudus_hook))
-        .route("/hooks/kinnovis/{tenant}", post(kinnovis_hook))
+    let mut router = Router::new();
+    for &source in WEBHOOKS {
+        router = router.route(source.route(), post(move |s, p, q, h, b| source_hook(source, s, p, q, h, b)));
+    }
+    router
         .route("/hooks/brivo/{tenant}", post(brivo_hook))
         .route("/healthz", get(healthz))
         // One byte over the cap is enough to answer 413 without reading a huge body.
@@ -70,42 +73,26 @@ pub fn router(rt: Runtime) -> Router {
         .with_state(rt)
 }
 
-async fn nexudus_hook(
+/// A source's webhook, whatever its route's parameters: `{tenant}` and maybe `{action}`.
+async fn source_hook(
+    source: &'static dyn WebhookSource,
     State(rt): State<Runtime>,
-    Path((tenant, action)): Path<(String, String)>,
+    Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let signature = headers.get("x-nexudus-hook-signature").and_then(|v| v.to_str().ok());
-    let answer = rt
-        .ingress
-        .nexudus(NexudusRequest {
-            tenant: &tenant,
-            action: &action,
-            token: q.token.as_deref(),
-            signature,
-            body: &body,
-        })
-        .await;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(answer.body)).into_response()
-}
-
-async fn kinnovis_hook(
-    State(rt): State<Runtime>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let standard = StandardHeaders {
-        id: header("webhook-id"),
-        timestamp: header("webhook-timestamp"),
-        signature: header("webhook-signature"),
+    let headers: Vec<(&str, &str)> =
+        headers.iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
+    let param = |name: &str| params.get(name).map_or("", String::as_str);
+    let req = HookRequest {
+        tenant: param("tenant"),
+        action: param("action"),
+        token: q.token.as_deref(),
+        headers: &headers,
+        body: &body,
     };
-    let answer =
-        rt.ingress.kinnovis(KinnovisRequest { tenant: &tenant, headers: standard, body: &body }).await;
+    let answer = rt.ingress.hook(source, req).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(answer.body)).into_response()
 }
@@ -137,8 +124,7 @@ async fn healthz(State(rt): State<Runtime>) -> Response {
                 }
             }
             let status = if not_served.is_empty() { "ok" } else { "degraded" };
-            let body =
-                serde_json::json!({ "status": status, "queue": stats, "tenants_not_served": not_served });
+            let body = serde_json::json!({ "status": status, "queue": stats, "tenants_not_served": not_served, "counters": crate::metrics::snapshot() });
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         (s, q) => {
@@ -196,7 +182,7 @@ async fn work_one(rt: &Runtime, d: &Delivery) -> Result<bool, WorkError> {
             Ok(true)
         }
         Err(e) => {
-            let delay = redelivery_delay(&e, d.receive_count);
+            let delay = error_policy(&e, d.receive_count).after;
             tracing::warn!(error = %e, receive_count = d.receive_count, delay_ms = delay.as_millis() as u64, "message will be retried");
             rt.queue.retry_later(&d.handle, delay).await?;
             Ok(false)

@@ -4,16 +4,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::WorkError;
-use crate::ingress::envelope::WorkMessage;
+use crate::queue::WorkMessage;
 use crate::reconcile::{self, Outcome};
 use crate::sources::Hint;
 use crate::store::Records;
 use crate::store::records::Quarantined;
 use crate::tenants::Tenants;
 
+/// What becomes of a message whose work failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redelivery {
+    /// When it comes back: both runtimes set it as the message's visibility, so a retry does
+    /// not wait out the whole timeout. The DLQ takes it after the queue's receive count.
+    pub after: Duration,
+}
+
+/// The one decision on a failed message, for `portier serve` and the Lambda worker alike (as
+/// controller-rs's `error_policy`): counted by class, and redelivered after
+/// [`redelivery_delay`]. Failures that retrying cannot fix never reach it: reconcile records
+/// them on the subject, and the worker quarantines unusable messages.
+pub fn error_policy(error: &WorkError, receive_count: u32) -> Redelivery {
+    let class = match error {
+        WorkError::Call(_) => "retryable",
+        WorkError::Infra(_) => "store_or_queue",
+        WorkError::BadMessage(_) => "bad_message",
+    };
+    crate::metrics::count("redelivered", class);
+    Redelivery { after: redelivery_delay(error, receive_count) }
+}
+
 /// Backoff for a message that will be tried again: the provider's `Retry-After`, or
-/// exponential in the receive count with jitter, capped at five minutes. Both runtimes set it
-/// as the failed message's visibility, so a retry does not wait out the whole timeout.
+/// exponential in the receive count with jitter, capped at five minutes.
 pub fn redelivery_delay(error: &WorkError, receive_count: u32) -> Duration {
     if let Some(after) = error.retry_after() {
         return after;
@@ -52,39 +73,16 @@ impl Worker {
             return Ok(None);
         };
 
-        let event = match &msg {
-            WorkMessage::NexudusEvent { event_id, action, proof, payload, received_at, .. } => Some((
-                event_id,
-                Hint {
-                    action: action.clone(),
-                    proof: *proof,
-                    payload: payload.clone(),
-                    received_at: *received_at,
-                },
-            )),
-            // Signed with Standard Webhooks: the event is its own proof.
-            WorkMessage::KinnovisEvent { event_id, event, received_at, .. } => Some((
-                event_id,
-                Hint {
-                    action: event["type"].as_str().unwrap_or_default().to_owned(),
-                    proof: crate::sources::Proof::Signature,
-                    payload: Some(event.clone()),
-                    received_at: *received_at,
-                },
-            )),
-            WorkMessage::Reconcile { .. } => None,
-        };
-        // Marked first, before the source is read: a repeat arriving from now on is queued
-        // again instead of merged into this one (see `Ingress::merges_into_queued`).
-        if let WorkMessage::NexudusEvent { hint: Some(h), event_id, .. } = &msg {
-            self.records.hint_started(&subject, h, event_id).await?;
-        }
-        if let Some((event_id, hint)) = &event {
-            if self.records.event_done(event_id).await? {
+        if let WorkMessage::Event(event) = &msg {
+            // Marked first, before the source is read: a repeat arriving from now on is queued
+            // again instead of merged into this one (see `Ingress::merges_into_queued`).
+            if let Some(h) = &event.hint {
+                self.records.hint_started(&subject, h, &event.event_id).await?;
+            }
+            if self.records.event_done(&event.event_id).await? {
                 return Ok(None);
             }
-
-            match tenant.source.refresh(&subject, hint, &self.records).await {
+            match tenant.source.refresh(&subject, &Hint::from(event), &self.records).await {
                 Err(WorkError::BadMessage(reason)) => {
                     self.quarantine(&msg, body, &reason).await?;
                     return Ok(None);
@@ -93,19 +91,26 @@ impl Worker {
             }
         }
 
-        let outcome = reconcile::reconcile(&self.records, &tenant, &subject).await?;
-        if let Some((event_id, _)) = &event {
-            self.records.mark_event_done(event_id).await?;
+        let reconciled = reconcile::reconcile(&self.records, &tenant, &subject).await;
+        // The next look is kept even when this one is retried: a retry may never succeed
+        // (the DLQ), and a window's end must still be acted on.
+        let next = match &reconciled {
+            Ok(outcome) => outcome.next_check,
+            Err(failed) => failed.next_check,
+        };
+        if let Some(at) = next {
+            self.records.set_timer(&subject, at).await?;
+        }
+        let outcome = reconciled.map_err(|failed| failed.error)?;
+        if let WorkMessage::Event(event) = &msg {
+            self.records.mark_event_done(&event.event_id).await?;
         }
         Ok(Some(outcome))
     }
 
     async fn quarantine(&self, msg: &WorkMessage, body: &str, reason: &str) -> Result<(), WorkError> {
         let (event_id, action) = match msg {
-            WorkMessage::NexudusEvent { event_id, action, .. } => (event_id.clone(), action.clone()),
-            WorkMessage::KinnovisEvent { event_id, event, .. } => {
-                (event_id.clone(), event["type"].as_str().unwrap_or("kinnovis").to_owned())
-            }
+            WorkMessage::Event(e) => (e.event_id.clone(), e.action.clone()),
             WorkMessage::Reconcile { reason, .. } => {
                 (uuid::Uuid::new_v4().to_string(), format!("reconcile: {reason}"))
             }

@@ -14,14 +14,17 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use shared::clock::{Clock, ManualClock};
 use shared::config::{Config, Policy, Providers, SourceConfig, StaticSecrets, TenantConfig};
-use shared::ingress::envelope::{self, Proof, WorkMessage};
 use shared::ingress::verify::{self, StandardHeaders, WebhookKey};
 use shared::ingress::{Ingress, KinnovisRequest, NexudusRequest};
-use shared::model::TenantId;
+use shared::model::{SourceKind, TenantId};
+use shared::queue::Proof;
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
+use shared::sources::Refused;
 use shared::sources::kinnovis::dto::Event;
+use shared::sources::kinnovis::webhook as kinnovis_webhook;
 use shared::sources::nexudus::dto::{Coworker, CoworkerTimePass, parse_time};
+use shared::sources::nexudus::webhook::{self as nexudus_webhook, Unparseable};
 use shared::store::Records;
 use shared::store::sqlite::SqliteStore;
 use shared::tenants::{StaticTenants, Tenants};
@@ -176,20 +179,19 @@ proptest! {
 
     #[test]
     fn nexudus_payloads_parse_or_say_why(body in body(), action in ".{0,30}") {
-        match envelope::nexudus(&TenantId("t".into()), &action, &body, Proof::Signature, start_time()) {
+        match nexudus_webhook::parse(&TenantId("t".into()), &action, &body, Proof::Signature, start_time()) {
             Ok(messages) => {
                 prop_assert!(!messages.is_empty());
                 for m in messages {
-                    match m {
-                        // Customers are numeric ids; visitors `v<id>`.
-                        WorkMessage::NexudusEvent { subject, .. } => prop_assert!(
-                            !subject.person.is_empty() && subject.person.bytes().all(|b| b.is_ascii_alphanumeric())
-                        ),
-                        other => prop_assert!(false, "unexpected message {other:?}"),
-                    }
+                    let subject = m.subject;
+                    prop_assert_eq!(subject.source, SourceKind::Nexudus, "unexpected subject {}", subject);
+                    // Customers are numeric ids; visitors `v<id>`.
+                    prop_assert!(
+                        !subject.person.is_empty() && subject.person.bytes().all(|b| b.is_ascii_alphanumeric())
+                    );
                 }
             }
-            Err(envelope::Unparseable(why)) => prop_assert!(!why.is_empty()),
+            Err(Unparseable(why)) => prop_assert!(!why.is_empty()),
         }
         let _ = serde_json::from_slice::<Coworker>(&body);
         let _ = serde_json::from_slice::<CoworkerTimePass>(&body);
@@ -203,9 +205,9 @@ proptest! {
     #[test]
     fn kinnovis_payloads_parse_or_say_why(body in body(), webhook_id in "[a-z0-9_]{1,20}") {
         let _ = Event::parse(&body);
-        match envelope::kinnovis(&TenantId("t".into()), LOCATION, &webhook_id, &body, start_time()) {
+        match kinnovis_webhook::parse(&TenantId("t".into()), LOCATION, &webhook_id, &body, start_time()) {
             Ok(messages) => prop_assert!(!messages.is_empty()),
-            Err(envelope::KinnovisReject::Unparseable(why) | envelope::KinnovisReject::WrongLocation(why)) => {
+            Err(Refused::Unparseable(why) | Refused::NotForTenant(why)) => {
                 prop_assert!(!why.is_empty())
             }
         }
@@ -217,7 +219,7 @@ proptest! {
         shared in prop::collection::vec(email(), 0..5),
     ) {
         let body = serde_json::to_vec(&kinnovis_event(&email, shared)).unwrap_or_default();
-        if let Ok(messages) = envelope::kinnovis(&TenantId("t".into()), LOCATION, "msg_1", &body, start_time()) {
+        if let Ok(messages) = kinnovis_webhook::parse(&TenantId("t".into()), LOCATION, "msg_1", &body, start_time()) {
             // One message per distinct valid address, the customer's always among them.
             prop_assert!(!messages.is_empty() && messages.len() <= 6);
             prop_assert!(shared::model::Email::parse(&email).is_ok());
@@ -336,7 +338,7 @@ proptest! {
         let answer = rt.block_on(gate.ingress.nexudus(NexudusRequest {
             tenant: "nx-sig", action: "AccessControlUpdate", token: None, signature: Some(&sig), body: &body,
         }));
-        let parses = envelope::nexudus(&TenantId("nx-sig".into()), "AccessControlUpdate", &body, Proof::Signature, start_time()).is_ok();
+        let parses = nexudus_webhook::parse(&TenantId("nx-sig".into()), "AccessControlUpdate", &body, Proof::Signature, start_time()).is_ok();
         let queued = rt.block_on(gate.queued());
         prop_assert_eq!(answer.status, if parses { 202 } else { 400 });
         prop_assert_eq!(queued, u64::from(parses));
@@ -372,7 +374,7 @@ proptest! {
             prop_assert_eq!(answer.status, 401);
             prop_assert_eq!(queued, 0);
         } else {
-            let parsed = envelope::kinnovis(&TenantId("kv".into()), LOCATION, "msg_prop", &body, start_time());
+            let parsed = kinnovis_webhook::parse(&TenantId("kv".into()), LOCATION, "msg_prop", &body, start_time());
             match parsed {
                 Ok(messages) => {
                     prop_assert_eq!(answer.status, 202);

@@ -133,7 +133,7 @@ async fn dead_letters_are_redriven_from_the_console() {
         .unwrap_or_else(|e| panic!("{e}"));
     let subject =
         shared::model::SubjectKey::new(&DEMO_TENANT.into(), shared::model::SourceKind::Nexudus, "999999");
-    let work = shared::ingress::envelope::WorkMessage::Reconcile {
+    let work = shared::queue::WorkMessage::Reconcile {
         subject,
         reason: "test".into(),
         at: chrono::Utc::now(),

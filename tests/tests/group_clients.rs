@@ -8,7 +8,7 @@ use shared::providers::brivo::client::{EmailAddress, NewUser as NewBrivoUser, OV
 use shared::providers::brivo::{BrivoClient, BrivoConfig, BrivoProvider};
 use shared::providers::salto::client::NewUser;
 use shared::providers::salto::{SaltoClient, SaltoConfig, SaltoProvider};
-use shared::providers::{MembershipChange, Provider, UserAction};
+use shared::providers::{MembershipChange, MembershipProvider, UserAction};
 use testkit::sim::salto::documented_roles;
 use testkit::sim::{BrivoSim, BrivoSimConfig, SaltoSim, SaltoSimConfig};
 

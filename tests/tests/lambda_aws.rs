@@ -7,11 +7,11 @@ use std::time::Duration;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use chrono::{TimeZone, Utc};
-use shared::ingress::envelope::{Proof, WorkMessage};
 use shared::lambda::{LambdaEnv, nexudus_http, worker_sqs};
 use shared::model::{SourceKind, SubjectKey, TenantId};
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
+use shared::queue::{Event, Proof, WorkMessage};
 use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, TENANT};
 use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
 
@@ -124,15 +124,16 @@ async fn in_a_fifo_batch_the_failed_record_and_all_after_it_are_reported() {
     app.nexudus.give_pass(457, BIKE_STORAGE, None);
     let tenant = TenantId(TENANT.into());
     let message = |person: i64, proof: Proof, payload: Option<serde_json::Value>| {
-        WorkMessage::NexudusEvent {
+        WorkMessage::Event(Event {
             event_id: format!("ev-{person}-{}", uuid::Uuid::new_v4()),
             subject: SubjectKey::new(&tenant, SourceKind::Nexudus, person.to_string()),
             action: "AccessControlUpdate".into(),
             proof,
             payload,
             received_at: Utc::now(),
+            urgent: false,
             hint: None,
-        }
+        })
         .to_outgoing()
     };
     // Record 2 names a customer Nexudus cannot return (it answers 500): a retryable failure.
@@ -161,15 +162,16 @@ async fn in_a_fifo_batch_the_failed_record_and_all_after_it_are_reported() {
 async fn a_retryable_failure_comes_back_after_its_retry_delay_not_the_visibility_timeout() {
     let app = spawn_aws_app().await;
     // A customer Nexudus cannot return (it answers 500): a retryable failure.
-    let message = WorkMessage::NexudusEvent {
+    let message = WorkMessage::Event(Event {
         event_id: format!("ev-999-{}", uuid::Uuid::new_v4()),
         subject: SubjectKey::new(&TenantId(TENANT.into()), SourceKind::Nexudus, "999"),
         action: "AccessControlUpdate".into(),
         proof: Proof::Token,
         payload: None,
         received_at: Utc::now(),
+        urgent: false,
         hint: None,
-    };
+    });
     app.queue.send(&message.to_outgoing()).await.expect("send");
     // Received as the event source mapping does, hidden for the template's visibility timeout.
     let batch =

@@ -7,11 +7,11 @@
 use chrono::{Duration, TimeZone, Utc};
 use shared::clock::Clock;
 use shared::config::NoAccess;
-use shared::ingress::envelope::WorkMessage;
 use shared::model::{
     Entitlement, EntitlementKind, EntitlementState, ItemKind, ItemRef, ProviderKind, ProviderUser, UserState,
     Window,
 };
+use shared::queue::WorkMessage;
 use testkit::groups::{
     BRIVO_GROUP, COWORKING, EVENING, GroupsApp, SALTO_GROUP, STUDIO_GROUPS, STUDIOS, spawn_groups_app,
 };

@@ -5,9 +5,9 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::{Value, json};
-use shared::ingress::envelope::{Proof, WorkMessage};
 use shared::ingress::verify;
 use shared::model::{SourceKind, SubjectKey, TenantId};
+use shared::queue::{Event, Proof, WorkMessage};
 use testkit::demo::{
     DEMO_BOOKING, DEMO_EMAIL, DEMO_HOOK_SECRET, DEMO_KINNOVIS_SECRET, DEMO_LOCATION, DEMO_PERSON,
     DEMO_STORAGE_TENANT, DEMO_TENANT, DEMO_UNIT,
@@ -73,15 +73,16 @@ fn worker_batch() -> Value {
         SubjectKey::new(&TenantId(DEMO_TENANT.into()), SourceKind::Nexudus, DEMO_PERSON.to_string());
     let at =
         chrono::DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").map(|t| t.to_utc()).unwrap_or_default();
-    let event = WorkMessage::NexudusEvent {
+    let event = WorkMessage::Event(Event {
         event_id: "nx-sample-access-control-update".into(),
         subject: subject.clone(),
         action: "AccessControlUpdate".into(),
         proof: Proof::Signature,
         payload: Some(coworker()),
         received_at: at,
+        urgent: false,
         hint: None,
-    }
+    })
     .to_outgoing();
     let timer = WorkMessage::Reconcile { subject, reason: "timer".into(), at, urgent: true }.to_outgoing();
     testkit::events::sqs_batch(&[
@@ -154,7 +155,7 @@ fn sample_events_are_current_and_valid() {
             signature: h("webhook-signature"),
         };
         assert_eq!(verify::standard_webhook(&key, headers, body.as_bytes(), at), Ok(SAMPLE_TS), "{name}");
-        let parsed = shared::ingress::envelope::kinnovis(
+        let parsed = shared::sources::kinnovis::webhook::parse(
             &DEMO_STORAGE_TENANT.into(),
             DEMO_LOCATION,
             "id",
@@ -175,7 +176,7 @@ fn sample_events_are_current_and_valid() {
 fn the_deploy_guide_names_every_nexudus_action() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy.md");
     let guide = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    for action in shared::ingress::envelope::NEXUDUS_ACTIONS {
+    for action in shared::sources::nexudus::webhook::NEXUDUS_ACTIONS {
         assert!(guide.contains(&format!("`{action}`")), "docs/deploy.md does not name `{action}`");
     }
 }

@@ -8,7 +8,7 @@ use shared::error::CallError;
 use shared::http::RetryPolicy;
 use shared::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, Target, Window};
 use shared::providers::tapkey::{TapkeyClient, TapkeyConfig, TapkeyProvider};
-use shared::providers::{GrantRequest, Provider};
+use shared::providers::{GrantProvider, GrantRequest, Provider};
 use testkit::sim::{TapkeySim, TapkeySimConfig};
 
 const FRONT: &str = "lock-front";

@@ -107,7 +107,7 @@ async fn a_body_replayed_to_every_action_collapses_into_one_queued_message() {
     let app = spawn_app(HookAuth::Signature).await;
     let pass = app.nexudus.give_pass(ANNA, BIKE_STORAGE, None);
     let captured = app.nexudus.webhook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA));
-    let actions = shared::ingress::envelope::NEXUDUS_ACTIONS
+    let actions = shared::sources::nexudus::webhook::NEXUDUS_ACTIONS
         .iter()
         .filter(|a| !a.starts_with("Team") && !a.starts_with("Visitor"));
     let mut sent = 0;

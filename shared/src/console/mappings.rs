@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::catalog::{self, Catalog, LockSystemChoices, TargetNames, item_kinds};
 use super::{Console, ConsoleError};
-use crate::ingress::envelope::WorkMessage;
 use crate::model::{ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
+use crate::queue::WorkMessage;
 use crate::sources::SourceItem;
 use crate::tenants::TenantRuntime;
 

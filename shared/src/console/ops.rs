@@ -5,9 +5,10 @@ use serde::Serialize;
 use super::{Console, ConsoleError};
 use crate::config::SourceConfig;
 use crate::explain::SubjectReport;
-use crate::ingress::envelope::{NEXUDUS_ACTIONS, WorkMessage};
 use crate::model::TenantId;
+use crate::queue::WorkMessage;
 use crate::resync::{ResyncOptions, ResyncReport};
+use crate::sources::nexudus::webhook::NEXUDUS_ACTIONS;
 use crate::status::Status;
 
 /// At most this many dead letters per "redrive" (a few SQS calls each).

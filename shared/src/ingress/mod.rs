@@ -1,23 +1,23 @@
 //! Webhook ingress: size cap → tenant → verify → parse → enqueue → 202.
 //!
-//! Transport-free: `portier serve` (axum) and the Lambda function (API Gateway events) both
-//! call [`Ingress::nexudus`] with the raw body bytes and map the [`Answer`] back.
+//! Transport-free: `portier serve` (axum) and the Lambda functions (API Gateway events) hand
+//! the raw request to [`Ingress::hook`] with the source's [`WebhookSource`] and map the
+//! [`Answer`] back; what differs between sources lives in `sources/<name>/webhook.rs`.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::ingress::envelope::WorkMessage;
 use crate::model::TenantId;
-use crate::queue::Queue;
+use crate::queue::{Event, Queue, WorkMessage};
+use crate::sources::kinnovis::webhook::KinnovisHooks;
+use crate::sources::nexudus::webhook::NexudusHooks;
+use crate::sources::{HookRequest, Refused, WebhookSource};
 use crate::store::Records;
 use crate::store::records::Quarantined;
 use crate::tenants::Tenants;
 
-pub mod envelope;
 pub mod verify;
-
-use envelope::Proof;
 
 /// Largest webhook body accepted (design §6.1).
 pub const MAX_BODY: usize = 256 * 1024;
@@ -93,7 +93,7 @@ impl Ingress {
     /// will read the source after this webhook arrived, so nothing is lost by not queueing.
     /// Once it has started, a repeat is queued (a change may have come after its reads).
     async fn merges_into_queued(&self, msg: &WorkMessage) -> Result<bool, crate::error::InfraError> {
-        let WorkMessage::NexudusEvent { subject, hint: Some(h), .. } = msg else { return Ok(false) };
+        let WorkMessage::Event(Event { subject, hint: Some(h), .. }) = msg else { return Ok(false) };
         self.records.hint_pending(subject, h).await
     }
 
@@ -122,7 +122,7 @@ impl Ingress {
                 continue;
             }
             self.queue.send(&msg.to_outgoing()).await.map_err(|e| unavailable("queue", e))?;
-            if let WorkMessage::NexudusEvent { subject, hint: Some(h), event_id, .. } = msg
+            if let WorkMessage::Event(Event { subject, hint: Some(h), event_id, .. }) = msg
                 && let Err(e) = self.records.hint_queued(subject, h, event_id).await
             {
                 // Only merging is lost: the next repeat is queued as well.
@@ -237,165 +237,118 @@ impl Ingress {
         }
     }
 
-    /// Accepts a Nexudus webhook. Nothing is queued unless it is verified and parseable.
-    /// One log line per webhook, at info: tenant, action, outcome (no personal data).
+    /// Accepts a Nexudus webhook (one URL per action). See [`Self::hook`].
     pub async fn nexudus(&self, req: NexudusRequest<'_>) -> Answer {
-        let (tenant, action) = (req.tenant.to_owned(), req.action.to_owned());
-        let answer = self.nexudus_unlogged(req).await;
-        log_webhook("nexudus", &tenant, &action, &answer);
+        let headers: Vec<(&str, &str)> =
+            req.signature.map(|sig| ("x-nexudus-hook-signature", sig)).into_iter().collect();
+        let hook = HookRequest {
+            tenant: req.tenant,
+            action: req.action,
+            token: req.token,
+            headers: &headers,
+            body: req.body,
+        };
+        self.hook(&NexudusHooks, hook).await
+    }
+
+    /// Accepts a Kinnovis webhook (Standard Webhooks). See [`Self::hook`].
+    pub async fn kinnovis(&self, req: KinnovisRequest<'_>) -> Answer {
+        let h = req.headers;
+        let headers: Vec<(&str, &str)> =
+            [("webhook-id", h.id), ("webhook-timestamp", h.timestamp), ("webhook-signature", h.signature)]
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?)))
+                .collect();
+        let hook =
+            HookRequest { tenant: req.tenant, action: "", token: None, headers: &headers, body: req.body };
+        self.hook(&KinnovisHooks, hook).await
+    }
+
+    /// Accepts a webhook of any source. Nothing is queued unless the tenant takes it, it is
+    /// verified by the source's scheme with the tenant's secrets, and its body parses; one log
+    /// line per webhook, at info: tenant, action, outcome (no personal data).
+    ///
+    /// A delivery id seen before is answered 202 like the first time (design §6.1: the sender
+    /// may not have received our first answer, and anything but 2xx makes it retry for days)
+    /// but nothing is queued again: a replay can never cause work twice.
+    pub async fn hook(&self, source: &dyn WebhookSource, req: HookRequest<'_>) -> Answer {
+        let answer = self.hook_unlogged(source, &req).await;
+        log_webhook(source.kind().as_str(), req.tenant, &source.log_action(&req), &answer);
         answer
     }
 
-    async fn nexudus_unlogged(&self, req: NexudusRequest<'_>) -> Answer {
+    async fn hook_unlogged(&self, source: &dyn WebhookSource, req: &HookRequest<'_>) -> Answer {
         let tenant_id = TenantId(req.tenant.to_owned());
         let tenant = match self.tenant(&tenant_id).await {
             Ok(t) => t,
             Err(answer) => return answer,
         };
-        if !envelope::NEXUDUS_ACTIONS.contains(&req.action) {
-            return Answer::new(404, "unknown or unhandled action");
+        if let Err(why) = source.accepts(&tenant.config.source, req.action) {
+            return Answer::new(404, why);
         }
         if req.body.len() > MAX_BODY {
             return Answer::new(413, "body over 256 KiB");
         }
+        let now = self.records.now();
+        let secret = tenant.webhook_secret.as_ref().map(|s| s.expose());
+        let token = tenant.webhook_token.as_ref().map(|s| s.expose());
+        let proof = match verify::delivery(source.signing(), secret, token, req, now) {
+            Ok(proof) => proof,
+            Err((status, why)) => return Answer::new(status, &why),
+        };
 
-        // Every configured check must pass; a signature vouches for the content as well.
-        let signed = match &tenant.webhook_secret {
-            Some(secret) => {
-                match req
-                    .signature
-                    .and_then(|sig| verify::nexudus_signed(secret.expose().as_bytes(), req.body, sig))
-                {
-                    Some(s) => s == verify::Signed::Content,
-                    None => return Answer::new(401, "signature missing or invalid"),
+        let events = match source.events(&tenant_id, &tenant.config.source, req, proof, now) {
+            Ok(events) => events,
+            Err(Refused::NotForTenant(reason)) => {
+                tracing::warn!(tenant = %tenant_id, source = source.kind().as_str(), "webhook for another tenant refused");
+                return Answer::new(400, &reason);
+            }
+            Err(Refused::Unparseable(reason)) => {
+                let id =
+                    source.delivery_id(req).map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+                let action = if req.action.is_empty() { source.kind().as_str() } else { req.action };
+                return self.quarantine(&tenant_id, id, action, reason, req.body, now).await;
+            }
+        };
+
+        let seen_key =
+            source.delivery_id(req).map(|id| format!("{}-hook#{tenant_id}#{id}", source.kind().as_str()));
+        if let Some(key) = &seen_key {
+            match self.records.event_done(key).await {
+                Ok(true) => {
+                    return Answer {
+                        status: 202,
+                        body: json!({ "status": 202, "message": "duplicate webhook-id: already accepted, not queued again" }),
+                    };
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "store unavailable");
+                    return Answer::new(503, "store unavailable, retry later");
                 }
             }
-            None => false,
-        };
-        if let Some(token) = &tenant.webhook_token
-            && !verify::token(token.expose(), req.token)
-        {
-            return Answer::new(401, "token missing or invalid");
         }
-        // A signature over the ASCII copy only proves the sender, as a token does.
-        let proof = if signed { Proof::Signature } else { Proof::Token };
-
-        let now = self.records.now();
-        let messages = match envelope::nexudus(&tenant_id, req.action, req.body, proof, now) {
-            Ok(m) => m,
-            Err(envelope::Unparseable(reason)) => {
-                return self
-                    .quarantine(
-                        &tenant_id,
-                        uuid::Uuid::new_v4().to_string(),
-                        req.action.to_owned(),
-                        reason,
-                        req.body,
-                        now,
-                    )
-                    .await;
-            }
-        };
-
+        let messages: Vec<WorkMessage> = events.into_iter().map(WorkMessage::Event).collect();
         let sent = match self.enqueue(&tenant_id, &messages).await {
             Ok(sent) => sent,
             Err(answer) => return answer,
         };
-        let merged = sent.merged;
+        // Remembered only once queued (or left to the overflow resync), so a failed send is
+        // retried by the sender. If this write fails, a redelivery is queued again and the
+        // worker's per-subject ids drop it.
+        if let Some(key) = &seen_key
+            && let Err(e) = self.records.mark_event_done(key).await
+        {
+            tracing::warn!(error = %e, "could not remember the webhook-id; the worker deduplicates");
+        }
         let message = if sent.overflowed > 0 {
             "accepted; the tenant's queue is full, so a resync reads this from the source"
-        } else if merged == messages.len() {
+        } else if sent.merged == messages.len() {
             "queued (merged into a queued one)"
         } else {
             "queued"
         };
-        Answer { status: 202, body: json!({ "status": 202, "message": message }) }
-    }
-
-    /// Accepts a Kinnovis webhook (Standard Webhooks). Nothing is queued unless it is signed
-    /// with the tenant's secret, fresh (±300 s), for the tenant's location, parseable, and its
-    /// `webhook-id` was not accepted before.
-    ///
-    /// A `webhook-id` seen before is answered 202 like the first time (design §6.1: the sender
-    /// may not have received our first answer, and anything but 2xx makes it retry for days)
-    /// but nothing is queued again: a replay can never cause work twice.
-    pub async fn kinnovis(&self, req: KinnovisRequest<'_>) -> Answer {
-        let tenant = req.tenant.to_owned();
-        // The event type, when the body names one in a plain token (never other body content).
-        let action = serde_json::from_slice::<serde_json::Value>(req.body)
-            .ok()
-            .and_then(|v| v["type"].as_str().map(str::to_owned))
-            .filter(|t| t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-            .unwrap_or_else(|| "-".into());
-        let answer = self.kinnovis_unlogged(req).await;
-        log_webhook("kinnovis", &tenant, &action, &answer);
-        answer
-    }
-
-    async fn kinnovis_unlogged(&self, req: KinnovisRequest<'_>) -> Answer {
-        let tenant_id = TenantId(req.tenant.to_owned());
-        let tenant = match self.tenant(&tenant_id).await {
-            Ok(t) => t,
-            Err(answer) => return answer,
-        };
-        let crate::config::SourceConfig::Kinnovis { location_id, .. } = &tenant.config.source else {
-            return Answer::new(404, "this tenant does not take Kinnovis webhooks");
-        };
-        if req.body.len() > MAX_BODY {
-            return Answer::new(413, "body over 256 KiB");
-        }
-        // Checked at start-up, so a tenant always has a usable key here.
-        let Some(key) =
-            tenant.webhook_secret.as_ref().and_then(|s| verify::WebhookKey::parse(s.expose()).ok())
-        else {
-            return Answer::new(503, "the tenant's webhook secret is not usable");
-        };
-        let now = self.records.now();
-        if let Err(e) = verify::standard_webhook(&key, req.headers, req.body, now) {
-            return Answer::new(401, &e.to_string());
-        }
-        // Verified, so the id is well-formed.
-        let webhook_id = req.headers.id.unwrap_or_default();
-
-        let messages = match envelope::kinnovis(&tenant_id, location_id, webhook_id, req.body, now) {
-            Ok(m) => m,
-            Err(envelope::KinnovisReject::WrongLocation(reason)) => {
-                tracing::warn!(tenant = %tenant_id, "Kinnovis webhook for another location refused");
-                return Answer::new(400, &reason);
-            }
-            Err(envelope::KinnovisReject::Unparseable(reason)) => {
-                return self
-                    .quarantine(&tenant_id, webhook_id.to_owned(), "kinnovis", reason, req.body, now)
-                    .await;
-            }
-        };
-
-        let seen_key = format!("kinnovis-hook#{tenant_id}#{webhook_id}");
-        match self.records.event_done(&seen_key).await {
-            Ok(true) => {
-                return Answer {
-                    status: 202,
-                    body: json!({ "status": 202, "message": "duplicate webhook-id: already accepted, not queued again" }),
-                };
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "store unavailable");
-                return Answer::new(503, "store unavailable, retry later");
-            }
-        }
-        if let Err(answer) = self.enqueue(&tenant_id, &messages).await {
-            return answer;
-        }
-        // Remembered only once queued (or left to the overflow resync), so a failed send is retried by the sender. If this
-        // write fails, a redelivery is queued again and the worker's per-subject ids drop it.
-        if let Err(e) = self.records.mark_event_done(&seen_key).await {
-            tracing::warn!(error = %e, "could not remember the webhook-id; the worker deduplicates");
-        }
-        Answer {
-            status: 202,
-            body: json!({ "status": 202, "message": "queued", "subjects": messages.len() }),
-        }
+        Answer { status: 202, body: json!({ "status": 202, "message": message, "subjects": messages.len() }) }
     }
 }
 

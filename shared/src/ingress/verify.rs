@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::model::Instant;
+use crate::sources::{HookRequest, Proof, Signing};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -186,6 +187,56 @@ fn standard_mac(key: &WebhookKey, id: &str, timestamp: i64, body: &[u8]) -> Vec<
 /// The `webhook-signature` value for a delivery (`v1,<base64>`), as a sender computes it.
 pub fn standard_sign(key: &WebhookKey, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(standard_mac(key, id, timestamp, body)))
+}
+
+/// Why a delivery is refused before its body is read: the HTTP status and what to say.
+pub type Refusal = (u16, String);
+
+/// Runs the source's signing scheme with the tenant's secret and token: the proof the body
+/// carries, or the refusal (401; 503 when the tenant's secret cannot verify anything).
+pub fn delivery(
+    signing: Signing,
+    secret: Option<&str>,
+    token_expected: Option<&str>,
+    req: &HookRequest<'_>,
+    now: Instant,
+) -> Result<Proof, Refusal> {
+    let refuse = |status: u16, why: &str| (status, why.to_owned());
+    match signing {
+        Signing::BodyHmac { header } => {
+            // Every configured check must pass; a signature vouches for the content as well.
+            let signed = match secret {
+                Some(secret) => {
+                    match req.header(header).and_then(|sig| nexudus_signed(secret.as_bytes(), req.body, sig))
+                    {
+                        Some(s) => s == Signed::Content,
+                        None => return Err(refuse(401, "signature missing or invalid")),
+                    }
+                }
+                None => false,
+            };
+            if let Some(expected) = token_expected
+                && !token(expected, req.token)
+            {
+                return Err(refuse(401, "token missing or invalid"));
+            }
+            // A signature over the ASCII copy only proves the sender, as a token does.
+            Ok(if signed { Proof::Signature } else { Proof::Token })
+        }
+        Signing::StandardWebhooks => {
+            // Checked at start-up, so a tenant always has a usable key here.
+            let Some(key) = secret.and_then(|s| WebhookKey::parse(s).ok()) else {
+                return Err(refuse(503, "the tenant's webhook secret is not usable"));
+            };
+            let headers = StandardHeaders {
+                id: req.header("webhook-id"),
+                timestamp: req.header("webhook-timestamp"),
+                signature: req.header("webhook-signature"),
+            };
+            standard_webhook(&key, headers, req.body, now).map_err(|e| (401, e.to_string()))?;
+            Ok(Proof::Signature)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! Lock systems: one folder per provider, each implementing [`Provider`].
+//! Lock systems: one folder per provider, each implementing [`Provider`] and its [`Shape`].
 //!
 //! Two shapes: Tapkey grants carry their own validity and are created exactly once per window
-//! ([`Provider::grant`], [`Provider::revoke`]); Salto KS and Brivo group memberships carry none
-//! and are changed with idempotent calls, batched per reconcile, on a provider user Portier
-//! created ([`Provider::ensure_user`], [`Provider::change_memberships`], [`Provider::user_action`]).
+//! ([`GrantProvider`]); Salto KS and Brivo group memberships carry none and are changed with
+//! idempotent calls, batched per reconcile, on a provider user Portier created
+//! ([`MembershipProvider`]).
 
 use async_trait::async_trait;
 
@@ -110,60 +110,65 @@ pub enum UserAction {
     Invite,
 }
 
-fn unsupported(kind: ProviderKind, what: &str) -> CallError {
-    CallError::config(format!("{} does not support {what}", kind.name()))
-}
-
 /// A lock system Portier writes to. Every call is safe to repeat.
+///
+/// Each provider has one shape ([`Shape`]); reconcile dispatches on it, so a new lock system
+/// implements this trait and the trait of its shape, and the compiler names every method.
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
 
+    /// How access is written here: grants with their own validity, or group memberships.
+    fn shape(&self) -> Shape<'_>;
+
+    /// All live access at these targets, whoever created it (listing calls only).
+    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError>;
+
+    /// Removes access found by `list_access` that no record of Portier's accounts for
+    /// (only under the `clean_slate` adoption policy).
+    async fn remove_held(&self, held: &Held) -> Result<(), CallError>;
+}
+
+/// The two ways a lock system holds access (design §4).
+#[derive(Clone, Copy)]
+pub enum Shape<'a> {
+    /// Grants carrying their own validity (Tapkey): future windows are created ahead of time.
+    Grants(&'a dyn GrantProvider),
+    /// Group memberships that hold now (Salto KS, Brivo), on a provider user Portier created.
+    Memberships(&'a dyn MembershipProvider),
+}
+
+/// A lock system whose grants carry their own validity, each created exactly once.
+#[async_trait]
+pub trait GrantProvider: Send + Sync {
     /// Creates the access (exactly once: with `resume`, an existing object is returned).
-    async fn grant(&self, _req: &GrantRequest) -> Result<Granted, CallError> {
-        Err(unsupported(self.kind(), "grants with validity"))
-    }
+    async fn grant(&self, req: &GrantRequest) -> Result<Granted, CallError>;
 
     /// Removes access Portier created. Access already gone counts as done. For an applied
     /// record that is only an intent, the object is looked up and removed if it exists.
-    async fn revoke(&self, _applied: &Applied) -> Result<(), CallError> {
-        Err(unsupported(self.kind(), "grants with validity"))
-    }
+    async fn revoke(&self, applied: &Applied) -> Result<(), CallError>;
+}
 
+/// A lock system of group memberships, changed with idempotent calls on a provider user.
+#[async_trait]
+pub trait MembershipProvider: Send + Sync {
     /// The provider user for this person: `known` as stored when it has ids; otherwise looked
     /// up (after an intent) or created. The answer is stored before any membership call.
     async fn ensure_user(
         &self,
-        _person: &Person,
-        _known: Option<&ProviderUser>,
-        _now: Instant,
-    ) -> Result<ProviderUser, CallError> {
-        Err(unsupported(self.kind(), "provider users"))
-    }
+        person: &Person,
+        known: Option<&ProviderUser>,
+        now: Instant,
+    ) -> Result<ProviderUser, CallError>;
 
     /// Adds and removes group memberships: one call per group (Salto KS) or per user (Brivo).
     /// An `Err` means nothing needs recording (nothing applied, or repeating it is harmless);
     /// groups refused one by one are listed in the outcome.
-    async fn change_memberships(&self, _change: &MembershipChange) -> Result<MembershipOutcome, CallError> {
-        Err(unsupported(self.kind(), "group memberships"))
-    }
+    async fn change_memberships(&self, change: &MembershipChange) -> Result<MembershipOutcome, CallError>;
 
     /// Suspends, re-activates, deletes or invites a user Portier created. A user already in that
     /// state (or already gone, for a delete) counts as done.
-    async fn user_action(&self, _user: &ProviderUser, _action: UserAction) -> Result<(), CallError> {
-        Err(unsupported(self.kind(), "user actions"))
-    }
-
-    /// All live access at these targets, whoever created it (listing calls only).
-    async fn list_access(&self, _targets: &[Target]) -> Result<Vec<Held>, CallError> {
-        Err(unsupported(self.kind(), "listing access"))
-    }
-
-    /// Removes access found by `list_access` that no record of Portier's accounts for
-    /// (only under the `clean_slate` adoption policy).
-    async fn remove_held(&self, _held: &Held) -> Result<(), CallError> {
-        Err(unsupported(self.kind(), "removing access"))
-    }
+    async fn user_action(&self, user: &ProviderUser, action: UserAction) -> Result<(), CallError>;
 }
 
 #[cfg(test)]

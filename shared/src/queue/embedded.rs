@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use super::{Delivery, Outgoing, Queue, QueueStats};
 use crate::clock::Clock;
 use crate::error::InfraError;
-use crate::store::sqlite::{blocking, open_connection, sql_error};
+use crate::sqlite_file::{blocking, open_connection, sql_error};
 
 /// How long a deduplication id suppresses another send (SQS: 5 minutes).
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -129,6 +129,41 @@ impl EmbeddedQueue {
     }
 }
 
+/// Up to `wanted` messages to hand out at `now` (ms).
+fn heads(tx: &rusqlite::Transaction<'_>, now: i64, wanted: i64) -> Result<Vec<Candidate>, InfraError> {
+    // The head of every group with nothing in flight, taken in turns across tenants
+    // (the group's prefix before `#`): each tenant's first, then each one's second, so
+    // one tenant's backlog never delays another tenant's work. Within a tenant, heads
+    // that may take access away come first, then the order of sending; within a group
+    // the order is always the order of sending (only its head is ever a candidate).
+    tx.prepare_cached(
+        "WITH heads AS (
+                SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count, m.priority,
+                       substr(m.grp, 1, instr(m.grp || '#', '#') - 1) AS tenant
+                FROM queue_messages m
+                WHERE m.visible_at <= ?1
+                  AND m.seq = (SELECT MIN(h.seq) FROM queue_messages h WHERE h.grp = m.grp)
+             ), ranked AS (
+                SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority, seq) AS turn FROM heads
+             )
+             SELECT seq, message_id, grp, body, receive_count FROM ranked
+             ORDER BY turn, priority, seq LIMIT ?2",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_map(params![now, wanted], |r| {
+            Ok(Candidate {
+                seq: r.get(0)?,
+                message_id: r.get(1)?,
+                group: r.get(2)?,
+                body: r.get(3)?,
+                receive_count: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(|e| sql_error("receive", e))
+}
+
 /// [`EmbeddedQueue::try_receive`] on the connection, at `now` (ms).
 fn receive_now(
     conn: &mut Connection,
@@ -144,38 +179,7 @@ fn receive_now(
     let mut out = Vec::new();
     loop {
         let wanted = i64::try_from(max - out.len()).unwrap_or(1);
-        // The head of every group with nothing in flight, taken in turns across tenants
-        // (the group's prefix before `#`): each tenant's first, then each one's second, so
-        // one tenant's backlog never delays another tenant's work. Within a tenant, heads
-        // that may take access away come first, then the order of sending; within a group
-        // the order is always the order of sending (only its head is ever a candidate).
-        let candidates = tx
-                .prepare_cached(
-                    "WITH heads AS (
-                        SELECT m.seq, m.message_id, m.grp, m.body, m.receive_count, m.priority,
-                               substr(m.grp, 1, instr(m.grp || '#', '#') - 1) AS tenant
-                        FROM queue_messages m
-                        WHERE m.visible_at <= ?1
-                          AND m.seq = (SELECT MIN(h.seq) FROM queue_messages h WHERE h.grp = m.grp)
-                     ), ranked AS (
-                        SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority, seq) AS turn FROM heads
-                     )
-                     SELECT seq, message_id, grp, body, receive_count FROM ranked
-                     ORDER BY turn, priority, seq LIMIT ?2",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![now, wanted], |r| {
-                        Ok(Candidate {
-                            seq: r.get(0)?,
-                            message_id: r.get(1)?,
-                            group: r.get(2)?,
-                            body: r.get(3)?,
-                            receive_count: r.get(4)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(|e| sql_error("receive", e))?;
+        let candidates = heads(&tx, now, wanted)?;
         if candidates.is_empty() {
             break;
         }

@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use crate::error::InfraError;
 
 pub mod embedded;
+pub mod message;
 pub mod sqs;
+
+pub use message::{Event, Proof, WorkMessage};
 
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

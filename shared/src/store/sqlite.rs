@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -13,9 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{Cond, Item, Store};
 use crate::clock::Clock;
 use crate::error::InfraError;
+use crate::sqlite_file::{blocking, open_connection, sql_error};
 
-/// How long a writer waits for another connection's lock on the file.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Expired records are purged from the file every this many writes.
 const PURGE_EVERY: u64 = 1000;
 
@@ -38,46 +36,6 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     writes: AtomicU64,
-}
-
-/// Runs `f` with the connection on tokio's blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
-    op: &'static str,
-    f: impl FnOnce(&mut Connection) -> Result<T, InfraError> + Send + 'static,
-) -> Result<T, InfraError> {
-    let conn = conn.clone();
-    tokio::task::spawn_blocking(move || {
-        // Every change is one statement or one transaction that rolls back on drop, so a
-        // poisoned lock still guards a consistent connection.
-        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut conn)
-    })
-    .await
-    .map_err(|e| InfraError::Backend(format!("sqlite {op}: the blocking task failed: {e}")))?
-}
-
-pub(crate) fn sql_error(op: &str, e: rusqlite::Error) -> InfraError {
-    // rusqlite's messages name the failing constraint or statement, never bound values.
-    InfraError::Backend(format!("sqlite {op}: {e}"))
-}
-
-/// Opens a connection to a shared database file: WAL, so readers never block the writer,
-/// and a busy timeout, so the store's and the queue's connections wait for each other.
-pub(crate) fn open_connection(path: &Path) -> Result<Connection, InfraError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| InfraError::Backend(format!("creating {}: {e}", dir.display())))?;
-    }
-    let conn = Connection::open(path).map_err(|e| sql_error("open", e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("busy_timeout", e))?;
-    // The journal mode pragma answers with the mode it set; query_row reads that answer.
-    let _mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| sql_error("journal_mode", e))?;
-    // NORMAL in WAL mode survives a process crash; only an OS crash can lose the last commits.
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| sql_error("synchronous", e))?;
-    Ok(conn)
 }
 
 fn version_sql(v: u64) -> Result<i64, InfraError> {

@@ -17,7 +17,9 @@ use crate::model::{
     BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState, Window,
     membership_key,
 };
-use crate::providers::{Held, MembershipChange, MembershipOutcome, Person, Provider, UserAction};
+use crate::providers::{
+    Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
+};
 
 /// The Brivo provider of one tenant.
 #[derive(Debug)]
@@ -82,11 +84,7 @@ impl BrivoProvider {
 }
 
 #[async_trait]
-impl Provider for BrivoProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Brivo
-    }
-
+impl MembershipProvider for BrivoProvider {
     async fn ensure_user(
         &self,
         person: &Person,
@@ -209,6 +207,17 @@ impl Provider for BrivoProvider {
                 ))),
             },
         }
+    }
+}
+
+#[async_trait]
+impl Provider for BrivoProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Brivo
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        Shape::Memberships(self)
     }
 
     async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {

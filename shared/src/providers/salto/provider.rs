@@ -22,7 +22,9 @@ use crate::model::{
     Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState, Window,
     membership_key,
 };
-use crate::providers::{Held, MembershipChange, MembershipOutcome, Person, Provider, UserAction};
+use crate::providers::{
+    Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
+};
 
 /// How long after creating a user Salto KS's "not found"/"not possible" answers are taken as
 /// eventual consistency (measured ~1 min) rather than as a real refusal.
@@ -137,11 +139,7 @@ impl SaltoProvider {
 }
 
 #[async_trait]
-impl Provider for SaltoProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Salto
-    }
-
+impl MembershipProvider for SaltoProvider {
     async fn ensure_user(
         &self,
         person: &Person,
@@ -283,6 +281,17 @@ impl Provider for SaltoProvider {
             // Salto KS mails its own invitation when the user is created.
             UserAction::Invite => Ok(()),
         }
+    }
+}
+
+#[async_trait]
+impl Provider for SaltoProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Salto
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        Shape::Memberships(self)
     }
 
     async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {

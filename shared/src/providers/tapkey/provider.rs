@@ -16,7 +16,7 @@ use super::client::{CreateContact, CreateGrant, GrantHolder, NewGrant, TapkeyCli
 use crate::error::CallError;
 use crate::http::RetryPolicy;
 use crate::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, ProviderKind, Target, Window};
-use crate::providers::{GrantRequest, Granted, Held, Provider};
+use crate::providers::{GrantProvider, GrantRequest, Granted, Held, Provider, Shape};
 
 /// How long a lock's state is trusted before it is read again.
 pub const LOCK_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -168,11 +168,7 @@ impl TapkeyProvider {
 }
 
 #[async_trait]
-impl Provider for TapkeyProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Tapkey
-    }
-
+impl GrantProvider for TapkeyProvider {
     async fn grant(&self, req: &GrantRequest) -> Result<Granted, CallError> {
         let lock = lock_of(&req.target)?;
         self.check_lock(lock).await?;
@@ -269,6 +265,17 @@ impl Provider for TapkeyProvider {
                 applied.target
             ))),
         }
+    }
+}
+
+#[async_trait]
+impl Provider for TapkeyProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Tapkey
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        Shape::Grants(self)
     }
 
     async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {

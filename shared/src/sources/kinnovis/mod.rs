@@ -1,4 +1,4 @@
-//! Kinnovis (self-storage): webhook meaning ([`source`]), export client ([`client`]) and the
+//! Kinnovis (self-storage): what a webhook names ([`webhook`]) and means ([`source`]), export client ([`client`]) and the
 //! contract's entities ([`dto`]).
 //!
 //! Kinnovis publishes no webhook API; Portier defines one (`reference/source-systems.md` §6)
@@ -8,6 +8,7 @@
 pub mod client;
 pub mod dto;
 pub mod source;
+pub mod webhook;
 
 pub use client::KinnovisClient;
 pub use source::KinnovisSource;

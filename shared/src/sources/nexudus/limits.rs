@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::client::NexudusConfig;
 use crate::http::Quota;
 
-/// Nexudus's documented allowance for all calls of an account.
-pub const DEFAULT_CALLS_PER_MINUTE: u32 = 120;
+/// Nexudus's documented allowance for all calls of an account (the config's default).
+pub use crate::config::NEXUDUS_CALLS_PER_MINUTE as DEFAULT_CALLS_PER_MINUTE;
 
 /// The documented limits for all calls of an account: "1 req/100ms", "120 requests per minute",
 /// "5000 requests per hour" (developers.nexudus.com/reference/api-limitations). The daily
