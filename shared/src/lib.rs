@@ -32,5 +32,6 @@ pub mod mapping;
 pub mod secrets;
 pub mod serve;
 pub mod status;
+pub mod table;
 pub mod telemetry;
 pub mod tenants;

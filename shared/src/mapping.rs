@@ -371,21 +371,16 @@ pub async fn locks(records: &Records, tenant: &TenantRuntime) -> Result<LocksRep
 
 /// The report as a table for a terminal.
 pub fn render_locks(report: &LocksReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{:<36}  {:<24}  {:<8}  {:<16}  bookings", "lock id", "title", "state", "units");
-    for l in &report.locks {
+    let rows = report.locks.iter().map(|l| {
         let state = match (l.bound, l.active) {
             (false, _) => "unbound",
             (true, true) => "active",
             (true, false) => "INACTIVE",
         };
         let units = if l.units.is_empty() { "-".to_owned() } else { l.units.join(", ") };
-        let _ = writeln!(
-            out,
-            "{:<36}  {:<24}  {:<8}  {:<16}  {}",
-            l.id, l.title, state, units, l.bookings_needing
-        );
-    }
+        vec![l.id.clone(), l.title.clone(), state.to_owned(), units, l.bookings_needing.to_string()]
+    });
+    let mut out = crate::table::columns("", Some(&["lock id", "title", "state", "units", "bookings"]), rows);
     for w in &report.warnings {
         let _ = writeln!(out, "warning: {w}");
     }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use shared::resync::{ResyncOptions, ResyncReport};
 
-use super::resync::{Mode, Scope, describe, resync_cmd};
+use shared::table::columns;
+
+use super::resync::{Mode, Scope, holder, op_cells, resync_cmd};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,20 +27,32 @@ pub fn render(r: &ResyncReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Tenant {}", r.tenant);
     let _ = writeln!(out, "\n  Access no entitlement justifies ({})", r.drift.unjustified.len());
-    for h in &r.drift.unjustified {
-        let who = h.email.as_ref().map_or("(unknown contact)".to_owned(), ToString::to_string);
-        let _ = writeln!(out, "    {:<50} {who:<30} {}  id {}", h.target.to_string(), h.window, h.id);
-    }
+    out += &columns(
+        "    ",
+        None,
+        r.drift.unjustified.iter().map(|h| {
+            vec![h.target.to_string(), holder(h.email.as_ref()), h.window.to_string(), format!("id {}", h.id)]
+        }),
+    );
     let _ =
         writeln!(out, "\n  Access Portier created that is gone at the provider ({})", r.drift.vanished.len());
-    for (s, a) in &r.drift.vanished {
-        let _ =
-            writeln!(out, "    {:<50} {:<30} {}  ({s})", a.target.to_string(), a.email.to_string(), a.window);
-    }
+    out += &columns(
+        "    ",
+        None,
+        r.drift.vanished.iter().map(|(s, a)| {
+            vec![a.target.to_string(), a.email.to_string(), a.window.to_string(), format!("({s})")]
+        }),
+    );
     let missing = shared::resync::Drift::missing(&r.plans);
     let _ = writeln!(out, "\n  Access that should exist but does not ({})", missing.len());
-    for (s, op) in &missing {
-        let _ = writeln!(out, "    {}  ({s})", describe(op));
-    }
+    out += &columns(
+        "    ",
+        None,
+        missing.iter().map(|(s, op)| {
+            let mut cells = op_cells(op);
+            cells.push(format!("({s})"));
+            cells
+        }),
+    );
     out
 }

@@ -4,8 +4,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use shared::model::ProviderKind;
+use shared::model::{Email, ProviderKind};
+use shared::plan::Op;
 use shared::resync::{ResyncOptions, ResyncReport};
+use shared::table::columns;
 
 use crate::parts::{Deployment, Local, LocalParts, drain, parts_for};
 
@@ -191,15 +193,24 @@ pub async fn resync_cmd(
     Ok(if failed || findings { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-pub fn describe(op: &shared::plan::Op) -> String {
+/// A planned operation as table cells: what, where, when, for whom.
+pub fn op_cells(op: &Op) -> Vec<String> {
     match op {
-        shared::plan::Op::Grant { target, window, email, .. } => {
-            format!("+ grant   {target:<50} {window}  ({email})")
+        Op::Grant { target, window, email, .. } => {
+            vec!["+ grant".into(), target.to_string(), window.to_string(), format!("({email})")]
         }
-        shared::plan::Op::Revoke { applied } => {
-            format!("- revoke  {:<50} {}  ({})", applied.target.to_string(), applied.window, applied.email)
-        }
+        Op::Revoke { applied } => vec![
+            "- revoke".into(),
+            applied.target.to_string(),
+            applied.window.to_string(),
+            format!("({})", applied.email),
+        ],
     }
+}
+
+/// Who holds access nothing justifies, as far as the provider says.
+pub fn holder(email: Option<&Email>) -> String {
+    email.map_or("(unknown contact)".to_owned(), ToString::to_string)
 }
 
 fn render_resync(r: &ResyncReport) -> String {
@@ -218,9 +229,7 @@ fn render_resync(r: &ResyncReport) -> String {
     for p in &r.plans {
         let _ =
             writeln!(out, "\n  {} ({})", if p.name.is_empty() { "(no name)" } else { &p.name }, p.subject);
-        for op in &p.ops {
-            let _ = writeln!(out, "    {}", describe(op));
-        }
+        out += &columns("    ", None, p.ops.iter().map(op_cells));
         for op in &p.user_ops {
             let _ = writeln!(out, "    * {op}");
         }
@@ -228,16 +237,14 @@ fn render_resync(r: &ResyncReport) -> String {
     if r.removed_unjustified > 0 {
         let verb = if r.dry_run { "would remove" } else { "removed" };
         let _ = writeln!(out, "\n  Access no entitlement justifies, which adoption = \"clean_slate\" {verb}");
-        for h in &r.drift.unjustified {
-            let who = h.email.as_ref().map_or("(unknown contact)".to_owned(), ToString::to_string);
-            let _ = writeln!(
-                out,
-                "    - remove  {:<50} {}  ({who}, id {})",
-                h.target.to_string(),
-                h.window,
-                h.id
-            );
-        }
+        out += &columns(
+            "    ",
+            None,
+            r.drift.unjustified.iter().map(|h| {
+                let whom = format!("({}, id {})", holder(h.email.as_ref()), h.id);
+                vec!["- remove".into(), h.target.to_string(), h.window.to_string(), whom]
+            }),
+        );
     } else if !r.drift.unjustified.is_empty() {
         let _ = writeln!(
             out,
