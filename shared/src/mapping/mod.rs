@@ -15,6 +15,7 @@ use crate::error::{CallError, InfraError};
 use crate::model::{ItemKind, ItemRef, Mapping, Target};
 use crate::store::Records;
 use crate::tenants::TenantRuntime;
+
 mod file;
 mod locks;
 
