@@ -215,8 +215,6 @@ impl TenantConfig {
         }
     }
 
-    /// The checks a tenant gets wherever its configuration comes from (file or table); the
-
     pub fn mapping(&self, item: &ItemRef) -> Option<&Mapping> {
         self.mappings.iter().find(|m| &m.item == item)
     }
