@@ -35,5 +35,6 @@ pub mod secrets;
 pub mod serve;
 pub mod sqlite_file;
 pub mod status;
+pub mod table;
 pub mod telemetry;
 pub mod tenants;

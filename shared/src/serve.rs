@@ -53,6 +53,14 @@ pub struct Runtime {
     pub records: Records,
 }
 
+impl Runtime {
+    /// Ingress and worker over the same tenants, queue and records: the one way to assemble it.
+    pub fn new(tenants: Arc<dyn crate::tenants::Tenants>, queue: Arc<dyn Queue>, records: Records) -> Self {
+        let ingress = Ingress::new(tenants.clone(), queue.clone(), records.clone());
+        Self { ingress, worker: Worker::new(records.clone(), tenants), queue, records }
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenQuery {
     token: Option<String>,

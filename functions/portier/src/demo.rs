@@ -45,7 +45,7 @@ mod with_simulators {
         let demo = testkit::demo::start().await;
         write_demo_config(&demo, data)?;
         print_demo_help(&demo, listen, data)?;
-        crate::serve_with(&demo.config, &demo.secrets, data, listen, workers).await
+        crate::cmd::serve::serve_with(&demo.config, &demo.secrets, data, listen, workers).await
     }
 
     pub fn secret(which: Secret) -> Result<String> {

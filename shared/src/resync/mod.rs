@@ -7,20 +7,21 @@
 //! work, so workers share it and the providers see exactly the planned operations.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant as MonoInstant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Adoption;
 use crate::error::WorkError;
 use crate::model::{Applied, Entitlement, Instant, Profile, ProviderKind, Seen, SubjectKey, Target};
-use crate::plan::{self, Op, SubjectState, UserOp, UserPolicy};
+use crate::plan::{Op, UserOp};
 use crate::providers::Held;
 use crate::queue::Queue;
-use crate::queue::WorkMessage;
 use crate::sources::Listed;
 use crate::store::Records;
 use crate::tenants::TenantRuntime;
+
+mod run;
+
+use run::run;
 
 /// How often a running resync records where it is, so a timed-out run resumes there.
 const CHECKPOINT_EVERY: usize = 20;
@@ -286,207 +287,6 @@ pub async fn last_failed(
     tenant: &crate::model::TenantId,
 ) -> Result<Option<FailedResync>, WorkError> {
     Ok(records.tenant_record(tenant, FAILED_RECORD).await?)
-}
-
-async fn run(
-    records: &Records,
-    tenant: &TenantRuntime,
-    queue: &dyn Queue,
-    opts: ResyncOptions,
-    progress: Progress<'_>,
-) -> Result<ResyncReport, WorkError> {
-    let clock_start = MonoInstant::now();
-    let now = records.now();
-    let tenant_id = &tenant.config.id;
-    let source_name = tenant.source.kind().as_str();
-
-    // 1. Listing calls: the source, then (in a full run) each provider's access at the
-    //    mapped targets.
-    let since = match opts.incremental {
-        true => last(records, tenant_id).await?.and_then(|l| l.listed_at),
-        false => None,
-    };
-    let listing = tenant.source.list(since, now, records).await?;
-    let complete = listing.complete;
-    let listed = listing.people;
-    // The config's mappings with the stored ones (CSV imports) on top, as the worker plans.
-    let mappings = records.mappings_for(&tenant.config).await?;
-    let mut targets_by_provider: BTreeMap<ProviderKind, BTreeSet<Target>> = BTreeMap::new();
-    for m in mappings.iter().filter(|_| complete) {
-        for t in &m.targets {
-            if opts.provider.is_none_or(|p| p == t.provider()) {
-                targets_by_provider.entry(t.provider()).or_default().insert(t.clone());
-            }
-        }
-    }
-    let mut held = Vec::new();
-    for (kind, targets) in &targets_by_provider {
-        if let Some(provider) = tenant.provider(*kind) {
-            held.extend(provider.list_access(&targets.iter().cloned().collect::<Vec<_>>()).await?);
-        }
-    }
-    let listed_targets: BTreeSet<Target> = targets_by_provider.values().flatten().cloned().collect();
-    let held_ids: BTreeSet<&str> = held.iter().map(|h| h.id.as_str()).collect();
-
-    // 2. Everyone: the listing and everyone the store knows (they may have left the source).
-    let listed_by_subject: BTreeMap<SubjectKey, &Listed> = listed
-        .iter()
-        .map(|l| (SubjectKey::new(tenant_id, tenant.source.kind(), l.person.clone()), l))
-        .collect();
-    let mut subjects: BTreeSet<SubjectKey> = listed_by_subject.keys().cloned().collect();
-    if complete {
-        subjects.extend(records.subjects(tenant_id).await?);
-    }
-
-    let run: Option<RunState> =
-        if opts.dry_run { None } else { records.tenant_record(tenant_id, RUN_RECORD).await? };
-    let resumed = run.as_ref().is_some_and(|r| r.done_through.is_some());
-    let mut state = run.unwrap_or(RunState { started: now, done_through: None });
-    if !opts.dry_run {
-        records.put_tenant_record(tenant_id, RUN_RECORD, &state).await?;
-    }
-
-    let mut report = ResyncReport {
-        tenant: tenant_id.to_string(),
-        dry_run: opts.dry_run,
-        started: state.started,
-        duration_ms: 0,
-        people: subjects.len(),
-        changed: 0,
-        plans: Vec::new(),
-        drift: Drift::default(),
-        removed_unjustified: 0,
-        resumed,
-        full: complete,
-    };
-    let mut accounted: BTreeSet<String> = BTreeSet::new();
-
-    // 3. Plan each subject; a real run records the merge and enqueues the work.
-    let total = subjects.len();
-    for (i, subject) in subjects.iter().enumerate() {
-        let key = subject.to_string();
-        let applied = records.applied(subject).await?;
-        accounted.extend(applied.iter().filter_map(Applied::listed_key));
-        if state.done_through.as_ref().is_some_and(|done| key <= *done) {
-            progress(i + 1, total);
-            continue;
-        }
-
-        let stored_profile = records.profile(subject).await?;
-        let stored = records.entitlements(subject).await?;
-        let merged = merge(
-            stored_profile.as_ref(),
-            &stored,
-            listed_by_subject.get(subject).copied(),
-            complete,
-            source_name,
-            now,
-        );
-        let gone = vanished(&applied, &held_ids, &listed_targets);
-        let present: Vec<Applied> = applied.iter().filter(|a| !gone.contains(a)).cloned().collect();
-        let inputs = SubjectState {
-            profile: merged.profile.clone(),
-            entitlements: merged.entitlements.clone(),
-            applied: present,
-            failures: records.failures(subject).await?,
-            users: records.provider_users(subject).await?,
-        };
-        let mut planned = plan::plan_subject(&inputs, &mappings, UserPolicy::of(&tenant.config), now);
-        if let Some(p) = opts.provider {
-            planned.only(p);
-        }
-        let needs_work = !planned.is_empty();
-        let plan = planned.plan;
-        let changed = merged.profile_changed || !merged.changed_entitlements.is_empty();
-        if changed {
-            report.changed += 1;
-        }
-        report.drift.vanished.extend(gone.iter().map(|a| (subject.clone(), a.clone())));
-
-        if !opts.dry_run {
-            if let (true, Some(p)) = (merged.profile_changed, &merged.profile) {
-                records.save_profile(subject, p, Seen::Read(now)).await?;
-            }
-            for e in &merged.changed_entitlements {
-                records.save_entitlement(subject, e, Seen::Read(now)).await?;
-            }
-            for a in &gone {
-                records.remove_applied(subject, a).await?;
-            }
-            // A window that starts or ends later (a booking, a contract) needs its timer even
-            // when nothing is due now.
-            if let Some(at) = plan.next_check.filter(|_| changed) {
-                records.set_timer(subject, at).await?;
-            }
-            if needs_work {
-                let msg = WorkMessage::Reconcile {
-                    subject: subject.clone(),
-                    reason: "resync".into(),
-                    at: state.started,
-                    urgent: plan.ops.iter().any(|op| matches!(op, crate::plan::Op::Revoke { .. }))
-                        || planned.users.ops.iter().any(|op| {
-                            matches!(
-                                op,
-                                crate::plan::UserOp::Suspend { .. } | crate::plan::UserOp::Delete { .. }
-                            )
-                        }),
-                };
-                queue.send(&msg.to_outgoing()).await?;
-            }
-            if (i + 1) % CHECKPOINT_EVERY == 0 {
-                state.done_through = Some(key.clone());
-                records.put_tenant_record(tenant_id, RUN_RECORD, &state).await?;
-            }
-        }
-        if needs_work {
-            let name = merged.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
-            report.plans.push(SubjectPlan {
-                subject: subject.clone(),
-                name,
-                ops: plan.ops,
-                user_ops: planned.users.ops,
-            });
-        }
-        progress(i + 1, total);
-    }
-
-    // 4. Access nobody accounts for: reported; removed only under clean_slate.
-    report.drift.unjustified = held.into_iter().filter(|h| !accounted.contains(&h.id)).collect();
-    if tenant.config.policy.adoption == Adoption::CleanSlate {
-        for h in &report.drift.unjustified {
-            if !opts.dry_run
-                && let Some(provider) = tenant.provider(h.target.provider())
-            {
-                provider.remove_held(h).await?;
-            }
-            report.removed_unjustified += 1;
-        }
-    }
-
-    report.duration_ms = u64::try_from(clock_start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if !opts.dry_run {
-        records.delete_tenant_record(tenant_id, RUN_RECORD).await?;
-        let last = LastResync {
-            finished: records.now(),
-            listed_at: Some(now),
-            full: complete,
-            duration_ms: report.duration_ms,
-            people: report.people,
-            changed: report.changed,
-            operations: report.op_count(),
-        };
-        records.put_tenant_record(tenant_id, LAST_RECORD, &last).await?;
-    }
-    tracing::info!(
-        tenant = %tenant_id,
-        dry_run = opts.dry_run,
-        people = report.people,
-        changed = report.changed,
-        operations = report.op_count(),
-        unjustified = report.drift.unjustified.len(),
-        "resync finished"
-    );
-    Ok(report)
 }
 
 /// The last finished resync of a tenant.
