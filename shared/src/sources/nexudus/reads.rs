@@ -2,6 +2,7 @@
 //! listing of everyone: whichever costs Nexudus fewer calls.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::coalesce::{Coalescer, Snapshot};
@@ -14,12 +15,57 @@ pub(super) fn pages(records: usize) -> usize {
     records.div_ceil(super::client::PAGE_SIZE as usize).max(1)
 }
 
+/// When one listing of everyone costs Nexudus fewer calls than reading the waiting people
+/// alone. The people waiting at one moment are at most the workers' concurrency, while a
+/// burst may hold thousands more in the queue behind them: so everyone read alone in the
+/// current run of reads counts too, until a listing is bought (ski rental: the alone reads of
+/// a burst never cost more than one listing). A run ends after [`QUIET`] without a read, so
+/// webhooks that come one by one are each read alone.
+pub(super) struct ListingCost {
+    /// Pages the last listing of everything took.
+    pages: AtomicUsize,
+    /// People read alone since the last listing in the current run, and when the last was.
+    run: Mutex<(usize, Option<Instant>)>,
+}
+
+/// A pause in reads this long ends a run of them.
+const QUIET: chrono::Duration = chrono::Duration::seconds(10);
+
+impl ListingCost {
+    pub(super) fn new(first_pages: usize) -> Self {
+        Self { pages: AtomicUsize::new(first_pages), run: Mutex::new((0, None)) }
+    }
+
+    /// People read alone in the run that is still going at `now`.
+    fn in_run(&self, now: Instant) -> usize {
+        let run = self.run.lock().unwrap_or_else(|p| p.into_inner());
+        match run.1 {
+            Some(last) if now - last <= QUIET => run.0,
+            _ => 0,
+        }
+    }
+
+    /// Whether `waiting` people are better served by a listing of everyone.
+    fn list(&self, waiting: usize, now: Instant) -> bool {
+        self.in_run(now) + waiting > self.pages.load(Ordering::Relaxed)
+    }
+
+    fn read_alone(&self, waiting: usize, now: Instant) {
+        let before = self.in_run(now);
+        *self.run.lock().unwrap_or_else(|p| p.into_inner()) = (before + waiting, Some(now));
+    }
+
+    fn listed(&self, records: usize) {
+        self.pages.store(pages(records), Ordering::Relaxed);
+        *self.run.lock().unwrap_or_else(|p| p.into_inner()) = (0, None);
+    }
+}
+
 /// One kind of per-customer records that Nexudus can also list for everyone.
 pub(super) struct ListedKind<'a, T> {
     pub(super) coalescer: &'a Coalescer<Vec<T>>,
     pub(super) listing: &'a Snapshot<Vec<T>>,
-    /// Pages the last listing of everything took.
-    pub(super) pages: &'a AtomicUsize,
+    pub(super) cost: &'a ListingCost,
 }
 
 /// One customer's records as read after `since`: from the last listing of everyone if it
@@ -44,9 +90,11 @@ where
     if let Some(held) = kind.listing.get(id, since) {
         return Ok(held);
     }
-    let ListedKind { coalescer, listing, pages: listing_pages } = kind;
+    let ListedKind { coalescer, listing, cost } = kind;
     let batch = move |ids: Vec<i64>| async move {
-        if ids.len() <= listing_pages.load(Ordering::Relaxed) {
+        let now = records.now();
+        if !cost.list(ids.len(), now) {
+            cost.read_alone(ids.len(), now);
             let mut each = HashMap::new();
             for i in ids {
                 each.insert(i, one(i).await?);
@@ -55,7 +103,7 @@ where
         }
         let started = records.now();
         let everyone = all().await?;
-        listing_pages.store(pages(everyone.len()), Ordering::Relaxed);
+        cost.listed(everyone.len());
         Ok(kept(listing, started, ids, everyone, owner))
     };
     coalescer.get(id, batch, one).await
@@ -77,4 +125,33 @@ fn kept<T: Clone>(
     let wanted = ids.into_iter().map(|i| (i, by_owner.get(&i).cloned().unwrap_or_default())).collect();
     listing.keep(started, by_owner);
     wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_run_of_reads_buys_a_listing_and_webhooks_one_by_one_never_do() {
+        let t0 = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("time");
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        // A listing of 60 pages (6 000 passes); 40 people wait at a time (the workers').
+        let cost = ListingCost::new(5);
+        cost.listed(6_000);
+        assert!(!cost.list(40, at(0)), "40 alone cost less than 60 pages");
+        cost.read_alone(40, at(0));
+        assert!(cost.list(40, at(4)), "80 read alone in one run would cost more than the listing");
+        cost.listed(6_000);
+        assert!(!cost.list(40, at(5)), "a listing starts the count afresh");
+        // One webhook at a time, each after a pause: never a listing.
+        for n in 0..1_000 {
+            assert!(!cost.list(1, at(20 + 11 * n)));
+            cost.read_alone(1, at(20 + 11 * n));
+        }
+        // A pause ends a run.
+        cost.read_alone(40, at(20_000));
+        assert!(!cost.list(40, at(20_011)));
+    }
 }

@@ -22,7 +22,6 @@
 //!   grants nothing until a newer version lifts it.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 
 use async_trait::async_trait;
 use chrono::Duration;
@@ -34,7 +33,7 @@ use super::dto::{Booking, Coworker, CoworkerTimePass};
 pub use super::entitlements::{
     ContractDesks, booking_entitlement, contract_entitlement, pass_entitlement, profile_of, visit_entitlement,
 };
-use super::reads::{ListedKind, read_listed};
+use super::reads::{ListedKind, ListingCost, read_listed};
 use super::refresh::forget;
 pub use super::rules::{NexudusRules, Reads};
 use crate::error::{CallError, WorkError};
@@ -56,10 +55,10 @@ pub struct NexudusSource {
     bookings: Coalescer<Vec<Booking>>,
     pass_listing: Snapshot<Vec<CoworkerTimePass>>,
     booking_listing: Snapshot<Vec<Booking>>,
-    /// Pages a listing of every pass (or booking) took last time: listing everything pays
-    /// once more people wait than that. Until one is seen, [`FIRST_LISTING_PAGES`].
-    pass_pages: AtomicUsize,
-    booking_pages: AtomicUsize,
+    /// When listing every pass (or booking) pays; until one is seen, a listing is taken to
+    /// cost [`FIRST_LISTING_PAGES`].
+    pass_cost: ListingCost,
+    booking_cost: ListingCost,
 }
 
 /// What a first listing of a kind is assumed to cost, in pages.
@@ -76,8 +75,8 @@ impl NexudusSource {
             bookings: Coalescer::default(),
             pass_listing: Snapshot::default(),
             booking_listing: Snapshot::default(),
-            pass_pages: AtomicUsize::new(FIRST_LISTING_PAGES),
-            booking_pages: AtomicUsize::new(FIRST_LISTING_PAGES),
+            pass_cost: ListingCost::new(FIRST_LISTING_PAGES),
+            booking_cost: ListingCost::new(FIRST_LISTING_PAGES),
         }
     }
 
@@ -102,8 +101,7 @@ impl NexudusSource {
         records: &Records,
     ) -> Result<Vec<CoworkerTimePass>, CallError> {
         let client = &self.client;
-        let kind =
-            ListedKind { coalescer: &self.passes, listing: &self.pass_listing, pages: &self.pass_pages };
+        let kind = ListedKind { coalescer: &self.passes, listing: &self.pass_listing, cost: &self.pass_cost };
         read_listed(
             kind,
             id,
@@ -128,7 +126,7 @@ impl NexudusSource {
         let kind = ListedKind {
             coalescer: &self.bookings,
             listing: &self.booking_listing,
-            pages: &self.booking_pages,
+            cost: &self.booking_cost,
         };
         let one = move |i| client.bookings_for(i, ends_from);
         read_listed(
