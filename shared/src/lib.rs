@@ -34,3 +34,4 @@ pub mod serve;
 pub mod status;
 pub mod telemetry;
 pub mod tenants;
+pub mod tick;

@@ -10,7 +10,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use chrono::Utc;
 use shared::clock::{Clock, SystemClock};
 use shared::http::RetryPolicy;
-use shared::lambda::{LambdaEnv, Warm, nexudus_http, worker_sqs};
+use shared::lambda::{LambdaEnv, Warm, answer, worker_sqs};
 use shared::model::TenantId;
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
@@ -140,7 +140,7 @@ impl World {
             &hook.body,
         ))
         .expect("event");
-        nexudus_http(&env.ingress(), &event).await.status_code
+        answer(&env.hooks(), event).await.status_code
     }
 }
 
