@@ -11,6 +11,7 @@ pub mod presence;
 pub mod providers;
 pub mod reconcile;
 pub mod resync;
+pub mod retry;
 pub mod sources;
 pub mod worker;
 
