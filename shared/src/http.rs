@@ -21,6 +21,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use crate::error::CallError;
 pub use crate::retry::RetryPolicy;
 use crate::retry::retry;
+use crate::secrets::ExposeSecret;
 
 mod rate_limit;
 mod reply;
@@ -165,13 +166,13 @@ impl ApiClient {
     {
         let (api, limit) = (&self.api, self.limit.as_ref());
         let token = self.tokens.get(&fetch).await?;
-        let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
+        let reply = send_limited(policy, api, limit, || build(token.expose_secret())).await?;
         if reply.status != StatusCode::UNAUTHORIZED {
             return Ok(reply);
         }
         self.tokens.invalidate(&token).await;
         let token = self.tokens.get(&fetch).await?;
-        let reply = send_limited(policy, api, limit, || build(token.expose())).await?;
+        let reply = send_limited(policy, api, limit, || build(token.expose_secret())).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             return Err(CallError::config(format!(
                 "{} rejected a freshly issued access token ({}){hint}",

@@ -15,7 +15,7 @@ use crate::providers::Provider;
 use crate::providers::brivo::{BrivoConfig, BrivoProvider};
 use crate::providers::salto::{SaltoConfig, SaltoProvider};
 use crate::providers::tapkey::{TapkeyConfig, TapkeyProvider};
-use crate::secrets::TenantSecrets;
+use crate::secrets::{ExposeSecret, TenantSecrets};
 use crate::sources::Source;
 use crate::sources::kinnovis::KinnovisSource;
 use crate::sources::kinnovis::client::{KinnovisClient, KinnovisConfig};
@@ -71,20 +71,28 @@ impl TenantRuntime {
                         [(webhook_secret_env, &webhook_secret), (webhook_token_env, &webhook_token)]
                     {
                         if let (Some(env), Some(v)) = (env, value)
-                            && v.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS
+                            && v.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_CHARS
                         {
                             return Err(in_tenant(ConfigError(format!(
                                 "{env} holds {} characters; a webhook secret or token needs at least \
                              {MIN_WEBHOOK_SECRET_CHARS} (anything shorter can be guessed)",
-                                v.expose().chars().count()
+                                v.expose_secret().chars().count()
                             ))));
                         }
                     }
                     let nexudus = NexudusClient::new(
                         NexudusConfig {
                             base_url: base_url.clone(),
-                            username: secrets.get(username_env).map_err(in_tenant)?.expose().to_owned(),
-                            password: secrets.get(password_env).map_err(in_tenant)?.expose().to_owned(),
+                            username: secrets
+                                .get(username_env)
+                                .map_err(in_tenant)?
+                                .expose_secret()
+                                .to_owned(),
+                            password: secrets
+                                .get(password_env)
+                                .map_err(in_tenant)?
+                                .expose_secret()
+                                .to_owned(),
                         },
                         http.clone(),
                         policy.clone(),
@@ -105,7 +113,7 @@ impl TenantRuntime {
                 SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
                     let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;
                     // A secret that cannot verify anything is a start-up error, not 401s later.
-                    WebhookKey::parse(secret.expose())
+                    WebhookKey::parse(secret.expose_secret())
                         .map_err(|e| in_tenant(ConfigError(format!("{webhook_secret_env}: {e}"))))?;
                     let zone = crate::localtime::Zone::parse(&config.timezone)
                         .map_err(|e| in_tenant(ConfigError(format!("timezone: {e}"))))?;
@@ -113,9 +121,7 @@ impl TenantRuntime {
                         KinnovisConfig {
                             base_url: base_url.clone(),
                             location_id: location_id.clone(),
-                            api_key: crate::http::Secret::new(
-                                secrets.get(api_key_env).map_err(in_tenant)?.expose(),
-                            ),
+                            api_key: secrets.get(api_key_env).map_err(in_tenant)?,
                         },
                         http.clone(),
                         policy.clone(),
@@ -139,8 +145,12 @@ impl TenantRuntime {
                     base_url: t.base_url.clone(),
                     token_url: t.token_url.clone(),
                     owner_account_id: t.owner_account_id.clone(),
-                    client_id: secrets.get(&t.client_id_env).map_err(in_tenant)?.expose().to_owned(),
-                    client_secret: secrets.get(&t.client_secret_env).map_err(in_tenant)?.expose().to_owned(),
+                    client_id: secrets.get(&t.client_id_env).map_err(in_tenant)?.expose_secret().to_owned(),
+                    client_secret: secrets
+                        .get(&t.client_secret_env)
+                        .map_err(in_tenant)?
+                        .expose_secret()
+                        .to_owned(),
                 },
                 http.clone(),
                 policy.clone(),
@@ -150,7 +160,7 @@ impl TenantRuntime {
             providers.insert(ProviderKind::Tapkey, tapkey.clone());
             tapkey_provider = Some(tapkey);
         }
-        let secret = |name: &str| secrets.get(name).map(|s| s.expose().to_owned()).map_err(in_tenant);
+        let secret = |name: &str| secrets.get(name).map(|s| s.expose_secret().to_owned()).map_err(in_tenant);
         let optional_secret = |name: &Option<String>| name.as_deref().map(secret).transpose();
         if let Some(s) = &config.providers.salto_ks {
             let salto = SaltoProvider::new(
@@ -199,10 +209,10 @@ impl TenantRuntime {
         let brivo_hook_token = match brivo_token_env {
             Some(env) => {
                 let token = secrets.get(env).map_err(in_tenant)?;
-                if token.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS {
+                if token.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_CHARS {
                     return Err(in_tenant(ConfigError(format!(
                         "{env} holds {} characters; a webhook token needs at least {MIN_WEBHOOK_SECRET_CHARS}",
-                        token.expose().chars().count()
+                        token.expose_secret().chars().count()
                     ))));
                 }
                 Some(token)

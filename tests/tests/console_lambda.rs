@@ -34,7 +34,7 @@ fn text(r: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> String {
 #[tokio::test]
 async fn the_console_answers_api_gateway_events_like_portier_serve() {
     let app = spawn_app(HookAuth::Signature).await;
-    let auth = AdminAuth::new(Secret::new(TOKEN)).unwrap_or_else(|e| panic!("{e}"));
+    let auth = AdminAuth::new(Secret::from(TOKEN)).unwrap_or_else(|e| panic!("{e}"));
     let router = shared::console::router(Console::new(app.runtime.clone(), auth));
 
     let anonymous = answer(&router, event("GET", "/api/v1/status", "", None)).await;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use clap::{Parser, Subcommand};
 use shared::clock::{Clock, SystemClock};
-use shared::config::{Config, EnvSecrets, Secrets, TenantConfig};
+use shared::config::{Config, EnvSecrets, ExposeSecret, Secrets, TenantConfig};
 use shared::http::RetryPolicy;
 use shared::ingress::Ingress;
 use shared::model::ProviderKind;
@@ -561,7 +561,7 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
         // Standard Webhooks: a fresh id and timestamp, or the replay would be refused as
         // stale (±300 s) or as a reused id.
         let secret = match secret_env {
-            Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
+            Some(name) => EnvSecrets.get(name)?.expose_secret().to_owned(),
             None => demo::secret(demo::Secret::Kinnovis)?,
         };
         let key = shared::ingress::verify::WebhookKey::parse(&secret).map_err(|e| anyhow!(e))?;
@@ -573,7 +573,7 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
             .header("webhook-signature", shared::ingress::verify::standard_sign(&key, &id, now, &body))
     } else {
         let secret = match secret_env {
-            Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
+            Some(name) => EnvSecrets.get(name)?.expose_secret().to_owned(),
             None => demo::secret(demo::Secret::Nexudus)?,
         };
         request.header(

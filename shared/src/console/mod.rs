@@ -21,6 +21,7 @@ use crate::explain::SubjectReport;
 use crate::ingress::envelope::{NEXUDUS_ACTIONS, WorkMessage};
 use crate::model::{ItemKind, ItemRef, Mapping, ProviderKind, Target, TenantId};
 use crate::resync::{ResyncOptions, ResyncReport};
+use crate::secrets::ExposeSecret;
 use crate::serve::Runtime;
 use crate::sources::SourceItem;
 use crate::status::Status;
@@ -426,7 +427,7 @@ impl Console {
         let base = base.trim_end_matches('/');
         Ok(match &t.config.source {
             SourceConfig::Nexudus { webhook_secret_env, .. } => {
-                let query = t.webhook_token.as_ref().map(|tok| format!("?token={}", tok.expose()));
+                let query = t.webhook_token.as_ref().map(|tok| format!("?token={}", tok.expose_secret()));
                 let urls = NEXUDUS_ACTIONS
                     .iter()
                     .map(|a| WebhookUrl {

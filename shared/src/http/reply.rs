@@ -42,9 +42,9 @@ impl Reply {
         }
         let t: TokenBody = self.json(api)?;
         Ok(FreshToken {
-            access_token: Secret::new(t.access_token),
+            access_token: Secret::from(t.access_token),
             expires_in: t.expires_in.map(Duration::from_secs),
-            refresh_token: t.refresh_token.filter(|r| !r.is_empty()).map(Secret::new),
+            refresh_token: t.refresh_token.filter(|r| !r.is_empty()).map(Secret::from),
         })
     }
 

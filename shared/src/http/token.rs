@@ -2,34 +2,15 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::error::CallError;
-
-/// A secret string (access or refresh token). `Debug` never shows it and there is no
-/// `Display`; [`Secret::expose`] is the one way to read it, at the point of use.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(Arc::from(value.into()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use crate::secrets::ExposeSecret;
+pub use crate::secrets::Secret;
 
 /// What a token endpoint gave.
 #[derive(Clone)]
@@ -129,7 +110,7 @@ impl TokenCache {
     /// token. A token some other caller already replaced is left alone.
     pub async fn invalidate(&self, stale: &Secret) {
         if let Some(c) = self.slot.lock().await.as_mut()
-            && c.access == *stale
+            && c.access.expose_secret() == stale.expose_secret()
         {
             c.invalidated = true;
         }
@@ -144,6 +125,7 @@ pub fn refresh_margin(lifetime: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn refresh_margin_is_a_minute_or_a_fifth() {
@@ -155,17 +137,17 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
+        let s = Secret::from("hunter2");
+        assert_eq!(format!("{s:?}"), "SecretBox<str>([REDACTED])");
         let fresh = FreshToken { access_token: s.clone(), expires_in: None, refresh_token: Some(s) };
         assert!(!format!("{fresh:?}").contains("hunter2"));
     }
 
     fn fresh(value: &str, secs: u64) -> FreshToken {
         FreshToken {
-            access_token: Secret::new(value),
+            access_token: Secret::from(value),
             expires_in: Some(Duration::from_secs(secs)),
-            refresh_token: Some(Secret::new(format!("r-{value}"))),
+            refresh_token: Some(Secret::from(format!("r-{value}"))),
         }
     }
 
@@ -178,37 +160,41 @@ mod tests {
             assert!(prev.is_none());
             Ok(FreshToken { expires_in: Some(lifetime), ..fresh("a", 0) })
         });
-        assert_eq!(t.await.map(|s| s.expose().to_owned()), Ok("a".into()));
+        assert_eq!(t.await.map(|s| s.expose_secret().to_owned()), Ok("a".into()));
         // Cached: the fetch is not called.
         let t = cache.get(|_| async { Err(CallError::retryable("must not be called")) }).await;
-        assert_eq!(t.map(|s| s.expose().to_owned()), Ok("a".into()));
+        assert_eq!(t.map(|s| s.expose_secret().to_owned()), Ok("a".into()));
 
         // Within the refresh margin a refresh is attempted; if it fails the old token serves.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let t = cache.get(|_| async { Err(CallError::retryable("down")) }).await;
-        assert_eq!(t.map(|s| s.expose().to_owned()), Ok("a".into()));
+        assert_eq!(t.map(|s| s.expose_secret().to_owned()), Ok("a".into()));
         let t = cache
             .get(|prev| async move {
-                assert_eq!(prev.as_ref().map(Secret::expose), Some("r-a"));
+                assert_eq!(prev.as_ref().map(ExposeSecret::expose_secret), Some("r-a"));
                 Ok(fresh("b", 3600))
             })
             .await;
-        assert_eq!(t.map(|s| s.expose().to_owned()), Ok("b".into()));
+        assert_eq!(t.map(|s| s.expose_secret().to_owned()), Ok("b".into()));
 
         // A stale invalidation does not touch the newer token; a current one does.
-        cache.invalidate(&Secret::new("a")).await;
+        cache.invalidate(&Secret::from("a")).await;
         let t = cache.get(|_| async { Err(CallError::retryable("must not be called")) }).await;
-        assert_eq!(t.map(|s| s.expose().to_owned()), Ok("b".into()));
-        cache.invalidate(&Secret::new("b")).await;
+        assert_eq!(t.map(|s| s.expose_secret().to_owned()), Ok("b".into()));
+        cache.invalidate(&Secret::from("b")).await;
         let t = cache.get(|_| async { Err(CallError::retryable("down")) }).await;
         assert!(t.is_err(), "an invalidated token is never handed out again");
         let t = cache
             .get(|prev| async move {
-                assert_eq!(prev.as_ref().map(Secret::expose), Some("r-b"), "refresh after a 401");
+                assert_eq!(
+                    prev.as_ref().map(ExposeSecret::expose_secret),
+                    Some("r-b"),
+                    "refresh after a 401"
+                );
                 Ok(fresh("c", 3600))
             })
             .await;
-        assert_eq!(t.map(|s| s.expose().to_owned()), Ok("c".into()));
+        assert_eq!(t.map(|s| s.expose_secret().to_owned()), Ok("c".into()));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::ingress::envelope::WorkMessage;
 use crate::model::TenantId;
 use crate::queue::Queue;
+use crate::secrets::ExposeSecret;
 use crate::store::Records;
 use crate::store::records::Quarantined;
 use crate::tenants::Tenants;
@@ -196,7 +197,7 @@ impl Ingress {
         if req.body.len() > MAX_BODY {
             return Answer::new(413, "body over 256 KiB");
         }
-        if !verify::token(expected.expose(), req.token) {
+        if !verify::token(expected.expose_secret(), req.token) {
             return Answer::new(401, "token missing or invalid");
         }
         let now = self.records.now();
@@ -264,7 +265,7 @@ impl Ingress {
             Some(secret) => {
                 match req
                     .signature
-                    .and_then(|sig| verify::nexudus_signed(secret.expose().as_bytes(), req.body, sig))
+                    .and_then(|sig| verify::nexudus_signed(secret.expose_secret().as_bytes(), req.body, sig))
                 {
                     Some(s) => s == verify::Signed::Content,
                     None => return Answer::new(401, "signature missing or invalid"),
@@ -273,7 +274,7 @@ impl Ingress {
             None => false,
         };
         if let Some(token) = &tenant.webhook_token
-            && !verify::token(token.expose(), req.token)
+            && !verify::token(token.expose_secret(), req.token)
         {
             return Answer::new(401, "token missing or invalid");
         }
@@ -346,7 +347,7 @@ impl Ingress {
         }
         // Checked at start-up, so a tenant always has a usable key here.
         let Some(key) =
-            tenant.webhook_secret.as_ref().and_then(|s| verify::WebhookKey::parse(s.expose()).ok())
+            tenant.webhook_secret.as_ref().and_then(|s| verify::WebhookKey::parse(s.expose_secret()).ok())
         else {
             return Answer::new(503, "the tenant's webhook secret is not usable");
         };

@@ -10,6 +10,7 @@ use super::dto::{Booking, BookingPage, Unit, UnitList};
 use crate::error::CallError;
 use crate::http::{self, Api, Reply, RetryPolicy, Secret};
 use crate::model::Instant;
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::new("Kinnovis");
 
@@ -102,7 +103,8 @@ impl KinnovisClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let reply = http::send(&self.policy, &API, || build().bearer_auth(self.cfg.api_key.expose())).await?;
+        let reply =
+            http::send(&self.policy, &API, || build().bearer_auth(self.cfg.api_key.expose_secret())).await?;
         match reply.status {
             s if s.is_success() => Ok(reply),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(CallError::config(format!(
@@ -128,7 +130,7 @@ mod tests {
         let cfg = KinnovisConfig {
             base_url: "https://k.example/api".into(),
             location_id: "loc-1".into(),
-            api_key: Secret::new("kv-key-123"),
+            api_key: Secret::from("kv-key-123"),
         };
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("kv-key-123") && shown.contains("loc-1"));

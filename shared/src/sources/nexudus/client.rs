@@ -16,6 +16,7 @@ use super::dto::{
 };
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, Quota, RateLimit, Reply, RetryPolicy, Secret};
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::with_throttle("Nexudus", is_throttle);
 
@@ -486,7 +487,7 @@ impl NexudusClient {
     /// Nexudus refuses it (refresh tokens last 15 days and are single-use per client id).
     async fn fetch_token(&self, refresh: Option<Secret>) -> Result<FreshToken, CallError> {
         if let Some(refresh) = refresh {
-            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose())];
+            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())];
             match self.token_request(&form).await? {
                 Ok(token) => return Ok(token),
                 Err(reply) => {
