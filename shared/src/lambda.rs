@@ -1,129 +1,86 @@
-//! Lambda event mapping: API Gateway HTTP API → ingress, SQS FIFO batch → worker,
-//! EventBridge schedule → tick.
+//! Lambda event mapping: API Gateway HTTP API → the router `portier serve` mounts, SQS FIFO
+//! batch → worker, EventBridge schedule → tick.
 //!
 //! The binaries in `functions/` only build the clients and call these; tests call them
 //! directly with events like those in `events/`.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use axum::http::{HeaderValue, header};
 use base64::Engine;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{LambdaEvent, lambda_runtime, tower::ServiceExt};
 
 use crate::error::WorkError;
-use crate::ingress::verify::StandardHeaders;
-use crate::ingress::{Answer, BrivoRequest, Ingress, KinnovisRequest, NexudusRequest};
 use crate::queue::Queue;
 use crate::worker::{Worker, error_policy};
 
-/// `POST /hooks/nexudus/{tenant}/{action}` behind an HTTP API (payload format 2.0).
-pub async fn nexudus_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let raw = event.raw_path.as_deref().unwrap_or_default();
-    let mut from_path = raw.trim_start_matches('/').split('/').skip(2);
-    let tenant = event.path_parameters.get("tenant").cloned().or_else(|| from_path.next().map(str::to_owned));
-    let action = event.path_parameters.get("action").cloned().or_else(|| from_path.next().map(str::to_owned));
-    let (Some(tenant), Some(action)) = (tenant, action) else {
-        return respond(&Answer {
-            status: 404,
-            body: serde_json::json!({ "status": 404, "message": "no such route" }),
-        });
-    };
-    let body = match raw_body(event) {
-        Ok(b) => b,
-        Err(answer) => return respond(&answer),
-    };
-    let signature = event.headers.get("x-nexudus-hook-signature").and_then(|v| v.to_str().ok());
-    // A repeated `?token=` is refused, as `portier serve` refuses it (no first-wins guessing).
-    // API Gateway joins repeats with commas in `queryStringParameters`; the raw string shows them.
-    let raw_tokens = event
-        .raw_query_string
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|kv| kv.split('=').next() == Some("token"))
-        .count();
-    if raw_tokens > 1 || event.query_string_parameters.all("token").is_some_and(|t| t.len() > 1) {
-        return respond(&Answer {
-            status: 400,
-            body: serde_json::json!({ "status": 400, "message": "token given more than once" }),
-        });
+mod env;
+pub use env::{CONFIG_TTL, LambdaEnv, Warm, rate_shares};
+
+/// Runs `router` as this function's handler: each HTTP API event (payload 2.0) is answered as
+/// [`answer`] does. Returns only when the Lambda runtime stops.
+pub async fn serve(router: axum::Router) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        let router = router.clone();
+        async move { handle(router, event).await }
+    }))
+    .await
+}
+
+/// Answers one HTTP API event with `router` as the function does (tests call this).
+pub async fn answer(router: &axum::Router, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let answer = handle(router.clone(), LambdaEvent::new(event, lambda_runtime::Context::default())).await;
+    answer.and_then(|a| Ok(serde_json::from_value(a)?)).unwrap_or_else(|e| plain(500, &e.to_string()))
+}
+
+/// `lambda_http`'s conversions (what `lambda_http::run` does) around `router`, so both runtimes
+/// route and answer alike. The answer is the JSON the runtime sends: `lambda_http` does not
+/// name its response type.
+async fn handle(
+    router: axum::Router,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let LambdaEvent { mut payload, context } = event;
+    if let Some(reason) = refusal(&payload) {
+        return Ok(serde_json::to_value(plain(400, reason))?);
     }
-    let token = event.query_string_parameters.first("token");
-    let answer = ingress
-        .nexudus(NexudusRequest { tenant: &tenant, action: &action, token, signature, body: &body })
-        .await;
-    respond(&answer)
+    // The HTTP API terminates TLS: the `Secure` cookie flag and webhook URLs need to know.
+    payload.headers.entry("x-forwarded-proto").or_insert(HeaderValue::from_static("https"));
+    let event = LambdaEvent::new(LambdaRequest::ApiGatewayV2(payload), context);
+    let Ok(response) = lambda_http::Adapter::from(router).oneshot(event).await;
+    Ok(serde_json::to_value(response)?)
 }
 
-/// `POST /hooks/kinnovis/{tenant}` behind an HTTP API (payload format 2.0).
-pub async fn kinnovis_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let (tenant, body) = match tenant_and_body(event) {
-        Ok(t) => t,
-        Err(answer) => return respond(&answer),
-    };
-    // API Gateway lower-cases header names in payload format 2.0; `HeaderMap` matches any case.
-    let header = |name: &str| event.headers.get(name).and_then(|v| v.to_str().ok());
-    let headers = StandardHeaders {
-        id: header("webhook-id"),
-        timestamp: header("webhook-timestamp"),
-        signature: header("webhook-signature"),
-    };
-    respond(&ingress.kinnovis(KinnovisRequest { tenant: &tenant, headers, body: &body }).await)
-}
-
-/// `POST /hooks/brivo/{tenant}?token=` behind an HTTP API (payload format 2.0): Brivo's event
-/// subscription deliveries, for presence tracking.
-pub async fn brivo_http(ingress: &Ingress, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let (tenant, body) = match tenant_and_body(event) {
-        Ok(t) => t,
-        Err(answer) => return respond(&answer),
-    };
-    let token = event.query_string_parameters.first("token");
-    respond(&ingress.brivo(BrivoRequest { tenant: &tenant, token, body: &body }).await)
-}
-
-/// The `{tenant}` of a `/hooks/<system>/{tenant}` route (404 without one) and the body as sent.
-fn tenant_and_body(event: &ApiGatewayV2httpRequest) -> Result<(String, Vec<u8>), Answer> {
-    let raw = event.raw_path.as_deref().unwrap_or_default();
-    let tenant = event
-        .path_parameters
-        .get("tenant")
-        .cloned()
-        .or_else(|| raw.trim_start_matches('/').split('/').nth(2).map(str::to_owned));
-    let Some(tenant) = tenant.filter(|t| !t.is_empty()) else {
-        return Err(Answer {
-            status: 404,
-            body: serde_json::json!({ "status": 404, "message": "no such route" }),
-        });
-    };
-    Ok((tenant, raw_body(event)?))
-}
-
-/// Whether an HTTP API event is for the Brivo route (the `nexudus-ingress` function serves both).
-pub fn is_brivo_route(event: &ApiGatewayV2httpRequest) -> bool {
-    event.raw_path.as_deref().unwrap_or_default().trim_start_matches('/').starts_with("hooks/brivo/")
-}
-
-/// The request body as sent: API Gateway passes non-text bodies base64-encoded.
-fn raw_body(event: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Answer> {
-    match (&event.body, event.is_base64_encoded) {
-        (None, _) => Ok(Vec::new()),
-        (Some(b), false) => Ok(b.clone().into_bytes()),
-        (Some(b), true) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|_| Answer {
-            status: 400,
-            body: serde_json::json!({ "status": 400, "message": "body is not valid base64" }),
-        }),
+/// Why `lambda_http` could not turn this event into a request: it panics on a body that is
+/// not base64 when flagged so, and on a host, scheme, path or query that is not a URI.
+fn refusal(event: &ApiGatewayV2httpRequest) -> Option<&'static str> {
+    if event.is_base64_encoded
+        && event.body.as_deref().is_some_and(|b| base64::engine::general_purpose::STANDARD.decode(b).is_err())
+    {
+        return Some("body is not valid base64");
     }
+    let text = |name: &str| event.headers.get(name).and_then(|v| v.to_str().ok());
+    let path = event.raw_path.as_deref().unwrap_or_default();
+    let url = match text("host").or(event.request_context.domain_name.as_deref()) {
+        Some(host) => format!("{}://{host}{path}", text("x-forwarded-proto").unwrap_or("https")),
+        None => format!("http://localhost{path}"),
+    };
+    let query = event.raw_query_string.as_deref().unwrap_or_default();
+    let uri = url::Url::parse(&url).map(|u| format!("{u}?{query}"));
+    let fits =
+        (path.is_empty() || path.starts_with('/')) && uri.is_ok_and(|u| u.parse::<axum::http::Uri>().is_ok());
+    (!fits).then_some("malformed request")
 }
 
-fn respond(answer: &Answer) -> ApiGatewayV2httpResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = i64::from(answer.status);
-    response.headers = headers;
-    response.body = Some(Body::Text(answer.body.to_string()));
-    response
+fn plain(status: u16, message: &str) -> ApiGatewayV2httpResponse {
+    let mut r = ApiGatewayV2httpResponse::default();
+    r.status_code = i64::from(status);
+    r.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.body = Some(aws_lambda_events::encodings::Body::Text(
+        serde_json::json!({ "status": status, "message": message }).to_string(),
+    ));
+    r
 }
 
 /// Works a FIFO batch in order. On the first failure, that record and every later one are
@@ -172,7 +129,7 @@ async fn retry_later(queue: &dyn Queue, record: &SqsMessage, error: &WorkError) 
 /// The scheduled event carries nothing Portier needs; "now" is the store's clock. A failure is
 /// returned to Lambda and the next minute's tick catches up (timers stay until enqueued).
 pub async fn tick_scheduled(env: &LambdaEnv) -> Result<serde_json::Value, crate::error::WorkError> {
-    let enqueued = crate::serve::tick(&env.records, env.queue.as_ref()).await?;
+    let enqueued = crate::tick::enqueue_due(&env.records, env.queue.as_ref()).await?;
     // Presence: Salto KS entries polled, door events checked in at Nexudus (one poll loop per
     // tenant under its lease, whatever overlaps between invocations).
     let presence = crate::presence::tick(&env.records, env.tenants.as_ref()).await?;
@@ -184,186 +141,6 @@ pub async fn tick_scheduled(env: &LambdaEnv) -> Result<serde_json::Value, crate:
         "tick"
     );
     Ok(serde_json::json!({ "enqueued": enqueued, "presence": presence }))
-}
-
-/// The connections a function warms during init (see [`LambdaEnv::warm`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Warm {
-    /// DynamoDB (one read).
-    Store,
-    /// SQS (`GetQueueAttributes` of the work queue).
-    Queue,
-    /// Every tenant's config and secrets, and the tenants' clients built (DynamoDB and
-    /// Secrets Manager).
-    Tenants,
-}
-
-/// The clients a Lambda container builds once at cold start, from its environment:
-/// `TABLE_NAME`, `QUEUE_URL`, optional `DLQ_URL`, `SECRETS_PREFIX` (each tenant's secrets are
-/// the Secrets Manager secret `<prefix><tenant>`; unset: environment variables, for local
-/// runs), and `AWS_ENDPOINT_URL` for a loopback server.
-#[derive(Clone)]
-pub struct LambdaEnv {
-    pub records: crate::store::Records,
-    pub queue: std::sync::Arc<dyn crate::queue::Queue>,
-    pub tenants: std::sync::Arc<dyn crate::tenants::Tenants>,
-    /// When the container began building this, for the `init_ms` figure [`LambdaEnv::warm`] logs.
-    started: std::time::Instant,
-}
-
-/// How many containers may call one tenant's accounts at once, each with rate limiters of its
-/// own: the worker's maximum concurrency (`WORKER_MAX_CONCURRENCY`, the template's
-/// `WorkerMaxConcurrency`) plus the one resync. Each container keeps `1/shares` of every limit,
-/// so together they stay within the account's. Unset: 1 (a single process).
-pub fn rate_shares(worker_max_concurrency: Option<&str>) -> Result<u32, String> {
-    match worker_max_concurrency.map(str::trim) {
-        None | Some("") => Ok(1),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => Ok(n + 1),
-            _ => Err(format!("WORKER_MAX_CONCURRENCY must be a whole number from 1 to 1000, not {v:?}")),
-        },
-    }
-}
-
-/// How long a tenant's config is used before the table is read again.
-pub const CONFIG_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl LambdaEnv {
-    pub async fn from_env() -> Result<Self, String> {
-        let started = std::time::Instant::now();
-        let need =
-            |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
-        let table = need("TABLE_NAME")?;
-        let queue_url = need("QUEUE_URL")?;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-        let sdk = crate::aws::sdk_config(endpoint.as_deref()).await;
-        let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(crate::clock::SystemClock);
-        let store =
-            crate::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
-        let records = crate::store::Records::new(std::sync::Arc::new(store), clock);
-        let queue = crate::queue::sqs::SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url,
-            std::env::var("DLQ_URL").ok(),
-        );
-        let secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets> =
-            match std::env::var("SECRETS_PREFIX").ok().filter(|p| !p.is_empty()) {
-                Some(prefix) => std::sync::Arc::new(crate::secrets::SecretsManager::new(
-                    aws_sdk_secretsmanager::Client::new(&sdk),
-                    prefix,
-                    crate::secrets::SECRETS_TTL,
-                )),
-                None => std::sync::Arc::new(crate::secrets::SharedSecrets(std::sync::Arc::new(
-                    crate::config::EnvSecrets,
-                ))),
-            };
-        let shares = rate_shares(std::env::var("WORKER_MAX_CONCURRENCY").ok().as_deref())?;
-        let mut env = Self::assemble(records, std::sync::Arc::new(queue), secrets, shares);
-        env.started = started;
-        Ok(env)
-    }
-
-    /// Assembles the environment from parts, with one set of secrets for every tenant (tests
-    /// use a loopback server and static secrets).
-    pub fn new(
-        records: crate::store::Records,
-        queue: std::sync::Arc<dyn crate::queue::Queue>,
-        secrets: std::sync::Arc<dyn crate::config::Secrets>,
-    ) -> Self {
-        Self::with_tenant_secrets(records, queue, std::sync::Arc::new(crate::secrets::SharedSecrets(secrets)))
-    }
-
-    /// Assembles the environment from parts, with secrets per tenant.
-    pub fn with_tenant_secrets(
-        records: crate::store::Records,
-        queue: std::sync::Arc<dyn crate::queue::Queue>,
-        secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets>,
-    ) -> Self {
-        Self::assemble(records, queue, secrets, 1)
-    }
-
-    fn assemble(
-        records: crate::store::Records,
-        queue: std::sync::Arc<dyn crate::queue::Queue>,
-        secrets: std::sync::Arc<dyn crate::secrets::TenantSecrets>,
-        rate_shares: u32,
-    ) -> Self {
-        let tenants = crate::tenants::TableTenants::new(
-            records.clone(),
-            secrets,
-            crate::http::RetryPolicy::default(),
-            CONFIG_TTL,
-        )
-        .with_rate_shares(rate_shares);
-        Self { records, queue, tenants: std::sync::Arc::new(tenants), started: std::time::Instant::now() }
-    }
-
-    /// Opens the connections a function uses during init, so the first request does not pay
-    /// for them (a first TLS handshake can cost most of a second). Failures are logged, not
-    /// fatal: each request reports its own. `budget` bounds the whole warm-up. Returns how many
-    /// parts answered.
-    pub async fn warm(&self, parts: &[Warm], budget: std::time::Duration) -> usize {
-        let started = std::time::Instant::now();
-        let work = async {
-            let mut ok = 0;
-            for part in parts {
-                let result = match part {
-                    Warm::Store => self.records.store().ping().await.map(|()| 1),
-                    Warm::Queue => self.queue.stats().await.map(|_| 1),
-                    Warm::Tenants => self.warm_tenants().await,
-                };
-                match result {
-                    Ok(_) => ok += 1,
-                    Err(e) => tracing::warn!(part = ?part, error = %e, "warm-up failed; requests will retry"),
-                }
-            }
-            ok
-        };
-        let ok = match tokio::time::timeout(budget, work).await {
-            Ok(ok) => ok,
-            Err(_) => {
-                tracing::warn!(budget_ms = budget.as_millis() as u64, "warm-up ran out of time");
-                0
-            }
-        };
-        tracing::info!(
-            ok,
-            of = parts.len(),
-            warm_ms = started.elapsed().as_millis() as u64,
-            // From reading the environment to ready: the init a cold start adds.
-            init_ms = self.started.elapsed().as_millis() as u64,
-            "warmed"
-        );
-        ok
-    }
-
-    /// Loads every tenant at once; a tenant that cannot be built is logged and tried again
-    /// when a request needs it.
-    async fn warm_tenants(&self) -> Result<usize, crate::error::InfraError> {
-        let mut set = tokio::task::JoinSet::new();
-        for id in self.tenants.ids().await? {
-            let tenants = self.tenants.clone();
-            set.spawn(async move { (tenants.get(&id).await, id) });
-        }
-        let mut built = 0;
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok((Ok(Some(_)), _)) => built += 1,
-                Ok((Ok(None), _)) => {}
-                Ok((Err(e), id)) => tracing::warn!(tenant = %id, error = %e, "tenant not ready"),
-                Err(e) => tracing::warn!(error = %e, "tenant warm-up task failed"),
-            }
-        }
-        Ok(built)
-    }
-
-    pub fn ingress(&self) -> Ingress {
-        Ingress::new(self.tenants.clone(), self.queue.clone(), self.records.clone())
-    }
-
-    pub fn worker(&self) -> Worker {
-        Worker::new(self.records.clone(), self.tenants.clone())
-    }
 }
 
 /// The `resync` function's input: the EventBridge schedule (all tenants) or a manual invoke
@@ -410,17 +187,37 @@ pub async fn resync(env: &LambdaEnv, event: &serde_json::Value) -> Result<serde_
 
 #[cfg(test)]
 mod tests {
-    use super::rate_shares;
+    use super::*;
 
-    #[test]
-    fn the_worker_concurrency_and_the_resync_share_the_rate_limits() {
-        assert_eq!(rate_shares(None), Ok(1));
-        assert_eq!(rate_shares(Some("")), Ok(1));
-        assert_eq!(rate_shares(Some("2")), Ok(3));
-        assert_eq!(rate_shares(Some(" 50 ")), Ok(51));
-        for bad in ["0", "-1", "two", "1.5", "1001"] {
-            let err = rate_shares(Some(bad)).expect_err(bad);
-            assert!(err.contains("WORKER_MAX_CONCURRENCY") && err.contains(bad), "{err}");
+    fn event(headers: &[(&'static str, &'static str)], body: &str, base64: bool) -> ApiGatewayV2httpRequest {
+        let mut e = ApiGatewayV2httpRequest::default();
+        e.raw_path = Some("/hooks/kinnovis/t".into());
+        e.body = Some(body.into());
+        e.is_base64_encoded = base64;
+        for (k, v) in headers {
+            e.headers.insert(*k, HeaderValue::from_static(v));
         }
+        e
+    }
+
+    #[tokio::test]
+    async fn events_lambda_http_cannot_convert_answer_400_instead_of_panicking() {
+        let router = axum::Router::new().fallback(|| async { "routed" });
+        for bad in [
+            event(&[], "not base64!", true),
+            event(&[("host", "example.com"), ("x-forwarded-proto", "h t")], "{}", false),
+            event(&[("host", "example.com:99999")], "{}", false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let answer = answer(&router, bad.1).await;
+            assert_eq!(answer.status_code, 400, "case {}: {:?}", bad.0, answer.body);
+        }
+        let good = answer(&router, event(&[("host", "example.com")], "e30=", true)).await;
+        assert_eq!(
+            (good.status_code, good.body),
+            (200, Some(aws_lambda_events::encodings::Body::Text("routed".into())))
+        );
     }
 }

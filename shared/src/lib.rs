@@ -11,6 +11,7 @@ pub mod presence;
 pub mod providers;
 pub mod reconcile;
 pub mod resync;
+pub mod retry;
 pub mod sources;
 pub mod worker;
 
@@ -38,3 +39,4 @@ pub mod status;
 pub mod table;
 pub mod telemetry;
 pub mod tenants;
+pub mod tick;

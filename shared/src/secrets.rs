@@ -18,9 +18,15 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 
-use crate::config::{ConfigError, Secret, Secrets};
+use crate::config::{ConfigError, Secrets};
 use crate::error::InfraError;
 use crate::model::TenantId;
+
+pub use secrecy::ExposeSecret;
+/// A secret value (credentials, tokens, webhook secrets): `secrecy`'s string, whose `Debug`
+/// is redacted, which has no `Display` and is zeroed when dropped. `expose_secret` reads it,
+/// at the point of use.
+pub use secrecy::SecretString as Secret;
 
 /// The secrets one tenant's names resolve against.
 #[async_trait]
@@ -39,10 +45,24 @@ impl TenantSecrets for SharedSecrets {
 }
 
 /// The values of one Secrets Manager secret.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct SecretValues {
     secret_id: String,
     values: BTreeMap<String, Secret>,
+}
+
+/// The same names with the same values: a re-read that changed nothing keeps the tenant's
+/// clients (`secrecy` has no `==`, so values are compared exposed, here only).
+impl PartialEq for SecretValues {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret_id == other.secret_id
+            && self.values.len() == other.values.len()
+            && self
+                .values
+                .iter()
+                .zip(&other.values)
+                .all(|((a, x), (b, y))| a == b && x.expose_secret() == y.expose_secret())
+    }
 }
 
 impl SecretValues {
@@ -66,7 +86,7 @@ impl SecretValues {
             let serde_json::Value::String(value) = value else {
                 return Err(ConfigError(format!("secret {secret_id}: the value of {name} is not a string")));
             };
-            values.insert(name, Secret::new(value));
+            values.insert(name, Secret::from(value));
         }
         Ok(Self { secret_id: secret_id.to_owned(), values })
     }
@@ -75,7 +95,7 @@ impl SecretValues {
 impl Secrets for SecretValues {
     fn get(&self, name: &str) -> Result<Secret, ConfigError> {
         match self.values.get(name) {
-            Some(v) if !v.expose().is_empty() => Ok(v.clone()),
+            Some(v) if !v.expose_secret().is_empty() => Ok(v.clone()),
             _ => Err(ConfigError(format!("secret {} has no value for {name}", self.secret_id))),
         }
     }
@@ -164,10 +184,10 @@ mod tests {
     fn values_resolve_by_name_and_errors_never_show_values() {
         let v = SecretValues::parse("portier/t", r#"{"NEXUDUS_USER":"api@example.com","EMPTY":""}"#)
             .expect("parses");
-        assert_eq!(v.get("NEXUDUS_USER").map(|s| s.expose().to_owned()), Ok("api@example.com".into()));
+        assert_eq!(v.get("NEXUDUS_USER").map(|s| s.expose_secret().to_owned()), Ok("api@example.com".into()));
         assert_eq!(
-            v.get("TAPKEY_CLIENT_ID"),
-            Err(ConfigError("secret portier/t has no value for TAPKEY_CLIENT_ID".into()))
+            v.get("TAPKEY_CLIENT_ID").err(),
+            Some(ConfigError("secret portier/t has no value for TAPKEY_CLIENT_ID".into()))
         );
         assert!(v.get("EMPTY").is_err());
 

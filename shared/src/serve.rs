@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use crate::error::WorkError;
 use crate::ingress::{BrivoRequest, Ingress, MAX_BODY};
-use crate::queue::WorkMessage;
 use crate::queue::{Delivery, Queue};
 use crate::sources::{HookRequest, WEBHOOKS, WebhookSource};
 use crate::store::Records;
@@ -198,25 +197,6 @@ async fn work_one(rt: &Runtime, d: &Delivery) -> Result<bool, WorkError> {
     }
 }
 
-/// Enqueues a reconcile for every subject whose timer is due; returns how many.
-pub async fn tick(records: &Records, queue: &dyn Queue) -> Result<usize, WorkError> {
-    let now = records.now();
-    let due = records.due_timers(now).await?;
-    for (subject, at) in &due {
-        // A window edge: often an end, and always due now.
-        let msg = WorkMessage::Reconcile {
-            subject: subject.clone(),
-            reason: "timer".into(),
-            at: *at,
-            urgent: true,
-        };
-        queue.send(&msg.to_outgoing()).await?;
-        records.clear_timer(subject, *at).await?;
-    }
-    records.tick_done(now).await?;
-    Ok(due.len())
-}
-
 /// Resyncs every tenant whose queue overflowed (webhooks accepted but not queued) once its
 /// backlog is down to half the bound, then clears the mark unless more overflowed meanwhile.
 /// Returns the tenants resynced.
@@ -288,7 +268,7 @@ pub async fn run_background(rt: Runtime, workers: usize, shutdown: tokio::sync::
             while !*stop.borrow() {
                 tokio::select! {
                     _ = every.tick() => {
-                        if let Err(e) = tick(&rt.records, rt.queue.as_ref()).await {
+                        if let Err(e) = crate::tick::enqueue_due(&rt.records, rt.queue.as_ref()).await {
                             tracing::error!(error = %e, "tick failed; the next one catches up");
                         }
                         if let Err(e) = crate::presence::tick(&rt.records, rt.worker.tenants.as_ref()).await {

@@ -183,7 +183,9 @@ impl KinnovisApp {
 
     /// Runs the tick (due timers → reconcile messages) and drains.
     pub async fn tick_and_drain(&self) -> usize {
-        serve::tick(&self.records, self.queue.as_ref()).await.unwrap_or_else(|e| panic!("tick: {e}"));
+        shared::tick::enqueue_due(&self.records, self.queue.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("tick: {e}"));
         self.drain().await
     }
 

@@ -5,8 +5,8 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body;
 use shared::config::Secret;
-use shared::console::lambda::console_http;
 use shared::console::{AdminAuth, Console};
+use shared::lambda::answer;
 use testkit::harness::{HookAuth, spawn_app};
 
 const TOKEN: &str = "lambda-console-admin-token-0123";
@@ -34,17 +34,17 @@ fn text(r: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> String {
 #[tokio::test]
 async fn the_console_answers_api_gateway_events_like_portier_serve() {
     let app = spawn_app(HookAuth::Signature).await;
-    let auth = AdminAuth::new(Secret::new(TOKEN)).unwrap_or_else(|e| panic!("{e}"));
+    let auth = AdminAuth::new(Secret::from(TOKEN)).unwrap_or_else(|e| panic!("{e}"));
     let router = shared::console::router(Console::new(app.runtime.clone(), auth));
 
-    let anonymous = console_http(router.clone(), &event("GET", "/api/v1/status", "", None)).await;
+    let anonymous = answer(&router, event("GET", "/api/v1/status", "", None)).await;
     assert_eq!(anonymous.status_code, 401);
 
     let mut with_token = event("GET", "/api/v1/people", "email=anna%40example.com", None);
     with_token
         .headers
         .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap_or_else(|e| panic!("{e}")));
-    let people = console_http(router.clone(), &with_token).await;
+    let people = answer(&router, with_token.clone()).await;
     assert_eq!(people.status_code, 200, "{}", text(&people));
     assert_eq!(text(&people), "[]");
 
@@ -53,7 +53,7 @@ async fn the_console_answers_api_gateway_events_like_portier_serve() {
         "content-type",
         "application/x-www-form-urlencoded".parse().unwrap_or_else(|e| panic!("{e}")),
     );
-    let signed = console_http(router.clone(), &login).await;
+    let signed = answer(&router, login).await;
     assert_eq!(signed.status_code, 303);
     let cookie = signed.cookies.first().cloned().unwrap_or_default();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
@@ -62,7 +62,7 @@ async fn the_console_answers_api_gateway_events_like_portier_serve() {
 
     let mut page = event("GET", "/console/", "", None);
     page.cookies = Some(vec![cookie.split(';').next().unwrap_or_default().to_owned()]);
-    let status = console_http(router.clone(), &page).await;
+    let status = answer(&router, page).await;
     assert_eq!(status.status_code, 200);
     assert!(text(&status).contains("Tenant space-berlin"), "{}", text(&status));
 
@@ -70,12 +70,12 @@ async fn the_console_answers_api_gateway_events_like_portier_serve() {
     hooks
         .headers
         .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap_or_else(|e| panic!("{e}")));
-    let urls = text(&console_http(router.clone(), &hooks).await);
+    let urls = text(&answer(&router, hooks).await);
     assert!(
         urls.contains("https://abc.execute-api.eu-central-1.amazonaws.com/hooks/nexudus/space-berlin/"),
         "{urls}"
     );
 
-    let off = console_http(axum::Router::new(), &with_token).await;
+    let off = answer(&axum::Router::new(), with_token).await;
     assert_eq!(off.status_code, 404, "no admin token: 404");
 }

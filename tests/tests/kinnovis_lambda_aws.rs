@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chrono::{NaiveDate, Utc};
 use serde_json::json;
-use shared::lambda::{LambdaEnv, kinnovis_http};
+use shared::lambda::{LambdaEnv, answer};
 use shared::model::EntitlementState;
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
@@ -41,7 +41,7 @@ impl AwsApp {
         let event: ApiGatewayV2httpRequest =
             serde_json::from_value(testkit::events::kinnovis_hook(STORAGE_TENANT, &hook.headers, &hook.body))
                 .expect("event");
-        kinnovis_http(&self.env.ingress(), &event).await.status_code
+        answer(&self.env.hooks(), event).await.status_code
     }
 
     async fn hook(&self, event_type: &str, booking: &str) -> i64 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use chrono::{TimeZone, Utc};
-use shared::lambda::{LambdaEnv, nexudus_http, worker_sqs};
+use shared::lambda::{LambdaEnv, answer, worker_sqs};
 use shared::model::{SourceKind, SubjectKey, TenantId};
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
@@ -59,7 +59,7 @@ impl AwsApp {
         let event: ApiGatewayV2httpRequest =
             serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
                 .expect("event");
-        nexudus_http(&self.env.ingress(), &event).await.status_code
+        answer(&self.env.hooks(), event).await.status_code
     }
 
     /// SQS → `worker`, as the event source mapping does: successes are deleted, reported
@@ -105,13 +105,13 @@ async fn bad_webhooks_get_clear_answers_and_nothing_reaches_sqs() {
         serde_json::from_value(testkit::events::nexudus_hook(tenant, "AccessControlUpdate", "", sig, body))
             .expect("event")
     };
-    let ingress = app.env.ingress();
+    let hooks = app.env.hooks();
     let good = testkit::sim::nexudus::sign_utf8(HOOK_SECRET, &body);
-    assert_eq!(nexudus_http(&ingress, &event(TENANT, Some(&"A".repeat(64)), &body)).await.status_code, 401);
-    assert_eq!(nexudus_http(&ingress, &event("nobody", Some(&good), &body)).await.status_code, 404);
+    assert_eq!(answer(&hooks, event(TENANT, Some(&"A".repeat(64)), &body)).await.status_code, 401);
+    assert_eq!(answer(&hooks, event("nobody", Some(&good), &body)).await.status_code, 404);
     let bad = b"[{\"Id\":".to_vec();
     let bad_sig = testkit::sim::nexudus::sign_utf8(HOOK_SECRET, &bad);
-    assert_eq!(nexudus_http(&ingress, &event(TENANT, Some(&bad_sig), &bad)).await.status_code, 400);
+    assert_eq!(answer(&hooks, event(TENANT, Some(&bad_sig), &bad)).await.status_code, 400);
     assert_eq!(app.env.records.quarantined(&TENANT.into()).await.expect("store").len(), 1);
     let stats = app.queue.stats().await.expect("stats");
     assert_eq!(stats.visible + stats.in_flight, 0);
@@ -257,5 +257,5 @@ async fn a_repeated_token_is_refused_through_the_lambda_handler() {
         &body,
     ))
     .expect("event");
-    assert_eq!(nexudus_http(&app.env.ingress(), &event).await.status_code, 400);
+    assert_eq!(answer(&app.env.hooks(), event).await.status_code, 400);
 }

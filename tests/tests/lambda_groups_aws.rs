@@ -7,7 +7,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chrono::Utc;
 use shared::config::NoAccess;
 use shared::config::StaticSecrets;
-use shared::lambda::{LambdaEnv, nexudus_http};
+use shared::lambda::{LambdaEnv, answer};
 use shared::model::{ProviderKind, SourceKind, SubjectKey, TenantId, UserState};
 use shared::queue::sqs::SqsQueue;
 use testkit::groups::{
@@ -69,7 +69,7 @@ impl AwsApp {
         let event: ApiGatewayV2httpRequest =
             serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
                 .expect("event");
-        nexudus_http(&self.env.ingress(), &event).await.status_code
+        answer(&self.env.hooks(), event).await.status_code
     }
 
     /// SQS → `worker`, as the event source mapping does.
@@ -138,7 +138,7 @@ async fn a_team_contract_reaches_every_member_and_a_leaver_is_removed_by_the_tic
     assert_eq!(app.hook_dto("TeamCreated", &n.team_dto(TEAM)).await, 202);
     assert_eq!(shared::queue::Queue::stats(app.queue.as_ref()).await.expect("stats").visible, 1);
     app.run_worker().await;
-    shared::serve::tick(&app.env.records, app.queue.as_ref()).await.expect("tick");
+    shared::tick::enqueue_due(&app.env.records, app.queue.as_ref()).await.expect("tick");
     app.run_worker().await;
     let both = [ANNA_EMAIL.to_owned(), BEN_EMAIL.to_owned()];
     let mut desk = app.salto.members(DESK_SALTO);
@@ -156,7 +156,7 @@ async fn a_team_contract_reaches_every_member_and_a_leaver_is_removed_by_the_tic
     n.set_team_members(TEAM, &[ANNA]);
     assert_eq!(app.hook_dto("TeamUpdated", &n.team_dto(TEAM)).await, 202);
     app.run_worker().await;
-    let due = shared::serve::tick(&app.env.records, app.queue.as_ref()).await.expect("tick");
+    let due = shared::tick::enqueue_due(&app.env.records, app.queue.as_ref()).await.expect("tick");
     assert!(due >= 1, "Ben's timer is due");
     app.run_worker().await;
     assert_eq!(app.salto.members(DESK_SALTO), [ANNA_EMAIL]);

@@ -10,11 +10,11 @@ use aws_lambda_events::sqs::SqsEvent;
 use chrono::Utc;
 use shared::clock::{Clock, SystemClock};
 use shared::http::RetryPolicy;
-use shared::lambda::{LambdaEnv, Warm, nexudus_http, worker_sqs};
+use shared::lambda::{LambdaEnv, Warm, answer, worker_sqs};
 use shared::model::TenantId;
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
-use shared::secrets::{SECRETS_TTL, SecretsManager, TenantSecrets};
+use shared::secrets::{ExposeSecret, SECRETS_TTL, SecretsManager, TenantSecrets};
 use shared::store::Records;
 use shared::store::dynamo::DynamoStore;
 use shared::tenants::{TableTenants, Tenants};
@@ -140,7 +140,7 @@ impl World {
             &hook.body,
         ))
         .expect("event");
-        nexudus_http(&env.ingress(), &event).await.status_code
+        answer(&env.hooks(), event).await.status_code
     }
 }
 
@@ -207,7 +207,7 @@ async fn a_rotated_secret_is_read_after_the_ttl_and_unchanged_tenants_keep_their
     let fresh =
         TableTenants::new(w.records.clone(), w.manager(Duration::ZERO), RetryPolicy::fast(), Duration::ZERO);
     let rotated = fresh.get(&tenant).await.expect("get").expect("tenant");
-    assert_eq!(rotated.webhook_secret.as_ref().map(|s| s.expose()), Some("rotated-hook-secret-2026"));
+    assert_eq!(rotated.webhook_secret.as_ref().map(|s| s.expose_secret()), Some("rotated-hook-secret-2026"));
     let unchanged = fresh.get(&tenant).await.expect("get").expect("tenant");
     assert!(Arc::ptr_eq(&rotated, &unchanged));
     assert!(!Arc::ptr_eq(&first, &rotated));

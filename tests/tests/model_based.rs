@@ -27,7 +27,7 @@ use proptest::test_runner::{
 use shared::clock::{Clock, ManualClock};
 use shared::config::{Adoption, Config, NoAccess, StaticSecrets, TenantConfig};
 use shared::http::RetryPolicy;
-use shared::lambda::{LambdaEnv, kinnovis_http, nexudus_http, worker_sqs};
+use shared::lambda::{LambdaEnv, answer, worker_sqs};
 use shared::model::{AppliedState, ItemKind, ItemRef, Mapping, Target, TenantId};
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
@@ -755,7 +755,7 @@ impl Run<'_> {
                     testkit::events::nexudus_hook(NX, &h.action, "", sig.map(|(_, v)| v.as_str()), &h.body);
                 let event: ApiGatewayV2httpRequest =
                     serde_json::from_value(event).map_err(|e| e.to_string())?;
-                nexudus_http(&env.ingress(), &event).await.status_code
+                answer(&env.hooks(), event).await.status_code
             }
             (Hook::Kinnovis(h), wire) => {
                 // A retry of the same message: same webhook-id, signed again now.
@@ -774,7 +774,7 @@ impl Run<'_> {
                         let event = testkit::events::kinnovis_hook(KV, &again.headers, &again.body);
                         let event: ApiGatewayV2httpRequest =
                             serde_json::from_value(event).map_err(|e| e.to_string())?;
-                        kinnovis_http(&env.ingress(), &event).await.status_code
+                        answer(&env.hooks(), event).await.status_code
                     }
                 }
             }
@@ -1218,7 +1218,7 @@ impl Run<'_> {
                 Wire::Lambda { env, sqs } => drain_sqs(env, sqs).await?,
             }
             if round < 3 {
-                serve::tick(&self.app.records, self.app.queue.as_ref())
+                shared::tick::enqueue_due(&self.app.records, self.app.queue.as_ref())
                     .await
                     .map_err(|e| format!("tick: {e}"))?;
             }

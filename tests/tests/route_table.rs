@@ -241,7 +241,7 @@ async fn kinnovis_client_speaks_only_its_contract_routes() {
     let cfg = KinnovisConfig {
         base_url: sim.base_url(),
         location_id: sim.config().location_id.clone(),
-        api_key: Secret::new(sim.config().api_key.clone()),
+        api_key: Secret::from(sim.config().api_key.clone()),
     };
     let client = KinnovisClient::new(cfg, shared::http::client(), RetryPolicy::fast());
     client.bookings(None).await.expect("listed");

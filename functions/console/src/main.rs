@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::Error;
 use shared::console::{Console, lambda};
 use shared::lambda::{LambdaEnv, Warm};
-use shared::serve::Runtime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,21 +13,9 @@ async fn main() -> Result<(), Error> {
     let env = LambdaEnv::from_env().await?;
     env.warm(&[Warm::Tenants, Warm::Queue], Duration::from_secs(5)).await;
     let router = match lambda::admin_auth_from_env().await? {
-        Some(auth) => {
-            let rt = Runtime {
-                ingress: env.ingress(),
-                worker: env.worker(),
-                queue: env.queue.clone(),
-                records: env.records.clone(),
-            };
-            shared::console::router(Console::new(rt, auth))
-        }
+        Some(auth) => shared::console::router(Console::new(env.runtime(), auth)),
         // No admin token: every path answers 404, as `portier serve` does.
         None => axum::Router::new(),
     };
-    run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
-        let router = router.clone();
-        async move { Ok::<_, Error>(lambda::console_http(router, &event.payload).await) }
-    }))
-    .await
+    shared::lambda::serve(router).await
 }

@@ -1,20 +1,15 @@
-//! `kinnovis-ingress`: API Gateway HTTP API → Standard Webhooks verify → SQS FIFO.
+//! `kinnovis-ingress`: API Gateway HTTP API → Standard Webhooks verify → SQS FIFO, through the
+//! webhook routes `portier serve` mounts.
 
 use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use shared::lambda::{LambdaEnv, Warm, kinnovis_http};
+use lambda_runtime::Error;
+use shared::lambda::{LambdaEnv, Warm};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(true);
     let env = LambdaEnv::from_env().await?;
     env.warm(&[Warm::Tenants, Warm::Queue], Duration::from_secs(5)).await;
-    let ingress = env.ingress();
-    run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
-        let ingress = ingress.clone();
-        async move { Ok::<_, Error>(kinnovis_http(&ingress, &event.payload).await) }
-    }))
-    .await
+    shared::lambda::serve(env.hooks()).await
 }

@@ -9,7 +9,6 @@ mod presence;
 mod providers;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -222,24 +221,7 @@ impl TenantConfig {
     }
 }
 
-/// A secret value; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::secrets::{ExposeSecret, Secret};
 
 /// Resolves the names in the config file to secret values.
 pub trait Secrets: Send + Sync {
@@ -253,7 +235,7 @@ pub struct EnvSecrets;
 impl Secrets for EnvSecrets {
     fn get(&self, name: &str) -> Result<Secret, ConfigError> {
         match std::env::var(name) {
-            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            Ok(v) if !v.is_empty() => Ok(Secret::from(v)),
             _ => Err(ConfigError(format!("environment variable {name} is not set"))),
         }
     }
@@ -267,7 +249,7 @@ impl Secrets for StaticSecrets {
     fn get(&self, name: &str) -> Result<Secret, ConfigError> {
         self.0
             .get(name)
-            .map(|v| Secret(v.clone()))
+            .map(|v| Secret::from(v.as_str()))
             .ok_or_else(|| ConfigError(format!("secret {name} is not set")))
     }
 }
@@ -528,6 +510,6 @@ targets = [ { tapkey_lock = "ea610634-4fc0-4084-85b2-bebf52c3595f" } ]
 
     #[test]
     fn secrets_never_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+        assert_eq!(format!("{:?}", Secret::from("hunter2")), "SecretBox<str>([REDACTED])");
     }
 }

@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 use crate::model::Instant;
+use crate::secrets::ExposeSecret;
 
 /// The shortest admin token accepted (as for webhook tokens: shorter ones can be guessed).
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
@@ -42,7 +43,7 @@ pub struct Session {
 impl AdminAuth {
     /// Refuses tokens shorter than [`MIN_ADMIN_TOKEN_CHARS`].
     pub fn new(token: Secret) -> Result<Self, String> {
-        let n = token.expose().chars().count();
+        let n = token.expose_secret().chars().count();
         if n < MIN_ADMIN_TOKEN_CHARS {
             return Err(format!(
                 "the admin token holds {n} characters; it needs at least {MIN_ADMIN_TOKEN_CHARS}"
@@ -55,7 +56,7 @@ impl AdminAuth {
     /// the length leaks).
     pub fn is_token(&self, given: &str) -> bool {
         let digest = |s: &str| Sha256::digest(s.as_bytes());
-        bool::from(digest(self.token.expose()).ct_eq(&digest(given)))
+        bool::from(digest(self.token.expose_secret()).ct_eq(&digest(given)))
     }
 
     /// Whether an `Authorization` header carries the token as a bearer token.
@@ -67,7 +68,7 @@ impl AdminAuth {
 
     fn mac(&self, parts: &[&str]) -> String {
         // Any key length is valid for HMAC, so this cannot fail; the fallback never matches.
-        let Ok(mut mac) = HmacSha256::new_from_slice(self.token.expose().as_bytes()) else {
+        let Ok(mut mac) = HmacSha256::new_from_slice(self.token.expose_secret().as_bytes()) else {
             return String::new();
         };
         for p in parts {
@@ -119,12 +120,12 @@ mod tests {
     use super::*;
 
     fn auth() -> AdminAuth {
-        AdminAuth::new(Secret::new("a-long-admin-token-0123")).expect("long enough")
+        AdminAuth::new(Secret::from("a-long-admin-token-0123")).expect("long enough")
     }
 
     #[test]
     fn short_tokens_are_refused() {
-        assert!(AdminAuth::new(Secret::new("short")).is_err());
+        assert!(AdminAuth::new(Secret::from("short")).is_err());
     }
 
     #[test]
@@ -149,7 +150,7 @@ mod tests {
         assert!(a.session(&c, now + chrono::Duration::seconds(SESSION_SECS)).is_none(), "expired");
         let tampered = c.replacen('.', "0.", 1);
         assert!(a.session(&tampered, now).is_none());
-        let other = AdminAuth::new(Secret::new("another-admin-token-456")).expect("long enough");
+        let other = AdminAuth::new(Secret::from("another-admin-token-456")).expect("long enough");
         assert!(other.session(&c, now).is_none(), "a new token ends every session");
         let second = a.session(&a.issue(now), now).expect("valid");
         assert_ne!(s.csrf, second.csrf, "each sign-in has its own CSRF token");

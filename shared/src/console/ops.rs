@@ -8,6 +8,7 @@ use crate::explain::SubjectReport;
 use crate::model::TenantId;
 use crate::queue::WorkMessage;
 use crate::resync::{ResyncOptions, ResyncReport};
+use crate::secrets::ExposeSecret;
 use crate::sources::nexudus::webhook::NEXUDUS_ACTIONS;
 use crate::status::Status;
 
@@ -105,7 +106,7 @@ impl Console {
         let base = base.trim_end_matches('/');
         Ok(match &t.config.source {
             SourceConfig::Nexudus { webhook_secret_env, .. } => {
-                let query = t.webhook_token.as_ref().map(|tok| format!("?token={}", tok.expose()));
+                let query = t.webhook_token.as_ref().map(|tok| format!("?token={}", tok.expose_secret()));
                 let urls = NEXUDUS_ACTIONS
                     .iter()
                     .map(|a| WebhookUrl {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::model::TenantId;
 use crate::queue::{Event, Queue, WorkMessage};
+use crate::secrets::ExposeSecret;
 use crate::sources::kinnovis::webhook::KinnovisHooks;
 use crate::sources::nexudus::webhook::NexudusHooks;
 use crate::sources::{HookRequest, Refused, WebhookSource};
@@ -196,7 +197,7 @@ impl Ingress {
         if req.body.len() > MAX_BODY {
             return Answer::new(413, "body over 256 KiB");
         }
-        if !verify::token(expected.expose(), req.token) {
+        if !verify::token(expected.expose_secret(), req.token) {
             return Answer::new(401, "token missing or invalid");
         }
         let now = self.records.now();
@@ -290,8 +291,8 @@ impl Ingress {
             return Answer::new(413, "body over 256 KiB");
         }
         let now = self.records.now();
-        let secret = tenant.webhook_secret.as_ref().map(|s| s.expose());
-        let token = tenant.webhook_token.as_ref().map(|s| s.expose());
+        let secret = tenant.webhook_secret.as_ref().map(|s| s.expose_secret());
+        let token = tenant.webhook_token.as_ref().map(|s| s.expose_secret());
         let proof = match verify::delivery(source.signing(), secret, token, req, now) {
             Ok(proof) => proof,
             Err((status, why)) => return Answer::new(status, &why),

@@ -15,6 +15,7 @@ use crate::providers::Provider;
 use crate::providers::brivo::{BrivoConfig, BrivoProvider};
 use crate::providers::salto::{SaltoConfig, SaltoProvider};
 use crate::providers::tapkey::{TapkeyConfig, TapkeyProvider};
+use crate::secrets::ExposeSecret;
 use crate::sources::Source;
 use crate::sources::kinnovis::KinnovisSource;
 use crate::sources::kinnovis::client::{KinnovisClient, KinnovisConfig};
@@ -86,7 +87,7 @@ impl With<'_> {
     }
 
     fn secret(&self, name: &str) -> Result<String, ConfigError> {
-        self.secrets.get(name).map(|s| s.expose().to_owned()).map_err(|e| self.in_tenant(e))
+        self.secrets.get(name).map(|s| s.expose_secret().to_owned()).map_err(|e| self.in_tenant(e))
     }
 
     fn optional_secret(&self, name: &Option<String>) -> Result<Option<String>, ConfigError> {
@@ -138,15 +139,15 @@ impl With<'_> {
             SourceConfig::Kinnovis { base_url, location_id, api_key_env, webhook_secret_env } => {
                 let secret = secrets.get(webhook_secret_env).map_err(in_tenant)?;
                 // A secret that cannot verify anything is a start-up error, not 401s later.
-                WebhookKey::parse(secret.expose())
+                WebhookKey::parse(secret.expose_secret())
                     .map_err(|e| in_tenant(ConfigError(format!("{webhook_secret_env}: {e}"))))?;
                 let zone = self.zone()?;
                 let client = KinnovisClient::new(
                     KinnovisConfig {
                         base_url: base_url.clone(),
                         location_id: location_id.clone(),
-                        api_key: crate::http::Secret::new(
-                            secrets.get(api_key_env).map_err(in_tenant)?.expose(),
+                        api_key: crate::http::Secret::from(
+                            secrets.get(api_key_env).map_err(in_tenant)?.expose_secret(),
                         ),
                     },
                     self.http.clone(),
@@ -177,12 +178,12 @@ impl With<'_> {
         let webhook_token = optional(webhook_token_env).map_err(in_tenant)?;
         for (env, value) in [(webhook_secret_env, &webhook_secret), (webhook_token_env, &webhook_token)] {
             if let (Some(env), Some(v)) = (env, value)
-                && v.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS
+                && v.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_CHARS
             {
                 return Err(in_tenant(ConfigError(format!(
                     "{env} holds {} characters; a webhook secret or token needs at least \
                              {MIN_WEBHOOK_SECRET_CHARS} (anything shorter can be guessed)",
-                    v.expose().chars().count()
+                    v.expose_secret().chars().count()
                 ))));
             }
         }
@@ -253,10 +254,10 @@ impl With<'_> {
             .and_then(|b| b.webhook_token_env.as_deref());
         let Some(env) = brivo_token_env else { return Ok(None) };
         let token = self.secrets.get(env).map_err(|e| self.in_tenant(e))?;
-        if token.expose().chars().count() < MIN_WEBHOOK_SECRET_CHARS {
+        if token.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_CHARS {
             return Err(self.in_tenant(ConfigError(format!(
                 "{env} holds {} characters; a webhook token needs at least {MIN_WEBHOOK_SECRET_CHARS}",
-                token.expose().chars().count()
+                token.expose_secret().chars().count()
             ))));
         }
         Ok(Some(token))

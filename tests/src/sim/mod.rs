@@ -111,31 +111,20 @@ pub struct Faults {
     hangs: usize,
 }
 
-#[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
+/// A token bucket: governor's GCRA limiter, which admits a burst and then refills evenly.
+type TokenBucket<C = governor::clock::DefaultClock> = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    C,
+    governor::middleware::NoOpMiddleware<<C as governor::clock::Clock>::Instant>,
+>;
 
-impl TokenBucket {
-    fn new(rate: f64) -> Self {
-        let burst = rate.max(1.0);
-        Self { rate, burst, tokens: burst, last: Instant::now() }
-    }
-
-    fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// `rate` calls per second, burst `max(1, rate)`.
+fn token_bucket<C: governor::clock::Clock>(rate: f64, clock: C) -> Option<TokenBucket<C>> {
+    let period = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+    let burst = std::num::NonZeroU32::new(rate.clamp(1.0, f64::from(u32::MAX)) as u32)?;
+    let quota = governor::Quota::with_period(period)?.allow_burst(burst);
+    Some(governor::RateLimiter::direct_with_clock(quota, clock))
 }
 
 /// Sliding windows as Nexudus documents its limits ("1 req/100ms", "120 requests per minute"):
@@ -192,7 +181,9 @@ impl FaultHandle {
     /// Token bucket of `rate` calls per second, burst `max(1, rate)`; `None`, a non-finite or a
     /// non-positive rate switches it off. Over-limit calls get the sim's throttle status.
     pub fn set_rate_limit(&self, rate: Option<f64>) {
-        lock(&self.0).bucket = rate.filter(|r| r.is_finite() && *r > 0.0).map(TokenBucket::new);
+        let clock = governor::clock::DefaultClock::default();
+        lock(&self.0).bucket =
+            rate.filter(|r| r.is_finite() && *r > 0.0).and_then(|r| token_bucket(r, clock));
     }
 
     /// Sliding-window limits, each `(calls, per)`: over any of them a call gets the sim's
@@ -263,8 +254,8 @@ impl FaultHandle {
 
     fn admit(&self, method: &Method) -> Verdict {
         let mut f = lock(&self.0);
-        if let Some(bucket) = f.bucket.as_mut()
-            && !bucket.try_take(Instant::now())
+        if let Some(bucket) = f.bucket.as_ref()
+            && bucket.check().is_err()
         {
             f.throttled += 1;
             return Verdict::Throttle;
@@ -538,48 +529,21 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Path segments, percent-decoded, empty ones dropped (so a trailing slash does not matter).
 pub(crate) fn segments(path: &str) -> Vec<String> {
-    path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect()
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (bodies and query strings) into pairs.
 /// Malformed escapes are kept literally: the sims must never panic on client input.
 pub(crate) fn parse_form(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k, true), percent_decode(v, true))
-        })
-        .collect()
+    form_urlencoded::parse(text.as_bytes()).into_owned().collect()
 }
 
 /// The first value for `key` (compared case-insensitively, as ASP.NET binds parameters).
 pub(crate) fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
-}
-
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' if plus_is_space => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// ISO-8601 UTC with `Z`, seconds precision unless the instant has a fraction.
@@ -633,12 +597,13 @@ mod tests {
 
     #[test]
     fn token_bucket_allows_burst_then_refills() {
-        let mut b = TokenBucket::new(2.0);
-        let t0 = b.last;
-        assert!(b.try_take(t0));
-        assert!(b.try_take(t0));
-        assert!(!b.try_take(t0));
-        assert!(b.try_take(t0 + Duration::from_millis(600)));
+        let clock = governor::clock::FakeRelativeClock::default();
+        let b = token_bucket(2.0, clock.clone()).expect("a bucket");
+        assert!(b.check().is_ok());
+        assert!(b.check().is_ok());
+        assert!(b.check().is_err());
+        clock.advance(Duration::from_millis(600));
+        assert!(b.check().is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use base64::Engine;
 use shared::clock::{Clock, SystemClock};
-use shared::config::{EnvSecrets, Secrets};
+use shared::config::{EnvSecrets, ExposeSecret, Secrets};
 
 use crate::demo;
 
@@ -43,7 +43,7 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
         // Standard Webhooks: a fresh id and timestamp, or the replay would be refused as
         // stale (±300 s) or as a reused id.
         let secret = match secret_env {
-            Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
+            Some(name) => EnvSecrets.get(name)?.expose_secret().to_owned(),
             None => demo::secret(demo::Secret::Kinnovis)?,
         };
         let key = shared::ingress::verify::WebhookKey::parse(&secret).map_err(|e| anyhow!(e))?;
@@ -55,7 +55,7 @@ async fn send(file: &Path, to: &str, secret_env: Option<&str>) -> Result<ExitCod
             .header("webhook-signature", shared::ingress::verify::standard_sign(&key, &id, now, &body))
     } else {
         let secret = match secret_env {
-            Some(name) => EnvSecrets.get(name)?.expose().to_owned(),
+            Some(name) => EnvSecrets.get(name)?.expose_secret().to_owned(),
             None => demo::secret(demo::Secret::Nexudus)?,
         };
         request.header(

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{CarriesCsrf, Posted, Signed, error_page, page, query_value};
+use super::{CarriesCsrf, Posted, Signed, error_page, page};
 use crate::console::auth::Session;
 use crate::console::{
     Catalog, Choice, Console, ConsoleError, LockSystemChoices, MappingLine, MappingsView, St,
@@ -80,7 +80,7 @@ fn mappings_table(tenant: &str, m: &MappingsView, catalog: &Catalog) -> Markup {
                         span.mono.muted { (t.target.to_string()) }
                     } } }
                     td { (if line.origin == "stored" { "console or CSV import" } else { "portier.toml" }) }
-                    td { a.edit href=(format!("/console/tenants/{tenant}/mappings?edit={}", query_value(&line.item.to_string()))) { "Edit" } }
+                    td { a.edit href=(format!("/console/tenants/{tenant}/mappings?edit={}", crate::http::path_segment(&line.item.to_string()))) { "Edit" } }
                 } }
             }
             p.muted { "A mapping saved here (or imported) replaces the one in portier.toml for the same item." }

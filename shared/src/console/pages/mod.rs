@@ -64,16 +64,6 @@ async fn copy_js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], COPY_JS).into_response()
 }
 
-/// Percent-encodes a query value (item ids are the source's: `#`, spaces, `&` and more).
-fn query_value(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn when(t: Instant) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }

@@ -21,6 +21,7 @@ use super::gateway::{is_over_qps, is_over_rate, over_rate};
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 use crate::paging::{self, Cursor};
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::with_throttle("Brivo", is_over_qps);
 
@@ -288,7 +289,7 @@ impl BrivoClient {
     async fn fetch_token(&self, previous: Option<Secret>) -> Result<FreshToken, CallError> {
         if let Some(refresh) = previous
             && let Ok(t) = self
-                .token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh.expose())])
+                .token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())])
                 .await
         {
             return Ok(t);

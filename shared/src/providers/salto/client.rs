@@ -17,6 +17,7 @@ use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 use crate::model::SaltoGroupId;
 use crate::paging::{self, Cursor, Next, Page};
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::new("Salto KS");
 
@@ -340,9 +341,9 @@ impl SaltoClient {
 
     /// A refresh grant with the newest refresh token when there is one, else the password grant.
     async fn fetch_token(&self, previous: Option<Secret>) -> Result<FreshToken, CallError> {
-        let refresh = previous.or_else(|| self.cfg.refresh_token.clone().map(Secret::new));
+        let refresh = previous.or_else(|| self.cfg.refresh_token.clone().map(Secret::from));
         if let Some(refresh) = refresh {
-            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose())];
+            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())];
             match self.token_request(&form).await {
                 Ok(t) => return Ok(t),
                 Err(e) if self.cfg.username.is_none() => return Err(e),

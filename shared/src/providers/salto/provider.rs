@@ -157,44 +157,35 @@ impl MembershipProvider for SaltoProvider {
         let policy = self.client.retry_policy().clone();
         // After an email change the new address's create may also have happened in an earlier
         // attempt whose answer was lost, so it is looked up too.
-        let mut unknown = known.and_then(|k| match k.ids {
-            None => Some((k.created_at, None)),
-            Some(_) if k.email != person.email => Some((now, None)),
+        let unknown = known.and_then(|k| match k.ids {
+            None => Some(k.created_at),
+            Some(_) if k.email != person.email => Some(now),
             Some(_) => None,
         });
         // Before any lookup or create: no user is made without a role that fits.
         let role = self.role_id().await?;
-        let mut tries = 0;
-        let created = loop {
-            if let Some((created_at, after)) = unknown {
-                let found = self.client.users().await?.into_iter().find(|u| u.is(&person.email));
-                if let Some(u) = found {
-                    // A suspended user with this email (say, from before the person switched
-                    // addresses and back) is taken back rather than doubled.
-                    if !u.is_subscribed() {
-                        self.client.set_subscription(&u.id, "subscribed").await?;
-                    }
-                    return self.user(person, &u, created_at);
-                }
-                if let Some(after) = after {
-                    tokio::time::sleep(policy.delay(tries, after)).await;
+        // Only a failed create is tried again, after looking the email up; a failed lookup ends
+        // it (the flag says which failed). `Err` of a try is the user a lookup found.
+        let again = |(e, create): &(CallError, bool)| create.then(|| crate::retry::call_error(e)).flatten();
+        let made = crate::retry::retry(&policy, again, |n| async move {
+            if let Some(created_at) = if n == 0 { unknown } else { Some(now) } {
+                let users = self.client.users().await.map_err(|e| (e, false))?;
+                if let Some(u) = users.into_iter().find(|u| u.is(&person.email)) {
+                    return Ok(Err((u, created_at)));
                 }
             }
-            tries += 1;
-            match self
-                .client
-                .create_user(&NewUser::new(&person.first_name, &person.last_name, &person.email, role))
-                .await
-            {
-                Ok(created) => break created,
-                Err(CallError::Retryable { reason, after }) if tries < policy.attempts => {
-                    tracing::debug!(
-                        reason,
-                        "Salto KS user create failed; looking the email up before trying again"
-                    );
-                    unknown = Some((now, Some(after)));
+            let new = NewUser::new(&person.first_name, &person.last_name, &person.email, role);
+            self.client.create_user(&new).await.map(Ok).map_err(|e| (e, true))
+        });
+        let created = match made.await.map_err(|(e, _)| e)? {
+            Ok(created) => created,
+            Err((u, created_at)) => {
+                // A suspended user with this email (say, from before the person switched
+                // addresses and back) is taken back rather than doubled.
+                if !u.is_subscribed() {
+                    self.client.set_subscription(&u.id, "subscribed").await?;
                 }
-                Err(e) => return Err(e),
+                return self.user(person, &u, created_at);
             }
         };
         if !created.is_subscribed() {

@@ -11,6 +11,7 @@ use crate::error::CallError;
 use crate::http::{self, Api, Reply, RetryPolicy, Secret};
 use crate::model::Instant;
 use crate::paging::{self, Cursor};
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::new("Kinnovis");
 
@@ -94,7 +95,8 @@ impl KinnovisClient {
     where
         F: Fn() -> RequestBuilder,
     {
-        let reply = http::send(&self.policy, &API, || build().bearer_auth(self.cfg.api_key.expose())).await?;
+        let reply =
+            http::send(&self.policy, &API, || build().bearer_auth(self.cfg.api_key.expose_secret())).await?;
         match reply.status {
             s if s.is_success() => Ok(reply),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(CallError::config(format!(
@@ -120,7 +122,7 @@ mod tests {
         let cfg = KinnovisConfig {
             base_url: "https://k.example/api".into(),
             location_id: "loc-1".into(),
-            api_key: Secret::new("kv-key-123"),
+            api_key: Secret::from("kv-key-123"),
         };
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("kv-key-123") && shown.contains("loc-1"));

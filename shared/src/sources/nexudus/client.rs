@@ -15,6 +15,7 @@ pub use super::limits::{
 use crate::error::CallError;
 use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 use crate::paging::{self, Cursor};
+use crate::secrets::ExposeSecret;
 
 mod checkins;
 
@@ -341,7 +342,7 @@ impl NexudusClient {
     /// Nexudus refuses it (refresh tokens last 15 days and are single-use per client id).
     async fn fetch_token(&self, refresh: Option<Secret>) -> Result<FreshToken, CallError> {
         if let Some(refresh) = refresh {
-            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose())];
+            let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())];
             match self.token_request(&form).await? {
                 Ok(token) => return Ok(token),
                 Err(reply) => {
