@@ -26,12 +26,20 @@ pub async fn poll(
     let r = PresenceRecords::new(records, tenant);
     let now = records.now();
     let every = Duration::seconds(i64::from(doors.poll_every()));
-    let cursor = r.cursor(ProviderKind::Salto).await?;
-    if cursor.as_ref().and_then(|c| c.last_poll).is_some_and(|last| now < last + every) {
+    let due = |cursor: &Option<Cursor>| {
+        !cursor.as_ref().and_then(|c| c.last_poll).is_some_and(|last| now < last + every)
+    };
+    if !due(&r.cursor(ProviderKind::Salto).await?) {
         return Ok(0);
     }
     let Some(lease) = r.acquire_lease("salto_ks").await? else { return Ok(0) };
     let result = async {
+        // Read again under the lease: a poll that held it a moment ago may have just moved the
+        // cursor (two ticks at once), and this one must start where that one ended.
+        let cursor = r.cursor(ProviderKind::Salto).await?;
+        if !due(&cursor) {
+            return Ok(0);
+        }
         // The first poll starts one window back: presence begins when it is configured.
         let mut cursor = cursor.unwrap_or(Cursor { after: now - every, seen: Vec::new(), last_poll: None });
         let entries = salto.entries_since(cursor.after).await?;
