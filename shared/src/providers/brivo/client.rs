@@ -31,33 +31,19 @@ pub const PAGE_SIZE: usize = 100;
 /// A user may be a member of at most this many groups.
 pub const MAX_GROUPS_PER_USER: usize = 16;
 
-/// Where and as whom to call Brivo. `Debug` redacts the secrets.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Brivo. The secrets' `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct BrivoConfig {
     /// `https://api.brivo.com/v1/api` in production.
     pub base_url: String,
     /// `https://auth.brivo.com/oauth/token` in production.
     pub token_url: String,
-    pub api_key: String,
+    pub api_key: Secret,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// The administrator's login (password grant).
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for BrivoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrivoConfig")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("api_key", &"***")
-            .field("client_secret", &"***")
-            .field("username", &"***")
-            .field("password", &"***")
-            .finish()
-    }
+    pub username: Secret,
+    pub password: Secret,
 }
 
 /// Calls one Brivo account. Cheap to share; holds the token cache.
@@ -266,7 +252,7 @@ impl BrivoClient {
             .core
             .send(
                 |previous| self.fetch_token(previous),
-                |token| build().header("api-key", &self.cfg.api_key).bearer_auth(token),
+                |token| build().header("api-key", self.cfg.api_key.expose_secret()).bearer_auth(token),
                 "",
             )
             .await?;
@@ -296,8 +282,8 @@ impl BrivoClient {
         }
         let form = [
             ("grant_type", "password"),
-            ("username", self.cfg.username.as_str()),
-            ("password", self.cfg.password.as_str()),
+            ("username", self.cfg.username.expose_secret()),
+            ("password", self.cfg.password.expose_secret()),
         ];
         self.token_request(&form).await
     }
@@ -307,8 +293,8 @@ impl BrivoClient {
             self.core
                 .http
                 .post(&self.cfg.token_url)
-                .header("api-key", &self.cfg.api_key)
-                .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))
+                .header("api-key", self.cfg.api_key.expose_secret())
+                .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose_secret()))
                 .form(form)
         })
         .await?;
@@ -394,6 +380,22 @@ mod tests {
         assert!(is_over_rate(&by_header));
         let e = over_rate(&reply(403, "<h1>Developer Over Rate</h1>"));
         assert!(matches!(e, CallError::Retryable { after: Some(OVER_RATE_WAIT), .. }), "{e:?}");
+    }
+
+    #[test]
+    fn config_debug_redacts_the_secrets() {
+        let cfg = BrivoConfig {
+            base_url: "b".into(),
+            token_url: "t".into(),
+            api_key: "k-123".into(),
+            client_id: "client-9".into(),
+            client_secret: "s3cr3t".into(),
+            username: "admin-7781".into(),
+            password: "pw-hunter2".into(),
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!["k-123", "s3cr3t", "admin-7781", "hunter2"].iter().any(|s| shown.contains(s)), "{shown}");
+        assert!(shown.contains("client-9"), "{shown}");
     }
 
     #[test]

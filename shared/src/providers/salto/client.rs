@@ -27,8 +27,8 @@ pub const SCOPES: &str = "user_api.full_access offline_access";
 /// Items asked for per page of a listing (`$top`).
 pub const PAGE_SIZE: usize = 100;
 
-/// Where and as whom to call Salto KS. `Debug` redacts the secrets.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Salto KS. The secrets' `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct SaltoConfig {
     /// `https://user.my-clay.com` in production (paths `/v1.x/sites/…` are added).
     pub base_url: String,
@@ -37,31 +37,15 @@ pub struct SaltoConfig {
     /// The site UUID.
     pub site_id: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Password grant of a dedicated site admin, when set.
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
     /// A stored refresh token (used first; rotated ones are kept in memory).
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
     /// The role new users get: a role's id, `code` or name (`customer_reference`) as
     /// `GET …/roles` lists them; `None` is the site's documented user role, [`DEFAULT_ROLE_CODE`].
     pub user_role: Option<String>,
-}
-
-impl fmt::Debug for SaltoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaltoConfig")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("site_id", &self.site_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .field("username", &self.username.as_ref().map(|_| "***"))
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
-            .field("user_role", &self.user_role)
-            .finish()
-    }
 }
 
 /// Calls one Salto KS site. Cheap to share; holds the token cache.
@@ -341,7 +325,7 @@ impl SaltoClient {
 
     /// A refresh grant with the newest refresh token when there is one, else the password grant.
     async fn fetch_token(&self, previous: Option<Secret>) -> Result<FreshToken, CallError> {
-        let refresh = previous.or_else(|| self.cfg.refresh_token.clone().map(Secret::from));
+        let refresh = previous.or_else(|| self.cfg.refresh_token.clone());
         if let Some(refresh) = refresh {
             let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())];
             match self.token_request(&form).await {
@@ -356,8 +340,8 @@ impl SaltoClient {
         };
         let form = [
             ("grant_type", "password"),
-            ("username", username.as_str()),
-            ("password", password.as_str()),
+            ("username", username.expose_secret()),
+            ("password", password.expose_secret()),
             ("scope", SCOPES),
         ];
         self.token_request(&form).await
@@ -368,7 +352,7 @@ impl SaltoClient {
             self.core
                 .http
                 .post(&self.cfg.token_url)
-                .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))
+                .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose_secret()))
                 .form(form)
         })
         .await?;

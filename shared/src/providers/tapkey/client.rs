@@ -16,9 +16,10 @@ pub use super::dto::{
     BoundLock, Contact, CreateContact, CreateGrant, Grant, GrantHolder, InlineContact, NewGrant, Revoke, iso,
 };
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy};
+use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
 use crate::model::{ContactId, Email, GrantId, LockId};
 use crate::paging::{self, Cursor};
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::new("Tapkey");
 
@@ -32,8 +33,8 @@ pub const PAGE_SIZE: usize = 500;
 /// Tapkey's cap is twice the default ([`http::MAX_LISTED`]).
 const MAX_LISTED: usize = 200_000;
 
-/// Where and as whom to call Tapkey. `Debug` redacts the client secret.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Tapkey. The secret's `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct TapkeyConfig {
     /// `https://my.tapkey.com/api/v1` in production.
     pub base_url: String,
@@ -42,7 +43,7 @@ pub struct TapkeyConfig {
     /// The owner account whose locks Portier manages; the client must be its co-administrator.
     pub owner_account_id: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
 }
 
 impl TapkeyConfig {
@@ -53,7 +54,7 @@ impl TapkeyConfig {
     pub fn new(
         owner_account_id: impl Into<String>,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        client_secret: impl Into<Secret>,
     ) -> Self {
         Self {
             base_url: Self::DEFAULT_BASE_URL.into(),
@@ -62,18 +63,6 @@ impl TapkeyConfig {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
         }
-    }
-}
-
-impl fmt::Debug for TapkeyConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TapkeyConfig")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("owner_account_id", &self.owner_account_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .finish()
     }
 }
 
@@ -318,7 +307,7 @@ impl TapkeyClient {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.cfg.client_id.as_str()),
-            ("client_secret", self.cfg.client_secret.as_str()),
+            ("client_secret", self.cfg.client_secret.expose_secret()),
             ("scope", SCOPES),
         ];
         let reply =

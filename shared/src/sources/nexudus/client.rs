@@ -35,31 +35,21 @@ pub const BATCH_SIZE: usize = 50;
 /// A list still claiming more pages after this many is refused rather than followed forever.
 const MAX_PAGES: u32 = 1000;
 
-/// Where and as whom to call Nexudus. `Debug` redacts the password.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Nexudus. The login's `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct NexudusConfig {
     /// `https://spaces.nexudus.com/api` (the token endpoint must use this host, not a portal).
     pub base_url: String,
-    pub username: String,
-    pub password: String,
+    pub username: Secret,
+    pub password: Secret,
 }
 
 impl NexudusConfig {
     pub const DEFAULT_BASE_URL: &'static str = "https://spaces.nexudus.com/api";
 
     /// The production API for this admin user.
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn new(username: impl Into<Secret>, password: impl Into<Secret>) -> Self {
         Self { base_url: Self::DEFAULT_BASE_URL.into(), username: username.into(), password: password.into() }
-    }
-}
-
-impl fmt::Debug for NexudusConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NexudusConfig")
-            .field("base_url", &self.base_url)
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
     }
 }
 
@@ -352,8 +342,8 @@ impl NexudusClient {
         }
         let form = [
             ("grant_type", "password"),
-            ("username", self.cfg.username.as_str()),
-            ("password", self.cfg.password.as_str()),
+            ("username", self.cfg.username.expose_secret()),
+            ("password", self.cfg.password.expose_secret()),
         ];
         match self.token_request(&form).await? {
             Ok(token) => Ok(token),
@@ -390,6 +380,7 @@ mod tests {
     fn config_debug_redacts_the_password() {
         let shown = format!("{:?}", NexudusConfig::new("admin@x.com", "pa55word"));
         assert!(!shown.contains("pa55word") && shown.contains("spaces.nexudus.com"));
+        assert!(!shown.contains("admin@x.com"), "the login is an email: {shown}");
     }
 
     #[test]
