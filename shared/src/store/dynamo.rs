@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TableStatus, TimeToLiveSpecification,
 };
 
 use super::{Cond, Item, Store};
+use crate::aws::sdk_error;
 use crate::clock::Clock;
 use crate::error::InfraError;
 
@@ -37,23 +37,6 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     clock: Arc<dyn Clock>,
-}
-
-/// An SDK error as an [`InfraError`]: operation, error code and the service's message, never
-/// the request (items and keys may hold emails).
-fn sdk_error<E, R>(op: &str, err: SdkError<E, R>) -> InfraError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match err.as_service_error() {
-        Some(e) => InfraError::Backend(format!(
-            "dynamodb {op}: {}: {}",
-            e.code().unwrap_or("unknown error"),
-            e.message().unwrap_or("no message")
-        )),
-        None => InfraError::Backend(format!("dynamodb {op}: {}", DisplayErrorContext(&err))),
-    }
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -162,7 +145,7 @@ impl DynamoStore {
         let exists = match self.client.describe_table().table_name(&self.table).send().await {
             Ok(_) => true,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => false,
-            Err(e) => return Err(sdk_error("DescribeTable", e)),
+            Err(e) => return Err(sdk_error("dynamodb", "DescribeTable", e)),
         };
         if !exists {
             let attr = |name: &str| {
@@ -194,7 +177,7 @@ impl DynamoStore {
                 Ok(_) => {}
                 // Someone else created it meanwhile: fine, wait for it below.
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-                Err(e) => return Err(sdk_error("CreateTable", e)),
+                Err(e) => return Err(sdk_error("dynamodb", "CreateTable", e)),
             }
         }
         self.wait_active().await?;
@@ -210,7 +193,7 @@ impl DynamoStore {
                 .time_to_live_specification(ttl)
                 .send()
                 .await
-                .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+                .map_err(|e| sdk_error("dynamodb", "UpdateTimeToLive", e))?;
         }
         Ok(())
     }
@@ -224,7 +207,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .send()
                 .await
-                .map_err(|e| sdk_error("DescribeTable", e))?;
+                .map_err(|e| sdk_error("dynamodb", "DescribeTable", e))?;
             if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                 return Ok(());
             }
@@ -266,7 +249,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error("Query", e))?;
+                .map_err(|e| sdk_error("dynamodb", "Query", e))?;
             for attrs in out.items() {
                 let item = decode(attrs)?;
                 if is_live(&item, now) {
@@ -293,7 +276,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk_error("GetItem", e))?;
+            .map_err(|e| sdk_error("dynamodb", "GetItem", e))?;
         match out.item() {
             Some(attrs) => {
                 let item = decode(attrs)?;
@@ -316,7 +299,7 @@ impl Store for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Err(InfraError::Conflict)
             }
-            Err(e) => Err(sdk_error("PutItem", e)),
+            Err(e) => Err(sdk_error("dynamodb", "PutItem", e)),
         }
     }
 
@@ -333,7 +316,7 @@ impl Store for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Err(InfraError::Conflict)
             }
-            Err(e) => Err(sdk_error("DeleteItem", e)),
+            Err(e) => Err(sdk_error("dynamodb", "DeleteItem", e)),
         }
     }
 
@@ -368,6 +351,6 @@ impl Store for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| sdk_error("GetItem", e))
+            .map_err(|e| sdk_error("dynamodb", "GetItem", e))
     }
 }
