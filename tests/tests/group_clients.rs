@@ -2,7 +2,7 @@
 //! scenarios do not reach, and Brivo's documented endpoints (invitations, memberships, quota).
 
 use shared::error::CallError;
-use shared::http::RetryPolicy;
+use shared::http::{ClientLimits, RetryPolicy};
 use shared::model::{Email, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState};
 use shared::providers::brivo::client::{EmailAddress, NewUser as NewBrivoUser, OVER_RATE_WAIT};
 use shared::providers::brivo::{BrivoClient, BrivoConfig, BrivoProvider};

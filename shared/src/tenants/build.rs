@@ -8,7 +8,7 @@ use crate::config::{
     BrivoProviderConfig, ConfigError, SaltoProviderConfig, Secret, Secrets, SourceConfig,
     TapkeyProviderConfig, TenantConfig,
 };
-use crate::http::RetryPolicy;
+use crate::http::{ClientLimits, RetryPolicy};
 use crate::ingress::verify::WebhookKey;
 use crate::model::ProviderKind;
 use crate::providers::Provider;

@@ -9,8 +9,6 @@
 //! Paths follow Brivo's OpenAPI files as mirrored in `ThatGuyinIT/brivo-velocity`
 //! (`references/tags/{user,group,digital_invitations}.yaml`); see `docs/providers.md`.
 
-use std::fmt;
-
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +17,7 @@ pub use super::dto::{EmailAddress, GroupChange, GroupRef, Invite, NewUser, User,
 pub use super::gateway::OVER_RATE_WAIT;
 use super::gateway::{is_over_qps, is_over_rate, over_rate};
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, ClientLimits, FreshToken, Reply, RetryPolicy, Secret};
 use crate::paging::{self, Cursor};
 use crate::secrets::ExposeSecret;
 
@@ -47,15 +45,16 @@ pub struct BrivoConfig {
 }
 
 /// Calls one Brivo account. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct BrivoClient {
     cfg: BrivoConfig,
     /// The client-side limit in it is shared by every worker task.
     core: ApiClient,
 }
 
-impl fmt::Debug for BrivoClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrivoClient").field("cfg", &self.cfg).finish_non_exhaustive()
+impl ClientLimits for BrivoClient {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        &mut self.core
     }
 }
 
@@ -63,20 +62,6 @@ impl BrivoClient {
     pub fn new(cfg: BrivoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient::new(API, &cfg.base_url, http, policy);
         Self { cfg, core }
-    }
-
-    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
-    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.core.limit = RateLimit::spaced(per_second);
-        self
-    }
-
-    /// Fails any listing of more than `max` items (default [`http::MAX_LISTED`]) instead of
-    /// trusting it.
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.core.max_listed = max;
-        self
     }
 
     fn url(&self, rest: &str) -> String {
@@ -298,18 +283,11 @@ impl BrivoClient {
                 .form(form)
         })
         .await?;
-        match reply.status {
-            s if s.is_success() => reply.oauth_token(&API),
-            _ if is_over_rate(&reply) => Err(over_rate(&reply)),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(CallError::config(format!(
-                    "Brivo refused the login of client {} ({})",
-                    self.cfg.client_id,
-                    reply.summary()
-                )))
-            }
-            _ => Err(reply.unexpected(&API)),
+        // The daily quota's 403 is no refused login.
+        if is_over_rate(&reply) {
+            return Err(over_rate(&reply));
         }
+        reply.into_login(&API, &format!("Brivo refused the login of client {}", self.cfg.client_id))
     }
 }
 

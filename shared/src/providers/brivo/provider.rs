@@ -12,7 +12,7 @@ use super::client::{
     BrivoClient, BrivoConfig, EmailAddress, GroupChange, Invite, MAX_GROUPS_PER_USER, NewUser,
 };
 use crate::error::CallError;
-use crate::http::RetryPolicy;
+use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
     BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState, Window,
     membership_key,
@@ -27,21 +27,16 @@ pub struct BrivoProvider {
     client: BrivoClient,
 }
 
+/// The limits of its client.
+impl ClientLimits for BrivoProvider {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        self.client.core_mut()
+    }
+}
+
 impl BrivoProvider {
     pub fn new(cfg: BrivoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         Self { client: BrivoClient::new(cfg, http, policy) }
-    }
-
-    /// API calls at most `per_second` (see [`BrivoClient::with_calls_per_second`]).
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.client = self.client.with_calls_per_second(per_second);
-        self
-    }
-
-    /// Listings of more than `max` items fail (see [`BrivoClient::with_max_listed`]).
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.client = self.client.with_max_listed(max);
-        self
     }
 
     pub fn client(&self) -> &BrivoClient {

@@ -5,8 +5,6 @@
 //! and `/v1.2` (users, subscription), lists as bare arrays or `{items}`, and
 //! `{"ErrorCode","Message"}` errors turned into typed outcomes or classified [`CallError`]s.
 
-use std::fmt;
-
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -14,7 +12,7 @@ pub use super::dto::{
     AccessGroup, DEFAULT_ROLE_CODE, Entry, NewUser, PatchMembers, PlatformUser, Role, SiteUser, pick_role,
 };
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, ClientLimits, FreshToken, Reply, RetryPolicy, Secret};
 use crate::model::SaltoGroupId;
 use crate::paging::{self, Cursor, Next, Page};
 use crate::secrets::ExposeSecret;
@@ -49,15 +47,16 @@ pub struct SaltoConfig {
 }
 
 /// Calls one Salto KS site. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct SaltoClient {
     cfg: SaltoConfig,
     /// The client-side limit in it is shared by every worker task.
     core: ApiClient,
 }
 
-impl fmt::Debug for SaltoClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaltoClient").field("cfg", &self.cfg).finish_non_exhaustive()
+impl ClientLimits for SaltoClient {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        &mut self.core
     }
 }
 
@@ -65,20 +64,6 @@ impl SaltoClient {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient::new(API, &cfg.base_url, http, policy);
         Self { cfg, core }
-    }
-
-    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
-    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.core.limit = RateLimit::spaced(per_second);
-        self
-    }
-
-    /// Fails any listing of more than `max` items (default [`http::MAX_LISTED`]) instead of
-    /// trusting it.
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.core.max_listed = max;
-        self
     }
 
     pub fn config(&self) -> &SaltoConfig {
@@ -356,17 +341,8 @@ impl SaltoClient {
                 .form(form)
         })
         .await?;
-        match reply.status {
-            s if s.is_success() => reply.oauth_token(&API),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(CallError::config(format!(
-                    "Salto KS identity server refused the login of client {} ({})",
-                    self.cfg.client_id,
-                    reply.summary()
-                )))
-            }
-            _ => Err(reply.unexpected(&API)),
-        }
+        let refused = format!("Salto KS identity server refused the login of client {}", self.cfg.client_id);
+        reply.into_login(&API, &refused)
     }
 }
 

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use super::batch::MemberBatcher;
 use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, pick_role};
 use crate::error::CallError;
-use crate::http::RetryPolicy;
+use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
     Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState, Window,
     membership_key,
@@ -45,6 +45,13 @@ pub struct SaltoProvider {
     batcher: MemberBatcher,
 }
 
+/// The limits of its client.
+impl ClientLimits for SaltoProvider {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        self.client.core_mut()
+    }
+}
+
 impl SaltoProvider {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         Self {
@@ -67,18 +74,6 @@ impl SaltoProvider {
             self.client.patch_members(group, &add, &remove).await
         };
         self.batcher.change(group, add, remove, patch).await
-    }
-
-    /// API calls at most `per_second` (see [`SaltoClient::with_calls_per_second`]).
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.client = self.client.with_calls_per_second(per_second);
-        self
-    }
-
-    /// Listings of more than `max` items fail (see [`SaltoClient::with_max_listed`]).
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.client = self.client.with_max_listed(max);
-        self
     }
 
     pub fn client(&self) -> &SaltoClient {

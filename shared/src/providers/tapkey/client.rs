@@ -5,7 +5,6 @@
 //! typed outcomes or classified [`CallError`]s. Policy (which lock may be granted, exactly-once
 //! creation) lives in [`super::provider`].
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::{RequestBuilder, StatusCode};
@@ -16,7 +15,7 @@ pub use super::dto::{
     BoundLock, Contact, CreateContact, CreateGrant, Grant, GrantHolder, InlineContact, NewGrant, Revoke, iso,
 };
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, ClientLimits, FreshToken, Reply, RetryPolicy, Secret};
 use crate::model::{ContactId, Email, GrantId, LockId};
 use crate::paging::{self, Cursor};
 use crate::secrets::ExposeSecret;
@@ -67,6 +66,7 @@ impl TapkeyConfig {
 }
 
 /// Calls one Tapkey owner account. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct TapkeyClient {
     cfg: TapkeyConfig,
     /// The client-side limit in it is shared by every worker task.
@@ -76,9 +76,9 @@ pub struct TapkeyClient {
     field_filters_refused: AtomicBool,
 }
 
-impl fmt::Debug for TapkeyClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TapkeyClient").field("cfg", &self.cfg).finish_non_exhaustive()
+impl ClientLimits for TapkeyClient {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        &mut self.core
     }
 }
 
@@ -86,19 +86,6 @@ impl TapkeyClient {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient { max_listed: MAX_LISTED, ..ApiClient::new(API, &cfg.base_url, http, policy) };
         Self { cfg, core, field_filters_refused: AtomicBool::new(false) }
-    }
-
-    /// Fails any listing of more than `max` items (default 200 000) instead of trusting it.
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.core.max_listed = max;
-        self
-    }
-
-    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
-    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.core.limit = RateLimit::spaced(per_second);
-        self
     }
 
     pub fn config(&self) -> &TapkeyConfig {
@@ -313,20 +300,9 @@ impl TapkeyClient {
         let reply =
             http::send(&self.core.policy, &API, || self.core.http.post(&self.cfg.token_url).form(&form))
                 .await?;
-        match reply.status {
-            s if s.is_success() => {
-                // Client credentials: nothing to refresh with, a new login each time.
-                reply.oauth_token(&API).map(|t| FreshToken { refresh_token: None, ..t })
-            }
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(CallError::config(format!(
-                    "Tapkey refused the client credentials of client {} ({})",
-                    self.cfg.client_id,
-                    reply.summary()
-                )))
-            }
-            _ => Err(reply.unexpected(&API)),
-        }
+        let refused = format!("Tapkey refused the client credentials of client {}", self.cfg.client_id);
+        // Client credentials: nothing to refresh with, a new login each time.
+        reply.into_login(&API, &refused).map(|t| FreshToken { refresh_token: None, ..t })
     }
 }
 

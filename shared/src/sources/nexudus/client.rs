@@ -6,7 +6,6 @@
 //! helper treats like a 429 (the client only reads, so a 409 is never a real conflict).
 
 use reqwest::{RequestBuilder, StatusCode};
-use std::fmt;
 
 use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Team, Visitor};
 pub use super::limits::{
@@ -54,6 +53,7 @@ impl NexudusConfig {
 }
 
 /// Reads one Nexudus account. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct NexudusClient {
     cfg: NexudusConfig,
     /// Its limit: [`DOCUMENTED_QUOTAS`] or a share of them.
@@ -61,12 +61,6 @@ pub struct NexudusClient {
     /// Sent as the `client_id` header: Nexudus ties refresh tokens to it.
     /// [`installation_client_id`].
     client_id: String,
-}
-
-impl fmt::Debug for NexudusClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NexudusClient").field("cfg", &self.cfg).finish_non_exhaustive()
-    }
 }
 
 impl NexudusClient {
@@ -362,11 +356,7 @@ impl NexudusClient {
             self.core.http.post(&url).header("client_id", self.client_id.as_str()).form(form)
         })
         .await?;
-        match reply.status {
-            s if s.is_success() => reply.oauth_token(&API).map(Ok),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(reply)),
-            _ => Err(reply.unexpected(&API)),
-        }
+        reply.into_grant(&API)
     }
 }
 
