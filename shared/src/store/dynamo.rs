@@ -58,6 +58,27 @@ struct Condition {
     values: Attrs,
 }
 
+/// Sends a put or delete under an optional [`Condition`]; a failed condition is
+/// [`InfraError::Conflict`]. A macro because the SDK's two request builders share no trait.
+macro_rules! send_conditional {
+    ($req:expr, $condition:expr, $op:literal) => {{
+        let mut req = $req;
+        if let Some(c) = $condition {
+            req = req
+                .condition_expression(c.expression)
+                .set_expression_attribute_names(Some(c.names))
+                .set_expression_attribute_values(Some(c.values));
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(InfraError::Conflict)
+            }
+            Err(e) => Err(sdk_error("dynamodb", $op, e)),
+        }
+    }};
+}
+
 /// The DynamoDB condition for `cond` at `now` (unix seconds); `None` for `Always`.
 fn condition(cond: Cond, now: i64) -> Option<Condition> {
     let names = |extra: &[(&str, &str)]| {
@@ -287,37 +308,13 @@ impl Store for DynamoStore {
     }
 
     async fn put(&self, item: &Item, cond: Cond) -> Result<(), InfraError> {
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(encode(item)?));
-        if let Some(c) = condition(cond, self.now()) {
-            req = req
-                .condition_expression(c.expression)
-                .set_expression_attribute_names(Some(c.names))
-                .set_expression_attribute_values(Some(c.values));
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(InfraError::Conflict)
-            }
-            Err(e) => Err(sdk_error("dynamodb", "PutItem", e)),
-        }
+        let req = self.client.put_item().table_name(&self.table).set_item(Some(encode(item)?));
+        send_conditional!(req, condition(cond, self.now()), "PutItem")
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), InfraError> {
-        let mut req = self.client.delete_item().table_name(&self.table).set_key(Some(key(pk, sk)));
-        if let Some(c) = condition(cond, self.now()) {
-            req = req
-                .condition_expression(c.expression)
-                .set_expression_attribute_names(Some(c.names))
-                .set_expression_attribute_values(Some(c.values));
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(InfraError::Conflict)
-            }
-            Err(e) => Err(sdk_error("dynamodb", "DeleteItem", e)),
-        }
+        let req = self.client.delete_item().table_name(&self.table).set_key(Some(key(pk, sk)));
+        send_conditional!(req, condition(cond, self.now()), "DeleteItem")
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, InfraError> {

@@ -202,17 +202,12 @@ impl BrivoClient {
     /// a time; a 403 is handed back for the caller to name the missing permission.
     async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, Forbidden> {
         let url = self.url(path);
-        let size = PAGE_SIZE.to_string();
         let fetch = |c: Cursor| {
-            let (url, size) = (&url, &size);
+            let url = &url;
             async move {
-                let offset = c.listed.to_string();
-                let reply = self
-                    .call(|| {
-                        let page = [("offset", offset.as_str()), ("pageSize", size.as_str())];
-                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("filter", f)))
-                    })
-                    .await?;
+                let page = [("offset", c.listed), ("pageSize", PAGE_SIZE)];
+                let filter = filter.map(|f| ("filter", f));
+                let reply = self.call(|| paging::with_query(self.core.http.get(url), &page, filter)).await?;
                 if reply.status == StatusCode::FORBIDDEN {
                     return Err(Forbidden::Reply(reply));
                 }

@@ -240,17 +240,12 @@ impl TapkeyClient {
         filter: Option<&str>,
     ) -> Result<Result<Vec<T>, Reply>, CallError> {
         let url = self.owner_url(path);
-        let top = PAGE_SIZE.to_string();
         let fetch = |c: Cursor| {
-            let (url, top) = (&url, &top);
+            let url = &url;
             async move {
-                let skip = c.listed.to_string();
-                let reply = self
-                    .call(|| {
-                        let page = [("$top", top.as_str()), ("$skip", skip.as_str())];
-                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("$filter", f)))
-                    })
-                    .await?;
+                let page = [("$top", PAGE_SIZE), ("$skip", c.listed)];
+                let filter = filter.map(|f| ("$filter", f));
+                let reply = self.call(|| paging::with_query(self.core.http.get(url), &page, filter)).await?;
                 if !reply.status.is_success() {
                     return Err(Listing::Refused(reply));
                 }
