@@ -14,8 +14,7 @@ use super::client::{
 use crate::error::CallError;
 use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
-    BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState, Window,
-    membership_key,
+    BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState,
 };
 use crate::providers::{
     Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
@@ -220,12 +219,8 @@ impl Provider for BrivoProvider {
         for target in targets {
             let Target::BrivoGroup(group) = target else { continue };
             for user in self.client.group_members(group.as_str()).await? {
-                held.push(Held {
-                    target: target.clone(),
-                    email: user.emails.iter().find_map(|e| Email::parse(&e.address).ok()),
-                    id: membership_key(target, &user.id()),
-                    window: Window::ALWAYS,
-                });
+                let email = user.emails.iter().find_map(|e| Email::parse(&e.address).ok());
+                held.push(Held::member(target, &user.id(), email));
             }
         }
         Ok(held)
@@ -233,8 +228,7 @@ impl Provider for BrivoProvider {
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
         let Target::BrivoGroup(group) = &held.target else { return Ok(()) };
-        let user = held.id.rsplit_once('#').map_or(held.id.as_str(), |(_, u)| u);
-        match self.client.remove_from_group(user, group.as_str()).await? {
+        match self.client.remove_from_group(held.member_id(), group.as_str()).await? {
             GroupChange::Done | GroupChange::NotFound(_) => Ok(()),
             GroupChange::Refused(reason) => {
                 Err(CallError::permanent(format!("Brivo refused the removal: {reason}")))

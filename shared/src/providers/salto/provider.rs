@@ -19,8 +19,7 @@ use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, pick_role};
 use crate::error::CallError;
 use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
-    Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState, Window,
-    membership_key,
+    Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState,
 };
 use crate::providers::{
     Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
@@ -287,12 +286,8 @@ impl Provider for SaltoProvider {
             for user in self.client.group_members(group).await? {
                 // Membership is by platform user id; the site-user id is the fallback.
                 let member = user.user.as_ref().map_or(user.id.as_str(), |u| u.id.as_str());
-                held.push(Held {
-                    target: target.clone(),
-                    email: user.email.as_deref().and_then(|e| Email::parse(e).ok()),
-                    id: membership_key(target, member),
-                    window: Window::ALWAYS,
-                });
+                let email = user.email.as_deref().and_then(|e| Email::parse(e).ok());
+                held.push(Held::member(target, member, email));
             }
         }
         Ok(held)
@@ -300,8 +295,7 @@ impl Provider for SaltoProvider {
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
         let Target::SaltoGroup(group) = &held.target else { return Ok(()) };
-        let member = held.id.rsplit_once('#').map_or(held.id.as_str(), |(_, u)| u).to_owned();
-        match self.patch_members(group, Vec::new(), vec![member]).await? {
+        match self.patch_members(group, Vec::new(), vec![held.member_id().to_owned()]).await? {
             PatchMembers::Done | PatchMembers::UserNotFound(_) | PatchMembers::GroupNotFound(_) => Ok(()),
             PatchMembers::NotExecutable(reason) => Err(CallError::retryable(format!("Salto KS: {reason}"))),
         }
