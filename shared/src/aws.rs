@@ -1,7 +1,11 @@
 //! One way to build the AWS SDK configuration, for Lambda, the CLI and the loopback tests.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+// Every SDK crate re-exports the same smithy error types; SQS's path serves them all.
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use std::time::Duration;
+
+use crate::error::InfraError;
 
 /// Region used against a loopback endpoint when `AWS_REGION` is unset.
 const TEST_REGION: &str = "us-east-1";
@@ -33,5 +37,22 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
             loader.endpoint_url(url).region(Region::new(region)).load().await
         }
         None => loader.load().await,
+    }
+}
+
+/// An SDK error as an [`InfraError`]: service, operation, error code and the service's message,
+/// never the request (items, keys and messages may hold emails).
+pub fn sdk_error<E, R>(service: &str, op: &str, err: SdkError<E, R>) -> InfraError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(e) => InfraError::Backend(format!(
+            "{service} {op}: {}: {}",
+            e.code().unwrap_or("unknown error"),
+            e.message().unwrap_or("no message")
+        )),
+        None => InfraError::Backend(format!("{service} {op}: {}", DisplayErrorContext(&err))),
     }
 }

@@ -13,6 +13,7 @@
 //! and error reasons quote only a response's status and error code/message, never URLs (they can
 //! carry emails in OData filters) or request bodies.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -111,6 +112,36 @@ pub struct ApiClient {
     pub limit: Option<RateLimit>,
     /// A listing with more items than this fails (see [`ApiClient::check_listed`]).
     pub max_listed: usize,
+}
+
+/// The system and base URL only: the token cache and the HTTP client say nothing useful.
+impl fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("api", &self.api.name)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The limits every client built on an [`ApiClient`] takes, and every provider wrapping one.
+pub trait ClientLimits: Sized {
+    /// The core whose limits these are.
+    fn core_mut(&mut self) -> &mut ApiClient;
+
+    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
+    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
+    fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.core_mut().limit = RateLimit::spaced(per_second);
+        self
+    }
+
+    /// Fails any listing of more than `max` items (the client's default: [`MAX_LISTED`] unless
+    /// its documentation says otherwise) instead of trusting it.
+    fn with_max_listed(mut self, max: usize) -> Self {
+        self.core_mut().max_listed = max;
+        self
+    }
 }
 
 impl ApiClient {

@@ -77,11 +77,11 @@ where
     }
 }
 
-/// `req` with the page's parameters (`$skip`/`$top`, `offset`/`pageSize`, …) and, when
-/// given, the listing's filter parameter after them.
+/// `req` with the page's parameters in the system's order (`$top`/`$skip`, `offset`/`pageSize`,
+/// …) and, when given, the listing's filter parameter after them.
 pub fn with_query(
     req: reqwest::RequestBuilder,
-    page: &[(&str, &str)],
+    page: &[(&str, usize)],
     filter: Option<(&str, &str)>,
 ) -> reqwest::RequestBuilder {
     let req = req.query(page);

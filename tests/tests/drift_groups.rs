@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use shared::config::NoAccess;
 use shared::error::{CallError, WorkError};
+use shared::http::ClientLimits;
 use shared::providers::Provider;
 use shared::providers::brivo::BrivoProvider;
 use shared::providers::salto::SaltoProvider;

@@ -2,7 +2,7 @@
 //! scenarios do not reach, and Brivo's documented endpoints (invitations, memberships, quota).
 
 use shared::error::CallError;
-use shared::http::RetryPolicy;
+use shared::http::{ClientLimits, RetryPolicy};
 use shared::model::{Email, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState};
 use shared::providers::brivo::client::{EmailAddress, NewUser as NewBrivoUser, OVER_RATE_WAIT};
 use shared::providers::brivo::{BrivoClient, BrivoConfig, BrivoProvider};
@@ -20,7 +20,7 @@ fn salto_config(sim: &SaltoSim) -> SaltoConfig {
 #[tokio::test]
 async fn salto_logs_in_with_a_stored_refresh_token_and_follows_its_rotation() {
     let sim = SaltoSim::start(SaltoSimConfig::default()).await;
-    let cfg = SaltoConfig { refresh_token: Some(sim.issue_refresh_token()), ..salto_config(&sim) };
+    let cfg = SaltoConfig { refresh_token: Some(sim.issue_refresh_token().into()), ..salto_config(&sim) };
     let client = SaltoClient::new(cfg, shared::http::client(), RetryPolicy::fast());
     let email = Email::parse("ann@x.com").expect("valid");
     let role = client
@@ -42,7 +42,11 @@ async fn salto_logs_in_with_a_stored_refresh_token_and_follows_its_rotation() {
 async fn salto_password_grant_and_a_wrong_site_is_a_clear_error() {
     let sim = SaltoSim::start(SaltoSimConfig::default()).await;
     let c = sim.config().clone();
-    let cfg = SaltoConfig { username: Some(c.username), password: Some(c.password), ..salto_config(&sim) };
+    let cfg = SaltoConfig {
+        username: Some(c.username.into()),
+        password: Some(c.password.into()),
+        ..salto_config(&sim)
+    };
     let client = SaltoClient::new(cfg.clone(), shared::http::client(), RetryPolicy::fast());
     assert!(client.users().await.expect("listed").is_empty());
     let wrong = SaltoClient::new(

@@ -12,11 +12,7 @@ const ANN: i64 = 456;
 const BIKE: i64 = 1001;
 
 fn config(sim: &NexudusSim) -> NexudusConfig {
-    NexudusConfig {
-        base_url: sim.base_url(),
-        username: sim.config().username.clone(),
-        password: sim.config().password.clone(),
-    }
+    sim.client_config()
 }
 
 async fn setup() -> (NexudusSim, NexudusClient) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use shared::config::Adoption;
 use shared::error::{CallError, WorkError};
+use shared::http::ClientLimits;
 use shared::plan::Op;
 use shared::providers::tapkey::TapkeyProvider;
 use shared::resync::ResyncOptions;

@@ -13,7 +13,7 @@ use shared::providers::tapkey::TapkeyClient;
 use shared::providers::tapkey::client::{CreateContact, CreateGrant, GrantHolder, NewGrant};
 use shared::sources::kinnovis::KinnovisClient;
 use shared::sources::kinnovis::client::KinnovisConfig;
-use shared::sources::nexudus::client::{NexudusClient, NexudusConfig};
+use shared::sources::nexudus::client::NexudusClient;
 use testkit::sim::{
     BrivoSim, BrivoSimConfig, Call, KinnovisSim, KinnovisSimConfig, NexudusSim, NexudusSimConfig, Route,
     SaltoSim, SaltoSimConfig, TapkeySim, TapkeySimConfig, undocumented, unreached,
@@ -168,11 +168,7 @@ async fn nexudus_client_speaks_only_documented_routes() {
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("valid");
     let contract = sim.add_contract(456, "Fixed desk", start, &[31]);
     sim.add_team(900, "Acme", Some(456), &[456]);
-    let cfg = NexudusConfig {
-        base_url: sim.base_url(),
-        username: sim.config().username.clone(),
-        password: sim.config().password.clone(),
-    };
+    let cfg = sim.client_config();
     let n =
         NexudusClient::new(cfg, shared::http::client(), RetryPolicy::fast()).with_calls_per_minute(60_000);
     let since = Some("2026-11-01T00:00");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use shared::error::CallError;
-use shared::http::RetryPolicy;
+use shared::http::{ClientLimits, RetryPolicy};
 use shared::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, Target, Window};
 use shared::providers::tapkey::{TapkeyClient, TapkeyConfig, TapkeyProvider};
 use shared::providers::{GrantProvider, GrantRequest, Provider};

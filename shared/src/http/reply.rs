@@ -48,6 +48,23 @@ impl Reply {
         })
     }
 
+    /// A token endpoint's answer: the token; `Ok(Err(reply))` when it refused the grant (400,
+    /// 401 or 403: the credentials are wrong, or a refresh token is spent); any other answer
+    /// is [`Self::unexpected`].
+    pub fn into_grant(self, api: &Api) -> Result<Result<FreshToken, Reply>, CallError> {
+        match self.status {
+            s if s.is_success() => self.oauth_token(api).map(Ok),
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(self)),
+            _ => Err(self.unexpected(api)),
+        }
+    }
+
+    /// [`Self::into_grant`] where a refused grant is a configuration error: `refused` says who
+    /// refused whose login, the answer's summary follows in brackets.
+    pub fn into_login(self, api: &Api, refused: &str) -> Result<FreshToken, CallError> {
+        self.into_grant(api)?.map_err(|r| CallError::config(format!("{refused} ({})", r.summary())))
+    }
+
     /// The `Retry-After` header, as seconds or an HTTP date.
     pub fn retry_after(&self) -> Option<Duration> {
         self.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)

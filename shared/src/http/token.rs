@@ -12,22 +12,13 @@ use crate::error::CallError;
 use crate::secrets::ExposeSecret;
 pub use crate::secrets::Secret;
 
-/// What a token endpoint gave.
-#[derive(Clone)]
+/// What a token endpoint gave (its secrets' `Debug` is redacted).
+#[derive(Clone, Debug)]
 pub struct FreshToken {
     pub access_token: Secret,
     /// Lifetime; [`TokenCache::DEFAULT_LIFETIME`] when the endpoint does not say.
     pub expires_in: Option<Duration>,
     pub refresh_token: Option<Secret>,
-}
-
-impl fmt::Debug for FreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FreshToken")
-            .field("expires_in", &self.expires_in)
-            .field("refresh_token", &self.refresh_token.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 struct Cached {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::error::CallError;
 use crate::model::{
     Applied, ContactId, Email, GrantId, Instant, ProviderKind, ProviderUser, ProviderUserIds, SubjectKey,
-    Target, Window,
+    Target, Window, membership_key,
 };
 
 pub mod brivo;
@@ -45,6 +45,19 @@ pub struct Held {
     /// The provider's id of the grant or membership.
     pub id: String,
     pub window: Window,
+}
+
+impl Held {
+    /// A group member as a membership provider lists it: keyed `group#member`
+    /// ([`membership_key`]), with no window of its own.
+    pub fn member(target: &Target, member: &str, email: Option<Email>) -> Self {
+        Self { target: target.clone(), email, id: membership_key(target, member), window: Window::ALWAYS }
+    }
+
+    /// The member id of a [`Held::member`]: what follows the last `#`.
+    pub fn member_id(&self) -> &str {
+        self.id.rsplit_once('#').map_or(self.id.as_str(), |(_, member)| member)
+    }
 }
 
 /// The person a provider user is created for.

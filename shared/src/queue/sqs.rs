@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 
 use super::{Delivery, Outgoing, Queue, QueueStats};
+use crate::aws::sdk_error;
 use crate::error::InfraError;
 
 /// SQS limits.
@@ -25,22 +25,6 @@ pub struct SqsQueue {
     client: Client,
     queue_url: String,
     dlq_url: Option<String>,
-}
-
-/// An SDK error as an [`InfraError`]: operation, error code and message, never a body.
-fn sdk_error<E, R>(op: &str, err: SdkError<E, R>) -> InfraError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match err.as_service_error() {
-        Some(e) => InfraError::Backend(format!(
-            "sqs {op}: {}: {}",
-            e.code().unwrap_or("unknown error"),
-            e.message().unwrap_or("no message")
-        )),
-        None => InfraError::Backend(format!("sqs {op}: {}", DisplayErrorContext(&err))),
-    }
 }
 
 /// Whole seconds, rounded up (a timeout is never shorter than asked), within SQS's range.
@@ -89,7 +73,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| sdk_error("GetQueueAttributes", e))?
+            .map_err(|e| sdk_error("sqs", "GetQueueAttributes", e))?
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
@@ -111,7 +95,7 @@ impl SqsQueue {
         if let Some(policy) = redrive {
             req = req.attributes(QueueAttributeName::RedrivePolicy, policy);
         }
-        let out = req.send().await.map_err(|e| sdk_error("CreateQueue", e))?;
+        let out = req.send().await.map_err(|e| sdk_error("sqs", "CreateQueue", e))?;
         out.queue_url()
             .map(str::to_owned)
             .ok_or_else(|| InfraError::Backend("sqs CreateQueue: no queue URL".to_owned()))
@@ -126,7 +110,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(|e| sdk_error("GetQueueAttributes", e))?;
+            .map_err(|e| sdk_error("sqs", "GetQueueAttributes", e))?;
         let count = |name: QueueAttributeName| {
             out.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         };
@@ -155,7 +139,7 @@ impl SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
-            .map_err(|e| sdk_error("ReceiveMessage", e))?;
+            .map_err(|e| sdk_error("sqs", "ReceiveMessage", e))?;
         Ok(out.messages().iter().map(delivery).collect())
     }
 }
@@ -172,7 +156,7 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| sdk_error("SendMessage", e))
+            .map_err(|e| sdk_error("sqs", "SendMessage", e))
     }
 
     async fn receive(
@@ -198,7 +182,7 @@ impl Queue for SqsQueue {
                 tracing::debug!("sqs DeleteMessage with a stale receipt handle ignored");
                 Ok(())
             }
-            Err(e) => Err(sdk_error("DeleteMessage", e)),
+            Err(e) => Err(sdk_error("sqs", "DeleteMessage", e)),
         }
     }
 
@@ -221,7 +205,7 @@ impl Queue for SqsQueue {
                 tracing::debug!("sqs ChangeMessageVisibility with a stale receipt handle ignored");
                 Ok(())
             }
-            Err(e) => Err(sdk_error("ChangeMessageVisibility", e)),
+            Err(e) => Err(sdk_error("sqs", "ChangeMessageVisibility", e)),
         }
     }
 
@@ -287,7 +271,7 @@ impl Queue for SqsQueue {
                     .receipt_handle(&d.handle)
                     .send()
                     .await
-                    .map_err(|e| sdk_error("DeleteMessage (dead-letter queue)", e))?;
+                    .map_err(|e| sdk_error("sqs", "DeleteMessage (dead-letter queue)", e))?;
                 moved += 1;
             }
         }

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TableStatus, TimeToLiveSpecification,
 };
 
 use super::{Cond, Item, Store};
+use crate::aws::sdk_error;
 use crate::clock::Clock;
 use crate::error::InfraError;
 
@@ -39,23 +39,6 @@ pub struct DynamoStore {
     clock: Arc<dyn Clock>,
 }
 
-/// An SDK error as an [`InfraError`]: operation, error code and the service's message, never
-/// the request (items and keys may hold emails).
-fn sdk_error<E, R>(op: &str, err: SdkError<E, R>) -> InfraError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match err.as_service_error() {
-        Some(e) => InfraError::Backend(format!(
-            "dynamodb {op}: {}: {}",
-            e.code().unwrap_or("unknown error"),
-            e.message().unwrap_or("no message")
-        )),
-        None => InfraError::Backend(format!("dynamodb {op}: {}", DisplayErrorContext(&err))),
-    }
-}
-
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
@@ -73,6 +56,27 @@ struct Condition {
     expression: String,
     names: HashMap<String, String>,
     values: Attrs,
+}
+
+/// Sends a put or delete under an optional [`Condition`]; a failed condition is
+/// [`InfraError::Conflict`]. A macro because the SDK's two request builders share no trait.
+macro_rules! send_conditional {
+    ($req:expr, $condition:expr, $op:literal) => {{
+        let mut req = $req;
+        if let Some(c) = $condition {
+            req = req
+                .condition_expression(c.expression)
+                .set_expression_attribute_names(Some(c.names))
+                .set_expression_attribute_values(Some(c.values));
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(InfraError::Conflict)
+            }
+            Err(e) => Err(sdk_error("dynamodb", $op, e)),
+        }
+    }};
 }
 
 /// The DynamoDB condition for `cond` at `now` (unix seconds); `None` for `Always`.
@@ -162,7 +166,7 @@ impl DynamoStore {
         let exists = match self.client.describe_table().table_name(&self.table).send().await {
             Ok(_) => true,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => false,
-            Err(e) => return Err(sdk_error("DescribeTable", e)),
+            Err(e) => return Err(sdk_error("dynamodb", "DescribeTable", e)),
         };
         if !exists {
             let attr = |name: &str| {
@@ -194,7 +198,7 @@ impl DynamoStore {
                 Ok(_) => {}
                 // Someone else created it meanwhile: fine, wait for it below.
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-                Err(e) => return Err(sdk_error("CreateTable", e)),
+                Err(e) => return Err(sdk_error("dynamodb", "CreateTable", e)),
             }
         }
         self.wait_active().await?;
@@ -210,7 +214,7 @@ impl DynamoStore {
                 .time_to_live_specification(ttl)
                 .send()
                 .await
-                .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+                .map_err(|e| sdk_error("dynamodb", "UpdateTimeToLive", e))?;
         }
         Ok(())
     }
@@ -224,7 +228,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .send()
                 .await
-                .map_err(|e| sdk_error("DescribeTable", e))?;
+                .map_err(|e| sdk_error("dynamodb", "DescribeTable", e))?;
             if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                 return Ok(());
             }
@@ -266,7 +270,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error("Query", e))?;
+                .map_err(|e| sdk_error("dynamodb", "Query", e))?;
             for attrs in out.items() {
                 let item = decode(attrs)?;
                 if is_live(&item, now) {
@@ -293,7 +297,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk_error("GetItem", e))?;
+            .map_err(|e| sdk_error("dynamodb", "GetItem", e))?;
         match out.item() {
             Some(attrs) => {
                 let item = decode(attrs)?;
@@ -304,37 +308,13 @@ impl Store for DynamoStore {
     }
 
     async fn put(&self, item: &Item, cond: Cond) -> Result<(), InfraError> {
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(encode(item)?));
-        if let Some(c) = condition(cond, self.now()) {
-            req = req
-                .condition_expression(c.expression)
-                .set_expression_attribute_names(Some(c.names))
-                .set_expression_attribute_values(Some(c.values));
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(InfraError::Conflict)
-            }
-            Err(e) => Err(sdk_error("PutItem", e)),
-        }
+        let req = self.client.put_item().table_name(&self.table).set_item(Some(encode(item)?));
+        send_conditional!(req, condition(cond, self.now()), "PutItem")
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), InfraError> {
-        let mut req = self.client.delete_item().table_name(&self.table).set_key(Some(key(pk, sk)));
-        if let Some(c) = condition(cond, self.now()) {
-            req = req
-                .condition_expression(c.expression)
-                .set_expression_attribute_names(Some(c.names))
-                .set_expression_attribute_values(Some(c.values));
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(InfraError::Conflict)
-            }
-            Err(e) => Err(sdk_error("DeleteItem", e)),
-        }
+        let req = self.client.delete_item().table_name(&self.table).set_key(Some(key(pk, sk)));
+        send_conditional!(req, condition(cond, self.now()), "DeleteItem")
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, InfraError> {
@@ -368,6 +348,6 @@ impl Store for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| sdk_error("GetItem", e))
+            .map_err(|e| sdk_error("dynamodb", "GetItem", e))
     }
 }

@@ -8,7 +8,7 @@ use crate::config::{
     BrivoProviderConfig, ConfigError, SaltoProviderConfig, Secret, Secrets, SourceConfig,
     TapkeyProviderConfig, TenantConfig,
 };
-use crate::http::RetryPolicy;
+use crate::http::{ClientLimits, RetryPolicy};
 use crate::ingress::verify::WebhookKey;
 use crate::model::ProviderKind;
 use crate::providers::Provider;
@@ -86,11 +86,16 @@ impl With<'_> {
         ConfigError(format!("tenant {}: {}", self.config.id, e.0))
     }
 
-    fn secret(&self, name: &str) -> Result<String, ConfigError> {
-        self.secrets.get(name).map(|s| s.expose_secret().to_owned()).map_err(|e| self.in_tenant(e))
+    fn secret(&self, name: &str) -> Result<Secret, ConfigError> {
+        self.secrets.get(name).map_err(|e| self.in_tenant(e))
     }
 
-    fn optional_secret(&self, name: &Option<String>) -> Result<Option<String>, ConfigError> {
+    /// A value kept in the secrets that is no secret: a client id, which error reasons name.
+    fn plain(&self, name: &str) -> Result<String, ConfigError> {
+        self.secret(name).map(|s| s.expose_secret().to_owned())
+    }
+
+    fn optional_secret(&self, name: &Option<String>) -> Result<Option<Secret>, ConfigError> {
         name.as_deref().map(|n| self.secret(n)).transpose()
     }
 
@@ -146,9 +151,7 @@ impl With<'_> {
                     KinnovisConfig {
                         base_url: base_url.clone(),
                         location_id: location_id.clone(),
-                        api_key: crate::http::Secret::from(
-                            secrets.get(api_key_env).map_err(in_tenant)?.expose_secret(),
-                        ),
+                        api_key: self.secret(api_key_env)?,
                     },
                     self.http.clone(),
                     self.policy.clone(),
@@ -196,7 +199,7 @@ impl With<'_> {
                 base_url: t.base_url.clone(),
                 token_url: t.token_url.clone(),
                 owner_account_id: t.owner_account_id.clone(),
-                client_id: self.secret(&t.client_id_env)?,
+                client_id: self.plain(&t.client_id_env)?,
                 client_secret: self.secret(&t.client_secret_env)?,
             },
             self.http.clone(),
@@ -212,7 +215,7 @@ impl With<'_> {
                 base_url: s.base_url.clone(),
                 token_url: s.token_url.clone(),
                 site_id: s.site_id.clone(),
-                client_id: self.secret(&s.client_id_env)?,
+                client_id: self.plain(&s.client_id_env)?,
                 client_secret: self.secret(&s.client_secret_env)?,
                 username: self.optional_secret(&s.username_env)?,
                 password: self.optional_secret(&s.password_env)?,
@@ -232,7 +235,7 @@ impl With<'_> {
                 base_url: b.base_url.clone(),
                 token_url: b.token_url.clone(),
                 api_key: self.secret(&b.api_key_env)?,
-                client_id: self.secret(&b.client_id_env)?,
+                client_id: self.plain(&b.client_id_env)?,
                 client_secret: self.secret(&b.client_secret_env)?,
                 username: self.secret(&b.username_env)?,
                 password: self.secret(&b.password_env)?,

@@ -243,11 +243,11 @@ impl BrivoSim {
         shared::providers::brivo::BrivoConfig {
             base_url: self.base_url(),
             token_url: self.token_url(),
-            api_key: c.api_key.clone(),
+            api_key: c.api_key.clone().into(),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
-            username: c.username.clone(),
-            password: c.password.clone(),
+            client_secret: c.client_secret.clone().into(),
+            username: c.username.clone().into(),
+            password: c.password.clone().into(),
         }
     }
 

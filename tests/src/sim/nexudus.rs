@@ -336,6 +336,16 @@ impl NexudusSim {
         &self.inner.cfg
     }
 
+    /// Portier's client configuration for this simulator.
+    pub fn client_config(&self) -> shared::sources::nexudus::client::NexudusConfig {
+        let c = &self.inner.cfg;
+        shared::sources::nexudus::client::NexudusConfig {
+            base_url: self.base_url(),
+            username: c.username.clone().into(),
+            password: c.password.clone().into(),
+        }
+    }
+
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         self.server.shutdown().await;

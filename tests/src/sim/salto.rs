@@ -257,9 +257,9 @@ impl SaltoSim {
             token_url: self.token_url(),
             site_id: c.site_id.clone(),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
-            username: Some(c.username.clone()),
-            password: Some(c.password.clone()),
+            client_secret: c.client_secret.clone().into(),
+            username: Some(c.username.clone().into()),
+            password: Some(c.password.clone().into()),
             refresh_token: None,
             user_role: None,
         }

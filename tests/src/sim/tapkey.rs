@@ -209,7 +209,7 @@ impl TapkeySim {
             token_url: self.token_url(),
             owner_account_id: c.owner_account_id.clone(),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
+            client_secret: c.client_secret.clone().into(),
         }
     }
 

@@ -9,8 +9,6 @@
 //! Paths follow Brivo's OpenAPI files as mirrored in `ThatGuyinIT/brivo-velocity`
 //! (`references/tags/{user,group,digital_invitations}.yaml`); see `docs/providers.md`.
 
-use std::fmt;
-
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +17,7 @@ pub use super::dto::{EmailAddress, GroupChange, GroupRef, Invite, NewUser, User,
 pub use super::gateway::OVER_RATE_WAIT;
 use super::gateway::{is_over_qps, is_over_rate, over_rate};
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, ClientLimits, FreshToken, Reply, RetryPolicy, Secret};
 use crate::paging::{self, Cursor};
 use crate::secrets::ExposeSecret;
 
@@ -31,45 +29,32 @@ pub const PAGE_SIZE: usize = 100;
 /// A user may be a member of at most this many groups.
 pub const MAX_GROUPS_PER_USER: usize = 16;
 
-/// Where and as whom to call Brivo. `Debug` redacts the secrets.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Brivo. The secrets' `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct BrivoConfig {
     /// `https://api.brivo.com/v1/api` in production.
     pub base_url: String,
     /// `https://auth.brivo.com/oauth/token` in production.
     pub token_url: String,
-    pub api_key: String,
+    pub api_key: Secret,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// The administrator's login (password grant).
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for BrivoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrivoConfig")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("api_key", &"***")
-            .field("client_secret", &"***")
-            .field("username", &"***")
-            .field("password", &"***")
-            .finish()
-    }
+    pub username: Secret,
+    pub password: Secret,
 }
 
 /// Calls one Brivo account. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct BrivoClient {
     cfg: BrivoConfig,
     /// The client-side limit in it is shared by every worker task.
     core: ApiClient,
 }
 
-impl fmt::Debug for BrivoClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrivoClient").field("cfg", &self.cfg).finish_non_exhaustive()
+impl ClientLimits for BrivoClient {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        &mut self.core
     }
 }
 
@@ -77,20 +62,6 @@ impl BrivoClient {
     pub fn new(cfg: BrivoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient::new(API, &cfg.base_url, http, policy);
         Self { cfg, core }
-    }
-
-    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
-    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.core.limit = RateLimit::spaced(per_second);
-        self
-    }
-
-    /// Fails any listing of more than `max` items (default [`http::MAX_LISTED`]) instead of
-    /// trusting it.
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.core.max_listed = max;
-        self
     }
 
     fn url(&self, rest: &str) -> String {
@@ -231,17 +202,12 @@ impl BrivoClient {
     /// a time; a 403 is handed back for the caller to name the missing permission.
     async fn list<T: DeserializeOwned>(&self, path: &str, filter: Option<&str>) -> Result<Vec<T>, Forbidden> {
         let url = self.url(path);
-        let size = PAGE_SIZE.to_string();
         let fetch = |c: Cursor| {
-            let (url, size) = (&url, &size);
+            let url = &url;
             async move {
-                let offset = c.listed.to_string();
-                let reply = self
-                    .call(|| {
-                        let page = [("offset", offset.as_str()), ("pageSize", size.as_str())];
-                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("filter", f)))
-                    })
-                    .await?;
+                let page = [("offset", c.listed), ("pageSize", PAGE_SIZE)];
+                let filter = filter.map(|f| ("filter", f));
+                let reply = self.call(|| paging::with_query(self.core.http.get(url), &page, filter)).await?;
                 if reply.status == StatusCode::FORBIDDEN {
                     return Err(Forbidden::Reply(reply));
                 }
@@ -266,7 +232,7 @@ impl BrivoClient {
             .core
             .send(
                 |previous| self.fetch_token(previous),
-                |token| build().header("api-key", &self.cfg.api_key).bearer_auth(token),
+                |token| build().header("api-key", self.cfg.api_key.expose_secret()).bearer_auth(token),
                 "",
             )
             .await?;
@@ -296,8 +262,8 @@ impl BrivoClient {
         }
         let form = [
             ("grant_type", "password"),
-            ("username", self.cfg.username.as_str()),
-            ("password", self.cfg.password.as_str()),
+            ("username", self.cfg.username.expose_secret()),
+            ("password", self.cfg.password.expose_secret()),
         ];
         self.token_request(&form).await
     }
@@ -307,23 +273,16 @@ impl BrivoClient {
             self.core
                 .http
                 .post(&self.cfg.token_url)
-                .header("api-key", &self.cfg.api_key)
-                .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))
+                .header("api-key", self.cfg.api_key.expose_secret())
+                .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose_secret()))
                 .form(form)
         })
         .await?;
-        match reply.status {
-            s if s.is_success() => reply.oauth_token(&API),
-            _ if is_over_rate(&reply) => Err(over_rate(&reply)),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(CallError::config(format!(
-                    "Brivo refused the login of client {} ({})",
-                    self.cfg.client_id,
-                    reply.summary()
-                )))
-            }
-            _ => Err(reply.unexpected(&API)),
+        // The daily quota's 403 is no refused login.
+        if is_over_rate(&reply) {
+            return Err(over_rate(&reply));
         }
+        reply.into_login(&API, &format!("Brivo refused the login of client {}", self.cfg.client_id))
     }
 }
 
@@ -394,6 +353,22 @@ mod tests {
         assert!(is_over_rate(&by_header));
         let e = over_rate(&reply(403, "<h1>Developer Over Rate</h1>"));
         assert!(matches!(e, CallError::Retryable { after: Some(OVER_RATE_WAIT), .. }), "{e:?}");
+    }
+
+    #[test]
+    fn config_debug_redacts_the_secrets() {
+        let cfg = BrivoConfig {
+            base_url: "b".into(),
+            token_url: "t".into(),
+            api_key: "k-123".into(),
+            client_id: "client-9".into(),
+            client_secret: "s3cr3t".into(),
+            username: "admin-7781".into(),
+            password: "pw-hunter2".into(),
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!["k-123", "s3cr3t", "admin-7781", "hunter2"].iter().any(|s| shown.contains(s)), "{shown}");
+        assert!(shown.contains("client-9"), "{shown}");
     }
 
     #[test]

@@ -12,10 +12,9 @@ use super::client::{
     BrivoClient, BrivoConfig, EmailAddress, GroupChange, Invite, MAX_GROUPS_PER_USER, NewUser,
 };
 use crate::error::CallError;
-use crate::http::RetryPolicy;
+use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
-    BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState, Window,
-    membership_key,
+    BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState,
 };
 use crate::providers::{
     Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
@@ -27,21 +26,16 @@ pub struct BrivoProvider {
     client: BrivoClient,
 }
 
+/// The limits of its client.
+impl ClientLimits for BrivoProvider {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        self.client.core_mut()
+    }
+}
+
 impl BrivoProvider {
     pub fn new(cfg: BrivoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         Self { client: BrivoClient::new(cfg, http, policy) }
-    }
-
-    /// API calls at most `per_second` (see [`BrivoClient::with_calls_per_second`]).
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.client = self.client.with_calls_per_second(per_second);
-        self
-    }
-
-    /// Listings of more than `max` items fail (see [`BrivoClient::with_max_listed`]).
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.client = self.client.with_max_listed(max);
-        self
     }
 
     pub fn client(&self) -> &BrivoClient {
@@ -225,12 +219,8 @@ impl Provider for BrivoProvider {
         for target in targets {
             let Target::BrivoGroup(group) = target else { continue };
             for user in self.client.group_members(group.as_str()).await? {
-                held.push(Held {
-                    target: target.clone(),
-                    email: user.emails.iter().find_map(|e| Email::parse(&e.address).ok()),
-                    id: membership_key(target, &user.id()),
-                    window: Window::ALWAYS,
-                });
+                let email = user.emails.iter().find_map(|e| Email::parse(&e.address).ok());
+                held.push(Held::member(target, &user.id(), email));
             }
         }
         Ok(held)
@@ -238,8 +228,7 @@ impl Provider for BrivoProvider {
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
         let Target::BrivoGroup(group) = &held.target else { return Ok(()) };
-        let user = held.id.rsplit_once('#').map_or(held.id.as_str(), |(_, u)| u);
-        match self.client.remove_from_group(user, group.as_str()).await? {
+        match self.client.remove_from_group(held.member_id(), group.as_str()).await? {
             GroupChange::Done | GroupChange::NotFound(_) => Ok(()),
             GroupChange::Refused(reason) => {
                 Err(CallError::permanent(format!("Brivo refused the removal: {reason}")))

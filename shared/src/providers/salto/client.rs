@@ -5,8 +5,6 @@
 //! and `/v1.2` (users, subscription), lists as bare arrays or `{items}`, and
 //! `{"ErrorCode","Message"}` errors turned into typed outcomes or classified [`CallError`]s.
 
-use std::fmt;
-
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -14,7 +12,7 @@ pub use super::dto::{
     AccessGroup, DEFAULT_ROLE_CODE, Entry, NewUser, PatchMembers, PlatformUser, Role, SiteUser, pick_role,
 };
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy, Secret};
+use crate::http::{self, Api, ApiClient, ClientLimits, FreshToken, Reply, RetryPolicy, Secret};
 use crate::model::SaltoGroupId;
 use crate::paging::{self, Cursor, Next, Page};
 use crate::secrets::ExposeSecret;
@@ -27,8 +25,8 @@ pub const SCOPES: &str = "user_api.full_access offline_access";
 /// Items asked for per page of a listing (`$top`).
 pub const PAGE_SIZE: usize = 100;
 
-/// Where and as whom to call Salto KS. `Debug` redacts the secrets.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Salto KS. The secrets' `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct SaltoConfig {
     /// `https://user.my-clay.com` in production (paths `/v1.x/sites/…` are added).
     pub base_url: String,
@@ -37,43 +35,28 @@ pub struct SaltoConfig {
     /// The site UUID.
     pub site_id: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Password grant of a dedicated site admin, when set.
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
     /// A stored refresh token (used first; rotated ones are kept in memory).
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
     /// The role new users get: a role's id, `code` or name (`customer_reference`) as
     /// `GET …/roles` lists them; `None` is the site's documented user role, [`DEFAULT_ROLE_CODE`].
     pub user_role: Option<String>,
 }
 
-impl fmt::Debug for SaltoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaltoConfig")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("site_id", &self.site_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .field("username", &self.username.as_ref().map(|_| "***"))
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
-            .field("user_role", &self.user_role)
-            .finish()
-    }
-}
-
 /// Calls one Salto KS site. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct SaltoClient {
     cfg: SaltoConfig,
     /// The client-side limit in it is shared by every worker task.
     core: ApiClient,
 }
 
-impl fmt::Debug for SaltoClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaltoClient").field("cfg", &self.cfg).finish_non_exhaustive()
+impl ClientLimits for SaltoClient {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        &mut self.core
     }
 }
 
@@ -81,20 +64,6 @@ impl SaltoClient {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient::new(API, &cfg.base_url, http, policy);
         Self { cfg, core }
-    }
-
-    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
-    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.core.limit = RateLimit::spaced(per_second);
-        self
-    }
-
-    /// Fails any listing of more than `max` items (default [`http::MAX_LISTED`]) instead of
-    /// trusting it.
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.core.max_listed = max;
-        self
     }
 
     pub fn config(&self) -> &SaltoConfig {
@@ -341,7 +310,7 @@ impl SaltoClient {
 
     /// A refresh grant with the newest refresh token when there is one, else the password grant.
     async fn fetch_token(&self, previous: Option<Secret>) -> Result<FreshToken, CallError> {
-        let refresh = previous.or_else(|| self.cfg.refresh_token.clone().map(Secret::from));
+        let refresh = previous.or_else(|| self.cfg.refresh_token.clone());
         if let Some(refresh) = refresh {
             let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())];
             match self.token_request(&form).await {
@@ -356,8 +325,8 @@ impl SaltoClient {
         };
         let form = [
             ("grant_type", "password"),
-            ("username", username.as_str()),
-            ("password", password.as_str()),
+            ("username", username.expose_secret()),
+            ("password", password.expose_secret()),
             ("scope", SCOPES),
         ];
         self.token_request(&form).await
@@ -368,21 +337,12 @@ impl SaltoClient {
             self.core
                 .http
                 .post(&self.cfg.token_url)
-                .basic_auth(&self.cfg.client_id, Some(&self.cfg.client_secret))
+                .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose_secret()))
                 .form(form)
         })
         .await?;
-        match reply.status {
-            s if s.is_success() => reply.oauth_token(&API),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(CallError::config(format!(
-                    "Salto KS identity server refused the login of client {} ({})",
-                    self.cfg.client_id,
-                    reply.summary()
-                )))
-            }
-            _ => Err(reply.unexpected(&API)),
-        }
+        let refused = format!("Salto KS identity server refused the login of client {}", self.cfg.client_id);
+        reply.into_login(&API, &refused)
     }
 }
 

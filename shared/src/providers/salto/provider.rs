@@ -17,10 +17,9 @@ use async_trait::async_trait;
 use super::batch::MemberBatcher;
 use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, pick_role};
 use crate::error::CallError;
-use crate::http::RetryPolicy;
+use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
-    Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState, Window,
-    membership_key,
+    Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState,
 };
 use crate::providers::{
     Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
@@ -45,6 +44,13 @@ pub struct SaltoProvider {
     batcher: MemberBatcher,
 }
 
+/// The limits of its client.
+impl ClientLimits for SaltoProvider {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        self.client.core_mut()
+    }
+}
+
 impl SaltoProvider {
     pub fn new(cfg: SaltoConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         Self {
@@ -67,18 +73,6 @@ impl SaltoProvider {
             self.client.patch_members(group, &add, &remove).await
         };
         self.batcher.change(group, add, remove, patch).await
-    }
-
-    /// API calls at most `per_second` (see [`SaltoClient::with_calls_per_second`]).
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.client = self.client.with_calls_per_second(per_second);
-        self
-    }
-
-    /// Listings of more than `max` items fail (see [`SaltoClient::with_max_listed`]).
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.client = self.client.with_max_listed(max);
-        self
     }
 
     pub fn client(&self) -> &SaltoClient {
@@ -292,12 +286,8 @@ impl Provider for SaltoProvider {
             for user in self.client.group_members(group).await? {
                 // Membership is by platform user id; the site-user id is the fallback.
                 let member = user.user.as_ref().map_or(user.id.as_str(), |u| u.id.as_str());
-                held.push(Held {
-                    target: target.clone(),
-                    email: user.email.as_deref().and_then(|e| Email::parse(e).ok()),
-                    id: membership_key(target, member),
-                    window: Window::ALWAYS,
-                });
+                let email = user.email.as_deref().and_then(|e| Email::parse(e).ok());
+                held.push(Held::member(target, member, email));
             }
         }
         Ok(held)
@@ -305,8 +295,7 @@ impl Provider for SaltoProvider {
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
         let Target::SaltoGroup(group) = &held.target else { return Ok(()) };
-        let member = held.id.rsplit_once('#').map_or(held.id.as_str(), |(_, u)| u).to_owned();
-        match self.patch_members(group, Vec::new(), vec![member]).await? {
+        match self.patch_members(group, Vec::new(), vec![held.member_id().to_owned()]).await? {
             PatchMembers::Done | PatchMembers::UserNotFound(_) | PatchMembers::GroupNotFound(_) => Ok(()),
             PatchMembers::NotExecutable(reason) => Err(CallError::retryable(format!("Salto KS: {reason}"))),
         }

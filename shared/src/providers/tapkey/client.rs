@@ -5,7 +5,6 @@
 //! typed outcomes or classified [`CallError`]s. Policy (which lock may be granted, exactly-once
 //! creation) lives in [`super::provider`].
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::{RequestBuilder, StatusCode};
@@ -16,9 +15,10 @@ pub use super::dto::{
     BoundLock, Contact, CreateContact, CreateGrant, Grant, GrantHolder, InlineContact, NewGrant, Revoke, iso,
 };
 use crate::error::CallError;
-use crate::http::{self, Api, ApiClient, FreshToken, RateLimit, Reply, RetryPolicy};
+use crate::http::{self, Api, ApiClient, ClientLimits, FreshToken, Reply, RetryPolicy, Secret};
 use crate::model::{ContactId, Email, GrantId, LockId};
 use crate::paging::{self, Cursor};
+use crate::secrets::ExposeSecret;
 
 const API: Api = Api::new("Tapkey");
 
@@ -32,8 +32,8 @@ pub const PAGE_SIZE: usize = 500;
 /// Tapkey's cap is twice the default ([`http::MAX_LISTED`]).
 const MAX_LISTED: usize = 200_000;
 
-/// Where and as whom to call Tapkey. `Debug` redacts the client secret.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Tapkey. The secret's `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct TapkeyConfig {
     /// `https://my.tapkey.com/api/v1` in production.
     pub base_url: String,
@@ -42,7 +42,7 @@ pub struct TapkeyConfig {
     /// The owner account whose locks Portier manages; the client must be its co-administrator.
     pub owner_account_id: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
 }
 
 impl TapkeyConfig {
@@ -53,7 +53,7 @@ impl TapkeyConfig {
     pub fn new(
         owner_account_id: impl Into<String>,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        client_secret: impl Into<Secret>,
     ) -> Self {
         Self {
             base_url: Self::DEFAULT_BASE_URL.into(),
@@ -65,19 +65,8 @@ impl TapkeyConfig {
     }
 }
 
-impl fmt::Debug for TapkeyConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TapkeyConfig")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("owner_account_id", &self.owner_account_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .finish()
-    }
-}
-
 /// Calls one Tapkey owner account. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct TapkeyClient {
     cfg: TapkeyConfig,
     /// The client-side limit in it is shared by every worker task.
@@ -87,9 +76,9 @@ pub struct TapkeyClient {
     field_filters_refused: AtomicBool,
 }
 
-impl fmt::Debug for TapkeyClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TapkeyClient").field("cfg", &self.cfg).finish_non_exhaustive()
+impl ClientLimits for TapkeyClient {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        &mut self.core
     }
 }
 
@@ -97,19 +86,6 @@ impl TapkeyClient {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         let core = ApiClient { max_listed: MAX_LISTED, ..ApiClient::new(API, &cfg.base_url, http, policy) };
         Self { cfg, core, field_filters_refused: AtomicBool::new(false) }
-    }
-
-    /// Fails any listing of more than `max` items (default 200 000) instead of trusting it.
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.core.max_listed = max;
-        self
-    }
-
-    /// Keeps API calls at or under `per_second` (each spaced, no bursts) so a busy tenant
-    /// stays under the provider's limit instead of collecting 429s; `None` = no limit.
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.core.limit = RateLimit::spaced(per_second);
-        self
     }
 
     pub fn config(&self) -> &TapkeyConfig {
@@ -264,17 +240,12 @@ impl TapkeyClient {
         filter: Option<&str>,
     ) -> Result<Result<Vec<T>, Reply>, CallError> {
         let url = self.owner_url(path);
-        let top = PAGE_SIZE.to_string();
         let fetch = |c: Cursor| {
-            let (url, top) = (&url, &top);
+            let url = &url;
             async move {
-                let skip = c.listed.to_string();
-                let reply = self
-                    .call(|| {
-                        let page = [("$top", top.as_str()), ("$skip", skip.as_str())];
-                        paging::with_query(self.core.http.get(url), &page, filter.map(|f| ("$filter", f)))
-                    })
-                    .await?;
+                let page = [("$top", PAGE_SIZE), ("$skip", c.listed)];
+                let filter = filter.map(|f| ("$filter", f));
+                let reply = self.call(|| paging::with_query(self.core.http.get(url), &page, filter)).await?;
                 if !reply.status.is_success() {
                     return Err(Listing::Refused(reply));
                 }
@@ -318,26 +289,15 @@ impl TapkeyClient {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.cfg.client_id.as_str()),
-            ("client_secret", self.cfg.client_secret.as_str()),
+            ("client_secret", self.cfg.client_secret.expose_secret()),
             ("scope", SCOPES),
         ];
         let reply =
             http::send(&self.core.policy, &API, || self.core.http.post(&self.cfg.token_url).form(&form))
                 .await?;
-        match reply.status {
-            s if s.is_success() => {
-                // Client credentials: nothing to refresh with, a new login each time.
-                reply.oauth_token(&API).map(|t| FreshToken { refresh_token: None, ..t })
-            }
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(CallError::config(format!(
-                    "Tapkey refused the client credentials of client {} ({})",
-                    self.cfg.client_id,
-                    reply.summary()
-                )))
-            }
-            _ => Err(reply.unexpected(&API)),
-        }
+        let refused = format!("Tapkey refused the client credentials of client {}", self.cfg.client_id);
+        // Client credentials: nothing to refresh with, a new login each time.
+        reply.into_login(&API, &refused).map(|t| FreshToken { refresh_token: None, ..t })
     }
 }
 

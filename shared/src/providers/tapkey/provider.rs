@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use super::client::{CreateContact, CreateGrant, GrantHolder, NewGrant, TapkeyClient, TapkeyConfig};
 use crate::error::CallError;
-use crate::http::RetryPolicy;
+use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{Applied, AppliedState, ContactId, Email, GrantId, LockId, ProviderKind, Target, Window};
 use crate::providers::{GrantProvider, GrantRequest, Granted, Held, Provider, Shape};
 
@@ -37,6 +37,13 @@ pub struct TapkeyProvider {
     locks: Mutex<HashMap<LockId, (Instant, LockState)>>,
 }
 
+/// The limits of its client.
+impl ClientLimits for TapkeyProvider {
+    fn core_mut(&mut self) -> &mut ApiClient {
+        self.client.core_mut()
+    }
+}
+
 impl TapkeyProvider {
     pub fn new(cfg: TapkeyConfig, http: reqwest::Client, policy: RetryPolicy) -> Self {
         Self {
@@ -51,18 +58,6 @@ impl TapkeyProvider {
     /// it before every grant).
     pub fn with_lock_cache_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl;
-        self
-    }
-
-    /// API calls at most `per_second` (see [`TapkeyClient::with_calls_per_second`]).
-    pub fn with_calls_per_second(mut self, per_second: Option<f64>) -> Self {
-        self.client = self.client.with_calls_per_second(per_second);
-        self
-    }
-
-    /// Listings of more than `max` items fail (see [`TapkeyClient::with_max_listed`]).
-    pub fn with_max_listed(mut self, max: usize) -> Self {
-        self.client = self.client.with_max_listed(max);
         self
     }
 

@@ -2,8 +2,6 @@
 //! (paged, `updated_since`) and `…/units`, with `Authorization: Bearer <api key>`.
 //! Used to confirm unit names when mapping and by full resyncs.
 
-use std::fmt;
-
 use reqwest::{RequestBuilder, StatusCode};
 
 use super::dto::{Booking, Unit, UnitList};
@@ -21,22 +19,12 @@ pub const PAGE_SIZE: u32 = 100;
 /// A list still claiming more pages after this many is refused rather than followed forever.
 const MAX_PAGES: u32 = 10_000;
 
-/// Where and with which key to call Kinnovis. `Debug` redacts the key.
-#[derive(Clone)]
+/// Where and with which key to call Kinnovis. The key's `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct KinnovisConfig {
     pub base_url: String,
     pub location_id: String,
     pub api_key: Secret,
-}
-
-impl fmt::Debug for KinnovisConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KinnovisConfig")
-            .field("base_url", &self.base_url)
-            .field("location_id", &self.location_id)
-            .field("api_key", &"***")
-            .finish()
-    }
 }
 
 /// Reads one Kinnovis location.

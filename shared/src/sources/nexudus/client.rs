@@ -6,7 +6,6 @@
 //! helper treats like a 429 (the client only reads, so a 409 is never a real conflict).
 
 use reqwest::{RequestBuilder, StatusCode};
-use std::fmt;
 
 use super::dto::{Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, Team, Visitor};
 pub use super::limits::{
@@ -35,35 +34,26 @@ pub const BATCH_SIZE: usize = 50;
 /// A list still claiming more pages after this many is refused rather than followed forever.
 const MAX_PAGES: u32 = 1000;
 
-/// Where and as whom to call Nexudus. `Debug` redacts the password.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to call Nexudus. The login's `Debug` is redacted.
+#[derive(Clone, Debug)]
 pub struct NexudusConfig {
     /// `https://spaces.nexudus.com/api` (the token endpoint must use this host, not a portal).
     pub base_url: String,
-    pub username: String,
-    pub password: String,
+    pub username: Secret,
+    pub password: Secret,
 }
 
 impl NexudusConfig {
     pub const DEFAULT_BASE_URL: &'static str = "https://spaces.nexudus.com/api";
 
     /// The production API for this admin user.
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn new(username: impl Into<Secret>, password: impl Into<Secret>) -> Self {
         Self { base_url: Self::DEFAULT_BASE_URL.into(), username: username.into(), password: password.into() }
     }
 }
 
-impl fmt::Debug for NexudusConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NexudusConfig")
-            .field("base_url", &self.base_url)
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
-    }
-}
-
 /// Reads one Nexudus account. Cheap to share; holds the token cache.
+#[derive(Debug)]
 pub struct NexudusClient {
     cfg: NexudusConfig,
     /// Its limit: [`DOCUMENTED_QUOTAS`] or a share of them.
@@ -71,12 +61,6 @@ pub struct NexudusClient {
     /// Sent as the `client_id` header: Nexudus ties refresh tokens to it.
     /// [`installation_client_id`].
     client_id: String,
-}
-
-impl fmt::Debug for NexudusClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NexudusClient").field("cfg", &self.cfg).finish_non_exhaustive()
-    }
 }
 
 impl NexudusClient {
@@ -352,8 +336,8 @@ impl NexudusClient {
         }
         let form = [
             ("grant_type", "password"),
-            ("username", self.cfg.username.as_str()),
-            ("password", self.cfg.password.as_str()),
+            ("username", self.cfg.username.expose_secret()),
+            ("password", self.cfg.password.expose_secret()),
         ];
         match self.token_request(&form).await? {
             Ok(token) => Ok(token),
@@ -372,11 +356,7 @@ impl NexudusClient {
             self.core.http.post(&url).header("client_id", self.client_id.as_str()).form(form)
         })
         .await?;
-        match reply.status {
-            s if s.is_success() => reply.oauth_token(&API).map(Ok),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(reply)),
-            _ => Err(reply.unexpected(&API)),
-        }
+        reply.into_grant(&API)
     }
 }
 
@@ -390,6 +370,7 @@ mod tests {
     fn config_debug_redacts_the_password() {
         let shown = format!("{:?}", NexudusConfig::new("admin@x.com", "pa55word"));
         assert!(!shown.contains("pa55word") && shown.contains("spaces.nexudus.com"));
+        assert!(!shown.contains("admin@x.com"), "the login is an email: {shown}");
     }
 
     #[test]

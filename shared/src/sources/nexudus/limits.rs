@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::client::NexudusConfig;
 use crate::http::Quota;
+use crate::secrets::ExposeSecret;
 
 /// Nexudus's documented allowance for all calls of an account (the config's default).
 pub use crate::config::NEXUDUS_CALLS_PER_MINUTE as DEFAULT_CALLS_PER_MINUTE;
@@ -54,7 +55,7 @@ pub fn installation_client_id(cfg: &NexudusConfig) -> String {
     let digest = Sha256::digest(format!(
         "portier/nexudus-client/{}/{}",
         cfg.base_url.trim_end_matches('/'),
-        cfg.username.trim().to_lowercase()
+        cfg.username.expose_secret().trim().to_lowercase()
     ));
     let h = hex::encode(&digest[..16]);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
