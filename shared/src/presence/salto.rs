@@ -27,7 +27,7 @@ pub async fn poll(
     let now = records.now();
     let every = Duration::seconds(i64::from(doors.poll_every()));
     let due = |cursor: &Option<Cursor>| {
-        !cursor.as_ref().and_then(|c| c.last_poll).is_some_and(|last| now < last + every)
+        cursor.as_ref().and_then(|c| c.last_poll).is_none_or(|last| now >= last + every)
     };
     if !due(&r.cursor(ProviderKind::Salto).await?) {
         return Ok(0);
