@@ -19,6 +19,8 @@ use crate::sources::{HookRequest, WEBHOOKS, WebhookSource};
 use crate::store::Records;
 use crate::worker::{Worker, error_policy};
 
+mod pool;
+
 /// How long a received message stays hidden while it is worked on.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
 
@@ -38,8 +40,9 @@ pub fn visibility() -> Duration {
     })
 }
 
-/// Worker tasks `portier serve` runs by default. FIFO groups keep each subject with one worker
-/// at a time, so more workers only overlap calls to different subjects (and providers' rate
+/// Workers `portier serve` runs by default: room for this many batches of 10 messages in
+/// flight, received as room frees (`pool`). FIFO groups keep each subject with one message at
+/// a time, so more room only overlaps calls to different subjects (and providers' rate
 /// limits, shared by all of them, keep the total in check).
 pub const DEFAULT_WORKERS: usize = 4;
 
@@ -235,31 +238,10 @@ pub async fn resync_all(rt: &Runtime, tenants: &dyn crate::tenants::Tenants) -> 
     Ok(())
 }
 
-/// Runs `workers` worker tasks (at least one), the tick and the daily resync until `shutdown`
-/// resolves.
+/// Runs the workers (room for `workers` batches in flight, at least one), the tick and the
+/// daily resync until `shutdown` resolves.
 pub async fn run_background(rt: Runtime, workers: usize, shutdown: tokio::sync::watch::Receiver<bool>) {
-    let workers: Vec<_> = (0..workers.max(1))
-        .map(|_| {
-            let rt = rt.clone();
-            let mut stop = shutdown.clone();
-            tokio::spawn(async move {
-                while !*stop.borrow() {
-                    tokio::select! {
-                        r = work_batch(&rt, Duration::from_secs(1)) => if let Err(e) = r {
-                            tracing::error!(error = %e, "worker: store or queue unavailable");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        },
-                        _ = stop.changed() => {}
-                    }
-                }
-            })
-        })
-        .collect();
-    let worker = async {
-        for w in workers {
-            let _ = w.await;
-        }
-    };
+    let worker = pool::run(rt.clone(), workers, shutdown.clone());
     let ticker = {
         let rt = rt.clone();
         let mut stop = shutdown.clone();

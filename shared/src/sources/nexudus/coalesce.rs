@@ -56,48 +56,51 @@ impl<V: Clone + Default> Snapshot<V> {
     }
 }
 
-type Waiting<V> = Vec<(i64, oneshot::Sender<Result<V, CallError>>)>;
+type Waiting<V, S> = Vec<(i64, S, oneshot::Sender<Result<V, CallError>>)>;
 
-/// One kind of read, coalesced across concurrent callers.
-pub struct Coalescer<V> {
-    pending: Mutex<Waiting<V>>,
+/// One kind of read, coalesced across concurrent callers. Each request may carry a tag `S`
+/// (for listed kinds: when its webhook came in), handed to the read with its id.
+pub struct Coalescer<V, S = ()> {
+    pending: Mutex<Waiting<V, S>>,
     /// One read at a time; whoever holds it serves everyone waiting.
     flight: tokio::sync::Mutex<()>,
 }
 
-impl<V> Default for Coalescer<V> {
+impl<V, S> Default for Coalescer<V, S> {
     fn default() -> Self {
         Self { pending: Mutex::new(Vec::new()), flight: tokio::sync::Mutex::new(()) }
     }
 }
 
-impl<V: Clone + Send> Coalescer<V> {
+impl<V: Clone + Send, S: Ord + Copy> Coalescer<V, S> {
     /// The value for `id`, read by `read` together with everyone else's waiting at the time.
-    /// `read` gets the distinct ids (one or more) and answers a value per id it could read; an
-    /// id it leaves out is read alone by `single`, so only a read of that person decides
-    /// anything about them (a batch that leaves someone out proves nothing); so is everyone
-    /// when the shared read fails.
-    pub async fn get<R, RF, S, SF>(&self, id: i64, read: R, single: S) -> Result<V, CallError>
+    /// `read` gets the distinct ids (one or more, each with the greatest tag asked with it)
+    /// and answers a value per id it could read; an id it leaves out is read alone by
+    /// `single`, so only a read of that person decides anything about them (a batch that
+    /// leaves someone out proves nothing); so is everyone when the shared read fails.
+    pub async fn get<R, RF, F, SF>(&self, id: i64, tag: S, read: R, single: F) -> Result<V, CallError>
     where
-        R: FnOnce(Vec<i64>) -> RF,
+        R: FnOnce(Vec<(i64, S)>) -> RF,
         RF: Future<Output = Result<HashMap<i64, V>, CallError>>,
-        S: Fn(i64) -> SF,
+        F: Fn(i64) -> SF,
         SF: Future<Output = Result<V, CallError>>,
     {
         let (tx, mut rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push((id, tx));
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push((id, tag, tx));
         let _flight = self.flight.lock().await;
         // Served by the read that was in flight while we waited?
         if let Ok(answer) = rx.try_recv() {
             return answer;
         }
         let waiting = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut ids: Vec<i64> = waiting.iter().map(|(id, _)| *id).collect();
+        let mut ids: Vec<(i64, S)> = waiting.iter().map(|(id, tag, _)| (*id, *tag)).collect();
+        // Sorted by id, then tag: the last of each id carries its greatest tag.
         ids.sort_unstable();
-        ids.dedup();
+        ids.reverse();
+        ids.dedup_by_key(|(id, _)| *id);
         match read(ids).await {
             Ok(mut found) => {
-                for (id, tx) in waiting {
+                for (id, _, tx) in waiting {
                     let answer = match found.get(&id) {
                         Some(v) => Ok(v.clone()),
                         None => {
@@ -115,7 +118,7 @@ impl<V: Clone + Send> Coalescer<V> {
             // one person's trouble (Nexudus answers 500 for a deleted customer) is theirs only.
             Err(e) => {
                 tracing::debug!(error = %e, waiting = waiting.len(), "coalesced read failed; reading each alone");
-                for (id, tx) in waiting {
+                for (id, _, tx) in waiting {
                     let _ = tx.send(single(id).await);
                 }
             }
@@ -155,17 +158,21 @@ mod tests {
         for id in 0..20_i64 {
             let (c, reads, singles) = (c.clone(), reads.clone(), singles.clone());
             tasks.spawn(async move {
-                let read = |ids: Vec<i64>| async move {
+                let read = |ids: Vec<(i64, ())>| async move {
                     reads.fetch_add(1, Ordering::SeqCst);
                     // Slow, as a rate-limited call is: the others pile up meanwhile.
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    Ok(ids.into_iter().filter(|i| i % 5 != 0).map(|i| (i, format!("batch {i}"))).collect())
+                    Ok(ids
+                        .into_iter()
+                        .filter(|(i, _)| i % 5 != 0)
+                        .map(|(i, _)| (i, format!("batch {i}")))
+                        .collect())
                 };
                 let single = |i: i64| {
                     singles.fetch_add(1, Ordering::SeqCst);
                     async move { Ok(format!("alone {i}")) }
                 };
-                (id, c.get(id, read, single).await)
+                (id, c.get(id, (), read, single).await)
             });
         }
         while let Some(done) = tasks.join_next().await {

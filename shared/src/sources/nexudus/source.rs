@@ -51,8 +51,8 @@ pub struct NexudusSource {
     pub(super) rules: NexudusRules,
     /// Reads shared by refreshes that wait for Nexudus at the same time.
     coworkers: Coalescer<Option<Coworker>>,
-    passes: Coalescer<Vec<CoworkerTimePass>>,
-    bookings: Coalescer<Vec<Booking>>,
+    passes: Coalescer<Vec<CoworkerTimePass>, Instant>,
+    bookings: Coalescer<Vec<Booking>, Instant>,
     pass_listing: Snapshot<Vec<CoworkerTimePass>>,
     booking_listing: Snapshot<Vec<Booking>>,
     /// When listing every pass (or booking) pays; until one is seen, a listing is taken to
@@ -84,13 +84,14 @@ impl NexudusSource {
     /// one batch by id (`?id=[…]`, which carries `Teams`).
     async fn read_coworker(&self, id: i64) -> Result<Option<Coworker>, CallError> {
         let client = &self.client;
-        let batch = move |ids: Vec<i64>| async move {
+        let batch = move |ids: Vec<(i64, ())>| async move {
+            let ids: Vec<i64> = ids.into_iter().map(|(id, ())| id).collect();
             if let [only] = ids[..] {
                 return Ok(HashMap::from([(only, client.coworker(only).await?)]));
             }
             Ok(client.coworkers_by_ids(&ids).await?.into_iter().map(|c| (c.id, Some(c))).collect())
         };
-        self.coworkers.get(id, batch, move |i| client.coworker(i)).await
+        self.coworkers.get(id, (), batch, move |i| client.coworker(i)).await
     }
 
     /// The customer's passes, as read after `since` (the webhook's arrival): see [`read_listed`].
