@@ -21,11 +21,6 @@ pub(super) fn pages(records: usize) -> usize {
 /// current run of reads counts too, until a listing is bought (ski rental: the alone reads of
 /// a burst never cost more than one listing). A run ends after [`QUIET`] without a read, so
 /// webhooks that come one by one are each read alone.
-///
-/// A listing that paid for itself (it served at least as many people as it took pages) and
-/// is still serving people shows a backlog: the workers are behind the webhooks, so whoever
-/// it cannot serve came in while it ran, with more behind them. The next listing is then
-/// bought at once, not after another run of alone reads.
 pub(super) struct ListingCost {
     /// Pages the last listing of everything took.
     pages: AtomicUsize,
@@ -37,9 +32,6 @@ struct Run {
     /// People read alone since the last listing in the current run, and when the last was.
     alone: usize,
     last_alone: Option<Instant>,
-    /// People the last listing served, and when it last served one.
-    served: usize,
-    last_served: Option<Instant>,
 }
 
 /// A pause in reads this long ends a run of them.
@@ -63,8 +55,7 @@ impl ListingCost {
         let pages = self.pages.load(Ordering::Relaxed);
         let run = self.run();
         let in_run = if recent(run.last_alone, now) { run.alone } else { 0 };
-        let paid_off = run.served >= pages && recent(run.last_served, now);
-        in_run + waiting > pages || paid_off
+        in_run + waiting > pages
     }
 
     fn read_alone(&self, waiting: usize, now: Instant) {
@@ -73,17 +64,10 @@ impl ListingCost {
         run.last_alone = Some(now);
     }
 
-    /// A listing of `records` records was bought at `now` for `waiting` people.
-    fn listed(&self, records: usize, waiting: usize, now: Instant) {
+    /// A listing of `records` records was bought: the count starts afresh.
+    fn listed(&self, records: usize) {
         self.pages.store(pages(records), Ordering::Relaxed);
-        *self.run() = Run { served: waiting, last_served: Some(now), ..Run::default() };
-    }
-
-    /// The last listing served one more person.
-    fn served(&self, now: Instant) {
-        let mut run = self.run();
-        run.served += 1;
-        run.last_served = Some(now);
+        *self.run() = Run::default();
     }
 }
 
@@ -114,7 +98,6 @@ where
     AllF: std::future::Future<Output = Result<Vec<T>, CallError>>,
 {
     if let Some(held) = kind.listing.get(id, since) {
-        kind.cost.served(records.now());
         return Ok(held);
     }
     let ListedKind { coalescer, listing, cost } = kind;
@@ -125,10 +108,7 @@ where
         let mut ids = Vec::new();
         for (i, since) in asked {
             match listing.get(i, since) {
-                Some(held) => {
-                    cost.served(now);
-                    each.insert(i, held);
-                }
+                Some(held) => drop(each.insert(i, held)),
                 None => ids.push(i),
             }
         }
@@ -144,7 +124,7 @@ where
         }
         let started = records.now();
         let everyone = all().await?;
-        cost.listed(everyone.len(), ids.len(), started);
+        cost.listed(everyone.len());
         each.extend(kept(listing, started, ids, everyone, owner));
         Ok(each)
     };
@@ -181,11 +161,11 @@ mod tests {
         let at = |s: i64| t0 + chrono::Duration::seconds(s);
         // A listing of 60 pages (6 000 passes); 40 people wait at a time (the workers').
         let cost = ListingCost::new(5);
-        cost.listed(6_000, 40, at(-1));
+        cost.listed(6_000);
         assert!(!cost.list(40, at(0)), "40 alone cost less than 60 pages");
         cost.read_alone(40, at(0));
         assert!(cost.list(40, at(4)), "80 read alone in one run would cost more than the listing");
-        cost.listed(6_000, 40, at(4));
+        cost.listed(6_000);
         assert!(!cost.list(40, at(5)), "a listing starts the count afresh");
         // One webhook at a time, each after a pause: never a listing.
         for n in 0..1_000 {
@@ -195,22 +175,5 @@ mod tests {
         // A pause ends a run.
         cost.read_alone(40, at(20_000));
         assert!(!cost.list(40, at(20_011)));
-    }
-
-    #[test]
-    fn a_listing_that_served_a_backlog_buys_the_next_at_once_but_not_after_a_pause() {
-        let t0 = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("time");
-        let at = |s: i64| t0 + chrono::Duration::seconds(s);
-        let cost = ListingCost::new(5);
-        cost.listed(6_000, 1, at(0));
-        for s in 0..58 {
-            cost.served(at(s));
-        }
-        assert!(!cost.list(1, at(59)), "59 served: not yet paid for its 60 pages");
-        cost.served(at(60));
-        assert!(cost.list(1, at(61)), "paid off and still serving: the workers are behind");
-        assert!(!cost.list(1, at(71)), "a pause ends it: a lone webhook later is read alone");
-        cost.listed(6_000, 1, at(80));
-        assert!(!cost.list(1, at(81)), "a listing that served one person is not a backlog");
     }
 }
