@@ -28,6 +28,15 @@ pub async fn serve(router: axum::Router) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// The whole of an ingress function (`nexudus-ingress`, `kinnovis-ingress`): the webhook
+/// routes `portier serve` mounts, with the tenants and the queue warmed at cold start.
+pub async fn run_ingress() -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init(true);
+    let env = LambdaEnv::from_env().await?;
+    env.warm(&[Warm::Tenants, Warm::Queue], std::time::Duration::from_secs(5)).await;
+    serve(env.hooks()).await
+}
+
 /// Answers one HTTP API event with `router` as the function does (tests call this).
 pub async fn answer(router: &axum::Router, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
     let answer = handle(router.clone(), LambdaEvent::new(event, lambda_runtime::Context::default())).await;
