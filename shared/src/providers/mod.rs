@@ -60,6 +60,29 @@ impl Held {
     }
 }
 
+/// One member of a group, as a membership provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The provider's user id the membership is by.
+    pub id: String,
+    /// The user's email, when the provider says.
+    pub email: Option<Email>,
+}
+
+/// [`Provider::list_access`] of a membership provider: every member of each of its groups
+/// among `targets`, as [`Held::member`]s.
+pub async fn list_members(
+    provider: &dyn MembershipProvider,
+    targets: &[Target],
+) -> Result<Vec<Held>, CallError> {
+    let mut held = Vec::new();
+    for target in targets {
+        let members = provider.group_members(target).await?;
+        held.extend(members.into_iter().map(|m| Held::member(target, &m.id, m.email)));
+    }
+    Ok(held)
+}
+
 /// The person a provider user is created for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
@@ -182,6 +205,9 @@ pub trait MembershipProvider: Send + Sync {
     /// Suspends, re-activates, deletes or invites a user Portier created. A user already in that
     /// state (or already gone, for a delete) counts as done.
     async fn user_action(&self, user: &ProviderUser, action: UserAction) -> Result<(), CallError>;
+
+    /// Every member of `group`, for drift and resync; none when it is another lock system's.
+    async fn group_members(&self, group: &Target) -> Result<Vec<Member>, CallError>;
 }
 
 #[cfg(test)]
