@@ -71,10 +71,7 @@ pub struct Member {
 
 /// [`Provider::list_access`] of a membership provider: every member of each of its groups
 /// among `targets`, as [`Held::member`]s.
-pub async fn list_members(
-    provider: &dyn MembershipProvider,
-    targets: &[Target],
-) -> Result<Vec<Held>, CallError> {
+async fn list_members(provider: &dyn MembershipProvider, targets: &[Target]) -> Result<Vec<Held>, CallError> {
     let mut held = Vec::new();
     for target in targets {
         let members = provider.group_members(target).await?;
@@ -157,8 +154,14 @@ pub trait Provider: Send + Sync {
     /// How access is written here: grants with their own validity, or group memberships.
     fn shape(&self) -> Shape<'_>;
 
-    /// All live access at these targets, whoever created it (listing calls only).
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError>;
+    /// All live access at these targets, whoever created it (listing calls only): the grants
+    /// on its locks, or the members of its groups.
+    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
+        match self.shape() {
+            Shape::Grants(grants) => grants.list_grants(targets).await,
+            Shape::Memberships(groups) => list_members(groups, targets).await,
+        }
+    }
 
     /// Removes access found by `list_access` that no record of Portier's accounts for
     /// (only under the `clean_slate` adoption policy).
@@ -183,6 +186,9 @@ pub trait GrantProvider: Send + Sync {
     /// Removes access Portier created. Access already gone counts as done. For an applied
     /// record that is only an intent, the object is looked up and removed if it exists.
     async fn revoke(&self, applied: &Applied) -> Result<(), CallError>;
+
+    /// Every live grant on this lock system's locks among `targets`, whoever created it.
+    async fn list_grants(&self, targets: &[Target]) -> Result<Vec<Held>, CallError>;
 }
 
 /// A lock system of group memberships, changed with idempotent calls on a provider user.

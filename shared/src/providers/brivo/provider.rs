@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::providers::{
     Held, Member, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape,
-    UserAction, list_members,
+    UserAction,
 };
 
 /// The Brivo provider of one tenant.
@@ -220,10 +220,6 @@ impl Provider for BrivoProvider {
 
     fn shape(&self) -> Shape<'_> {
         Shape::Memberships(self)
-    }
-
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
-        list_members(self, targets).await
     }
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::providers::{
     Held, Member, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape,
-    UserAction, list_members,
+    UserAction,
 };
 
 /// How long after creating a user Salto KS's "not found"/"not possible" answers are taken as
@@ -289,10 +289,6 @@ impl Provider for SaltoProvider {
 
     fn shape(&self) -> Shape<'_> {
         Shape::Memberships(self)
-    }
-
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
-        list_members(self, targets).await
     }
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
