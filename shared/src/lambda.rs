@@ -28,6 +28,15 @@ pub async fn serve(router: axum::Router) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// The whole of an ingress function (`nexudus-ingress`, `kinnovis-ingress`): the webhook
+/// routes `portier serve` mounts, with the tenants and the queue warmed at cold start.
+pub async fn run_ingress() -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init(true);
+    let env = LambdaEnv::from_env().await?;
+    env.warm(&[Warm::Tenants, Warm::Queue], std::time::Duration::from_secs(5)).await;
+    serve(env.hooks()).await
+}
+
 /// Answers one HTTP API event with `router` as the function does (tests call this).
 pub async fn answer(router: &axum::Router, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
     let answer = handle(router.clone(), LambdaEvent::new(event, lambda_runtime::Context::default())).await;
@@ -88,6 +97,9 @@ fn plain(status: u16, message: &str) -> ApiGatewayV2httpResponse {
 /// must not overtake it (design §8). The failed record's visibility is set to the delay
 /// `portier serve` waits ([`error_policy`]), so it comes back then instead of after the
 /// queue's whole visibility timeout, which would hold up its message group as long.
+///
+/// Each batch ends with one `counters` line ([`crate::metrics::snapshot`]): a Lambda has no
+/// `/healthz`, so its log group carries them instead.
 pub async fn worker_sqs(worker: &Worker, queue: &dyn Queue, event: &SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut failed = false;
@@ -106,6 +118,7 @@ pub async fn worker_sqs(worker: &Worker, queue: &dyn Queue, event: &SqsEvent) ->
         item.item_identifier = id;
         response.batch_item_failures.push(item);
     }
+    tracing::info!(counters = %crate::metrics::snapshot(), "counters");
     response
 }
 
@@ -187,6 +200,8 @@ pub async fn resync(env: &LambdaEnv, event: &serde_json::Value) -> Result<serde_
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
     fn event(headers: &[(&'static str, &'static str)], body: &str, base64: bool) -> ApiGatewayV2httpRequest {
@@ -219,5 +234,57 @@ mod tests {
             (good.status_code, good.body),
             (200, Some(aws_lambda_events::encodings::Body::Text("routed".into())))
         );
+    }
+
+    /// What a subscriber writes, for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_batch_ends_with_the_counters_even_when_nothing_failed() {
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let store = crate::store::sqlite::SqliteStore::open_in_memory(clock.clone()).expect("store");
+        let no_tenants = crate::config::Config { admin: None, tenants: Vec::new() };
+        let tenants = crate::tenants::StaticTenants::build(
+            &no_tenants,
+            &crate::config::EnvSecrets,
+            crate::http::RetryPolicy::default(),
+        )
+        .expect("tenants");
+        let worker =
+            Worker::new(crate::store::Records::new(Arc::new(store), clock.clone()), Arc::new(tenants));
+        let queue = crate::queue::embedded::EmbeddedQueue::open_in_memory(clock, 3).expect("queue");
+        // An unreadable body is quarantined and acknowledged: no failure, no redelivery.
+        let mut record = SqsMessage::default();
+        record.message_id = Some("m-1".into());
+        record.body = Some("not a work message".into());
+        let mut event = SqsEvent::default();
+        event.records.push(record);
+
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let response = tracing::subscriber::with_default(subscriber, || {
+            rt.block_on(worker_sqs(&worker, &queue, &event))
+        });
+
+        assert!(response.batch_item_failures.is_empty());
+        let logs =
+            String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(" counters counters=")).collect();
+        assert_eq!(lines.len(), 1, "one counters line a batch:\n{logs}");
+        assert!(lines[0].contains(r#"counters={"#), "{logs}");
     }
 }

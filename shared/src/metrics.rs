@@ -1,7 +1,8 @@
 //! Counters since the process started: reconciles done and retried, and failures by provider
 //! and class (`permanent`: recorded and held back; `unavailable`: recorded, looked at again
 //! soon; `retryable`: the message comes back). `portier serve` shows them on `/healthz`; the
-//! worker logs them with every redelivery, so a Lambda's log group carries them too.
+//! Lambda worker logs them as one `counters` line after every batch, so its log group carries
+//! them too.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant as MonoInstant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+use crate::aws::sdk_error;
 use crate::config::{ConfigError, Secrets};
 use crate::error::InfraError;
 use crate::model::TenantId;
@@ -125,24 +125,13 @@ impl SecretsManager {
     }
 
     async fn fetch(&self, secret_id: &str) -> Result<SecretValues, InfraError> {
-        let out = match self.client.get_secret_value().secret_id(secret_id).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let detail = match e.as_service_error() {
-                    Some(s) => {
-                        format!(
-                            "{}: {}",
-                            s.code().unwrap_or("unknown error"),
-                            s.message().unwrap_or("no message")
-                        )
-                    }
-                    None => DisplayErrorContext(&e).to_string(),
-                };
-                return Err(InfraError::Backend(format!(
-                    "secretsmanager GetSecretValue {secret_id}: {detail}"
-                )));
-            }
-        };
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("secretsmanager", &format!("GetSecretValue {secret_id}"), e))?;
         let text = out.secret_string().ok_or_else(|| {
             InfraError::Backend(format!(
                 "secret {secret_id} has no SecretString (binary secrets are not read)"

@@ -182,6 +182,13 @@ fn no_secret_token_signature_or_email_is_ever_logged() {
             .any(|l| l.contains("reconcile{tenant=space-berlin subject=") && l.contains("will be retried")),
         "the reconcile span names whose lines they are:\n{logs}"
     );
+    let changed: Vec<&str> = logs.lines().filter(|l| l.contains("provider access changed")).collect();
+    assert!(
+        !changed.is_empty()
+            && changed.iter().all(|l| l.contains("reconcile{") && l.matches("subject=").count() == 1),
+        "audit lines carry the span's tenant and subject, and do not repeat them:\n{}",
+        changed.join("\n")
+    );
     let mut leaks = Vec::new();
     for (what, value) in &forbidden.0 {
         assert!(value.len() >= 6, "{what} is too short to search for");

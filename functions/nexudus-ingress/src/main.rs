@@ -2,15 +2,7 @@
 //! (`/hooks/brivo/{tenant}` → the tenant's presence inbox). Both through the webhook routes
 //! `portier serve` mounts.
 
-use std::time::Duration;
-
-use lambda_runtime::Error;
-use shared::lambda::{LambdaEnv, Warm};
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    shared::telemetry::init(true);
-    let env = LambdaEnv::from_env().await?;
-    env.warm(&[Warm::Tenants, Warm::Queue], Duration::from_secs(5)).await;
-    shared::lambda::serve(env.hooks()).await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_ingress().await
 }

@@ -56,7 +56,8 @@ pub struct Local {
 }
 
 impl Local {
-    fn config(&self) -> PathBuf {
+    /// The configuration file ([`config_path`]).
+    pub fn config(&self) -> PathBuf {
         config_path(self.config.as_deref(), &self.data)
     }
 }

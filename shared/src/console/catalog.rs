@@ -28,6 +28,14 @@ pub struct Choice {
     pub usable: bool,
 }
 
+impl Choice {
+    /// A group (always usable), shown by its name, or by its id when it has none.
+    fn group(id: String, name: Option<String>) -> Self {
+        let name = name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| id.clone());
+        Self { id, name, usable: true }
+    }
+}
+
 /// One configured lock system's choices, or why there are none.
 #[derive(Debug, Clone, Serialize)]
 pub struct LockSystemChoices {
@@ -129,32 +137,15 @@ async fn lock_system(t: &TenantRuntime, kind: ProviderKind, wait: Duration) -> O
         }
         ProviderKind::Salto => {
             let client = t.salto()?.client();
-            within((kind.name(), "access groups"), wait, client.access_groups()).await.map(|groups| {
-                groups
-                    .into_iter()
-                    .map(|g| Choice {
-                        name: g
-                            .customer_reference
-                            .filter(|n| !n.trim().is_empty())
-                            .unwrap_or_else(|| g.id.clone()),
-                        id: g.id,
-                        usable: true,
-                    })
-                    .collect()
-            })
+            within((kind.name(), "access groups"), wait, client.access_groups())
+                .await
+                .map(|groups| groups.into_iter().map(|g| Choice::group(g.id, g.customer_reference)).collect())
         }
         ProviderKind::Brivo => {
             let client = t.brivo()?.client();
-            within((kind.name(), "groups"), wait, client.groups()).await.map(|groups| {
-                groups
-                    .iter()
-                    .map(|g| Choice {
-                        id: g.id(),
-                        name: g.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| g.id()),
-                        usable: true,
-                    })
-                    .collect()
-            })
+            within((kind.name(), "groups"), wait, client.groups())
+                .await
+                .map(|groups| groups.into_iter().map(|g| Choice::group(g.id(), g.name)).collect())
         }
     };
     Some(match listed {

@@ -60,6 +60,26 @@ impl Held {
     }
 }
 
+/// One member of a group, as a membership provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The provider's user id the membership is by.
+    pub id: String,
+    /// The user's email, when the provider says.
+    pub email: Option<Email>,
+}
+
+/// [`Provider::list_access`] of a membership provider: every member of each of its groups
+/// among `targets`, as [`Held::member`]s.
+async fn list_members(provider: &dyn MembershipProvider, targets: &[Target]) -> Result<Vec<Held>, CallError> {
+    let mut held = Vec::new();
+    for target in targets {
+        let members = provider.group_members(target).await?;
+        held.extend(members.into_iter().map(|m| Held::member(target, &m.id, m.email)));
+    }
+    Ok(held)
+}
+
 /// The person a provider user is created for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
@@ -134,8 +154,14 @@ pub trait Provider: Send + Sync {
     /// How access is written here: grants with their own validity, or group memberships.
     fn shape(&self) -> Shape<'_>;
 
-    /// All live access at these targets, whoever created it (listing calls only).
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError>;
+    /// All live access at these targets, whoever created it (listing calls only): the grants
+    /// on its locks, or the members of its groups.
+    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
+        match self.shape() {
+            Shape::Grants(grants) => grants.list_grants(targets).await,
+            Shape::Memberships(groups) => list_members(groups, targets).await,
+        }
+    }
 
     /// Removes access found by `list_access` that no record of Portier's accounts for
     /// (only under the `clean_slate` adoption policy).
@@ -160,6 +186,9 @@ pub trait GrantProvider: Send + Sync {
     /// Removes access Portier created. Access already gone counts as done. For an applied
     /// record that is only an intent, the object is looked up and removed if it exists.
     async fn revoke(&self, applied: &Applied) -> Result<(), CallError>;
+
+    /// Every live grant on this lock system's locks among `targets`, whoever created it.
+    async fn list_grants(&self, targets: &[Target]) -> Result<Vec<Held>, CallError>;
 }
 
 /// A lock system of group memberships, changed with idempotent calls on a provider user.
@@ -182,6 +211,9 @@ pub trait MembershipProvider: Send + Sync {
     /// Suspends, re-activates, deletes or invites a user Portier created. A user already in that
     /// state (or already gone, for a delete) counts as done.
     async fn user_action(&self, user: &ProviderUser, action: UserAction) -> Result<(), CallError>;
+
+    /// Every member of `group`, for drift and resync; none when it is another lock system's.
+    async fn group_members(&self, group: &Target) -> Result<Vec<Member>, CallError>;
 }
 
 #[cfg(test)]

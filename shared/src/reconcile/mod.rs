@@ -249,14 +249,8 @@ async fn audit_line(
         cause: cause.into(),
         outcome: outcome.into(),
     };
-    tracing::info!(
-        tenant = %subject.tenant,
-        subject = %crate::telemetry::hash_for_logs(&subject.to_string()),
-        email = %email.hashed(),
-        action,
-        target = %target_key,
-        "provider access changed"
-    );
+    // Inside the reconcile span, which names the tenant and the subject.
+    tracing::info!(email = %email.hashed(), action, target = %target_key, "provider access changed");
     records.audit(subject, &entry).await?;
     Ok(())
 }

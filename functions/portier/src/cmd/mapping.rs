@@ -12,8 +12,8 @@ use shared::queue::embedded::EmbeddedQueue;
 use shared::store::Records;
 
 use crate::parts::{
-    Deployment, Local, LocalSecrets, MAX_RECEIVES, config_path, deployed_tenant, load_config, open_store,
-    parts_for, work_queue,
+    Deployment, Local, LocalSecrets, MAX_RECEIVES, deployed_tenant, load_config, open_store, parts_for,
+    work_queue,
 };
 
 #[derive(Subcommand)]
@@ -42,11 +42,8 @@ pub enum MappingCommand {
 /// Where the mappings are: the local folder, or the deployment's table.
 #[derive(clap::Args)]
 pub struct Place {
-    /// [default: <data>/demo.toml when the demo wrote one, else portier.toml]
-    #[arg(long)]
-    config: Option<PathBuf>,
-    #[arg(long, default_value = ".portier")]
-    data: PathBuf,
+    #[command(flatten)]
+    local: Local,
     #[command(flatten)]
     aws: Deployment,
     #[arg(long)]
@@ -85,12 +82,11 @@ pub async fn run(command: MappingCommand) -> Result<ExitCode> {
             let runtime = deployed_tenant(&parts, &tenant).await?;
             print_locks(&shared::mapping::locks(&parts.records, &runtime).await?, json)
         }
-        MappingCommand::Import { file, tenant, offline, place: Place { config, data, json, .. } } => {
-            import_local(&file, &tenant, offline, config_path(config.as_deref(), &data), data, json).await
+        MappingCommand::Import { file, tenant, offline, place: Place { local, json, .. } } => {
+            import_local(&file, &tenant, offline, local.config(), local.data, json).await
         }
-        MappingCommand::Locks { tenant, place: Place { config, data, json, .. } } => {
-            let config = config_path(config.as_deref(), &data);
-            let (records, runtime) = tenant_and_store(&config, &tenant, &data).await?;
+        MappingCommand::Locks { tenant, place: Place { local, json, .. } } => {
+            let (records, runtime) = tenant_and_store(&local.config(), &tenant, &local.data).await?;
             print_locks(&shared::mapping::locks(&records, &runtime).await?, json)
         }
     }

@@ -224,10 +224,7 @@ impl BrivoClient {
     /// An authenticated call with `api-key`: a 401 refreshes the token and tries once more; a
     /// second 401, or a 403 HTML "Developer Inactive", is a configuration problem; a 403 "Over
     /// Rate" (daily quota) is retryable later.
-    async fn call<F>(&self, build: F) -> Result<Reply, CallError>
-    where
-        F: Fn() -> RequestBuilder,
-    {
+    async fn call(&self, build: impl Fn() -> RequestBuilder) -> Result<Reply, CallError> {
         let reply = self
             .core
             .send(

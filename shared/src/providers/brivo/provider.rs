@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 
 use super::client::{
-    BrivoClient, BrivoConfig, EmailAddress, GroupChange, Invite, MAX_GROUPS_PER_USER, NewUser,
+    BrivoClient, BrivoConfig, EmailAddress, GroupChange, Invite, MAX_GROUPS_PER_USER, NewUser, User,
 };
 use crate::error::CallError;
 use crate::http::{ApiClient, ClientLimits, RetryPolicy};
@@ -17,7 +17,8 @@ use crate::model::{
     BrivoGroupId, Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, Target, UserState,
 };
 use crate::providers::{
-    Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
+    Held, Member, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape,
+    UserAction,
 };
 
 /// The Brivo provider of one tenant.
@@ -202,6 +203,13 @@ impl MembershipProvider for BrivoProvider {
             },
         }
     }
+
+    async fn group_members(&self, group: &Target) -> Result<Vec<Member>, CallError> {
+        let Target::BrivoGroup(id) = group else { return Ok(Vec::new()) };
+        let users = self.client.group_members(id.as_str()).await?;
+        let email = |u: &User| u.emails.iter().find_map(|e| Email::parse(&e.address).ok());
+        Ok(users.iter().map(|u| Member { id: u.id(), email: email(u) }).collect())
+    }
 }
 
 #[async_trait]
@@ -212,18 +220,6 @@ impl Provider for BrivoProvider {
 
     fn shape(&self) -> Shape<'_> {
         Shape::Memberships(self)
-    }
-
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
-        let mut held = Vec::new();
-        for target in targets {
-            let Target::BrivoGroup(group) = target else { continue };
-            for user in self.client.group_members(group.as_str()).await? {
-                let email = user.emails.iter().find_map(|e| Email::parse(&e.address).ok());
-                held.push(Held::member(target, &user.id(), email));
-            }
-        }
-        Ok(held)
     }
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {

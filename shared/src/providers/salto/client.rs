@@ -277,18 +277,16 @@ impl SaltoClient {
 
     /// An authenticated call: a 401 fetches a new token and tries once more; a second 401 or
     /// a 403 other than Salto's operation codes is a configuration problem.
-    async fn call<F>(&self, build: F) -> Result<Reply, CallError>
-    where
-        F: Fn() -> RequestBuilder,
-    {
+    async fn call(&self, build: impl Fn() -> RequestBuilder) -> Result<Reply, CallError> {
         self.call_with(&self.core.policy, build).await
     }
 
     /// [`Self::call`] with another retry policy.
-    async fn call_with<F>(&self, policy: &RetryPolicy, build: F) -> Result<Reply, CallError>
-    where
-        F: Fn() -> RequestBuilder,
-    {
+    async fn call_with(
+        &self,
+        policy: &RetryPolicy,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Reply, CallError> {
         let reply = self
             .core
             .send_with(

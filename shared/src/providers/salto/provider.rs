@@ -15,14 +15,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::batch::MemberBatcher;
-use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, pick_role};
+use super::client::{NewUser, PatchMembers, SaltoClient, SaltoConfig, SiteUser, pick_role};
 use crate::error::CallError;
 use crate::http::{ApiClient, ClientLimits, RetryPolicy};
 use crate::model::{
     Email, Instant, ProviderKind, ProviderUser, ProviderUserIds, SaltoGroupId, Target, UserState,
 };
 use crate::providers::{
-    Held, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape, UserAction,
+    Held, Member, MembershipChange, MembershipOutcome, MembershipProvider, Person, Provider, Shape,
+    UserAction,
 };
 
 /// How long after creating a user Salto KS's "not found"/"not possible" answers are taken as
@@ -267,6 +268,17 @@ impl MembershipProvider for SaltoProvider {
             UserAction::Invite => Ok(()),
         }
     }
+
+    async fn group_members(&self, group: &Target) -> Result<Vec<Member>, CallError> {
+        let Target::SaltoGroup(id) = group else { return Ok(Vec::new()) };
+        let users = self.client.group_members(id).await?;
+        let member = |u: SiteUser| Member {
+            // Membership is by platform user id; the site-user id is the fallback.
+            id: u.user.map_or(u.id, |platform| platform.id),
+            email: u.email.as_deref().and_then(|e| Email::parse(e).ok()),
+        };
+        Ok(users.into_iter().map(member).collect())
+    }
 }
 
 #[async_trait]
@@ -277,20 +289,6 @@ impl Provider for SaltoProvider {
 
     fn shape(&self) -> Shape<'_> {
         Shape::Memberships(self)
-    }
-
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
-        let mut held = Vec::new();
-        for target in targets {
-            let Target::SaltoGroup(group) = target else { continue };
-            for user in self.client.group_members(group).await? {
-                // Membership is by platform user id; the site-user id is the fallback.
-                let member = user.user.as_ref().map_or(user.id.as_str(), |u| u.id.as_str());
-                let email = user.email.as_deref().and_then(|e| Email::parse(e).ok());
-                held.push(Held::member(target, member, email));
-            }
-        }
-        Ok(held)
     }
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {

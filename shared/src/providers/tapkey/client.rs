@@ -262,10 +262,7 @@ impl TapkeyClient {
 
     /// Sends an authenticated API call: a 401 refreshes the token and tries once more; a second
     /// 401 or a 403 means the credentials or the co-administration are wrong.
-    async fn call<F>(&self, build: F) -> Result<Reply, CallError>
-    where
-        F: Fn() -> RequestBuilder,
-    {
+    async fn call(&self, build: impl Fn() -> RequestBuilder) -> Result<Reply, CallError> {
         let reply = self
             .core
             .send(

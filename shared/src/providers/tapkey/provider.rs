@@ -261,19 +261,8 @@ impl GrantProvider for TapkeyProvider {
             ))),
         }
     }
-}
 
-#[async_trait]
-impl Provider for TapkeyProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Tapkey
-    }
-
-    fn shape(&self) -> Shape<'_> {
-        Shape::Grants(self)
-    }
-
-    async fn list_access(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
+    async fn list_grants(&self, targets: &[Target]) -> Result<Vec<Held>, CallError> {
         let locks: Vec<&LockId> = targets
             .iter()
             .filter_map(|t| match t {
@@ -309,6 +298,17 @@ impl Provider for TapkeyProvider {
                 })
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl Provider for TapkeyProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Tapkey
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        Shape::Grants(self)
     }
 
     async fn remove_held(&self, held: &Held) -> Result<(), CallError> {
