@@ -1,42 +1,48 @@
 //! Portier's engine: one crate shared by `portier serve` and the Lambda functions.
 //!
-//! Modules follow the data flow: `ingress` verifies and enqueues webhooks, `sources` read
-//! the space-management systems, `plan` computes desired access (pure), `reconcile` applies
-//! it through `providers`, recording everything in the `store`; `queue` carries the work.
+//! Modules follow the data flow, in this order: `ingress` verifies a webhook and `sources`
+//! say whom it concerns, `queue` carries the work, the `worker` has the source read, `plan`
+//! computes desired access (pure), `reconcile` applies it through `providers`, recording
+//! everything in the `store`. Then what keeps access in line over time, the two runtimes
+//! (`serve`, `lambda`) with the operator's views, and what every layer stands on.
 
 pub mod ingress;
-pub mod model;
-pub mod plan;
-pub mod presence;
-pub mod providers;
-pub mod reconcile;
-pub mod resync;
-pub mod retry;
 pub mod sources;
-pub mod worker;
-
 pub mod queue;
+pub mod worker;
+pub mod plan;
+pub mod reconcile;
+pub mod providers;
 pub mod store;
 
-pub mod aws;
+// What keeps it in line over time: timers, resyncs, presence, changed configuration.
 pub mod changes;
+pub mod presence;
+pub mod resync;
+pub mod tick;
+
+// The two runtimes and the operator's views of them.
+pub mod console;
+pub mod explain;
+pub mod lambda;
+pub mod serve;
+pub mod status;
+
+// What every layer stands on.
+pub mod aws;
 pub mod clock;
 pub mod config;
-pub mod console;
 pub mod error;
-pub mod explain;
 pub mod http;
 pub mod http_server;
-pub mod lambda;
 pub mod localtime;
 pub mod mapping;
 pub mod metrics;
+pub mod model;
 pub mod paging;
+pub mod retry;
 pub mod secrets;
-pub mod serve;
 pub mod sqlite_file;
-pub mod status;
 pub mod table;
 pub mod telemetry;
 pub mod tenants;
-pub mod tick;
