@@ -90,6 +90,7 @@ macro_rules! conformance {
 conformance!(
     absent_twice_conflicts,
     versions_reject_stale_writers,
+    tenant_records_read_for_update_refuse_stale_writes,
     conditional_deletes,
     expired_records_are_absent,
     ping_answers,
@@ -155,6 +156,27 @@ async fn versions_reject_stale_writers(b: Backend) {
     // Always overwrites whatever is there.
     b.store.put(&versioned(pk, sk, 7, json!({ "forced": true })), Cond::Always).await.expect("unconditional");
     assert_eq!(b.store.get(pk, sk).await.expect("get").map(|i| i.version), Some(7));
+}
+
+/// A refresh reads a tenant record for update and the worker writes what it merged: two
+/// refreshes that read the same state cannot both write (the loser reads again).
+async fn tenant_records_read_for_update_refuse_stale_writes(b: Backend) {
+    let (records, tenant, sk) = (b.records(), "t".into(), "KBOOKING#B-1");
+    let (none, cond) =
+        records.tenant_record_for_update::<serde_json::Value>(&tenant, sk).await.expect("read");
+    assert_eq!((none, cond), (None, Cond::Absent));
+    records.put_tenant_record_if(&tenant, sk, &json!({ "v": 1 }), cond).await.expect("create");
+    let stale = records.put_tenant_record_if(&tenant, sk, &json!({ "v": 9 }), cond).await;
+    assert!(is_conflict(stale), "a second create from the same read must conflict");
+
+    let (first, cond) = records.tenant_record_for_update(&tenant, sk).await.expect("read");
+    assert_eq!((first, cond), (Some(json!({ "v": 1 })), Cond::Version(1)));
+    records.put_tenant_record_if(&tenant, sk, &json!({ "v": 2 }), cond).await.expect("v1 -> v2");
+    let stale = records.put_tenant_record_if(&tenant, sk, &json!({ "v": 3 }), cond).await;
+    assert!(is_conflict(stale), "a write based on v1 must conflict once v2 exists");
+    let (now, cond) = records.tenant_record_for_update(&tenant, sk).await.expect("read");
+    assert_eq!((now, cond), (Some(json!({ "v": 2 })), Cond::Version(2)));
+    assert_eq!(records.tenant_record(&tenant, sk).await.expect("read"), Some(json!({ "v": 2 })));
 }
 
 async fn conditional_deletes(b: Backend) {

@@ -15,6 +15,9 @@ use crate::store::Records;
 
 pub mod kinnovis;
 pub mod nexudus;
+mod refreshed;
+
+pub use refreshed::{Refreshed, Stored, Write};
 
 /// Every source that takes webhooks: `portier serve` routes each at its [`WebhookSource::route`].
 pub const WEBHOOKS: &[&dyn WebhookSource] =
@@ -140,9 +143,17 @@ pub struct Listing {
 pub trait Source: Send + Sync {
     fn kind(&self) -> SourceKind;
 
-    /// Brings the stored profile and entitlements of one subject up to date after a webhook.
-    /// Writes are monotonic, so repeating or reordering hints changes nothing.
-    async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError>;
+    /// Reads what the source holds of one subject after a webhook into `read`, for the worker
+    /// to write: the profile and entitlements to store, and whatever else the read changed.
+    /// What was read before an error is written all the same (an ending must not wait for a
+    /// retry); the store keeps writes monotonic, so repeating or reordering hints changes nothing.
+    async fn refresh(
+        &self,
+        subject: &SubjectKey,
+        hint: &Hint,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
+    ) -> Result<(), WorkError>;
 
     /// Everyone the source knows with all their entitlements (`since` = `None`, a full
     /// resync), or only records changed since then (incremental). Listing calls only; the

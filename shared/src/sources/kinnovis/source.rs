@@ -26,7 +26,7 @@ use crate::model::{
     Email, Entitlement, EntitlementKind, EntitlementState, Instant, ItemKind, ItemRef, Profile, Seen,
     SourceKind, SubjectKey, TenantId, Window,
 };
-use crate::sources::{Hint, Listed, Listing, Source};
+use crate::sources::{Hint, Listed, Listing, Refreshed, Source, Stored};
 use crate::store::Records;
 
 /// The Kinnovis source of one tenant (one location).
@@ -152,45 +152,49 @@ impl KinnovisSource {
         &self.client
     }
 
-    /// Records a booking (`by_webhook`: from a webhook, else from the export) and the
+    /// Reads a booking (`by_webhook`: from a webhook, else from the export) into `read`: the
+    /// merged booking record, written only if the stored one is still as read, and the
     /// entitlement of every email it names or named. Returns those subjects.
-    pub async fn apply_booking(
+    pub async fn read_booking(
         &self,
         booking: &Booking,
         by_webhook: bool,
-        records: &Records,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
     ) -> Result<Vec<SubjectKey>, WorkError> {
-        let connected_at = records.connected_at(&self.tenant).await?;
-        let adoption = self.adoption;
-        let stored = records
-            .update_tenant_record(&self.tenant, &record_key(&booking.id), |stored: Option<&BookingRecord>| {
-                merge(stored, booking, is_managed(adoption, stored, by_webhook, connected_at))
-            })
-            .await?;
+        let connected_at = stored.connected_at(&self.tenant).await?;
+        let key = record_key(&booking.id);
+        let (current, cond) = stored.tenant_record_for_update::<BookingRecord>(&self.tenant, &key).await?;
+        let managed = is_managed(self.adoption, current.as_ref(), by_webhook, connected_at);
+        let merged = merge(current.as_ref(), booking, managed);
+        if let Some(m) = &merged {
+            read.tenant_record(&self.tenant, &key, m, cond)?;
+        }
+        let Some(rec) = merged.or(current) else { return Ok(Vec::new()) };
         // Derived from the newest stored state, whichever event this is.
-        let Some(rec) = stored else { return Ok(Vec::new()) };
         let mut subjects = Vec::with_capacity(rec.holders.len());
         for email in &rec.holders {
             let subject = subject_of(&self.tenant, email);
             let is_customer = Email::parse(&rec.booking.customer.email).ok().as_ref() == Some(email);
-            self.save_profile(records, &subject, email, is_customer.then_some(&rec.booking.customer.name))
-                .await?;
+            let name = is_customer.then_some(&rec.booking.customer.name);
+            self.read_profile(stored, read, &subject, email, name).await?;
             let ent = entitlement_for(&rec, email, &self.zone).map_err(WorkError::BadMessage)?;
-            records.save_entitlement(&subject, &ent, Seen::Body).await?;
+            read.entitlement(&subject, ent, Seen::Body);
             subjects.push(subject);
         }
         Ok(subjects)
     }
 
     /// A subject's profile is its email; the customer's name is kept when known.
-    async fn save_profile(
+    async fn read_profile(
         &self,
-        records: &Records,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
         subject: &SubjectKey,
         email: &Email,
         customer_name: Option<&String>,
     ) -> Result<(), WorkError> {
-        let current = records.profile(subject).await?;
+        let current = stored.profile(subject).await?;
         let name = match (&current, customer_name) {
             (_, Some(n)) if !n.trim().is_empty() => n.trim().to_owned(),
             (Some(p), _) => p.name.clone(),
@@ -205,7 +209,7 @@ impl KinnovisSource {
             suspended: None,
         };
         if current.as_ref() != Some(&profile) {
-            records.save_profile(subject, &profile, Seen::Body).await?;
+            read.profile(subject, profile, Seen::Body);
         }
         Ok(())
     }
@@ -232,19 +236,25 @@ impl Source for KinnovisSource {
     }
 
     /// Webhooks are signed (Standard Webhooks), so their booking is believed as sent.
-    async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError> {
+    async fn refresh(
+        &self,
+        subject: &SubjectKey,
+        hint: &Hint,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
+    ) -> Result<(), WorkError> {
         let payload =
             hint.payload.clone().ok_or_else(|| WorkError::BadMessage("no Kinnovis event".into()))?;
         let event: Event = serde_json::from_value(payload)
             .map_err(|e| WorkError::BadMessage(format!("not a Kinnovis event: {e}")))?;
-        let affected = self.apply_booking(&event.booking, true, records).await?;
+        let affected = self.read_booking(&event.booking, true, stored, read).await?;
         // The ingress queued a message for every email the event names; an email that left the
         // booking has none, so a timer brings it to the reconciler (in its own FIFO group).
         let named: Vec<SubjectKey> =
             event.booking.emails().iter().map(|e| subject_of(&self.tenant, e)).collect();
-        let now = records.now();
+        let now = stored.now();
         for other in affected.iter().filter(|s| *s != subject && !named.contains(s)) {
-            records.set_timer(other, now).await?;
+            read.timer(other, now, false);
         }
         Ok(())
     }

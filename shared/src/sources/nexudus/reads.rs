@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::coalesce::{Coalescer, Snapshot};
 use crate::error::CallError;
 use crate::model::Instant;
-use crate::store::Records;
+use crate::sources::Stored;
 
 /// Pages a listing of `records` records takes.
 pub(super) fn pages(records: usize) -> usize {
@@ -85,7 +85,7 @@ pub(super) async fn read_listed<T, One, OneF, All, AllF>(
     kind: ListedKind<'_, T>,
     id: i64,
     since: Instant,
-    records: &Records,
+    records: Stored<'_>,
     one: One,
     all: All,
     owner: fn(&T) -> i64,

@@ -1,5 +1,5 @@
 //! What a webhook means for one customer or visitor: read what it does not prove, confirm
-//! what it takes away, and bring the stored profile and entitlements up to date.
+//! what it takes away, and say how the stored profile and entitlements are to change.
 
 use std::collections::BTreeSet;
 
@@ -11,8 +11,7 @@ use super::source::{NOT_MAPPED, NexudusSource, end_where, payload_team};
 use super::teams::ReadCache;
 use crate::error::WorkError;
 use crate::model::{Entitlement, EntitlementKind, Instant, Profile, Seen, SubjectKey};
-use crate::sources::{Hint, Proof};
-use crate::store::Records;
+use crate::sources::{Hint, Proof, Refreshed, Stored};
 
 impl NexudusSource {
     /// True when Nexudus confirms the customer no longer exists: the read by id answers 404,
@@ -50,13 +49,13 @@ impl NexudusSource {
         subject: &SubjectKey,
         id: i64,
         hint: &Hint,
-        records: &Records,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
     ) -> Result<(), WorkError> {
-        let now = records.now();
+        let now = stored.now();
         let visits = |e: &Entitlement| e.kind == EntitlementKind::Visit;
         if hint.action == "VisitorDeleted" {
-            end_where(records, subject, now, "visitor deleted in Nexudus", visits).await?;
-            return Ok(());
+            return end_where(stored, read, subject, now, "visitor deleted in Nexudus", visits).await;
         }
         let signed = match (hint.proof, hint.payload.as_ref()) {
             (Proof::Signature, Some(p)) => {
@@ -69,12 +68,11 @@ impl NexudusSource {
             None => (self.client.visitor(id).await?, Seen::Read(now)),
         };
         let Some(v) = visitor else {
-            end_where(records, subject, now, "visitor not found in Nexudus", visits).await?;
-            return Ok(());
+            return end_where(stored, read, subject, now, "visitor not found in Nexudus", visits).await;
         };
-        records.save_profile(subject, &visitor_profile(&v, now), seen).await?;
+        read.profile(subject, visitor_profile(&v, now), seen);
         let ent = visit_entitlement(&v, &self.rules, now).map_err(WorkError::BadMessage)?;
-        records.save_entitlement(subject, &ent, seen).await?;
+        read.entitlement(subject, ent, seen);
         Ok(())
     }
 }
@@ -87,18 +85,19 @@ impl NexudusSource {
         subject: &SubjectKey,
         id: i64,
         hint: &Hint,
-        records: &Records,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
         now: Instant,
     ) -> Result<(), WorkError> {
         let reads = self.rules.reads;
         let passes =
-            if reads.passes { self.read_passes(id, hint.received_at, records).await? } else { Vec::new() };
+            if reads.passes { self.read_passes(id, hint.received_at, stored).await? } else { Vec::new() };
         let ents = passes.iter().filter(|p| p.coworker_id == id).map(|p| pass_entitlement(p, now)).collect();
         let ended = if reads.passes { "pass removed in Nexudus" } else { NOT_MAPPED };
-        replace_kind(records, subject, now, EntitlementKind::Pass, ents, ended).await?;
+        replace_kind(stored, read, subject, now, EntitlementKind::Pass, ents, ended).await?;
 
         let bookings = if reads.bookings {
-            self.read_bookings(id, &self.bookings_ending_from(now), hint.received_at, records).await?
+            self.read_bookings(id, &self.bookings_ending_from(now), hint.received_at, stored).await?
         } else {
             Vec::new()
         };
@@ -108,19 +107,21 @@ impl NexudusSource {
             .map(|b| booking_entitlement(b, &self.rules, now))
             .collect();
         let ended = if reads.bookings { "booking deleted in Nexudus" } else { NOT_MAPPED };
-        replace_kind(records, subject, now, EntitlementKind::Booking, ents, ended).await?;
+        replace_kind(stored, read, subject, now, EntitlementKind::Booking, ents, ended).await?;
 
         Ok(())
     }
 
     /// The customer's own contracts and those their teams give, as Nexudus holds them now.
+    #[allow(clippy::too_many_arguments)] // one refresh's reads, threaded through its parts
     pub(super) async fn refresh_contracts(
         &self,
         subject: &SubjectKey,
         id: i64,
         coworker: &Coworker,
         hint: &Hint,
-        records: &Records,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
         now: Instant,
     ) -> Result<(), WorkError> {
         let reads = self.rules.reads;
@@ -145,7 +146,7 @@ impl NexudusSource {
         for team_id in teams {
             match self.client.team(team_id).await? {
                 Some(team) => {
-                    contracts.extend(self.sync_team(subject, &team, false, records, &mut cache).await?)
+                    contracts.extend(self.sync_team(subject, &team, false, stored, read, &mut cache).await?)
                 }
                 None => {
                     let gone = Team {
@@ -155,20 +156,21 @@ impl NexudusSource {
                         paying_member_id: None,
                         updated_on: None,
                     };
-                    self.sync_team(subject, &gone, true, records, &mut cache).await?;
+                    self.sync_team(subject, &gone, true, stored, read, &mut cache).await?;
                 }
             }
         }
         let ended =
             if reads.contracts { "contract, desk or team membership ended in Nexudus" } else { NOT_MAPPED };
-        replace_kind(records, subject, now, EntitlementKind::Contract, contracts, ended).await
+        replace_kind(stored, read, subject, now, EntitlementKind::Contract, contracts, ended).await
     }
 }
 
-/// Saves what Nexudus holds of one kind, and ends the stored ones of that kind it no longer
-/// has (`ended` says why).
+/// What Nexudus holds of one kind, and the stored ones of that kind it no longer has, ended
+/// (`ended` says why).
 async fn replace_kind(
-    records: &Records,
+    stored: Stored<'_>,
+    read: &mut Refreshed,
     subject: &SubjectKey,
     now: Instant,
     kind: EntitlementKind,
@@ -176,21 +178,21 @@ async fn replace_kind(
     ended: &str,
 ) -> Result<(), WorkError> {
     let present: BTreeSet<String> = held.iter().map(Entitlement::key).collect();
-    for ent in &held {
-        records.save_entitlement(subject, ent, Seen::Read(now)).await?;
+    for ent in held {
+        read.entitlement(subject, ent, Seen::Read(now));
     }
-    end_where(records, subject, now, ended, |e| e.kind == kind && !present.contains(&e.key())).await?;
-    Ok(())
+    end_where(stored, read, subject, now, ended, |e| e.kind == kind && !present.contains(&e.key())).await
 }
 
 /// The customer is gone at Nexudus: the profile says so and every entitlement ends.
 pub(super) async fn forget(
-    records: &Records,
+    stored: Stored<'_>,
+    read: &mut Refreshed,
     subject: &SubjectKey,
     now: Instant,
     reason: &str,
 ) -> Result<(), WorkError> {
-    let known = records.profile(subject).await?.unwrap_or(Profile {
+    let known = stored.profile(subject).await?.unwrap_or(Profile {
         email: None,
         name: String::new(),
         source_version: None,
@@ -198,7 +200,6 @@ pub(super) async fn forget(
         gone_at: None,
         suspended: None,
     });
-    records.save_profile(subject, &known.gone(now), Seen::Read(now)).await?;
-    end_where(records, subject, now, reason, |_| true).await?;
-    Ok(())
+    read.profile(subject, known.gone(now), Seen::Read(now));
+    end_where(stored, read, subject, now, reason, |_| true).await
 }

@@ -38,7 +38,7 @@ use super::refresh::forget;
 pub use super::rules::{NexudusRules, Reads};
 use crate::error::{CallError, WorkError};
 use crate::model::{Entitlement, Instant, ItemKind, ItemRef, Seen, SourceKind, SubjectKey, TenantId};
-use crate::sources::{Hint, Listing, Proof, Source};
+use crate::sources::{Hint, Listing, Proof, Refreshed, Source, Stored};
 use crate::store::Records;
 
 /// Why an entitlement of a kind no mapping uses is ended.
@@ -99,7 +99,7 @@ impl NexudusSource {
         &self,
         id: i64,
         since: Instant,
-        records: &Records,
+        stored: Stored<'_>,
     ) -> Result<Vec<CoworkerTimePass>, CallError> {
         let client = &self.client;
         let kind = ListedKind { coalescer: &self.passes, listing: &self.pass_listing, cost: &self.pass_cost };
@@ -107,7 +107,7 @@ impl NexudusSource {
             kind,
             id,
             since,
-            records,
+            stored,
             move |i| client.time_passes_for(i),
             move || client.all_time_passes(None),
             |p| p.coworker_id,
@@ -121,7 +121,7 @@ impl NexudusSource {
         id: i64,
         ends_from: &str,
         since: Instant,
-        records: &Records,
+        stored: Stored<'_>,
     ) -> Result<Vec<Booking>, CallError> {
         let client = &self.client;
         let kind = ListedKind {
@@ -134,7 +134,7 @@ impl NexudusSource {
             kind,
             id,
             since,
-            records,
+            stored,
             one,
             move || client.all_bookings(None, ends_from),
             |b| b.coworker_id,
@@ -213,32 +213,37 @@ impl Source for NexudusSource {
         Ok(items)
     }
 
-    async fn refresh(&self, subject: &SubjectKey, hint: &Hint, records: &Records) -> Result<(), WorkError> {
+    async fn refresh(
+        &self,
+        subject: &SubjectKey,
+        hint: &Hint,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
+    ) -> Result<(), WorkError> {
         if let Some(visitor) = visitor_id(subject) {
-            return self.refresh_visitor(subject, visitor, hint, records).await;
+            return self.refresh_visitor(subject, visitor, hint, stored, read).await;
         }
         let id = coworker_id(subject)?;
-        let now = records.now();
+        let now = stored.now();
 
         // A delete hint proves nothing (the action in the URL is not signed, and update and
         // delete bodies are alike): the source confirms the person is gone before anything is
         // revoked. A person the API still returns is simply refreshed.
-        if hint.action == "CoworkerDelete" && self.confirmed_gone(id, records.profile(subject).await?).await?
-        {
-            return forget(records, subject, now, "customer deleted in Nexudus").await;
+        if hint.action == "CoworkerDelete" && self.confirmed_gone(id, stored.profile(subject).await?).await? {
+            return forget(stored, read, subject, now, "customer deleted in Nexudus").await;
         }
 
         // Who: a signed payload is believed when it carries the teams and is newer than what is
         // stored; otherwise (a token-only tenant, a repeat or replay, a change within the same
         // second of `UpdatedOn`, a person Portier took for gone) the REST API is the proof.
-        let stored = records.profile(subject).await?;
+        let known = stored.profile(subject).await?;
         let believed = match (hint.proof, payload_coworker(hint.payload.as_ref())) {
             (Proof::Signature, Some(c))
                 if c.id == id
                     && hint.action != "CoworkerDelete"
                     && c.teams.is_some()
                     && c.updated_on.is_some()
-                    && stored
+                    && known
                         .as_ref()
                         .is_none_or(|s| s.gone_at.is_none() && c.updated_on > s.source_version) =>
             {
@@ -253,28 +258,28 @@ impl Source for NexudusSource {
                 // Nexudus answers 500 for a deleted customer. A person already recorded as
                 // deleted holds nothing, so a late hint about them has nothing left to do; one
                 // who returns is read again on their next webhook or resync.
-                Err(e) if stored.as_ref().is_some_and(|s| s.deleted) => {
+                Err(e) if known.as_ref().is_some_and(|s| s.deleted) => {
                     tracing::info!(error = %e, "hint about a deleted customer; nothing to grant");
                     return Ok(());
                 }
                 // Never seen with an email: nothing to confirm against; the read is retried.
-                Err(e) if stored.as_ref().and_then(|p| p.email.as_ref()).is_none() => return Err(e.into()),
+                Err(e) if known.as_ref().and_then(|p| p.email.as_ref()).is_none() => return Err(e.into()),
                 // Gone, as the filtered list confirms: handled as not found below.
                 Err(e) => {
-                    self.gone_after_failed_read(id, stored.clone(), e).await?;
+                    self.gone_after_failed_read(id, known.clone(), e).await?;
                     (None, Seen::Read(now))
                 }
             },
         };
         let Some(coworker) = coworker else {
             // Unknown to Nexudus: nothing may be granted; anything held is revoked.
-            return forget(records, subject, now, "customer not found in Nexudus").await;
+            return forget(stored, read, subject, now, "customer not found in Nexudus").await;
         };
-        records.save_profile(subject, &profile_of(&coworker), seen).await?;
+        read.profile(subject, profile_of(&coworker), seen);
 
         // What: passes, bookings and contracts the tenant maps, always from the REST API.
-        self.refresh_passes_and_bookings(subject, id, hint, records, now).await?;
-        self.refresh_contracts(subject, id, &coworker, hint, records, now).await
+        self.refresh_passes_and_bookings(subject, id, hint, stored, read, now).await?;
+        self.refresh_contracts(subject, id, &coworker, hint, stored, read, now).await
     }
 
     async fn list(
@@ -294,20 +299,20 @@ impl NexudusSource {
     }
 }
 
-/// Ends the active entitlements `which` selects whose window has not already ended (an old
-/// booking or visit that no listing shows any more is left as it was). True if any changed.
+/// Ends the stored active entitlements `which` selects whose window has not already ended (an
+/// old booking or visit that no listing shows any more is left as it was).
 pub(super) async fn end_where(
-    records: &Records,
+    stored: Stored<'_>,
+    read: &mut Refreshed,
     subject: &SubjectKey,
     now: Instant,
     reason: &str,
     which: impl Fn(&Entitlement) -> bool,
-) -> Result<bool, WorkError> {
-    let mut changed = false;
-    for ent in records.entitlements(subject).await? {
+) -> Result<(), WorkError> {
+    for ent in stored.entitlements(subject).await? {
         if ent.is_active() && !ent.window.has_ended(now) && which(&ent) {
-            changed |= records.save_entitlement(subject, &ent.ended(reason, now), Seen::Read(now)).await?;
+            read.entitlement(subject, ent.ended(reason, now), Seen::Read(now));
         }
     }
-    Ok(changed)
+    Ok(())
 }

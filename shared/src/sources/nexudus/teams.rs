@@ -10,7 +10,8 @@ use super::entitlements::{ContractDesks, contract_entitlement, profile_of};
 use super::source::{NexudusSource, coworker_id, end_where};
 use crate::error::WorkError;
 use crate::model::{Entitlement, EntitlementKind, Instant, Seen, SourceKind, SubjectKey};
-use crate::store::Records;
+use crate::sources::{Refreshed, Stored};
+use crate::store::Cond;
 
 /// Team members as Portier last saw them (`TENANT#t / NXTEAM#id`), so members who left are found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,40 +102,41 @@ impl NexudusSource {
             .collect())
     }
 
-    /// Brings every member (current and former) of one team up to date, except `subject`
-    /// itself, whose team entitlements are returned. Changed members get a timer at `now`.
+    /// Reads every member (current and former) of one team, except `subject` itself, whose
+    /// team entitlements are returned. Changed members get a timer at `now`.
     pub(super) async fn sync_team(
         &self,
         subject: &SubjectKey,
         team: &Team,
         deleted: bool,
-        records: &Records,
+        stored: Stored<'_>,
+        read: &mut Refreshed,
         cache: &mut ReadCache,
     ) -> Result<Vec<Entitlement>, WorkError> {
-        let now = records.now();
+        let now = stored.now();
         let me = coworker_id(subject)?;
         let mut per_member =
             if deleted { BTreeMap::new() } else { self.team_entitlements(team, now, cache).await? };
-        let stored: Option<TeamRecord> = records.tenant_record(&subject.tenant, &team_key(team.id)).await?;
+        let last: Option<TeamRecord> = stored.tenant_record(&subject.tenant, &team_key(team.id)).await?;
         let current = TeamRecord { members: per_member.keys().copied().collect() };
         // Members who left (or all of them, the team being deleted) hold nothing through it.
-        for left in stored.iter().flat_map(|s| s.members.iter()) {
+        for left in last.iter().flat_map(|s| s.members.iter()) {
             per_member.entry(*left).or_default();
         }
         let mine = per_member.remove(&me).unwrap_or_default();
         for (member, ents) in per_member {
             let other = SubjectKey::new(&subject.tenant, SourceKind::Nexudus, member.to_string());
-            if self.sync_team_member(&other, member, team.id, &ents, records).await? {
-                records.set_timer(&other, now).await?;
-            }
+            self.sync_team_member(&other, member, team.id, &ents, stored, read).await?;
+            read.timer(&other, now, true);
         }
-        if stored.as_ref() != Some(&current) {
-            records.put_tenant_record(&subject.tenant, &team_key(team.id), &current).await?;
+        // Written after the members: until then, a retry still finds the ones who left.
+        if last.as_ref() != Some(&current) {
+            read.tenant_record(&subject.tenant, &team_key(team.id), &current, Cond::Always)?;
         }
         Ok(mine)
     }
 
-    /// Saves a member's entitlements through one team and ends the ones it no longer gives.
+    /// Reads a member's entitlements through one team and ends the ones it no longer gives.
     /// A member Portier has never seen is read first: access needs their email.
     async fn sync_team_member(
         &self,
@@ -142,27 +144,25 @@ impl NexudusSource {
         member: i64,
         team: i64,
         ents: &[Entitlement],
-        records: &Records,
-    ) -> Result<bool, WorkError> {
-        let now = records.now();
-        if !ents.is_empty() && records.profile(subject).await?.is_none() {
+        stored: Stored<'_>,
+        read: &mut Refreshed,
+    ) -> Result<(), WorkError> {
+        let now = stored.now();
+        // A profile read for another of their teams in this refresh is not stored yet.
+        if !ents.is_empty() && !read.has_profile(subject) && stored.profile(subject).await?.is_none() {
             match self.client.coworker(member).await? {
-                Some(c) => {
-                    records.save_profile(subject, &profile_of(&c), Seen::Read(now)).await?;
-                }
-                None => return Ok(false),
+                Some(c) => read.profile(subject, profile_of(&c), Seen::Read(now)),
+                None => return Ok(()),
             }
         }
-        let mut changed = false;
         for e in ents {
-            changed |= records.save_entitlement(subject, e, Seen::Read(now)).await?;
+            read.entitlement(subject, e.clone(), Seen::Read(now));
         }
         let keys: Vec<String> = ents.iter().map(Entitlement::key).collect();
         let prefix = format!("t{team}-");
-        changed |= end_where(records, subject, now, "no longer in the team in Nexudus", |e| {
+        end_where(stored, read, subject, now, "no longer in the team in Nexudus", |e| {
             e.kind == EntitlementKind::Contract && e.id.starts_with(&prefix) && !keys.contains(&e.key())
         })
-        .await?;
-        Ok(changed)
+        .await
     }
 }

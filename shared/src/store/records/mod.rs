@@ -93,7 +93,7 @@ fn ignore_conflict(e: InfraError) -> Result<(), InfraError> {
 }
 
 /// Tries a read-modify-write a few times when another writer got there first.
-const CONFLICT_RETRIES: usize = 5;
+pub const CONFLICT_RETRIES: usize = 5;
 
 impl Records {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {

@@ -92,6 +92,36 @@ impl Records {
         self.store.put(&Item::new(format!("TENANT#{tenant}"), sk, encode(value)?), Cond::Always).await
     }
 
+    /// A tenant record and the condition a write based on it needs: it exists at this version,
+    /// or (not stored) is still absent. Written with [`Self::put_tenant_record_if`].
+    pub async fn tenant_record_for_update<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+    ) -> Result<(Option<T>, Cond), InfraError> {
+        match self.store.get(&format!("TENANT#{tenant}"), sk).await? {
+            Some(item) => Ok((Some(decode(&item)?), Cond::Version(item.version))),
+            None => Ok((None, Cond::Absent)),
+        }
+    }
+
+    /// Writes a tenant record if `cond` holds (one conditional put), else
+    /// `InfraError::Conflict`: another writer changed it since it was read for update.
+    pub async fn put_tenant_record_if(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+        value: &serde_json::Value,
+        cond: Cond,
+    ) -> Result<(), InfraError> {
+        let version = match cond {
+            Cond::Version(v) => v + 1,
+            Cond::Absent | Cond::Always => 1,
+        };
+        let item = Item { version, ..Item::new(format!("TENANT#{tenant}"), sk, value.clone()) };
+        self.store.put(&item, cond).await
+    }
+
     pub async fn delete_tenant_record(&self, tenant: &TenantId, sk: &str) -> Result<(), InfraError> {
         self.store.delete(&format!("TENANT#{tenant}"), sk, Cond::Always).await
     }
