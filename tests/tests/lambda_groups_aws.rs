@@ -14,8 +14,8 @@ use testkit::groups::{
     BRIVO_GROUP, COWORKING, DESK, DESK_SALTO, OFFICE, OFFICE_BRIVO, SALTO_GROUP, add_group_providers,
     group_secrets, start_group_sims,
 };
-use testkit::harness::{ANNA, ANNA_EMAIL, HOOK_SECRET, HookAuth, OWNER, TENANT};
-use testkit::sim::{BrivoSim, NexudusSim, NexudusSimConfig, SaltoSim, TapkeySim, TapkeySimConfig};
+use testkit::harness::{ANNA, ANNA_EMAIL, HookAuth, TENANT};
+use testkit::sim::{BrivoSim, NexudusSim, SaltoSim, TapkeySim};
 
 struct AwsApp {
     nexudus: NexudusSim,
@@ -27,13 +27,7 @@ struct AwsApp {
 }
 
 async fn spawn_aws_groups_app() -> AwsApp {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     let (salto, brivo) = start_group_sims().await;
     nexudus.set_now(Utc::now());
     nexudus.add_coworker(ANNA, "Anna Müller", ANNA_EMAIL);

@@ -18,8 +18,8 @@ use shared::secrets::{ExposeSecret, SECRETS_TTL, SecretsManager, TenantSecrets};
 use shared::store::Records;
 use shared::store::dynamo::DynamoStore;
 use shared::tenants::{TableTenants, Tenants};
-use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, TENANT};
-use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, TENANT};
+use testkit::sim::{NexudusSim, TapkeySim};
 
 fn endpoint() -> String {
     std::env::var("PORTIER_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
@@ -38,13 +38,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     nexudus.set_now(Utc::now());
     nexudus.add_coworker(ANNA, "Anna Müller", testkit::harness::ANNA_EMAIL);
     nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
