@@ -44,16 +44,7 @@ async fn spawn_aws_app() -> AwsApp {
 impl AwsApp {
     /// API Gateway → `nexudus-ingress`.
     async fn hook(&self, action: &str, dto: &serde_json::Value) -> i64 {
-        let hook = self.nexudus.webhook(action, dto);
-        let sig = hook
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
-            .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest =
-            serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
-                .expect("event");
-        answer(&self.env.hooks(), event).await.status_code
+        testkit::aws::nexudus_ingress(&self.env, TENANT, &self.nexudus.webhook(action, dto)).await
     }
 
     /// SQS → `worker`, as the event source mapping does: successes are deleted, reported

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chrono::Utc;
 use shared::config::NoAccess;
 use shared::config::StaticSecrets;
-use shared::lambda::{LambdaEnv, answer};
+use shared::lambda::LambdaEnv;
 use shared::model::{ProviderKind, SourceKind, SubjectKey, TenantId, UserState};
 use shared::queue::sqs::SqsQueue;
 use testkit::groups::{
@@ -54,16 +53,7 @@ impl AwsApp {
 
     /// API Gateway → `nexudus-ingress`, for `action` with this DTO.
     async fn hook_dto(&self, action: &str, dto: &serde_json::Value) -> i64 {
-        let hook = self.nexudus.webhook(action, dto);
-        let sig = hook
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
-            .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest =
-            serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
-                .expect("event");
-        answer(&self.env.hooks(), event).await.status_code
+        testkit::aws::nexudus_ingress(&self.env, TENANT, &self.nexudus.webhook(action, dto)).await
     }
 
     /// SQS → `worker`, as the event source mapping does.

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use chrono::Utc;
 use shared::clock::{Clock, SystemClock};
 use shared::http::RetryPolicy;
-use shared::lambda::{LambdaEnv, Warm, answer, worker_sqs};
+use shared::lambda::{LambdaEnv, Warm, worker_sqs};
 use shared::model::TenantId;
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
@@ -121,20 +120,7 @@ impl World {
     /// A signed `AccessControlUpdate` for Anna, through the ingress handler.
     async fn hook(&self, env: &LambdaEnv) -> i64 {
         let hook = self.nexudus.webhook("AccessControlUpdate", &self.nexudus.coworker_dto(ANNA));
-        let sig = hook
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
-            .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest = serde_json::from_value(testkit::events::nexudus_hook(
-            TENANT,
-            "AccessControlUpdate",
-            "",
-            sig,
-            &hook.body,
-        ))
-        .expect("event");
-        answer(&env.hooks(), event).await.status_code
+        testkit::aws::nexudus_ingress(env, TENANT, &hook).await
     }
 }
 

@@ -731,14 +731,7 @@ impl Run<'_> {
                 let url = format!("{url}/hooks/nexudus/{NX}/{}", h.action);
                 i64::from(self.app.nexudus.deliver(&url, h).await)
             }
-            (Hook::Nexudus(h), Wire::Lambda { env, .. }) => {
-                let sig = h.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"));
-                let event =
-                    testkit::events::nexudus_hook(NX, &h.action, "", sig.map(|(_, v)| v.as_str()), &h.body);
-                let event: ApiGatewayV2httpRequest =
-                    serde_json::from_value(event).map_err(|e| e.to_string())?;
-                answer(&env.hooks(), event).await.status_code
-            }
+            (Hook::Nexudus(h), Wire::Lambda { env, .. }) => testkit::aws::nexudus_ingress(env, NX, h).await,
             (Hook::Kinnovis(h), wire) => {
                 // A retry of the same message: same webhook-id, signed again now.
                 let id = h
