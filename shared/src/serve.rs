@@ -19,7 +19,9 @@ use crate::sources::{HookRequest, WEBHOOKS, WebhookSource};
 use crate::store::Records;
 use crate::worker::{Worker, error_policy};
 
+mod app;
 mod pool;
+pub use app::{App, AppBuilder, StartError, store_configs};
 
 /// How long a received message stays hidden while it is worked on.
 pub const VISIBILITY: Duration = Duration::from_secs(120);

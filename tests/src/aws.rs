@@ -1,17 +1,21 @@
 //! The loopback DynamoDB/SQS side of the Lambda scenario tests: a fresh table and FIFO queue
-//! per test on the moto server `make test` starts, and the SQS event source mapping's loop.
+//! per test on the moto server `make test` starts, API Gateway's events for the ingress
+//! functions, and the SQS event source mapping's loop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use shared::clock::{Clock, SystemClock};
-use shared::lambda::worker_sqs;
+use shared::lambda::{LambdaEnv, answer, worker_sqs};
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
 use shared::store::Records;
 use shared::store::dynamo::DynamoStore;
 use shared::worker::Worker;
+
+use crate::sim::SimWebhook;
 
 /// The loopback server's address; the Lambda tests cannot run without it.
 pub fn endpoint() -> String {
@@ -32,6 +36,20 @@ pub async fn table_and_queue() -> (Records, Arc<SqsQueue>) {
         .await
         .unwrap_or_else(|e| panic!("create queues: {e}"));
     (Records::new(Arc::new(store), clock), Arc::new(queue))
+}
+
+/// API Gateway → `nexudus-ingress`: the simulator's webhook for `tenant` as the function
+/// receives it, answered by `env`'s routes. Returns the status code.
+pub async fn nexudus_ingress(env: &LambdaEnv, tenant: &str, hook: &SimWebhook) -> i64 {
+    let sig = hook
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
+        .map(|(_, v)| v.as_str());
+    let event = crate::events::nexudus_hook(tenant, &hook.action, "", sig, &hook.body);
+    let event: ApiGatewayV2httpRequest =
+        serde_json::from_value(event).unwrap_or_else(|e| panic!("API Gateway event: {e}"));
+    answer(&env.hooks(), event).await.status_code
 }
 
 /// SQS → `worker`, as Lambda's event source mapping does: batches of up to 10, successes

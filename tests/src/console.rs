@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::clock::{Clock, SystemClock};
+use shared::http_server::HttpLimits;
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
-use shared::serve::{self, Runtime};
+use shared::serve::App;
 use shared::store::Records;
 use shared::store::sqlite::SqliteStore;
-use shared::tenants::{StaticTenants, Tenants};
-use shared::worker::Worker;
 
 /// A running console over the demo.
 pub struct ServedDemo {
@@ -21,8 +20,9 @@ pub struct ServedDemo {
     pub demo: crate::demo::Demo,
 }
 
-/// Serves the demo with its console, its store and queue in `data`; `listing_timeout` bounds
-/// each system's listing of the mapping choices (the console's default when `None`).
+/// Serves the demo as `portier serve --demo` does (two workers), its store and queue in
+/// `data`; `listing_timeout` bounds each system's listing of the mapping choices (the
+/// console's default when `None`).
 pub async fn serve_demo(data: &Path, listing_timeout: Option<Duration>) -> ServedDemo {
     let demo = crate::demo::start().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -30,37 +30,16 @@ pub async fn serve_demo(data: &Path, listing_timeout: Option<Duration>) -> Serve
     let records = Records::new(Arc::new(store), clock.clone());
     let queue: Arc<dyn Queue> =
         Arc::new(EmbeddedQueue::open(&data.join("queue.db"), clock, 10).unwrap_or_else(|e| panic!("{e}")));
-    let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&demo.config, &demo.secrets, shared::http::RetryPolicy::default())
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    for t in &demo.config.tenants {
-        let doc = serde_json::to_value(t).unwrap_or_else(|e| panic!("{e}"));
-        records.put_tenant_config(&t.id, doc).await.unwrap_or_else(|e| panic!("{e}"));
-    }
-    let auth = shared::console::admin_auth(&demo.config, &demo.secrets)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("the demo configures an admin token"));
-    let rt = Runtime {
-        ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),
-        worker: Worker::new(records.clone(), tenants),
-        queue,
-        records,
-    };
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(serve::run_background(rt.clone(), 2, stop_rx));
-    // The background stops with the test's runtime; keep the sender alive until then.
-    std::mem::forget(_stop);
-    let mut console = shared::console::Console::new(rt.clone(), auth);
+    let mut app = App::builder(records, queue, &demo.config, &demo.secrets);
     if let Some(wait) = listing_timeout {
-        console = console.with_listing_timeout(wait);
+        app = app.listing_timeout(wait);
     }
-    let router = serve::router(rt).merge(shared::console::router(console));
+    let app = app.build().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(app.has_console(), "the demo configures an admin token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    // Served until the test's runtime stops.
+    tokio::spawn(app.serve(listener, HttpLimits::default(), 2, std::future::pending()));
     let token = demo.admin_token.clone();
     ServedDemo { url, token, demo }
 }

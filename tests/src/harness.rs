@@ -1,27 +1,19 @@
-//! `spawn_app()`: simulators + a store and queue + Portier's webhook routes on loopback, each
-//! test with its own fresh state. Scenario tests read as user stories on top of it.
+//! `spawn_app()`: simulators + Portier as `portier serve` builds it ([`crate::app::Portier`]),
+//! each test with its own fresh state. Scenario tests read as user stories on top of it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use shared::clock::{Clock, ManualClock};
 use shared::config::{
     Config, Policy, Providers, SourceConfig, StaticSecrets, TapkeyProviderConfig, TenantConfig,
 };
-use shared::error::InfraError;
 use shared::http::RetryPolicy;
 use shared::model::{ItemKind, ItemRef, Mapping, Target, TenantId};
-use shared::queue::Queue;
-use shared::queue::embedded::EmbeddedQueue;
-use shared::serve::{self, Runtime};
-use shared::store::sqlite::SqliteStore;
-use shared::store::{Cond, Item, Records, Store};
-use shared::tenants::{StaticTenants, TenantRuntime, Tenants};
-use shared::worker::Worker;
+use shared::tenants::TenantRuntime;
 
+use crate::app::Portier;
 use crate::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
 
 pub const TENANT: &str = "space-berlin";
@@ -103,78 +95,33 @@ pub fn fast_retries() -> RetryPolicy {
     }
 }
 
-/// A store that can be told to fail chosen writes: a crash between two steps of the worker.
-pub struct FaultyStore {
-    inner: Arc<dyn Store>,
-    #[allow(clippy::type_complexity)]
-    fail: Mutex<Vec<(Box<dyn Fn(&Item) -> bool + Send + Sync>, usize)>>,
-}
-
-impl FaultyStore {
-    pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner, fail: Mutex::new(Vec::new()) }
-    }
-
-    /// The next `times` writes matching `which` fail as if the process died before them.
-    pub fn fail_writes(&self, times: usize, which: impl Fn(&Item) -> bool + Send + Sync + 'static) {
-        self.fail.lock().unwrap_or_else(|p| p.into_inner()).push((Box::new(which), times));
-    }
-
-    fn should_fail(&self, item: &Item) -> bool {
-        let mut fail = self.fail.lock().unwrap_or_else(|p| p.into_inner());
-        for (which, left) in fail.iter_mut() {
-            if *left > 0 && which(item) {
-                *left -= 1;
-                return true;
-            }
-        }
-        false
-    }
-}
-
-#[async_trait]
-impl Store for FaultyStore {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, InfraError> {
-        self.inner.get(pk, sk).await
-    }
-    async fn put(&self, item: &Item, cond: Cond) -> Result<(), InfraError> {
-        if self.should_fail(item) {
-            return Err(InfraError::Backend("injected: process killed before this write".into()));
-        }
-        self.inner.put(item, cond).await
-    }
-    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), InfraError> {
-        self.inner.delete(pk, sk, cond).await
-    }
-    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, InfraError> {
-        self.inner.query(pk, sk_prefix).await
-    }
-    async fn query_between(&self, pk: &str, from: &str, to: &str) -> Result<Vec<Item>, InfraError> {
-        self.inner.query_between(pk, from, to).await
-    }
-    async fn ping(&self) -> Result<(), InfraError> {
-        self.inner.ping().await
-    }
-}
-
-/// One running Portier (embedded store and queue) with its simulators.
+/// Portier with its Nexudus and Tapkey simulators (the world most scenarios start from).
 pub struct TestApp {
     pub nexudus: NexudusSim,
     pub tapkey: TapkeySim,
-    pub clock: ManualClock,
-    pub store: Arc<FaultyStore>,
-    pub records: Records,
-    pub queue: Arc<dyn Queue>,
-    pub runtime: Runtime,
     pub config: TenantConfig,
-    pub url: String,
-    server: tokio::task::JoinHandle<()>,
+    pub portier: Portier,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.server.abort();
+/// The store, queue, clock and runtime: `app.records`, `app.drain()`.
+impl Deref for TestApp {
+    type Target = Portier;
+    fn deref(&self) -> &Portier {
+        &self.portier
     }
+}
+
+/// Starts the Nexudus simulator (signing with [`HOOK_SECRET`]) and Tapkey's (owner [`OWNER`]),
+/// both empty.
+pub async fn space_sims() -> (NexudusSim, TapkeySim) {
+    let nexudus = NexudusSim::start(NexudusSimConfig {
+        webhook_secret: Some(HOOK_SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let tapkey =
+        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    (nexudus, tapkey)
 }
 
 /// Starts simulators seeded with Anna, the "Bike Storage" pass product and its lock, and
@@ -200,14 +147,7 @@ pub async fn spawn_app_retrying(
     extra_secrets: BTreeMap<String, String>,
     policy: RetryPolicy,
 ) -> TestApp {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
-    let clock = ManualClock::new(start_time());
+    let (nexudus, tapkey) = space_sims().await;
     nexudus.set_now(start_time());
     nexudus.add_coworker(ANNA, "Anna Müller", ANNA_EMAIL);
     nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
@@ -215,32 +155,11 @@ pub async fn spawn_app_retrying(
 
     let mut config = tenant_config(&nexudus, &tapkey, auth);
     tenant(&mut config);
-    let mut all_secrets = secrets(&tapkey);
-    all_secrets.0.extend(extra_secrets);
-    let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sqlite: Arc<dyn Store> =
-        Arc::new(SqliteStore::open_in_memory(shared_clock.clone()).unwrap_or_else(|e| panic!("sqlite: {e}")));
-    let store = Arc::new(FaultyStore::new(sqlite));
-    let records = Records::new(store.clone(), shared_clock.clone());
-    let queue: Arc<dyn Queue> =
-        Arc::new(EmbeddedQueue::open_in_memory(shared_clock, 5).unwrap_or_else(|e| panic!("queue: {e}")));
-    let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { admin: None, tenants: vec![config.clone()] }, &all_secrets, policy)
-            .unwrap_or_else(|e| panic!("tenants: {e}")),
-    );
-    let runtime = Runtime {
-        ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),
-        worker: Worker::new(records.clone(), tenants),
-        queue: queue.clone(),
-        records: records.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
-    let router = serve::router(runtime.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    TestApp { nexudus, tapkey, clock, store, records, queue, runtime, config, url, server }
+    let mut secrets = secrets(&tapkey);
+    secrets.0.extend(extra_secrets);
+    let all = Config { admin: None, tenants: vec![config.clone()] };
+    let portier = Portier::start(&all, &secrets, policy, vec![nexudus.clock_hand()]).await;
+    TestApp { nexudus, tapkey, config, portier }
 }
 
 impl TestApp {
@@ -253,30 +172,6 @@ impl TestApp {
     pub async fn hook(&self, action: &str, dto: &serde_json::Value) -> u16 {
         let hook = self.nexudus.webhook(action, dto);
         self.nexudus.deliver(&self.hook_url(action), &hook).await
-    }
-
-    /// Moves every clock (Portier's and the source's) to `t`.
-    pub fn set_now(&self, t: DateTime<Utc>) {
-        self.clock.set(t);
-        self.nexudus.set_now(t);
-    }
-
-    pub fn advance(&self, d: chrono::Duration) {
-        self.set_now(self.clock.now() + d);
-    }
-
-    /// Works the queue until it is empty, letting retried messages come back by moving the
-    /// clock past their delay. Returns how many messages were done.
-    pub async fn drain(&self) -> usize {
-        drain_queue(&self.runtime, |d| self.advance(d)).await
-    }
-
-    /// Runs the tick (due timers → reconcile messages) and drains.
-    pub async fn tick_and_drain(&self) -> usize {
-        shared::tick::enqueue_due(&self.records, self.queue.as_ref())
-            .await
-            .unwrap_or_else(|e| panic!("tick: {e}"));
-        self.drain().await
     }
 
     pub fn subject(&self, person: i64) -> shared::model::SubjectKey {
@@ -330,23 +225,4 @@ impl TestApp {
     pub fn tapkey_writes(&self) -> usize {
         self.tapkey.calls().iter().filter(|c| c.method != "GET" && !c.path.contains("/connect/token")).count()
     }
-}
-
-/// Works the queue until it is empty, letting retried messages come back by moving the clock
-/// (with `advance`) past their delay. Returns how many messages were done.
-pub async fn drain_queue(runtime: &Runtime, advance: impl Fn(chrono::Duration)) -> usize {
-    let mut done = 0;
-    for _ in 0..40 {
-        let r = serve::work_batch(runtime, Duration::ZERO).await.unwrap_or_else(|e| panic!("worker: {e}"));
-        done += r.done;
-        let stats = runtime.queue.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
-        if stats.visible == 0 && stats.in_flight == 0 {
-            return done;
-        }
-        if r.done + r.retried == 0 {
-            // Everything left is waiting for its retry delay.
-            advance(chrono::Duration::minutes(6));
-        }
-    }
-    panic!("the queue did not drain");
 }

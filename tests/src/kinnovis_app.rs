@@ -1,24 +1,18 @@
-//! `spawn_kinnovis_app()`: a self-storage location (Kinnovis + Tapkey simulators) and Portier's
-//! routes with an embedded store and queue, each test with its own fresh state.
+//! `spawn_kinnovis_app()`: a self-storage location (Kinnovis + Tapkey simulators) and Portier
+//! as `portier serve` builds it ([`crate::app::Portier`]), each test with its own fresh state.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use shared::clock::{Clock, ManualClock};
 use shared::config::{
     Config, Policy, Providers, SourceConfig, StaticSecrets, TapkeyProviderConfig, TenantConfig,
 };
 use shared::model::{Email, ItemKind, ItemRef, Mapping, SubjectKey, Target, TenantId};
-use shared::queue::Queue;
-use shared::queue::embedded::EmbeddedQueue;
-use shared::serve::{self, Runtime};
-use shared::store::sqlite::SqliteStore;
-use shared::store::{Records, Store};
-use shared::tenants::{StaticTenants, TenantRuntime, Tenants};
-use shared::worker::Worker;
+use shared::tenants::TenantRuntime;
 
-use crate::harness::{FaultyStore, drain_queue, fast_retries, start_time};
+use crate::app::Portier;
+use crate::harness::fast_retries;
 use crate::sim::{KinnovisSim, KinnovisSimConfig, SimWebhook, TapkeySim, TapkeySimConfig};
 
 pub const STORAGE_TENANT: &str = "storage-vienna";
@@ -87,70 +81,32 @@ pub async fn storage_sims() -> (KinnovisSim, TapkeySim) {
     (kinnovis, tapkey)
 }
 
-/// One running Portier for a self-storage location.
+/// Portier for a self-storage location, with its Kinnovis and Tapkey simulators.
 pub struct KinnovisApp {
     pub kinnovis: KinnovisSim,
     pub tapkey: TapkeySim,
-    pub clock: ManualClock,
-    pub store: Arc<FaultyStore>,
-    pub records: Records,
-    pub queue: Arc<dyn Queue>,
-    pub runtime: Runtime,
     pub config: TenantConfig,
     pub tenant: Arc<TenantRuntime>,
-    pub url: String,
-    server: tokio::task::JoinHandle<()>,
+    pub portier: Portier,
 }
 
-impl Drop for KinnovisApp {
-    fn drop(&mut self) {
-        self.server.abort();
+/// The store, queue, clock and runtime: `app.records`, `app.drain()`.
+impl Deref for KinnovisApp {
+    type Target = Portier;
+    fn deref(&self) -> &Portier {
+        &self.portier
     }
 }
 
 pub async fn spawn_kinnovis_app() -> KinnovisApp {
     let (kinnovis, tapkey) = storage_sims().await;
-    let clock = ManualClock::new(start_time());
-    kinnovis.set_now(start_time());
     let config = storage_config(&kinnovis, &tapkey);
-    let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sqlite: Arc<dyn Store> =
-        Arc::new(SqliteStore::open_in_memory(shared_clock.clone()).unwrap_or_else(|e| panic!("sqlite: {e}")));
-    let store = Arc::new(FaultyStore::new(sqlite));
-    let records = Records::new(store.clone(), shared_clock.clone());
-    // As `portier serve` does at start-up: this is when the tenant counts as connected.
-    records
-        .put_tenant_config(&config.id, serde_json::to_value(&config).unwrap_or_default())
-        .await
-        .unwrap_or_else(|e| panic!("config: {e}"));
-    let queue: Arc<dyn Queue> =
-        Arc::new(EmbeddedQueue::open_in_memory(shared_clock, 5).unwrap_or_else(|e| panic!("queue: {e}")));
-    let tenants = StaticTenants::build(
-        &Config { admin: None, tenants: vec![config.clone()] },
-        &storage_secrets(&kinnovis, &tapkey),
-        fast_retries(),
-    )
-    .unwrap_or_else(|e| panic!("tenants: {e}"));
-    let tenant = tenants
-        .get(&config.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the storage tenant was not built"));
-    let tenants: Arc<dyn Tenants> = Arc::new(tenants);
-    let runtime = Runtime {
-        ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),
-        worker: Worker::new(records.clone(), tenants),
-        queue: queue.clone(),
-        records: records.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}")));
-    let router = serve::router(runtime.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    KinnovisApp { kinnovis, tapkey, clock, store, records, queue, runtime, config, tenant, url, server }
+    let all = Config { admin: None, tenants: vec![config.clone()] };
+    let secrets = storage_secrets(&kinnovis, &tapkey);
+    let portier = Portier::start(&all, &secrets, fast_retries(), vec![kinnovis.clock_hand()]).await;
+    let tenant = portier.runtime.worker.tenants.get(&config.id).await.ok().flatten();
+    let tenant = tenant.unwrap_or_else(|| panic!("the storage tenant was not built"));
+    KinnovisApp { kinnovis, tapkey, config, tenant, portier }
 }
 
 impl KinnovisApp {
@@ -165,34 +121,6 @@ impl KinnovisApp {
 
     pub async fn deliver(&self, hook: &SimWebhook) -> u16 {
         self.kinnovis.deliver(&self.hook_url(), hook).await
-    }
-
-    /// Moves Portier's and Kinnovis' clocks to `t`.
-    pub fn set_now(&self, t: DateTime<Utc>) {
-        self.clock.set(t);
-        self.kinnovis.set_now(t);
-    }
-
-    pub fn advance(&self, d: chrono::Duration) {
-        self.set_now(self.clock.now() + d);
-    }
-
-    pub async fn drain(&self) -> usize {
-        drain_queue(&self.runtime, |d| self.advance(d)).await
-    }
-
-    /// Runs the tick (due timers → reconcile messages) and drains.
-    pub async fn tick_and_drain(&self) -> usize {
-        shared::tick::enqueue_due(&self.records, self.queue.as_ref())
-            .await
-            .unwrap_or_else(|e| panic!("tick: {e}"));
-        self.drain().await
-    }
-
-    /// Messages waiting or in flight.
-    pub async fn queued(&self) -> u64 {
-        let stats = self.queue.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
-        stats.visible + stats.in_flight
     }
 
     pub fn subject(&self, email: &str) -> SubjectKey {

@@ -1,3 +1,4 @@
+pub mod app;
 pub mod aws;
 pub mod burst;
 pub mod console;

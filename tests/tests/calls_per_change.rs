@@ -67,14 +67,12 @@ async fn a_kind_no_mapping_uses_is_not_read_and_what_was_stored_of_it_ends() {
         )
         .expect("tenants"),
     );
-    let mut rt = app.runtime.clone();
-    rt.ingress = shared::ingress::Ingress::new(tenants.clone(), app.queue.clone(), app.records.clone());
-    rt.worker = shared::worker::Worker::new(app.records.clone(), tenants);
+    let rt = shared::serve::Runtime::new(tenants, app.queue.clone(), app.records.clone());
     app.nexudus.reset_calls();
     let hook = app.nexudus.webhook("AccessControlUpdate", &app.nexudus.coworker_dto(ANNA));
     app.nexudus.deliver(&app.hook_url("AccessControlUpdate"), &hook).await;
     // Delivered to the old router's queue; the pass-only runtime works it.
-    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    testkit::app::drain_queue(&rt, |d| app.advance(d)).await;
     assert_eq!(app.nexudus.count("GET", "bookings"), 0, "bookings are not read");
     assert_eq!(
         active(&app.records.entitlements(&subject).await.expect("store")),

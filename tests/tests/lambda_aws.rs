@@ -12,8 +12,8 @@ use shared::model::{SourceKind, SubjectKey, TenantId};
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{Event, Proof, WorkMessage};
-use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, TENANT};
-use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, TENANT};
+use testkit::sim::{NexudusSim, TapkeySim};
 
 struct AwsApp {
     nexudus: NexudusSim,
@@ -23,13 +23,7 @@ struct AwsApp {
 }
 
 async fn spawn_aws_app() -> AwsApp {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     nexudus.set_now(Utc::now());
     nexudus.add_coworker(ANNA, "Anna Müller", testkit::harness::ANNA_EMAIL);
     nexudus.add_coworker(457, "Ben Weber", "ben@example.com");
@@ -50,16 +44,7 @@ async fn spawn_aws_app() -> AwsApp {
 impl AwsApp {
     /// API Gateway → `nexudus-ingress`.
     async fn hook(&self, action: &str, dto: &serde_json::Value) -> i64 {
-        let hook = self.nexudus.webhook(action, dto);
-        let sig = hook
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
-            .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest =
-            serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
-                .expect("event");
-        answer(&self.env.hooks(), event).await.status_code
+        testkit::aws::nexudus_ingress(&self.env, TENANT, &self.nexudus.webhook(action, dto)).await
     }
 
     /// SQS → `worker`, as the event source mapping does: successes are deleted, reported

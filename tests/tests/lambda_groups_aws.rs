@@ -3,19 +3,18 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chrono::Utc;
 use shared::config::NoAccess;
 use shared::config::StaticSecrets;
-use shared::lambda::{LambdaEnv, answer};
+use shared::lambda::LambdaEnv;
 use shared::model::{ProviderKind, SourceKind, SubjectKey, TenantId, UserState};
 use shared::queue::sqs::SqsQueue;
 use testkit::groups::{
     BRIVO_GROUP, COWORKING, DESK, DESK_SALTO, OFFICE, OFFICE_BRIVO, SALTO_GROUP, add_group_providers,
     group_secrets, start_group_sims,
 };
-use testkit::harness::{ANNA, ANNA_EMAIL, HOOK_SECRET, HookAuth, OWNER, TENANT};
-use testkit::sim::{BrivoSim, NexudusSim, NexudusSimConfig, SaltoSim, TapkeySim, TapkeySimConfig};
+use testkit::harness::{ANNA, ANNA_EMAIL, HookAuth, TENANT};
+use testkit::sim::{BrivoSim, NexudusSim, SaltoSim, TapkeySim};
 
 struct AwsApp {
     nexudus: NexudusSim,
@@ -27,13 +26,7 @@ struct AwsApp {
 }
 
 async fn spawn_aws_groups_app() -> AwsApp {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     let (salto, brivo) = start_group_sims().await;
     nexudus.set_now(Utc::now());
     nexudus.add_coworker(ANNA, "Anna Müller", ANNA_EMAIL);
@@ -60,16 +53,7 @@ impl AwsApp {
 
     /// API Gateway → `nexudus-ingress`, for `action` with this DTO.
     async fn hook_dto(&self, action: &str, dto: &serde_json::Value) -> i64 {
-        let hook = self.nexudus.webhook(action, dto);
-        let sig = hook
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
-            .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest =
-            serde_json::from_value(testkit::events::nexudus_hook(TENANT, action, "", sig, &hook.body))
-                .expect("event");
-        answer(&self.env.hooks(), event).await.status_code
+        testkit::aws::nexudus_ingress(&self.env, TENANT, &self.nexudus.webhook(action, dto)).await
     }
 
     /// SQS → `worker`, as the event source mapping does.

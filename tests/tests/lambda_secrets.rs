@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use chrono::Utc;
 use shared::clock::{Clock, SystemClock};
 use shared::http::RetryPolicy;
-use shared::lambda::{LambdaEnv, Warm, answer, worker_sqs};
+use shared::lambda::{LambdaEnv, Warm, worker_sqs};
 use shared::model::TenantId;
 use shared::queue::Queue;
 use shared::queue::sqs::SqsQueue;
@@ -18,8 +17,8 @@ use shared::secrets::{ExposeSecret, SECRETS_TTL, SecretsManager, TenantSecrets};
 use shared::store::Records;
 use shared::store::dynamo::DynamoStore;
 use shared::tenants::{TableTenants, Tenants};
-use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, TENANT};
-use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+use testkit::harness::{ANNA, BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, TENANT};
+use testkit::sim::{NexudusSim, TapkeySim};
 
 fn endpoint() -> String {
     std::env::var("PORTIER_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
@@ -38,13 +37,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     nexudus.set_now(Utc::now());
     nexudus.add_coworker(ANNA, "Anna Müller", testkit::harness::ANNA_EMAIL);
     nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
@@ -127,20 +120,7 @@ impl World {
     /// A signed `AccessControlUpdate` for Anna, through the ingress handler.
     async fn hook(&self, env: &LambdaEnv) -> i64 {
         let hook = self.nexudus.webhook("AccessControlUpdate", &self.nexudus.coworker_dto(ANNA));
-        let sig = hook
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"))
-            .map(|(_, v)| v.as_str());
-        let event: ApiGatewayV2httpRequest = serde_json::from_value(testkit::events::nexudus_hook(
-            TENANT,
-            "AccessControlUpdate",
-            "",
-            sig,
-            &hook.body,
-        ))
-        .expect("event");
-        answer(&env.hooks(), event).await.status_code
+        testkit::aws::nexudus_ingress(env, TENANT, &hook).await
     }
 }
 

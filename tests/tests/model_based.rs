@@ -33,17 +33,17 @@ use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::queue::sqs::SqsQueue;
 use shared::resync::ResyncOptions;
-use shared::serve::{self, Runtime};
+use shared::serve::Runtime;
 use shared::store::dynamo::DynamoStore;
 use shared::store::sqlite::SqliteStore;
 use shared::store::{Records, Store};
-use shared::tenants::{StaticTenants, Tenants};
-use shared::worker::Worker;
-use testkit::harness::{self, FaultyStore, HookAuth};
+use shared::tenants::Tenants;
+use testkit::app::FaultyStore;
+use testkit::harness::{self, HookAuth};
 use testkit::kinnovis_app;
 use testkit::sim::{
-    KinnovisSim, KinnovisSimConfig, NexudusSim, NexudusSimConfig, SaltoSim, SaltoSimConfig, SimWebhook,
-    TapkeySim, TapkeySimConfig,
+    KinnovisSim, KinnovisSimConfig, NexudusSim, SaltoSim, SaltoSimConfig, SimWebhook, TapkeySim,
+    TapkeySimConfig,
 };
 
 // ── the world ────────────────────────────────────────────────────────────────────────────
@@ -554,14 +554,7 @@ fn retries() -> RetryPolicy {
 }
 
 async fn spawn(lambda: bool) -> App {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(harness::HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey_nx =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: harness::OWNER.into(), ..Default::default() })
-            .await;
+    let (nexudus, tapkey_nx) = harness::space_sims().await;
     let kinnovis = KinnovisSim::start(KinnovisSimConfig::default()).await;
     let tapkey_kv = TapkeySim::start(TapkeySimConfig {
         owner_account_id: kinnovis_app::STORAGE_OWNER.into(),
@@ -685,22 +678,11 @@ async fn build_wire(
         let tenants = env.tenants.clone();
         return (tenants, Wire::Lambda { env, sqs: sqs.clone() });
     }
-    let tenants: Arc<dyn Tenants> = Arc::new(
-        StaticTenants::build(&Config { admin: None, tenants: configs.to_vec() }, secrets, retries())
-            .expect("tenants"),
-    );
-    let runtime = Runtime {
-        ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),
-        worker: Worker::new(records.clone(), tenants.clone()),
-        queue: queue.clone(),
-        records: records.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = serve::router(runtime.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let config = Config { admin: None, tenants: configs.to_vec() };
+    let app = testkit::app::build(records, queue, &config, secrets, retries()).await;
+    let (url, server) = testkit::app::listen(app.router()).await;
+    let runtime = app.runtime;
+    let tenants = runtime.worker.tenants.clone();
     (tenants, Wire::Serve { runtime, url, server })
 }
 
@@ -749,14 +731,7 @@ impl Run<'_> {
                 let url = format!("{url}/hooks/nexudus/{NX}/{}", h.action);
                 i64::from(self.app.nexudus.deliver(&url, h).await)
             }
-            (Hook::Nexudus(h), Wire::Lambda { env, .. }) => {
-                let sig = h.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-nexudus-hook-signature"));
-                let event =
-                    testkit::events::nexudus_hook(NX, &h.action, "", sig.map(|(_, v)| v.as_str()), &h.body);
-                let event: ApiGatewayV2httpRequest =
-                    serde_json::from_value(event).map_err(|e| e.to_string())?;
-                answer(&env.hooks(), event).await.status_code
-            }
+            (Hook::Nexudus(h), Wire::Lambda { env, .. }) => testkit::aws::nexudus_ingress(env, NX, h).await,
             (Hook::Kinnovis(h), wire) => {
                 // A retry of the same message: same webhook-id, signed again now.
                 let id = h
@@ -1213,7 +1188,7 @@ impl Run<'_> {
         for round in 0..4 {
             match &self.app.wire {
                 Wire::Serve { runtime, .. } => {
-                    harness::drain_queue(runtime, advance).await;
+                    testkit::app::drain_queue(runtime, advance).await;
                 }
                 Wire::Lambda { env, sqs } => drain_sqs(env, sqs).await?,
             }

@@ -392,16 +392,7 @@ async fn on_lambda_a_brivo_event_and_a_salto_entry_become_one_check_in_each() {
     use shared::model::{ProviderUserIds, UserState};
 
     let (salto, brivo) = start_group_sims().await;
-    let nexudus = testkit::sim::NexudusSim::start(testkit::sim::NexudusSimConfig {
-        webhook_secret: Some(testkit::harness::HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey = testkit::sim::TapkeySim::start(testkit::sim::TapkeySimConfig {
-        owner_account_id: testkit::harness::OWNER.into(),
-        ..Default::default()
-    })
-    .await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     nexudus.set_now(Utc::now());
     nexudus.add_coworker(ANNA, "Anna Müller", testkit::harness::ANNA_EMAIL);
     nexudus.add_coworker(457, "Ben Weber", "ben@example.com");

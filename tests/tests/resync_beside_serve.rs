@@ -11,14 +11,9 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, SourceConfig};
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
-use shared::serve::Runtime;
 use shared::store::sqlite::SqliteStore;
 use shared::store::{Records, Store};
-use shared::tenants::{StaticTenants, Tenants};
-use testkit::harness::{
-    BIKE_STORAGE, HOOK_SECRET, HookAuth, LOCK, OWNER, fast_retries, secrets, tenant_config,
-};
-use testkit::sim::{NexudusSim, NexudusSimConfig, TapkeySim, TapkeySimConfig};
+use testkit::harness::{BIKE_STORAGE, HookAuth, LOCK, fast_retries, secrets, tenant_config};
 
 const PEOPLE: i64 = 1_000;
 
@@ -37,13 +32,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_answered_while_a_resync_writes_the_same_file() {
-    let nexudus = NexudusSim::start(NexudusSimConfig {
-        webhook_secret: Some(HOOK_SECRET.into()),
-        ..Default::default()
-    })
-    .await;
-    let tapkey =
-        TapkeySim::start(TapkeySimConfig { owner_account_id: OWNER.into(), ..Default::default() }).await;
+    let (nexudus, tapkey) = testkit::harness::space_sims().await;
     nexudus.add_time_pass(BIKE_STORAGE, "Bike Storage");
     tapkey.add_lock(LOCK, "Bike Storage Door", true);
     for id in 1..=PEOPLE {
@@ -55,26 +44,14 @@ async fn webhooks_are_answered_while_a_resync_writes_the_same_file() {
         *calls_per_minute = Some(60_000);
     }
     let config = Config { admin: None, tenants: vec![tenant.clone()] };
-    let tenants: Arc<dyn Tenants> =
-        Arc::new(StaticTenants::build(&config, &secrets(&tapkey), fast_retries()).expect("tenants"));
 
     let dir = std::env::temp_dir().join(format!("portier-beside-{}", uuid::Uuid::new_v4().simple()));
     let file = dir.join("portier.db");
     let (records, queue) = process(&file);
-    let serve = Runtime {
-        ingress: shared::ingress::Ingress::new(tenants.clone(), queue.clone(), records.clone()),
-        worker: shared::worker::Worker::new(records.clone(), tenants.clone()),
-        queue,
-        records,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!(
-        "http://{}/hooks/nexudus/{}/AccessControlUpdate",
-        listener.local_addr().expect("addr"),
-        tenant.id
-    );
-    let router = shared::serve::router(serve.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let serve = testkit::app::build(&records, &queue, &config, &secrets(&tapkey), fast_retries()).await;
+    let tenants = serve.runtime.worker.tenants.clone();
+    let (base, _server) = testkit::app::listen(serve.router()).await;
+    let url = format!("{base}/hooks/nexudus/{}/AccessControlUpdate", tenant.id);
 
     // The `resync` process: its own connections to the same file.
     let (resync_records, resync_queue) = process(&file);

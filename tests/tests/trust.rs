@@ -194,7 +194,7 @@ async fn a_short_webhook_secret_or_token_is_refused_when_the_config_loads() {
 #[tokio::test]
 async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_waits_for_nothing() {
     use shared::config::{Config, SourceConfig};
-    use shared::ingress::{Ingress, NexudusRequest};
+    use shared::ingress::NexudusRequest;
     use shared::model::TenantId;
     use shared::tenants::{StaticTenants, Tenants};
     use std::sync::Arc;
@@ -221,12 +221,8 @@ async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_wait
     let config = Config { admin: None, tenants: vec![app.config.clone(), munich.clone()] };
     let tenants: Arc<dyn Tenants> =
         Arc::new(StaticTenants::build(&config, &secrets(&app.tapkey), fast_retries()).expect("tenants"));
-    let mut rt = app.runtime.clone();
-    rt.ingress = Ingress {
-        backlog_limit: LIMIT,
-        ..Ingress::new(tenants.clone(), app.queue.clone(), app.records.clone())
-    };
-    rt.worker = shared::worker::Worker::new(app.records.clone(), tenants.clone());
+    let mut rt = shared::serve::Runtime::new(tenants.clone(), app.queue.clone(), app.records.clone());
+    rt.ingress.backlog_limit = LIMIT;
     let carl_dto = app.nexudus.coworker_dto(CARL);
     let deliver = |tenant: &'static str, action: &'static str, id: i64| {
         let dto = if id == CARL { carl_dto.clone() } else { app.nexudus.coworker_dto(id) };
@@ -249,7 +245,7 @@ async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_wait
 
     // Carl holds a grant before the flood; then Nexudus deletes him.
     assert_eq!(deliver(testkit::harness::TENANT, "AccessControlUpdate", CARL).await, 202);
-    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    testkit::app::drain_queue(&rt, |d| app.advance(d)).await;
     assert!(app.tapkey.active_holders().contains(&email(CARL)));
     app.nexudus.delete_coworker(CARL);
 
@@ -278,10 +274,10 @@ async fn a_tenants_flood_is_bounded_revocations_go_first_and_another_tenant_wait
         overflow.webhooks, first.done
     );
 
-    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    testkit::app::drain_queue(&rt, |d| app.advance(d)).await;
     let resynced = shared::serve::overflow_resyncs(&rt, tenants.as_ref()).await.expect("overflow resync");
     assert_eq!(resynced, 1);
-    testkit::harness::drain_queue(&rt, |d| app.advance(d)).await;
+    testkit::app::drain_queue(&rt, |d| app.advance(d)).await;
     let holders = app.tapkey.active_holders();
     let missing: Vec<i64> = (10_000..10_000 + FLOOD).filter(|id| !holders.contains(&email(*id))).collect();
     assert!(missing.is_empty(), "every overflowed webhook is covered by the resync: missing {missing:?}");

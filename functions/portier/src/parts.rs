@@ -119,15 +119,6 @@ pub fn open_store(data: &Path, clock: Arc<dyn Clock>) -> Result<Records> {
     Ok(Records::new(Arc::new(store), clock))
 }
 
-/// `explain` and `status` read tenants and mappings from the store, as they do in a Lambda
-/// deployment; every command that reads the config file keeps the store's copy current.
-pub async fn store_configs(records: &Records, config: &Config) -> Result<()> {
-    for t in &config.tenants {
-        records.put_tenant_config(&t.id, serde_json::to_value(t)?).await?;
-    }
-    Ok(())
-}
-
 /// The local store, queue and tenants of a `portier serve` installation.
 /// The store and work queue of the deployment (`--table`) or of a local `portier serve`.
 pub async fn records_and_queue(data: &Path, aws: &Deployment) -> Result<(Records, Box<dyn Queue>)> {
@@ -213,7 +204,7 @@ pub async fn local_parts(local: &Local) -> Result<LocalParts> {
         Arc::new(EmbeddedQueue::open(&local.data.join("queue.db"), clock, MAX_RECEIVES)?);
     let tenants: Arc<dyn Tenants> =
         Arc::new(StaticTenants::build(&config, &LocalSecrets::of(&local.data)?, RetryPolicy::default())?);
-    store_configs(&records, &config).await?;
+    serve::store_configs(&records, &config).await?;
     let origin = local.config().display().to_string();
     Ok(LocalParts { records, queue, tenants, origin, deployed: false })
 }

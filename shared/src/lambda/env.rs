@@ -184,12 +184,7 @@ impl LambdaEnv {
 
     /// The parts the routers take, over this deployment's table, queue and tenants.
     pub fn runtime(&self) -> crate::serve::Runtime {
-        crate::serve::Runtime {
-            ingress: self.ingress(),
-            worker: self.worker(),
-            queue: self.queue.clone(),
-            records: self.records.clone(),
-        }
+        crate::serve::Runtime::new(self.tenants.clone(), self.queue.clone(), self.records.clone())
     }
 
     /// The webhook routes `portier serve` mounts (design §6.1), for the ingress functions.

@@ -383,6 +383,12 @@ impl NexudusSim {
         lock(&self.inner.data).now = now;
     }
 
+    /// Moves this simulator's clock, apart from it: a test app moves every clock at once.
+    pub fn clock_hand(&self) -> crate::app::SimClock {
+        let inner = self.inner.clone();
+        Box::new(move |now| lock(&inner.data).now = now)
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         lock(&self.inner.data).now
     }

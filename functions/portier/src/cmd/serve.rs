@@ -8,14 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, EnvSecrets, Secrets};
-use shared::http::RetryPolicy;
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
-use shared::serve::{self, Runtime};
-use shared::tenants::{StaticTenants, Tenants};
+use shared::serve::{self, App};
 
 use crate::demo;
-use crate::parts::{MAX_RECEIVES, load_config, open_store, store_configs};
+use crate::parts::{MAX_RECEIVES, load_config, open_store};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,48 +58,16 @@ pub async fn serve_with(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let records = open_store(data, clock.clone())?;
     let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(&data.join("queue.db"), clock, MAX_RECEIVES)?);
-    // A tenant whose secrets are missing is left out and shown in `status` and `/healthz`;
-    // the others are served.
-    let (built, broken) = StaticTenants::build_each(config, secrets, RetryPolicy::default());
-    store_configs(&records, config).await?;
-    for t in &config.tenants {
-        let reason = broken.iter().find(|(id, _)| id == &t.id).map(|(_, e)| e.0.as_str());
-        if let Some(reason) = reason {
-            tracing::error!(tenant = %t.id, reason, "tenant not served: fix its configuration and restart");
-        }
-        shared::status::set_not_served(&records, &t.id, reason).await?;
-    }
-    // People whose mappings or policy changed since the last start are reconciled now.
-    for t in config.tenants.iter().filter(|t| !broken.iter().any(|(id, _)| id == &t.id)) {
-        shared::changes::enqueue_affected(&records, queue.as_ref(), t).await?;
-    }
-    let tenants: Arc<dyn Tenants> = Arc::new(built);
-    let admin = shared::console::admin_auth(config, secrets)?;
-    let rt = Runtime::new(tenants, queue, records);
+    let app = App::builder(records, queue, config, secrets).build().await?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, tenants = config.tenants.len(), workers, console = admin.is_some(), "portier serving");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = tokio::spawn(serve::run_background(rt.clone(), workers, stop_rx));
-    let mut stop_http = stop_tx.subscribe();
+    let console = app.has_console();
+    tracing::info!(%listen, tenants = config.tenants.len(), workers, console, "portier serving");
     // Header, request and connection timeouts and a connection limit (shared::http_server).
     let limits = shared::http_server::HttpLimits::default();
-    // Without an admin token the console is not mounted: /console/ and /api/v1 answer 404.
-    let router = match admin {
-        Some(auth) => {
-            serve::router(rt.clone()).merge(shared::console::router(shared::console::Console::new(rt, auth)))
-        }
-        None => serve::router(rt),
-    };
-    shared::http_server::serve(listener, router, limits, async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = stop_http.changed() => {}
-        }
+    app.serve(listener, limits, workers, async {
+        let _ = tokio::signal::ctrl_c().await;
     })
     .await;
-    let _ = stop_tx.send(true);
-    let _ = background.await;
     Ok(())
 }
