@@ -7,13 +7,13 @@
 //! (`serve`, `lambda`) with the operator's views, and what every layer stands on.
 
 pub mod ingress;
-pub mod sources;
-pub mod queue;
-pub mod worker;
 pub mod plan;
-pub mod reconcile;
 pub mod providers;
+pub mod queue;
+pub mod reconcile;
+pub mod sources;
 pub mod store;
+pub mod worker;
 
 // What keeps it in line over time: timers, resyncs, presence, changed configuration.
 pub mod changes;

@@ -20,6 +20,14 @@ use super::client::PatchMembers;
 use crate::error::CallError;
 use crate::model::SaltoGroupId;
 
+/// How long a PATCH of a busy group waits for more changes to join it. Workers that take
+/// people as room frees (`portier serve`) reach a group one by one, not ten at a time, so
+/// without it a burst would send one PATCH per person; a lone change never waits.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A group whose last PATCH started this recently is busy: a burst is under way.
+const BUSY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most user ids one PATCH carries (Salto KS documents no cap for this call; a page's worth
 /// keeps a request small, and a burst needs only a few of them).
 pub const MAX_IDS: usize = 100;
@@ -35,8 +43,9 @@ struct Request {
 #[derive(Default)]
 struct Group {
     pending: Mutex<Vec<Request>>,
-    /// One PATCH of this group at a time; whoever holds it sends everyone's waiting.
-    flight: tokio::sync::Mutex<()>,
+    /// One PATCH of this group at a time; whoever holds it sends everyone's waiting. It
+    /// holds when the last one started.
+    flight: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Membership changes of every access group of one site, coalesced per group.
@@ -70,7 +79,7 @@ impl MemberBatcher {
         let (tx, mut rx) = oneshot::channel();
         guard(&queue.pending).push(Request { add, remove, tx });
         loop {
-            let _flight = queue.flight.lock().await;
+            let mut last = queue.flight.lock().await;
             // Served by the PATCH that was in flight while we waited?
             match rx.try_recv() {
                 Ok(answer) => return answer,
@@ -79,6 +88,10 @@ impl MemberBatcher {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
+            if last.is_some_and(|at| at.elapsed() < BUSY) {
+                tokio::time::sleep(LINGER).await;
+            }
+            *last = Some(tokio::time::Instant::now());
             let batch = take_batch(&mut guard(&queue.pending));
             send(batch, &patch).await;
             // Ours may have been left for the next PATCH (it contradicted an earlier change).
