@@ -159,16 +159,12 @@ pub struct Drained {
 
 /// Receives one batch and works it: done messages are deleted, failed ones come back later.
 pub async fn work_batch(rt: &Runtime, wait: Duration) -> Result<Drained, WorkError> {
-    let batch = rt.queue.receive(10, visibility(), wait).await?;
+    let batch = rt.queue.receive(pool::BATCH, visibility(), wait).await?;
     // Groups are worked at once (each group's messages in order), so refreshes that wait for
     // the same source share its reads (`sources::nexudus::coalesce`).
-    let mut groups: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
-    for d in &batch {
-        groups.entry(d.group.as_str()).or_default().push(d);
-    }
-    let worked = futures_util::future::join_all(groups.into_values().map(|group| async move {
+    let worked = futures_util::future::join_all(pool::by_group(batch).into_iter().map(|group| async move {
         let mut drained = Drained::default();
-        for d in group {
+        for d in &group {
             if work_one(rt, d).await? {
                 drained.done += 1;
             } else {
