@@ -89,7 +89,16 @@ async fn element(c: &Client, css: &str) -> fantoccini::elements::Element {
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    element(c, css).await.text().await.unwrap_or_else(|e| panic!("text of {css}: {e}"))
+    // A page that is still being replaced (a form just posted) leaves the element found
+    // stale: find it again on the new page.
+    for _ in 0..50 {
+        match element(c, css).await.text().await {
+            Ok(text) => return text,
+            Err(e) if e.to_string().contains("stale element") => tokio::task::yield_now().await,
+            Err(e) => panic!("text of {css}: {e}"),
+        }
+    }
+    panic!("text of {css}: the element kept going stale")
 }
 
 async fn click(c: &Client, css: &str) {
